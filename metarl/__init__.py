@@ -1,0 +1,3 @@
+"""metarl: MAML for meta-reinforcement learning and few-shot learning, in PyTorch."""
+
+__version__ = "0.1.0"
