@@ -1,0 +1,93 @@
+"""Adaptation curves as results: confidence intervals, JSON, CSV, plots.
+
+A curve is a per-task array ``[tasks, steps + 1]`` (score after 0..K adaptation steps) for one
+method (MAML, a pretrained baseline, a random initialisation, ...). Every experiment, supervised
+or RL, reports through these functions so results read the same everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+Z_95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """Mean and 95% CI half-width of a curve at each adaptation step."""
+
+    mean: list[float]
+    ci95: list[float]
+    num_tasks: int
+
+
+def summarize(per_task: np.ndarray) -> CurveSummary:
+    """``per_task: [tasks, steps + 1]`` -> mean ± 1.96·std/√n at each step (unbiased std)."""
+    values = np.asarray(per_task, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 2:
+        raise ValueError(f"a curve needs shape [tasks >= 2, steps + 1], got {values.shape}")
+    half_width = Z_95 * values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
+    return CurveSummary(values.mean(axis=0).tolist(), half_width.tolist(), values.shape[0])
+
+
+def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
+                 meta: Mapping[str, object] | None = None) -> dict[str, object]:
+    """Write ``curve.json`` and ``curve.csv`` (one row per method and step); return the JSON."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = {label: summarize(values) for label, values in curves.items()}
+    result = {
+        "metric": metric,
+        **(dict(meta) if meta else {}),
+        "methods": {label: {"mean": s.mean, "ci95": s.ci95, "num_tasks": s.num_tasks}
+                    for label, s in summaries.items()},
+    }
+    (out_dir / "curve.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out_dir / "curve.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "step", metric, "ci95", "num_tasks"])
+        for label, s in summaries.items():
+            for step, (m, h) in enumerate(zip(s.mean, s.ci95)):
+                writer.writerow([label, step, f"{m:.6g}", f"{h:.6g}", s.num_tasks])
+    return result
+
+
+def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: bool = False,
+                references: Mapping[str, list[float]] | None = None) -> None:
+    """Mean with a shaded 95% CI per method on ``ax``; optional published reference curves."""
+    for label, values in curves.items():
+        s = summarize(values)
+        steps = np.arange(len(s.mean))
+        mean, half = np.array(s.mean), np.array(s.ci95)
+        ax.plot(steps, mean, marker="o", label=label)
+        ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+    for label, values in (references or {}).items():
+        ax.plot(np.arange(len(values)), values, linestyle="--", marker="x", label=label)
+    ax.set_xlabel("adaptation steps")
+    ax.set_ylabel(metric)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
+    """A plain-text table: one row per method, ``mean ± ci95`` per step."""
+    summaries = {label: summarize(values) for label, values in curves.items()}
+    steps = max(len(s.mean) for s in summaries.values())
+    width = max(len(label) for label in summaries) + 2
+    header = f"{metric:<{width}}" + "".join(f"{'step ' + str(k):>18}" for k in range(steps))
+    rows = [header]
+    for label, s in summaries.items():
+        cells = "".join(f"{f'{m:.3f} ± {h:.3f}':>18}" for m, h in zip(s.mean, s.ci95))
+        rows.append(f"{label:<{width}}" + cells)
+    return "\n".join(rows)

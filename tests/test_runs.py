@@ -1,0 +1,57 @@
+"""Run directories and checkpoints: atomic writes, strict loading."""
+
+import pytest
+import torch
+
+from metarl.runs import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_dict_strict,
+    new_run_dir,
+    save_checkpoint,
+)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {"model": {"w": torch.arange(3.0)}, "iteration": 7, "config": {"seed": 1}}
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    loaded = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert loaded["iteration"] == 7 and loaded["config"] == {"seed": 1}
+    assert torch.equal(loaded["model"]["w"], torch.arange(3.0))
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"iteration": 1})
+    before = path.read_bytes()
+
+    def crash(obj, handle):
+        handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"iteration": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp file left
+
+
+def test_loading_refuses_arbitrary_pickles(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"payload": object()}, path)
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_checkpoint(path)
+
+
+def test_strict_state_dict_loading_names_the_mismatch():
+    module = torch.nn.Linear(2, 3)
+    with pytest.raises(CheckpointError, match="does not match this model.*size mismatch"):
+        load_state_dict_strict(module, torch.nn.Linear(2, 4).state_dict(), source="ckpt")
+    with pytest.raises(CheckpointError, match="Missing key"):
+        load_state_dict_strict(module, {"weight": module.weight}, source="ckpt")
+
+
+def test_run_dirs_are_never_reused(tmp_path):
+    first = new_run_dir(tmp_path, "maml", "sine", 0)
+    second = new_run_dir(tmp_path, "maml", "sine", 0)
+    assert first != second and first.is_dir() and second.is_dir()
