@@ -1,0 +1,208 @@
+"""Supervised MAML meta-training (Finn et al. 2017, Algorithm 2), shared by sine and Omniglot.
+
+Each meta-iteration samples a meta-batch of tasks, adapts the shared parameters θ to every
+task's support set with ``num_steps`` inner steps (all tasks at once: ``adapt`` on task-stacked
+parameters with the model's batched ``task_forward``), and takes one Adam step on the mean
+query loss of the adapted parameters::
+
+    θ ← θ - β ∇_θ (1/B) Σ_i L_i^query(θ'_i),    θ'_i = adapt(θ, D_i^support)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from metarl.config import option
+from metarl.core.maml import Params, adapt, parameters_of, stack_params
+from metarl.runs import (
+    CHECKPOINT_NAME,
+    Logger,
+    check_compatible,
+    load_state_dict_strict,
+    save_checkpoint,
+)
+from metarl.supervised.curves import adaptation_curve
+from metarl.supervised.problem import FewShotProblem
+
+#: Held-out tasks come from a generator seeded with ``seed + HELD_OUT_SEED_OFFSET``, so they are
+#: disjoint in seed from the training stream (which uses ``seed``).
+HELD_OUT_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class MAMLConfig:
+    """Options shared by every supervised MAML experiment (spec.md section 4)."""
+
+    task: str = option("sine", "few-shot task family", choices=("sine", "omniglot"))
+    num_batches: int = option(70000, "meta-iterations (meta-batches) to train for", minimum=0,
+                              exclusive_minimum=False)
+    meta_batch_size: int = option(25, "tasks per meta-iteration", minimum=0)
+    num_steps: int = option(1, "inner gradient steps during meta-training", minimum=0)
+    fast_lr: float = option(0.01, "inner-loop learning rate (alpha)", minimum=0.0)
+    meta_lr: float = option(1e-3, "Adam meta learning rate (beta)", minimum=0.0)
+    first_order: bool = option(False, "first-order MAML: do not differentiate the inner gradient")
+    shots: int = option(10, "K: support examples per task (per class for classification)",
+                        minimum=0)
+    queries: int = option(10, "query examples per task for the meta-loss (per class for "
+                          "classification)", minimum=0)
+    eval_every: int = option(1000, "iterations between held-out adaptation curves (0: never)",
+                             minimum=0, exclusive_minimum=False)
+    eval_tasks: int = option(100, "held-out tasks in the periodic adaptation curve", minimum=0)
+    eval_steps: int = option(10, "inner steps in the periodic adaptation curve", minimum=0,
+                             exclusive_minimum=False)
+    checkpoint_every: int = option(1000, "iterations between checkpoints (one is always written "
+                                   "at the end)", minimum=0)
+    seed: int = option(0, "random seed (initialisation and task sampling)")
+    output_dir: str = option("runs", "folder in which run directories are created")
+
+
+#: Config keys a checkpoint must agree on to be loaded into a model.
+ARCHITECTURE_KEYS = ("task", "hidden_sizes", "ways")
+
+
+class MetaLearner:
+    """The model, its Adam optimiser and the task stream of one supervised MAML run."""
+
+    def __init__(self, problem: FewShotProblem, config: MAMLConfig):
+        self.problem = problem
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.model = problem.build_model()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.meta_lr)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.iteration = 0
+
+    def task_losses(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+        """Per-task loss ``[tasks]`` of task-stacked ``params`` on ``data = (x, y)``."""
+        x, y = data
+        return self.problem.task_loss(self.model.task_forward(params, x), y)
+
+    def task_scores(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+        """Per-task metric ``[tasks]`` (MSE, accuracy) of task-stacked ``params``."""
+        x, y = data
+        return self.problem.task_score(self.model.task_forward(params, x), y)
+
+    def adapt(self, params: Params, support: tuple[Tensor, Tensor]) -> Params:
+        """θ'_i for every task of ``support``: ``num_steps`` inner steps from ``params``."""
+        stacked = stack_params(params, support[0].shape[0])
+        return adapt(lambda p, d: self.task_losses(p, d).sum(), stacked, support,
+                     num_steps=self.config.num_steps, step_size=self.config.fast_lr,
+                     first_order=self.config.first_order)
+
+    def meta_loss(self, support: Any, query: Any) -> tuple[Tensor, Tensor]:
+        """Mean query loss after adaptation, and the mean query score (for logging)."""
+        adapted = self.adapt(parameters_of(self.model), support)
+        losses = self.task_losses(adapted, query)
+        with torch.no_grad():
+            scores = self.task_scores(adapted, query)
+        return losses.mean(), scores.mean()
+
+    def step(self) -> dict[str, float]:
+        """One meta-iteration; returns the values to log."""
+        support, query = self.problem.meta_batch(self.config.meta_batch_size, self.generator,
+                                                 split="train", query_size=self.config.queries)
+        loss, score = self.meta_loss(support, query)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        return {"train/meta_loss": loss.item(), f"train/post_adaptation_{self.problem.metric}":
+                score.item()}
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "iteration": self.iteration,
+            "config": dataclasses.asdict(self.config),
+        }
+
+    def load(self, state: dict[str, Any], *, source: str) -> None:
+        check_compatible(state.get("config", {}), dataclasses.asdict(self.config),
+                         ARCHITECTURE_KEYS, source=source)
+        load_state_dict_strict(self.model, state["model"], source=source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.iteration = int(state["iteration"])
+
+
+def held_out_batch(problem: FewShotProblem, config: MAMLConfig, num_tasks: int,
+                   *, query_size: int) -> tuple[Any, Any]:
+    """A fixed batch of held-out tasks (test split, generator disjoint from training)."""
+    generator = torch.Generator().manual_seed(config.seed + HELD_OUT_SEED_OFFSET)
+    return problem.meta_batch(num_tasks, generator, split="test", query_size=query_size)
+
+
+def curve_tags(metric: str, steps: int) -> list[str]:
+    return [f"adaptation/{metric}_step_{k}" for k in range(steps + 1)]
+
+
+def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
+          eval_query_size: int = 100) -> dict[str, float]:
+    """Meta-train from ``learner.iteration`` to ``config.num_batches``; log and checkpoint.
+
+    Returns the last logged values. A checkpoint is written atomically every
+    ``checkpoint_every`` iterations and at the end.
+    """
+    config, problem = learner.config, learner.problem
+    tags = curve_tags(problem.metric, config.eval_steps)
+    logger = Logger(run_dir, purge_step=learner.iteration or None,
+                    multiline={f"adaptation curve ({problem.metric})": tags})
+    held_out = None
+    if config.eval_every and config.eval_tasks:
+        held_out = held_out_batch(problem, config, config.eval_tasks, query_size=eval_query_size)
+    last: dict[str, float] = {}
+    bar = tqdm(total=config.num_batches, initial=learner.iteration, disable=not progress,
+               desc=f"maml {config.task}", unit="it", dynamic_ncols=True)
+    try:
+        while learner.iteration < config.num_batches:
+            start = time.perf_counter()
+            values = learner.step()
+            values["time/iteration_s"] = time.perf_counter() - start
+            it = learner.iteration
+            if held_out is not None and it % config.eval_every == 0:
+                curve = adaptation_curve(learner.task_losses, learner.task_scores,
+                                         parameters_of(learner.model), *held_out,
+                                         steps=config.eval_steps, step_size=config.fast_lr)
+                means = curve.mean(dim=0)
+                values.update({tag: m.item() for tag, m in zip(tags, means)})
+                bar.set_postfix_str(_postfix(values, problem.metric, means), refresh=False)
+            elif it % 10 == 0:
+                bar.set_postfix_str(_postfix(values, problem.metric, None), refresh=False)
+            logger.scalars(values, it)
+            last.update(values)
+            if it % config.checkpoint_every == 0 or it == config.num_batches:
+                save_checkpoint(run_dir / CHECKPOINT_NAME, learner.state())
+            bar.update(1)
+        if learner.iteration == 0 or not (run_dir / CHECKPOINT_NAME).exists():
+            save_checkpoint(run_dir / CHECKPOINT_NAME, learner.state())
+    finally:
+        bar.close()
+        logger.close()
+    return last
+
+
+def _postfix(values: dict[str, float], metric: str, curve: Tensor | None) -> str:
+    text = f"loss {values['train/meta_loss']:.3f}"
+    if curve is not None:
+        text += f" | held-out {metric}: step0 {curve[0]:.3f}"
+        if len(curve) > 1:
+            text += f" step1 {curve[1]:.3f}"
+    return text
+
+
+def load_learner(problem: FewShotProblem, config: MAMLConfig, checkpoint: Path) -> MetaLearner:
+    from metarl.runs import load_checkpoint
+
+    learner = MetaLearner(problem, config)
+    learner.load(load_checkpoint(checkpoint), source=str(checkpoint))
+    return learner
