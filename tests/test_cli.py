@@ -1,0 +1,123 @@
+"""The command line: smoke runs, resume, evaluate, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from metarl.run import main
+
+TINY = ["--num-batches", "20", "--meta-batch-size", "4", "--eval-every", "10", "--eval-tasks",
+        "8", "--eval-steps", "2", "--checkpoint-every", "10", "--no-progress"]
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_maml_sine_smoke_writes_config_events_and_checkpoint(tmp_path):
+    assert main(["maml", "--task", "sine", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith("maml__sine__0__")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["algo"] == "maml" and saved["num_batches"] == 20 and saved["fast_lr"] == 0.01
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 20
+
+
+def test_config_file_then_flags_override_it(tmp_path):
+    config = tmp_path / "my.yaml"
+    config.write_text("meta_batch_size: 3\nfast_lr: 0.05\nseed: 7\n")
+    out = tmp_path / "runs"
+    assert main(["maml", "--config", str(config), *TINY, "--fast-lr", "0.02",
+                 "--output-dir", str(out)]) == 0
+    saved = yaml.safe_load((only_run_dir(out) / "config.yaml").read_text())
+    assert saved["seed"] == 7 and saved["fast_lr"] == 0.02 and saved["meta_batch_size"] == 4
+
+
+def test_resume_continues_to_the_same_result_as_an_uninterrupted_run(tmp_path):
+    common = [*TINY[2:], "--seed", "3"]  # everything but --num-batches
+    assert main(["maml", "--num-batches", "20", *common, "--output-dir", str(tmp_path / "a")]) == 0
+    assert main(["maml", "--num-batches", "10", *common, "--output-dir", str(tmp_path / "b")]) == 0
+    interrupted = only_run_dir(tmp_path / "b")
+    assert main(["maml", "--resume", str(interrupted), "--num-batches", "20",
+                 "--no-progress"]) == 0
+    full = torch.load(only_run_dir(tmp_path / "a") / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(interrupted / "checkpoint.pt", weights_only=True)
+    assert resumed["iteration"] == 20
+    for name, value in full["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, rtol=0, atol=0)
+
+
+def test_evaluate_writes_curve_json_csv_png(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "20", "--steps", "3",
+                 "--baseline-iterations", "5"]) == 0
+    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    assert set(result["methods"]) == {"maml", "pretrained"}
+    assert len(result["methods"]["maml"]["mean"]) == 4
+    assert result["num_tasks"] == 20
+    assert (run_dir / "evaluation" / "curve.csv").read_text().count("\n") == 1 + 2 * 4
+    assert (run_dir / "evaluation" / "curve.png").stat().st_size > 10_000
+    assert "maml" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["reptile"], "unknown algorithm 'reptile'; choose from: maml"),
+    (["maml", "--task", "cosine"], "task='cosine' is not valid; choose from: sine"),
+    (["maml", "--fast-lr", "-0.1"], "fast_lr=-0.1 must be > 0"),
+    (["maml", "--meta-lr", "0"], "meta_lr=0.0 must be > 0"),
+    (["maml", "--meta-batch-size", "0"], "meta_batch_size=0 must be > 0"),
+    (["maml", "--meta-batch-size", "two"], "meta_batch_size='two' is not a valid int"),
+    (["maml", "--config", "/nonexistent/sine.yaml"], "config file not found: /nonexistent/sine.yaml"),
+    (["maml", "--resume", "/nonexistent/run"], "no such run directory"),
+    (["evaluate", "--run", "/nonexistent/run"], "checkpoint not found"),
+    (["maml", "--bogus-flag", "1"], "unrecognized arguments: --bogus-flag 1"),
+])
+def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unknown_key_in_config_file_names_valid_options(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("fast_learning_rate: 0.1\n")
+    assert main(["maml", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option(s) fast_learning_rate" in err and "fast_lr" in err
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_not_overwritten(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", "--run", str(run_dir)]) == 2
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "30", "--no-progress"]) == 2
+    assert "is corrupt or unreadable" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == b"not a checkpoint"
+
+
+def test_checkpoint_from_another_architecture_is_refused(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("- 40\n- 40", "- 20\n- 20"))
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "30", "--no-progress"]) == 2
+    assert "hidden_sizes=" in capsys.readouterr().err
+
+
+def test_module_entry_point_reports_errors_without_traceback():
+    result = subprocess.run([sys.executable, "-m", "metarl.run", "maml", "--fast-lr", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: fast_lr=0.0 must be > 0"
