@@ -61,10 +61,10 @@ def test_evaluate_writes_curve_json_csv_png(tmp_path, capsys):
     assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "20", "--steps", "3",
                  "--baseline-iterations", "5"]) == 0
     result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
-    assert set(result["methods"]) == {"maml", "pretrained"}
+    assert set(result["methods"]) == {"maml", "pretrained", "oracle"}
     assert len(result["methods"]["maml"]["mean"]) == 4
     assert result["num_tasks"] == 20
-    assert (run_dir / "evaluation" / "curve.csv").read_text().count("\n") == 1 + 2 * 4
+    assert (run_dir / "evaluation" / "curve.csv").read_text().count("\n") == 1 + 3 * 4
     assert (run_dir / "evaluation" / "curve.png").stat().st_size > 10_000
     assert "maml" in capsys.readouterr().out
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 import torch
 
 from metarl.core.maml import adapt, parameters_of, stack_params
 from metarl.evaluation import format_table, plot_curves, write_curves
-from metarl.supervised.baselines import pretrain_jointly
+from metarl.supervised.baselines import oracle_inputs, pretrain_jointly, train_sine_oracle
 from metarl.supervised.curves import adaptation_curve
 from metarl.supervised.trainer import MetaLearner
 
@@ -42,7 +43,8 @@ class EvalOptions:
 
 def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOptions,
                         build_problem: Any) -> dict[str, Any]:
-    """Adaptation curves of the meta-learned model and the pretrained baseline; writes
+    """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
+    and fine-tuned the same way; for sine also the oracle given amplitude and phase); writes
     ``curve.json``, ``curve.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON."""
     config = learner.config
     shots = options.shots or config.shots
@@ -66,6 +68,15 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
         losses, scores = _task_functions(problem, model)
         curves[label] = adaptation_curve(losses, scores, params, support, query,
                                          steps=options.steps, step_size=config.fast_lr).numpy()
+    if options.baselines and hasattr(problem, "tasks"):
+        oracle = train_sine_oracle(problem.tasks, iterations=options.baseline_iterations,
+                                   batch_size=config.meta_batch_size, points=config.queries,
+                                   lr=config.meta_lr,
+                                   generator=torch.Generator().manual_seed(seed + 2))
+        with torch.no_grad():
+            prediction = oracle(oracle_inputs(query[0], *true_tasks))
+            per_task = problem.task_score(prediction, query[1]).numpy()
+        curves["oracle"] = np.repeat(per_task[:, None], options.steps + 1, axis=1)
 
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
             "query_size": options.query_size, "steps": options.steps,
