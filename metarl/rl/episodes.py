@@ -1,0 +1,122 @@
+"""The time-major episode batch: ``[T, K, E, ...]`` = time, tasks, episodes per task.
+
+``T`` is the horizon. An episode of length L occupies steps ``0 .. L-1``; ``mask`` is 1 there and
+0 after (termination before the horizon, or a shorter horizon: fixed horizons are masks). Values
+at masked steps are padding and carry no meaning. ``terminated`` says whether an episode ended by
+termination (its last state is terminal) rather than truncation; see ``metarl.rl.returns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Episodes:
+    """Episodes of K tasks, E per task, horizon T.
+
+    Attributes:
+        observations: ``[T, K, E, obs]`` observation at each step.
+        actions: ``[T, K, E, act]`` action taken.
+        rewards: ``[T, K, E]`` reward received.
+        log_probs: ``[T, K, E]`` log-probability of the action under the sampling policy.
+        mask: ``[T, K, E]`` floating, 1.0 for the first ``lengths[k, e]`` steps, 0.0 after.
+        lengths: ``[K, E]`` integer episode lengths (valid steps), at most T.
+        terminated: ``[K, E]`` bool, True where the episode ended by termination.
+    """
+
+    observations: Tensor
+    actions: Tensor
+    rewards: Tensor
+    log_probs: Tensor
+    mask: Tensor
+    lengths: Tensor
+    terminated: Tensor
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, Tensor):
+                raise TypeError(f"Episodes.{f.name} must be a Tensor, got {type(value).__name__}")
+        if self.rewards.dim() != 3:
+            raise ValueError(f"rewards must be [T, K, E], got shape {tuple(self.rewards.shape)}")
+        t, k, e = self.rewards.shape
+        expected = {
+            "observations": (t, k, e, None),
+            "actions": (t, k, e, None),
+            "log_probs": (t, k, e),
+            "mask": (t, k, e),
+            "lengths": (k, e),
+            "terminated": (k, e),
+        }
+        for name, shape in expected.items():
+            actual = tuple(getattr(self, name).shape)
+            if len(actual) != len(shape) or any(
+                s is not None and a != s for a, s in zip(actual, shape)
+            ):
+                want = ", ".join("*" if s is None else str(s) for s in shape)
+                raise ValueError(
+                    f"Episodes.{name} has shape {actual}; with rewards [T={t}, K={k}, E={e}] "
+                    f"it must be [{want}]"
+                )
+        for name in ("observations", "actions", "rewards", "log_probs", "mask"):
+            if not getattr(self, name).is_floating_point():
+                raise TypeError(
+                    f"Episodes.{name} must be floating point, got {getattr(self, name).dtype}"
+                )
+        if self.lengths.is_floating_point() or self.lengths.dtype == torch.bool:
+            raise TypeError(f"Episodes.lengths must be an integer tensor, got {self.lengths.dtype}")
+        if self.terminated.dtype != torch.bool:
+            raise TypeError(f"Episodes.terminated must be bool, got {self.terminated.dtype}")
+        steps = torch.arange(t, device=self.lengths.device).view(t, 1, 1)
+        if not torch.equal(self.mask, (steps < self.lengths).to(self.mask)):
+            raise ValueError(
+                "Episodes.mask must be 1.0 for the first lengths[k, e] steps and 0.0 after; "
+                f"it disagrees with lengths (min {int(self.lengths.min())}, "
+                f"max {int(self.lengths.max())}, T={t})"
+            )
+
+    @property
+    def horizon(self) -> int:
+        """T, the length of the time axis."""
+        return self.rewards.shape[0]
+
+    @property
+    def num_tasks(self) -> int:
+        """K."""
+        return self.rewards.shape[1]
+
+    @property
+    def episodes_per_task(self) -> int:
+        """E."""
+        return self.rewards.shape[2]
+
+    @property
+    def num_steps(self) -> int:
+        """Valid environment steps in the batch (the sum of ``lengths``)."""
+        return int(self.lengths.sum())
+
+    def returns_per_task(self) -> Tensor:
+        """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t``."""
+        return torch.where(self.mask != 0, self.rewards, 0.0).sum(0).mean(-1)
+
+    def to(self, device: torch.device | str) -> Episodes:
+        """The same batch on ``device``."""
+        return Episodes(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @staticmethod
+    def concat_tasks(parts: Sequence[Episodes]) -> Episodes:
+        """Join batches of disjoint task slices (e.g. from several workers) along the task axis."""
+        if not parts:
+            raise ValueError("concat_tasks needs at least one Episodes batch")
+        axis = {"lengths": 0, "terminated": 0}
+        return Episodes(
+            **{
+                f.name: torch.cat([getattr(p, f.name) for p in parts], dim=axis.get(f.name, 1))
+                for f in fields(Episodes)
+            }
+        )
