@@ -1,0 +1,222 @@
+"""Gaussian MLP policy with a state-independent log-std, functional in its parameters.
+
+``GaussianMLPPolicy`` owns the meta-parameters θ (so ``state_dict`` and optimisers work); every
+evaluation goes through the free functions below, which take the parameters explicitly:
+
+    π_θ(a | o) = N(a; μ_θ(o), diag(σ²)),   μ_θ = MLP(o),   σ = exp(log_std)
+
+Parameter names: ``layers.{i}.weight [out, in]``, ``layers.{i}.bias [out]`` (the last layer
+outputs μ) and ``log_std [act]``. Two forms of parameters:
+
+* shared ``{name: [...]}``: one policy for every observation ``[..., obs]``;
+* task-stacked ``{name: [K, ...]}`` (``maml.stack_params`` or the output of ``maml.adapt`` on
+  stacked params): task k's policy on its own observations, ``obs [..., K, E, obs]`` (e.g. the
+  sampler's ``[K, E, obs]`` per step, or an ``Episodes`` batch ``[T, K, E, obs]``). Evaluated
+  with one batched matmul (``torch.baddbmm``) per layer for all tasks, no loop over tasks.
+
+Outputs keep the observation's leading shape: ``mean [..., act]``, ``log_std`` broadcast to it,
+``log_prob`` and ``kl_divergence`` ``[...]`` (summed over action dimensions).
+
+Initialisation: Xavier-uniform weights and zero biases, as in the reference PyTorch MAML-RL
+implementation (pytorch-maml-rl), whose curves match the paper's; ``init="orthogonal"`` gives
+orthogonal weights (gain of the nonlinearity; 0.01 for the mean layer, as in CleanRL's PPO).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+Params = Mapping[str, Tensor]
+
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+INITS = ("xavier", "orthogonal")
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class GaussianMLPPolicy(nn.Module):
+    """Owns θ; ``policy.distribution(params, obs)`` etc. evaluate it for any given parameters.
+
+    Args:
+        obs_size: observation dimension.
+        act_size: action dimension.
+        hidden_sizes: widths of the hidden layers (64-64 tanh is the common PyTorch default;
+            the MAML paper used 100-100 relu).
+        nonlinearity: one of ``NONLINEARITIES``.
+        init_log_std: initial value of every log-std entry.
+        init: weight initialisation, one of ``INITS``.
+    """
+
+    def __init__(
+        self,
+        obs_size: int,
+        act_size: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        nonlinearity: str = "tanh",
+        init_log_std: float = 0.0,
+        init: str = "xavier",
+    ) -> None:
+        super().__init__()
+        _activation(nonlinearity)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; valid choices: {', '.join(INITS)}")
+        sizes = (int(obs_size), *(int(h) for h in hidden_sizes), int(act_size))
+        if any(s < 1 for s in sizes):
+            raise ValueError(
+                f"layer sizes must be positive, got obs_size={obs_size}, "
+                f"hidden_sizes={tuple(hidden_sizes)}, act_size={act_size}"
+            )
+        self.obs_size, self.act_size = sizes[0], sizes[-1]
+        self.hidden_sizes = tuple(sizes[1:-1])
+        self.nonlinearity = nonlinearity
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.log_std = nn.Parameter(torch.full((self.act_size,), float(init_log_std)))
+        for i, layer in enumerate(self.layers):
+            last = i == len(self.layers) - 1
+            if init == "xavier":
+                nn.init.xavier_uniform_(layer.weight)
+            else:
+                gain = 0.01 if last else nn.init.calculate_gain(nonlinearity)
+                nn.init.orthogonal_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, log_std)`` of the module's own parameters on ``obs [..., obs]``."""
+        return mean_and_log_std(dict(self.named_parameters()), obs, self.nonlinearity)
+
+    def distribution(self, params: Params, obs: Tensor) -> torch.distributions.Normal:
+        return distribution(params, obs, self.nonlinearity)
+
+    def mean_and_log_std(self, params: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
+        return mean_and_log_std(params, obs, self.nonlinearity)
+
+    def log_prob(self, params: Params, obs: Tensor, actions: Tensor) -> Tensor:
+        return log_prob(params, obs, actions, self.nonlinearity)
+
+    def sample(
+        self, params: Params, obs: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return sample(params, obs, generator, self.nonlinearity)
+
+    def kl_divergence(self, params_p: Params, params_q: Params, obs: Tensor) -> Tensor:
+        return kl_divergence(params_p, params_q, obs, self.nonlinearity)
+
+
+def mean_and_log_std(
+    params: Params, obs: Tensor, nonlinearity: str = "tanh"
+) -> tuple[Tensor, Tensor]:
+    """``μ_θ(o)`` and ``log σ`` broadcast to it.
+
+    Shared params: ``obs [..., obs] -> [..., act]``. Task-stacked params (``log_std [K, act]``):
+    ``obs [..., K, E, obs] -> [..., K, E, act]``, task k evaluated with its own parameters.
+    """
+    act = _activation(nonlinearity)
+    layers = _layers(params)
+    log_std = params["log_std"]
+    if log_std.dim() == 1:
+        x = obs
+        for i, (w, b) in enumerate(layers):
+            x = nn.functional.linear(x, w, b)
+            if i < len(layers) - 1:
+                x = act(x)
+        return x, log_std.expand_as(x)
+    if log_std.dim() != 2:
+        raise ValueError(f"log_std must be [act] or [K, act], got shape {tuple(log_std.shape)}")
+    num_tasks = log_std.shape[0]
+    if obs.dim() < 3 or obs.shape[-3] != num_tasks:
+        raise ValueError(
+            f"task-stacked params for K={num_tasks} tasks need obs [..., K, E, obs], "
+            f"got shape {tuple(obs.shape)}"
+        )
+    # [..., K, E, obs] -> [K, N, obs]: one batched matmul per layer for all tasks.
+    x = obs.movedim(-3, 0)
+    lead = x.shape[1:-1]
+    x = x.reshape(num_tasks, -1, obs.shape[-1])
+    for i, (w, b) in enumerate(layers):
+        if w.dim() != 3 or w.shape[0] != num_tasks:
+            raise ValueError(
+                f"layers.{i}.weight has shape {tuple(w.shape)}; task-stacked params need "
+                f"[K={num_tasks}, out, in]"
+            )
+        x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        if i < len(layers) - 1:
+            x = act(x)
+    mean = x.reshape(num_tasks, *lead, x.shape[-1]).movedim(0, -3)
+    return mean, log_std.unsqueeze(1).expand_as(mean)
+
+
+def distribution(
+    params: Params, obs: Tensor, nonlinearity: str = "tanh"
+) -> torch.distributions.Normal:
+    """``N(μ_θ(o), σ²)`` per action dimension (sum ``log_prob`` over the last axis)."""
+    mean, log_std = mean_and_log_std(params, obs, nonlinearity)
+    return torch.distributions.Normal(mean, log_std.exp())
+
+
+def log_prob(params: Params, obs: Tensor, actions: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """``log π_θ(a | o) = Σ_d [-(a_d - μ_d)² / (2σ_d²) - log σ_d - ½ log 2π]``; ``[...]``."""
+    mean, log_std = mean_and_log_std(params, obs, nonlinearity)
+    if actions.shape != mean.shape:
+        raise ValueError(
+            f"actions have shape {tuple(actions.shape)}, the policy's mean {tuple(mean.shape)}"
+        )
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - _HALF_LOG_2PI).sum(-1)
+
+
+def sample(
+    params: Params,
+    obs: Tensor,
+    generator: torch.Generator | None = None,
+    nonlinearity: str = "tanh",
+) -> tuple[Tensor, Tensor]:
+    """Actions ``a = μ + σ ε``, ε ~ N(0, I), and their log-probabilities ``[...]``."""
+    mean, log_std = mean_and_log_std(params, obs, nonlinearity)
+    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    actions = mean + log_std.exp() * eps
+    return actions, (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
+
+
+def gaussian_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Tensor) -> Tensor:
+    """``KL(p ‖ q) = Σ_d [log σ_q - log σ_p + (σ_p² + (μ_p - μ_q)²) / (2σ_q²) - ½]``; ``[...]``."""
+    var_ratio = torch.exp(2.0 * (log_std_p - log_std_q))
+    mahalanobis = (mean_p - mean_q).square() * torch.exp(-2.0 * log_std_q)
+    return (log_std_q - log_std_p + 0.5 * (var_ratio + mahalanobis) - 0.5).sum(-1)
+
+
+def kl_divergence(
+    params_p: Params, params_q: Params, obs: Tensor, nonlinearity: str = "tanh"
+) -> Tensor:
+    """Per-observation ``KL(π_p(·|o) ‖ π_q(·|o))`` in closed form; ``[...]``.
+
+    In TRPO ``p`` is the old (sampling) policy, detached, and ``q`` the new one.
+    """
+    mean_p, log_std_p = mean_and_log_std(params_p, obs, nonlinearity)
+    mean_q, log_std_q = mean_and_log_std(params_q, obs, nonlinearity)
+    return gaussian_kl(mean_p, log_std_p, mean_q, log_std_q)
+
+
+def _layers(params: Params) -> list[tuple[Tensor, Tensor]]:
+    layers = []
+    while f"layers.{len(layers)}.weight" in params:
+        i = len(layers)
+        if f"layers.{i}.bias" not in params:
+            raise KeyError(f"params have layers.{i}.weight but no layers.{i}.bias")
+        layers.append((params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]))
+    if not layers or "log_std" not in params:
+        raise KeyError(
+            "params must hold layers.0.weight, layers.0.bias, ... and log_std "
+            f"(GaussianMLPPolicy's names); got {sorted(params)}"
+        )
+    return layers
+
+
+def _activation(name: str):
+    if name not in NONLINEARITIES:
+        raise ValueError(
+            f"unknown nonlinearity {name!r}; valid choices: {', '.join(NONLINEARITIES)}"
+        )
+    return NONLINEARITIES[name]
