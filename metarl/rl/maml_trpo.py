@@ -1,0 +1,237 @@
+"""MAML-TRPO (Finn et al. 2017, Algorithm 3; spec.md section 2).
+
+One meta-iteration, given episodes D_i of every task i sampled with θ and episodes D'_i sampled
+with the adapted θ'_i::
+
+    A_i, A'_i = normalise(GAE(r, linear baseline fitted per task))            advantages
+    θ'_i(θ)   = θ - α ∇_θ L_VPG(θ; D_i)   (num_steps times)                   adapt
+    L(θ)      = 1/K Σ_i mean_t [π_θ'_i(θ)(a|o) / π_θ'_i,old(a|o) · A'_i]      surrogate
+    KL(θ)     = 1/K Σ_i mean_t KL(π_θ'_i,old(·|o) ‖ π_θ'_i(θ)(·|o))           mean_kl
+    g = ∇L,  s ≈ H⁻¹ g (CG, H = ∇²KL + damping),  β = sqrt(2 δ / sᵀHs)
+    θ ← θ + fracᵢ β s   for the first fracᵢ = ratioⁱ improving L with KL ≤ δ, else θ unchanged
+
+All K tasks are handled at once: the policy evaluates task-stacked parameters ``[K, ...]`` with
+batched matmuls, and ``metarl.core.maml.adapt`` adapts every task in one autograd call.
+
+H is the Hessian of the mean KL through the inner update. ``curvature="exact"`` computes its
+products by double backprop (third-order graph through the inner update); ``"gauss_newton"``
+uses ``Jᵀ F J`` (J: Jacobian of the adapted policy's mean and log-std with respect to θ, F: the
+Gaussian Fisher), which equals the exact Hessian at the current θ because the KL and its
+gradient vanish there, and needs one order of differentiation less. ``hvp_subsample`` computes
+the curvature products on that fraction of each task's episodes; the line search always
+checks improvement and KL on all the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from metarl.core.maml import Params, adapt, parameters_of, stack_params
+from metarl.core.trpo import (
+    diagonal_gaussian_fisher,
+    flat_grad,
+    flatten,
+    gauss_newton_vector_product,
+    hessian_vector_product,
+    line_search,
+    trpo_full_step,
+    unflatten,
+)
+from metarl.rl.baseline import baseline_values
+from metarl.rl.episodes import Episodes
+from metarl.rl.policy import GaussianMLPPolicy, gaussian_kl
+from metarl.rl.returns import discounted_returns, gae, normalize_advantages
+
+CURVATURES = ("gauss_newton", "exact")
+
+
+@dataclass(frozen=True)
+class TRPOSettings:
+    """The optimisation settings of one MAML-TRPO step (fields of MAMLTRPOConfig)."""
+
+    num_steps: int = 1
+    fast_lr: float = 0.1
+    first_order: bool = False
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_max_steps: int = 15
+    ls_backtrack_ratio: float = 0.8
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    curvature: str = "gauss_newton"
+    hvp_subsample: float = 1.0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Diagnostics of one outer step (logged under ``trpo/``)."""
+
+    accepted: bool
+    kl: float
+    surrogate_improvement: float
+    line_search_steps: int
+    step_fraction: float
+    gradient_norm: float
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task batch's episodes and their normalised advantages ``[T, K, E]``."""
+
+    episodes: Episodes
+    advantages: Tensor
+
+
+class MAMLTRPO:
+    """The MAML-TRPO meta-learner for a Gaussian MLP policy (owns nothing but references)."""
+
+    def __init__(self, policy: GaussianMLPPolicy, settings: TRPOSettings):
+        if settings.curvature not in CURVATURES:
+            raise ValueError(f"curvature={settings.curvature!r} is not valid; choose from: "
+                             f"{', '.join(CURVATURES)}")
+        if not 0.0 < settings.hvp_subsample <= 1.0:
+            raise ValueError(f"hvp_subsample={settings.hvp_subsample} must be in (0, 1]")
+        self.policy = policy
+        self.settings = settings
+
+    # --- the pieces of spec.md section 2 -------------------------------------------------------
+
+    def process(self, episodes: Episodes) -> TaskData:
+        """Fit the baseline per task, compute GAE and normalise per task (step 2 / 4)."""
+        s = self.settings
+        returns = discounted_returns(episodes.rewards, episodes.mask, s.gamma)
+        values = baseline_values(episodes.observations, returns, episodes.mask).to(returns.dtype)
+        advantages = gae(episodes.rewards, values, episodes.mask, s.gamma, s.gae_lambda)
+        return TaskData(episodes, normalize_advantages(advantages, episodes.mask))
+
+    def inner_loss(self, params: Params, data: TaskData) -> Tensor:
+        """Σ_i L_VPG(θ_i; D_i), L_VPG = -mean over valid steps of log π(a|o) · A.
+
+        The sum of independent per-task losses, so its gradient with respect to task-stacked
+        params is every task's own gradient (see ``metarl.core.maml``).
+        """
+        ep = data.episodes
+        log_probs = self.policy.log_prob(params, ep.observations, ep.actions)
+        return -(_masked_task_mean(log_probs * data.advantages, ep.mask)).sum()
+
+    def adapt(self, params: Params, data: TaskData, *, first_order: bool | None = None) -> Params:
+        """θ'_i for every task: ``num_steps`` VPG steps from shared ``params`` (step 3)."""
+        s = self.settings
+        first_order = s.first_order if first_order is None else first_order
+        return adapt(self.inner_loss, stack_params(params, data.episodes.num_tasks), data,
+                     num_steps=s.num_steps, step_size=s.fast_lr, first_order=first_order)
+
+    def surrogate(self, adapted: Params, data: TaskData) -> Tensor:
+        """Mean over tasks of the importance-weighted advantage on the post-update episodes."""
+        ep = data.episodes
+        ratio = torch.exp(self.policy.log_prob(adapted, ep.observations, ep.actions)
+                          - ep.log_probs)
+        return _masked_task_mean(ratio * data.advantages, ep.mask).mean()
+
+    def mean_kl(self, old: tuple[Tensor, Tensor], adapted: Params, episodes: Episodes) -> Tensor:
+        """Mean over tasks and valid steps of KL(π_old ‖ π_adapted) on ``episodes``."""
+        mean, log_std = self.policy.mean_and_log_std(adapted, episodes.observations)
+        kl = gaussian_kl(old[0], old[1], mean, log_std)
+        return _masked_task_mean(kl, episodes.mask).mean()
+
+    # --- one outer step ------------------------------------------------------------------------
+
+    def step(self, train: Episodes, valid: Episodes,
+             generator: torch.Generator | None = None) -> StepInfo:
+        """One TRPO step on θ (the policy's parameters) from pre- and post-update episodes.
+
+        ``generator`` draws the episode subsample for the curvature products.
+        """
+        s = self.settings
+        theta = parameters_of(self.policy)
+        train_data, valid_data = self.process(train), self.process(valid)
+
+        adapted = self.adapt(theta, train_data)
+        objective = self.surrogate(adapted, valid_data)
+        g = flat_grad(objective, theta, retain_graph=False)
+        with torch.no_grad():
+            old = tuple(y.detach() for y in self.policy.mean_and_log_std(
+                {k: v.detach() for k, v in adapted.items()}, valid.observations))
+
+        curvature = self.curvature_product(theta, train_data, valid_data, generator)
+        full_step = trpo_full_step(g, curvature, max_kl=s.max_kl, cg_iters=s.cg_iters)
+
+        base = objective.item()
+        theta_flat = flatten({k: v.detach() for k, v in theta.items()})
+
+        def evaluate(step: Tensor) -> tuple[float, float]:
+            moved = {k: v.requires_grad_(True)
+                     for k, v in unflatten(theta_flat + step, theta).items()}
+            new = self.adapt(moved, train_data, first_order=True)
+            with torch.no_grad():
+                new = {k: v.detach() for k, v in new.items()}
+                return (self.surrogate(new, valid_data).item() - base,
+                        self.mean_kl(old, new, valid).item())
+
+        result = line_search(evaluate, full_step, max_kl=s.max_kl, max_steps=s.ls_max_steps,
+                             backtrack_ratio=s.ls_backtrack_ratio)
+        if result.accepted:
+            with torch.no_grad():
+                update = unflatten(result.step_fraction * full_step, theta)
+                for name, p in theta.items():
+                    p.add_(update[name])
+        return StepInfo(result.accepted, result.kl, result.improvement, result.steps_tried,
+                        result.step_fraction, g.norm().item())
+
+    def curvature_product(self, theta: Params, train: TaskData, valid: TaskData,
+                          generator: torch.Generator | None):
+        """``v -> (∇²KL + damping) v`` at the current θ, on a subsample of valid episodes."""
+        s = self.settings
+        episodes = subsample_episodes(valid.episodes, s.hvp_subsample, generator)
+        if s.curvature == "exact":
+            adapted_now = self.adapt({k: v.detach().requires_grad_(True)
+                                      for k, v in theta.items()}, train, first_order=True)
+            with torch.no_grad():
+                old = self.policy.mean_and_log_std(
+                    {k: v.detach() for k, v in adapted_now.items()}, episodes.observations)
+            return hessian_vector_product(
+                lambda p: self.mean_kl(old, self.adapt(p, train), episodes), theta,
+                damping=s.cg_damping)
+
+        weights = _task_mean_weights(episodes.mask)  # [T, K, E]: each sample's weight in the mean
+
+        def outputs(p: Params) -> tuple[Tensor, Tensor]:
+            return self.policy.mean_and_log_std(self.adapt(p, train), episodes.observations)
+
+        def fisher(y: tuple[Tensor, Tensor]) -> list[Tensor]:
+            mean_w, log_std_w = diagonal_gaussian_fisher(*y)
+            w = weights.unsqueeze(-1)
+            return [mean_w * w, log_std_w * w]
+
+        return gauss_newton_vector_product(outputs, theta, fisher, damping=s.cg_damping)
+
+
+def subsample_episodes(episodes: Episodes, fraction: float,
+                       generator: torch.Generator | None) -> Episodes:
+    """The same random ``ceil(fraction · E)`` episode indices of every task (all if 1.0)."""
+    count = episodes.episodes_per_task
+    keep = max(1, math.ceil(fraction * count))
+    if keep >= count:
+        return episodes
+    index = torch.randperm(count, generator=generator)[:keep].sort().values
+    return Episodes(
+        observations=episodes.observations[:, :, index], actions=episodes.actions[:, :, index],
+        rewards=episodes.rewards[:, :, index], log_probs=episodes.log_probs[:, :, index],
+        mask=episodes.mask[:, :, index], lengths=episodes.lengths[:, index],
+        terminated=episodes.terminated[:, index])
+
+
+def _masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Per-task mean of ``x [T, K, E]`` over valid steps: ``[K]``."""
+    return (x * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1.0)
+
+
+def _task_mean_weights(mask: Tensor) -> Tensor:
+    """Weights ``w [T, K, E]`` with Σ w·x = mean over tasks of the per-task masked mean of x."""
+    counts = mask.sum(dim=(0, 2), keepdim=True).clamp_min(1.0)
+    return mask / counts / mask.shape[1]
