@@ -1,3 +1,9 @@
-"""metarl: MAML for meta-reinforcement learning and few-shot learning, in PyTorch."""
+"""metarl: MAML for meta-reinforcement learning and few-shot learning, in PyTorch.
+
+Importing metarl registers the built-in task families (``envs``) with Gymnasium, as
+``metarl/Navigation2D-v0``, ``metarl/HalfCheetahVel-v0``, ... (see ``envs.registry``).
+"""
+
+import envs  # noqa: F401  (registers the task families)
 
 __version__ = "0.1.0"

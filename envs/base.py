@@ -1,0 +1,240 @@
+"""Shared machinery of the task families: the batched base class and the single env.
+
+Every built-in family is written once, as a batched class deriving from
+:class:`BatchedEnvBase` (N instances, one task each, stepped with array operations);
+its Gymnasium environment is :class:`BatchOfOneEnv`, the same class run with N = 1.
+Single and batched transitions therefore come from the same observation, reward and
+reset-noise code.
+
+:class:`BatchedEnvBase` does the bookkeeping that is the same for every family:
+
+- ``set_tasks`` validates one task per instance against the family's ``task_space``;
+- ``reset(seeds)`` gives instance i the generator ``np_random(seeds[i])``, the one a
+  Gymnasium env gets from ``reset(seed=seeds[i])``;
+- ``step`` counts steps per instance and reports ``truncated`` at the horizon; it skips
+  instances whose episode has ended (``info["active"]`` is False, reward 0, observation
+  repeated) until the next reset; any instance whose physics diverged or whose
+  observation/reward is non-finite is flagged in ``info["non_finite"]``, terminated, and
+  its observation and reward are replaced by zeros so it cannot poison the batch.
+
+Subclasses implement ``_apply_tasks(tasks)``, ``_reset_instances(rngs) -> obs [N, obs]``
+and ``_step_active(actions [k, act], index) -> (obs [k, obs], reward [k], terminated [k],
+info {key: [k]})`` for the k active instances ``index`` (a slice when all are active).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+
+from envs.tasks import TaskSpace
+
+
+class BatchedEnvBase:
+    """N instances of one task family stepped together; see the module docstring.
+
+    Args:
+        num_envs: number of instances N.
+        horizon: episode length; default: the family's (class attribute ``horizon``).
+        truncate: report ``truncated`` at ``horizon`` steps (the single env leaves that to
+            Gymnasium's ``TimeLimit``).
+        mask_done: do not step instances whose episode has ended until the next reset.
+    """
+
+    family: str
+    task_space: ClassVar[TaskSpace | None] = None
+    horizon: int
+    observation_size: int
+    action_size: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    def __init__(self, num_envs: int, *, horizon: int | None = None, truncate: bool = True,
+                 mask_done: bool = True):
+        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if horizon is not None and (not isinstance(horizon, int | np.integer) or horizon < 1):
+            raise ValueError(f"horizon must be a positive int or None, got {horizon!r}")
+        self.num_envs = int(num_envs)
+        self.horizon = int(horizon) if horizon is not None else type(self).horizon
+        self.truncate = truncate
+        self.mask_done = mask_done
+        self.tasks: list[dict] | None = None
+        self._rngs: list[np.random.Generator] | None = None
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._done = np.zeros(self.num_envs, dtype=bool)
+        self._obs: np.ndarray | None = None
+
+    # -- tasks -------------------------------------------------------------------------
+    def set_tasks(self, tasks: Sequence[dict]) -> None:
+        """One task per instance (``len(tasks) == num_envs``); takes effect immediately."""
+        tasks = list(tasks)
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks needs {self.num_envs} tasks (one per instance), "
+                             f"got {len(tasks)}")
+        if self.task_space is not None:
+            tasks = [self.task_space.validate(task) for task in tasks]
+        self._apply_tasks(tasks)
+        self.tasks = tasks
+
+    # -- episodes ----------------------------------------------------------------------
+    def reset(self, seeds: Sequence[int] | None = None) -> np.ndarray:
+        """Start an episode in every instance; ``obs [N, observation_size]`` (float64).
+
+        Instance i is reset exactly like the single env's ``reset(seed=seeds[i])``; with
+        ``seeds=None`` each instance keeps drawing from its previous generator.
+        """
+        if self.tasks is None:
+            raise RuntimeError(f"{type(self).__name__}: call set_tasks(tasks) before reset()")
+        if seeds is not None:
+            seeds = [int(s) for s in seeds]
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        elif self._rngs is None:
+            self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        return self._reset_with(self._rngs)
+
+    def _reset_with(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        self._elapsed[:] = 0
+        self._done[:] = False
+        self._obs = np.asarray(self._reset_instances(rngs), dtype=np.float64)
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray, dict[str, np.ndarray]]:
+        """Advance every active instance by one control step.
+
+        Args:
+            actions: ``[N, action_size]``; rows of inactive instances are ignored.
+        Returns:
+            ``obs [N, obs]`` float64, ``reward [N]`` float64, ``terminated [N]`` bool,
+            ``truncated [N]`` bool, ``info`` dict of ``[N]`` arrays with at least
+            ``non_finite`` and ``active``.
+        """
+        if self._obs is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before step()")
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.num_envs, self.action_size):
+            raise ValueError(f"actions must have shape ({self.num_envs}, {self.action_size}), "
+                             f"got {actions.shape}")
+        active = ~self._done if self.mask_done else np.ones(self.num_envs, dtype=bool)
+        if active.all():
+            obs, reward, terminated, info = self._step_active(actions, slice(None))
+            index: slice | np.ndarray = slice(None)
+        elif active.any():
+            index = np.flatnonzero(active)
+            obs, reward, terminated, info = self._scatter(index, *self._step_active(
+                actions[index], index))
+        else:  # every episode has ended: nothing to step
+            index = np.flatnonzero(active)
+            obs, reward, terminated, info = self._scatter(
+                index, np.empty((0, self.observation_size)), np.empty(0), np.empty(0, bool), {})
+        non_finite = info.get("non_finite", np.zeros(self.num_envs, dtype=bool))
+        non_finite = non_finite | (active & ~(np.isfinite(obs).all(axis=1) & np.isfinite(reward)))
+        obs[non_finite] = 0.0
+        reward[non_finite] = 0.0
+        terminated |= non_finite
+        info["non_finite"] = non_finite
+        info["active"] = active
+
+        self._elapsed[index] += 1
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if self.truncate:
+            truncated[index] = self._elapsed[index] >= self.horizon
+        self._done |= terminated | truncated
+        self._obs = obs
+        return obs.copy(), reward, terminated, truncated, info
+
+    def _scatter(self, index: np.ndarray, obs_k, reward_k, terminated_k, info_k):
+        """Full ``[N]`` arrays from the results of the active rows ``index``; inactive rows
+        repeat their last observation with reward 0 and no flags."""
+        obs = self._obs.copy()
+        obs[index] = obs_k
+        reward = np.zeros(self.num_envs)
+        reward[index] = reward_k
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        terminated[index] = terminated_k
+        info = {}
+        for key, value in info_k.items():
+            info[key] = np.zeros(self.num_envs, dtype=np.asarray(value).dtype)
+            info[key][index] = value
+        return obs, reward, terminated, info
+
+    def close(self) -> None:
+        """Release resources (thread pools); the env cannot be stepped afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- subclass hooks ----------------------------------------------------------------
+    def _apply_tasks(self, tasks: list[dict]) -> None:
+        raise NotImplementedError
+
+    def _reset_instances(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _step_active(self, actions: np.ndarray, index: slice | np.ndarray):
+        raise NotImplementedError
+
+
+class BatchOfOneEnv(gym.Env):
+    """The Gymnasium env of a family: its batched class run with one instance.
+
+    ``__init__(task=None, **kwargs)``: ``kwargs`` go to the batched class. Without a task,
+    the env uses ``task_space.default()`` (the centre of the distribution) until
+    ``set_task``; ``reset(options={"task": t})`` sets a task before resetting. Episodes are
+    not truncated here: ``gymnasium.make`` adds the ``TimeLimit`` of ``horizon`` steps
+    (``max_episode_steps`` of the registration). ``info["non_finite"]`` flags a diverged
+    step (then terminated, observation and reward zero).
+    """
+
+    batched_cls: ClassVar[type[BatchedEnvBase]]
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, task: dict | None = None, render_mode: str | None = None, **kwargs):
+        if render_mode is not None:
+            raise ValueError(f"{type(self).__name__} does not render; got render_mode="
+                             f"{render_mode!r}")
+        self._batch = self.batched_cls(1, truncate=False, mask_done=False, **kwargs)
+        self.horizon = self._batch.horizon
+        self.task_space = self.batched_cls.task_space
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(self._batch.observation_size,), dtype=np.float64)
+        self.action_space = gym.spaces.Box(
+            self._batch.action_low.astype(np.float32), self._batch.action_high.astype(np.float32),
+            dtype=np.float32)
+        self.task: dict = {}
+        self.set_task(task if task is not None else self.task_space.default())
+
+    def sample_tasks(self, n: int) -> list[dict]:
+        """``n`` tasks drawn from the family's distribution with ``self.np_random``."""
+        return self.task_space.sample(self.np_random, n)
+
+    def set_task(self, task: dict) -> None:
+        """Use ``task`` from the next step on; raises ``TaskError`` (a ValueError) if invalid."""
+        self._batch.set_tasks([task])
+        self.task = self._batch.tasks[0]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options and "task" in options:
+            self.set_task(options["task"])
+        obs = self._batch._reset_with([self.np_random])[0]
+        return obs, {"task": dict(self.task)}
+
+    def step(self, action):
+        obs, reward, terminated, _, info = self._batch.step(np.asarray(action)[None])
+        info = {key: value[0].item() for key, value in info.items() if key != "active"}
+        return obs[0], float(reward[0]), bool(terminated[0]), False, info
+
+    def close(self) -> None:
+        self._batch.close()
+        super().close()

@@ -1,0 +1,100 @@
+"""Batched API for plug-in families without a batched form: a loop over N single envs.
+
+:class:`LoopBatchedEnv` gives any Gymnasium env with ``sample_tasks``/``set_task`` the
+interface of the built-in batched classes (``set_tasks``, ``reset(seeds)``, ``step``,
+``info["non_finite"]``, horizon truncation, masking of finished instances), so the
+sampler needs no special case. It steps the envs one after another in Python: correct
+and general, but a family that needs speed should provide a batched class (see
+:mod:`envs.protocol`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from envs.base import BatchedEnvBase
+
+
+class LoopBatchedEnv(BatchedEnvBase):
+    """N single task envs behind the batched API.
+
+    Args:
+        make_env: builds one single env (called ``num_envs`` times).
+        num_envs: number of instances.
+        horizon: steps per episode; default: the env's ``horizon`` attribute, else its
+            registration's ``max_episode_steps``.
+    """
+
+    horizon = 0  # set per instance in __init__
+
+    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int, *,
+                 horizon: int | None = None, num_threads: int | None = None,
+                 truncate: bool = True, mask_done: bool = True):
+        del num_threads  # the loop runs on the calling thread
+        self.envs = [make_env() for _ in range(num_envs)]
+        env = self.envs[0]
+        self.family = type(env.unwrapped).__name__
+        if horizon is None:
+            horizon = getattr(env.unwrapped, "horizon", None) or (
+                env.spec.max_episode_steps if env.spec is not None else None)
+        if horizon is None:
+            raise ValueError(f"{self.family} has no horizon: give the env a `horizon` "
+                             "attribute, register it with max_episode_steps, or pass horizon=")
+        super().__init__(num_envs, horizon=int(horizon), truncate=truncate, mask_done=mask_done)
+        if not isinstance(env.observation_space, gym.spaces.Box) or not isinstance(
+                env.action_space, gym.spaces.Box):
+            raise TypeError(f"{self.family}: batched sampling needs Box observation and action "
+                            f"spaces, got {env.observation_space} and {env.action_space}")
+        self.observation_size = int(np.prod(env.observation_space.shape))
+        self.action_size = int(np.prod(env.action_space.shape))
+        self.action_low = env.action_space.low.astype(np.float64).ravel()
+        self.action_high = env.action_space.high.astype(np.float64).ravel()
+        self._action_shape = env.action_space.shape
+        self._action_dtype = env.action_space.dtype
+
+    def _apply_tasks(self, tasks: list[dict]) -> None:
+        for env, task in zip(self.envs, tasks):
+            env.unwrapped.set_task(task)
+
+    def reset(self, seeds: Sequence[int] | None = None) -> np.ndarray:
+        if self.tasks is None:
+            raise RuntimeError(f"{type(self).__name__}: call set_tasks(tasks) before reset()")
+        if seeds is not None and len(seeds) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+        seeds = [None] * self.num_envs if seeds is None else [int(s) for s in seeds]
+        self._seeds = seeds
+        return self._reset_with(None)
+
+    def _reset_instances(self, rngs) -> np.ndarray:
+        return np.stack([np.ravel(env.reset(seed=seed)[0]) for env, seed in
+                         zip(self.envs, self._seeds)]).astype(np.float64)
+
+    def step(self, actions: np.ndarray):
+        """As :meth:`BatchedEnvBase.step`; an env's own truncation also ends its episode."""
+        self._env_truncated = np.zeros(self.num_envs, dtype=bool)
+        obs, reward, terminated, truncated, info = super().step(actions)
+        truncated |= self._env_truncated
+        self._done |= truncated
+        return obs, reward, terminated, truncated, info
+
+    def _step_active(self, actions: np.ndarray, index):
+        rows = range(self.num_envs)[index] if isinstance(index, slice) else index
+        obs, reward, terminated, non_finite = [], [], [], []
+        for action, i in zip(actions, rows):
+            action = action.reshape(self._action_shape).astype(self._action_dtype)
+            o, r, term, trunc, info = self.envs[i].step(action)
+            obs.append(np.ravel(o))
+            reward.append(r)
+            terminated.append(term)
+            non_finite.append(bool(info.get("non_finite", False)))
+            self._env_truncated[i] = trunc
+        info = {"non_finite": np.array(non_finite, dtype=bool)}
+        return (np.array(obs, dtype=np.float64), np.array(reward, dtype=np.float64),
+                np.array(terminated, dtype=bool), info)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,63 @@
+"""2D navigation: a point agent moves to a goal (``navigation_2d``, spec.md section 1).
+
+State: position ``p [N, 2]``, starting at (0, 0). Task ``{"goal": [x, y]}``, goal ~
+U[-0.5, 0.5]^2. Per step, with action ``a [N, 2]``::
+
+    p' = p + clip(a, -0.1, 0.1)
+    r  = -||p' - goal||_2                                  (Euclidean, not squared)
+    terminated = |p'_x - goal_x| < 0.01 and |p'_y - goal_y| < 0.01
+
+The observation is ``p'``; horizon 100. No physics: the batched form is plain array maths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from envs.base import BatchedEnvBase, BatchOfOneEnv
+from envs.tasks import TaskSpace, Uniform
+
+MAX_STEP = 0.1
+GOAL_TOLERANCE = 0.01
+
+
+class BatchedNavigation2D(BatchedEnvBase):
+    """N point agents, each with its own goal."""
+
+    family = "navigation_2d"
+    task_space = TaskSpace("navigation_2d", {"goal": Uniform(-0.5, 0.5, size=2)})
+    horizon = 100
+    observation_size = 2
+    action_size = 2
+    action_low = np.full(2, -MAX_STEP)
+    action_high = np.full(2, MAX_STEP)
+
+    def __init__(self, num_envs: int, *, num_threads: int | None = None,
+                 horizon: int | None = None, truncate: bool = True, mask_done: bool = True):
+        del num_threads  # no physics to parallelise
+        super().__init__(num_envs, horizon=horizon, truncate=truncate, mask_done=mask_done)
+        self._position = np.zeros((self.num_envs, 2))
+
+    def _apply_tasks(self, tasks: list[dict]) -> None:
+        self._goal = np.array([task["goal"] for task in tasks])
+
+    def _reset_instances(self, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        self._position = np.zeros((self.num_envs, 2))
+        return self._position.copy()
+
+    def _step_active(self, actions: np.ndarray, index):
+        position = self._position[index] + np.clip(actions, -MAX_STEP, MAX_STEP)
+        self._position[index] = position
+        delta = position - self._goal[index]
+        distance = np.linalg.norm(delta, axis=1)
+        terminated = np.all(np.abs(delta) < GOAL_TOLERANCE, axis=1)
+        return position.copy(), -distance, terminated, {"distance": distance}
+
+
+class Navigation2DEnv(BatchOfOneEnv):
+    """Gymnasium env ``metarl/Navigation2D-v0``: task ``{"goal": [x, y]}`` in [-0.5, 0.5]^2."""
+
+    batched_cls = BatchedNavigation2D
+    horizon = BatchedNavigation2D.horizon

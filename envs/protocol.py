@@ -1,0 +1,95 @@
+"""The plug-in protocol: what a task family must provide to be trained with metarl.
+
+A task family is **a Gymnasium environment with two more methods** (:class:`TaskEnv`)::
+
+    class MyTaskEnv(gymnasium.Env):
+        horizon = 100                      # episode length (or register max_episode_steps)
+
+        def __init__(self, task: dict | None = None, **kwargs): ...
+        def sample_tasks(self, n: int) -> list[dict]:
+            # draw from self.np_random so tasks are reproducible from the seed
+            return [{"goal": g} for g in self.np_random.uniform(-1, 1, size=n).tolist()]
+        def set_task(self, task: dict) -> None:
+            # validate; raise ValueError naming the bad key/value and the valid range
+            ...
+        # plus the usual reset(seed=..., options=...) and 5-tuple step(action);
+        # Box observation and action spaces.
+
+Tasks are plain dicts (JSON/YAML-friendly values) so they log, save and compare. That is
+all a family needs: select it with
+
+- ``--env package.module:MyTaskEnv`` (imported on demand), or
+- a Gymnasium id after ``gymnasium.register(id="my/Task-v0", entry_point=...,
+  max_episode_steps=100)``, or
+- a short name after ``envs.register_family("my_task", MyTaskEnv)`` in your own code
+  (also registers the Gymnasium id ``metarl/my_task-v0`` unless you give ``env_id``).
+
+**Optional batched form** (:class:`BatchedTaskEnv`): a class that steps N instances, one
+task each, in one call. Without one, :class:`envs.fallback.LoopBatchedEnv` loops over N
+single envs behind the same interface; with one (``register_family(...,
+batched=MyBatched)`` or a class attribute ``batched_cls = MyBatched`` on the env), the
+sampler gets the fast path. Its constructor is ``MyBatched(num_envs, *, num_threads=None,
+horizon=None)``; it must reset instance i exactly as the single env's
+``reset(seed=seeds[i])`` and produce the same transitions. Deriving from
+:class:`envs.base.BatchedEnvBase` gives the bookkeeping (task validation, seeding,
+truncation, masking, non-finite flags) for free, and :class:`envs.base.BatchOfOneEnv` then
+makes the single Gymnasium env out of the batched class, so the family is written once
+(as the built-ins are; ``tests/envs/plugin_family.py`` has a small example of both ways).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class TaskEnv(Protocol):
+    """A Gymnasium env that is a distribution of tasks (checked on ``env.unwrapped``)."""
+
+    def sample_tasks(self, n: int) -> list[dict]:
+        """``n`` tasks drawn from the family's distribution with ``self.np_random``."""
+        ...
+
+    def set_task(self, task: dict) -> None:
+        """Make ``task`` the current task; ``ValueError`` if malformed or out of range."""
+        ...
+
+
+@runtime_checkable
+class BatchedTaskEnv(Protocol):
+    """N instances of a family, each with its own task, stepped in one call.
+
+    Shapes: ``obs [N, observation_size]`` float64, ``reward/terminated/truncated [N]``.
+    """
+
+    num_envs: int
+    observation_size: int
+    action_size: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    horizon: int
+
+    def set_tasks(self, tasks: Sequence[dict]) -> None:
+        """One task per instance, ``len(tasks) == num_envs``."""
+        ...
+
+    def reset(self, seeds: Sequence[int] | None = None) -> np.ndarray:
+        """Reset all instances (instance i as the single env's ``reset(seed=seeds[i])``)."""
+        ...
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray, dict[str, np.ndarray]]:
+        """``actions [N, action_size]`` -> ``(obs, reward, terminated, truncated, info)``.
+
+        ``info["non_finite"] [N]`` flags instances whose state diverged (their episode is
+        terminated, their obs/reward zeroed); ``truncated`` is True at ``horizon`` steps.
+        Instances whose episode ended are not stepped until the next reset.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release resources such as thread pools."""
+        ...

@@ -1,0 +1,241 @@
+"""Task-family registry: short names, Gymnasium ids, ``module:Class``, batched forms.
+
+A name given to ``--env`` (or to :func:`make` / :func:`make_batched`) is resolved, in order:
+
+1. a registered short name (``cheetah_vel``, or one added with :func:`register_family`);
+2. the Gymnasium id of a registered family (``metarl/HalfCheetahVel-v0``);
+3. ``package.module:ClassName`` -- a task env class, imported on demand (a class attribute
+   ``batched_cls`` names its optional batched form, ``horizon`` its episode length); or
+   ``package.module:Some/Id-v0``, a Gymnasium id registered by importing that module;
+4. any other Gymnasium id whose env follows the protocol (``max_episode_steps`` = horizon).
+
+Anything else raises :class:`UnknownEnvError` listing the known short names. The protocol
+a family follows is described in :mod:`envs.protocol`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.utils import seeding
+
+from envs.fallback import LoopBatchedEnv
+from envs.protocol import BatchedTaskEnv, TaskEnv
+
+
+class UnknownEnvError(ValueError):
+    """The name matches no task family; the message lists the known names."""
+
+
+class NotATaskFamilyError(ValueError):
+    """The name resolves to something that does not follow the task-family protocol."""
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """A resolved task family.
+
+    Attributes:
+        name: short name (``--env``), or the name it was resolved from.
+        env_id: its Gymnasium id, if registered there (then :meth:`make` uses ``gym.make``).
+        env_cls: the single env class, or ``"module:Class"``; None for a foreign gym id.
+        batched: the batched class, ``"module:Class"``, or None (loop fallback).
+        horizon: episode length (``max_episode_steps``); None if the env defines none.
+    """
+
+    name: str
+    env_id: str | None
+    env_cls: type | str | None
+    batched: type | str | None
+    horizon: int | None
+
+    def make(self, *, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
+        """One Gymnasium env, ``TimeLimit``-wrapped at ``max_episode_steps`` (default: the
+        horizon); other kwargs go to the env, e.g. ``task=``."""
+        if self.env_id is not None:
+            return gym.make(self.env_id, max_episode_steps=max_episode_steps, **kwargs)
+        env = _load(self.env_cls)(**kwargs)
+        limit = max_episode_steps or self.horizon
+        return env if limit is None else gym.wrappers.TimeLimit(env, max_episode_steps=limit)
+
+    def make_batched(self, num_envs: int, *, num_threads: int | None = None,
+                     horizon: int | None = None, **kwargs: Any) -> BatchedTaskEnv:
+        """``num_envs`` instances behind the batched API (loop fallback if no batched form)."""
+        if self.batched is not None:
+            return _load(self.batched)(num_envs, num_threads=num_threads, horizon=horizon,
+                                       **kwargs)
+        return LoopBatchedEnv(lambda: self.make(max_episode_steps=horizon, **kwargs), num_envs,
+                              horizon=horizon or self.horizon)
+
+    def sample_tasks(self, n: int, seed: int) -> list[dict]:
+        """``n`` tasks: the env's ``sample_tasks(n)`` with ``np_random`` seeded by ``seed``."""
+        env = self.make()
+        try:
+            env.unwrapped.np_random = seeding.np_random(seed)[0]
+            return env.unwrapped.sample_tasks(n)
+        finally:
+            env.close()
+
+
+_FAMILIES: dict[str, TaskFamily] = {}
+_RESOLVED: dict[str, TaskFamily] = {}
+_SHORT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def register_family(name: str, env_cls: type | str, *, batched: type | str | None = None,
+                    env_id: str | None = None, horizon: int | None = None,
+                    overwrite: bool = False) -> TaskFamily:
+    """Register a task family under a short name (and a Gymnasium id).
+
+    Args:
+        name: the short name users pass to ``--env``.
+        env_cls: the single env class (or ``"module:Class"``), following :class:`TaskEnv`.
+        batched: optional batched class (or ``"module:Class"``), following
+            :class:`BatchedTaskEnv`; default: ``env_cls.batched_cls`` if present.
+        env_id: Gymnasium id to register; default ``metarl/{name}-v0``.
+        horizon: episode length; default ``env_cls.horizon``.
+        overwrite: replace an existing family of that name instead of raising.
+    """
+    if not _SHORT_NAME.fullmatch(name):
+        raise ValueError(f"family name {name!r} must be letters, digits, '_', '.', '-' "
+                         "(starting with a letter)")
+    if name in _FAMILIES and not overwrite:
+        raise ValueError(f"task family {name!r} is already registered "
+                         f"({_FAMILIES[name].env_cls}); pass overwrite=True to replace it")
+    if not isinstance(env_cls, str):
+        _check_protocol(env_cls, name)
+        batched = batched if batched is not None else getattr(env_cls, "batched_cls", None)
+        horizon = horizon if horizon is not None else getattr(env_cls, "horizon", None)
+    if horizon is None:
+        raise ValueError(f"task family {name!r} needs a horizon: pass horizon= or give the env "
+                         "class a `horizon` attribute")
+    env_id = env_id or f"metarl/{name}-v0"
+    if env_id in gym.registry:
+        if not overwrite and gym.registry[env_id].entry_point != env_cls:
+            raise ValueError(f"Gymnasium id {env_id!r} is already registered to "
+                             f"{gym.registry[env_id].entry_point}; pass env_id= or overwrite=True")
+        del gym.registry[env_id]
+    gym.register(id=env_id, entry_point=env_cls, max_episode_steps=horizon)
+    family = TaskFamily(name, env_id, env_cls, batched, int(horizon))
+    _FAMILIES[name] = family
+    _RESOLVED.clear()
+    return family
+
+
+def known_names() -> list[str]:
+    """Short names of the registered families, in registration order."""
+    return list(_FAMILIES)
+
+
+def resolve(name: str) -> TaskFamily:
+    """The family a short name, Gymnasium id or ``module:Class`` refers to (see module doc)."""
+    if not isinstance(name, str):
+        raise UnknownEnvError(f"env name must be a string, got {name!r}; {_known_hint()}")
+    if name in _FAMILIES:
+        return _FAMILIES[name]
+    for family in _FAMILIES.values():
+        if family.env_id == name:
+            return family
+    if name not in _RESOLVED:
+        if ":" in name:
+            _RESOLVED[name] = _resolve_import(name)
+        elif name in gym.registry:
+            _RESOLVED[name] = _family_from_gym_id(name, name)
+        else:
+            raise UnknownEnvError(f"unknown env {name!r}; {_known_hint()}")
+    return _RESOLVED[name]
+
+
+def make(name: str, **kwargs: Any) -> gym.Env:
+    """One Gymnasium env of the family ``name``; e.g. ``make("cheetah_vel", task={...})``."""
+    return resolve(name).make(**kwargs)
+
+
+def make_batched(name: str, num_envs: int, *, num_threads: int | None = None,
+                 horizon: int | None = None, **kwargs: Any) -> BatchedTaskEnv:
+    """``num_envs`` instances of the family ``name`` stepped together.
+
+    ``num_threads``: physics threads (default: the CPUs available; ignored without physics).
+    ``horizon``: override the family's episode length.
+    """
+    return resolve(name).make_batched(num_envs, num_threads=num_threads, horizon=horizon,
+                                      **kwargs)
+
+
+def sample_tasks(name: str, n: int, seed: int) -> list[dict]:
+    """``n`` tasks of family ``name``, reproducible from ``seed``."""
+    return resolve(name).sample_tasks(n, seed)
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _known_hint() -> str:
+    return ("known task families: " + ", ".join(known_names())
+            + " (or a Gymnasium id of one, or package.module:ClassName of a task env)")
+
+
+def _load(target: type | str) -> Any:
+    return load_env_creator(target) if isinstance(target, str) else target
+
+
+def _check_protocol(env_cls: Any, name: str) -> None:
+    missing = [m for m in ("sample_tasks", "set_task") if not callable(getattr(env_cls, m, None))]
+    if missing:
+        raise NotATaskFamilyError(
+            f"{name!r} ({env_cls!r}) is not a task family: it lacks {missing}. A task family "
+            "is a Gymnasium env with sample_tasks(n) -> list[dict] and set_task(task); "
+            "see envs.protocol")
+
+
+def _resolve_import(name: str) -> TaskFamily:
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UnknownEnvError(f"unknown env {name!r}: cannot import module {module_name!r} "
+                              f"({error}); {_known_hint()}") from error
+    target = getattr(module, attr, None)
+    if isinstance(target, type):
+        _check_protocol(target, name)
+        horizon = getattr(target, "horizon", None)
+        return TaskFamily(name, None, target, getattr(target, "batched_cls", None), horizon)
+    if attr in gym.registry:  # gymnasium's own "module:Id-v0" convention
+        return _family_from_gym_id(name, attr)
+    raise UnknownEnvError(f"unknown env {name!r}: module {module_name!r} has no class "
+                          f"{attr!r}; {_known_hint()}")
+
+
+def _family_from_gym_id(name: str, env_id: str) -> TaskFamily:
+    env = gym.make(env_id)
+    try:
+        if not isinstance(env.unwrapped, TaskEnv):
+            _check_protocol(type(env.unwrapped), name)
+        horizon = env.spec.max_episode_steps or getattr(env.unwrapped, "horizon", None)
+        batched = getattr(env.unwrapped, "batched_cls", None)
+    finally:
+        env.close()
+    return TaskFamily(name, env_id, None, batched, horizon)
+
+
+_BUILTINS = [  # short name, Gymnasium id, single env, batched form, horizon (spec.md §1)
+    ("navigation_2d", "metarl/Navigation2D-v0", "envs.navigation:Navigation2DEnv",
+     "envs.navigation:BatchedNavigation2D", 100),
+    ("cheetah_vel", "metarl/HalfCheetahVel-v0", "envs.half_cheetah:HalfCheetahVelEnv",
+     "envs.half_cheetah:BatchedHalfCheetahVel", 200),
+    ("cheetah_dir", "metarl/HalfCheetahDir-v0", "envs.half_cheetah:HalfCheetahDirEnv",
+     "envs.half_cheetah:BatchedHalfCheetahDir", 200),
+    ("ant_vel", "metarl/AntVel-v0", "envs.ant:AntVelEnv", "envs.ant:BatchedAntVel", 200),
+    ("ant_dir", "metarl/AntDir-v0", "envs.ant:AntDirEnv", "envs.ant:BatchedAntDir", 200),
+    ("ant_goal", "metarl/AntGoal-v0", "envs.ant:AntGoalEnv", "envs.ant:BatchedAntGoal", 200),
+]
+
+
+def register_builtins() -> None:
+    """Register the six families of spec.md section 1 (idempotent)."""
+    for name, env_id, env_cls, batched, horizon in _BUILTINS:
+        if name not in _FAMILIES:
+            register_family(name, env_cls, batched=batched, env_id=env_id, horizon=horizon)
