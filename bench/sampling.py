@@ -1,0 +1,190 @@
+"""Sampling one meta-batch: env-steps per second of the sampler, next to raw MuJoCo physics.
+
+    python bench/sampling.py --env cheetah_vel [--num-workers N] [--rounds 5]
+
+Spec defaults (spec.md section 2): navigation_2d 20 tasks x 20 episodes x 100 steps, the
+MuJoCo families 40 x 20 x 200; a 64-64 tanh Gaussian MLP policy with task-stacked parameters
+(each task its own, as after adaptation). Measured in one run, in alternating rounds:
+
+- ``sampler``: ``make_sampler(...).sample(tasks, params, seed)`` -- policy, noise, env steps,
+  bookkeeping and the ``Episodes`` batch; counts the valid env-steps (``Episodes.num_steps``).
+  Worker start-up is timed separately (``startup_s``) and one warm-up sample is not timed.
+- ``raw_physics`` (MuJoCo families): ``mujoco.rollout`` of the same model, as many instances
+  and control steps (``frame_skip`` substeps each), the same total physics threads, open loop
+  (random controls precomputed; no policy, observations or rewards) -- the ceiling.
+
+Each round's ratio compares a sampler round with the raw round right after it, so load from
+other processes on the machine affects both alike; medians over rounds are reported. On a
+machine shared with other work, ``cpu_ratio_vs_raw`` (raw physics CPU-seconds per env-step over
+the sampler's, all its processes and threads counted) is the steadier figure: the ratio that
+perfect packing onto the cores would reach. The last printed line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import mujoco
+import mujoco.rollout
+import numpy as np
+import torch
+
+# `python bench/sampling.py` puts bench/ first on sys.path, where bench/envs.py would shadow
+# the `envs` package; drop it before importing the package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+envs = importlib.import_module("envs")
+sampler_module = importlib.import_module("metarl.rl.sampler")
+policy_module = importlib.import_module("metarl.rl.policy")
+
+DEFAULT_SIZES = {"navigation_2d": (20, 20)}  # (tasks, episodes per task); others: (40, 20)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by this process and the worker processes ``pids``."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def time_raw_physics(model: mujoco.MjModel, num_envs: int, steps: int, frame_skip: int,
+                     threads: int, seed: int) -> tuple[float, float]:
+    """Env-steps per second of bare ``mujoco.rollout`` (``frame_skip`` substeps per env-step),
+    and CPU seconds per env-step."""
+    rng = np.random.default_rng(seed)
+    low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    controls = rng.uniform(low, high, size=(steps, num_envs, 1, model.nu))
+    controls = np.ascontiguousarray(np.repeat(controls, frame_skip, axis=2))
+    full = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    data = mujoco.MjData(model)
+    template = np.empty(mujoco.mj_stateSize(model, full))
+    mujoco.mj_getState(model, data, template, full)
+    state = np.tile(template, (num_envs, 1))
+    state[:, 1:1 + model.nq] += rng.uniform(-0.1, 0.1, size=(num_envs, model.nq))
+    out_state = np.empty((num_envs, frame_skip, state.shape[1]))
+    out_sensor = np.empty((num_envs, frame_skip, model.nsensordata))
+    datas = [mujoco.MjData(model) for _ in range(max(1, threads))]
+    models = [model] * num_envs
+    with mujoco.rollout.Rollout(nthread=threads if threads > 1 else 0) as rollout:
+        start, cpu = time.perf_counter(), cpu_seconds([])
+        for control in controls:
+            rollout.rollout(models, datas, state, control, skip_checks=True, nstep=frame_skip,
+                            control_spec=int(mujoco.mjtState.mjSTATE_CTRL), state=out_state,
+                            sensordata=out_sensor if model.nsensordata else None,
+                            initial_warmstart=None, chunk_size=None)
+            state = np.ascontiguousarray(out_state[:, -1])
+        elapsed, cpu = time.perf_counter() - start, cpu_seconds([]) - cpu
+    return num_envs * steps / elapsed, cpu / (num_envs * steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
+    parser.add_argument("--num-workers", type=int, default=None,
+                        help="processes (default: make_sampler's default; 1 = in-process)")
+    parser.add_argument("--num-groups", type=int, default=None, help="overlap groups/process")
+    parser.add_argument("--num-threads", type=int, default=None, help="physics threads/process")
+    parser.add_argument("--num-tasks", type=int, default=None)
+    parser.add_argument("--episodes-per-task", type=int, default=None)
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    family = envs.resolve(args.env)
+    default_tasks, default_episodes = DEFAULT_SIZES.get(args.env, (40, 20))
+    num_tasks = args.num_tasks or default_tasks
+    episodes = args.episodes_per_task or default_episodes
+    probe = family.make_batched(1, num_threads=1)
+    spec = sampler_module.PolicySpec(probe.observation_size, probe.action_size,
+                                     tuple(args.hidden_sizes), "tanh")
+    physics = getattr(probe, "physics", None)
+    probe.close()
+
+    torch.manual_seed(args.seed)
+    policy = policy_module.GaussianMLPPolicy(spec.obs_size, spec.act_size, spec.hidden_sizes)
+    params = {name: (p.detach() + 0.01 * torch.randn(num_tasks, *p.shape)).contiguous()
+              for name, p in policy.named_parameters()}  # task-stacked: each task its own
+    tasks = family.sample_tasks(num_tasks, args.seed)
+
+    start = time.perf_counter()
+    sampler = sampler_module.make_sampler(
+        args.env, spec, num_tasks=num_tasks, episodes_per_task=episodes,
+        num_workers=args.num_workers, num_groups=args.num_groups, num_threads=args.num_threads)
+    with sampler:
+        startup = time.perf_counter() - start
+        layout = describe(sampler)
+        sampler.sample(tasks, params, args.seed)  # warm-up, not timed
+        pids = getattr(sampler, "pids", [])
+        seconds, rates, raw, ratios, cpu, cpu_ratios = [], [], [], [], [], []
+        for r in range(args.rounds):
+            start, cpu_start = time.perf_counter(), cpu_seconds(pids)
+            batch = sampler.sample(tasks, params, args.seed + 1 + r)
+            seconds.append(time.perf_counter() - start)
+            cpu.append((cpu_seconds(pids) - cpu_start) / batch.num_steps)
+            rates.append(batch.num_steps / seconds[-1])
+            if physics is not None:
+                raw_rate, raw_cpu = time_raw_physics(
+                    physics.model, num_tasks * episodes, batch.horizon, physics.frame_skip,
+                    layout["total_threads"], r)
+                raw.append(raw_rate)
+                ratios.append(rates[-1] / raw_rate)
+                cpu_ratios.append(raw_cpu / cpu[-1])
+
+    median = statistics.median
+    result = {
+        "env": args.env,
+        "num_tasks": num_tasks,
+        "episodes_per_task": episodes,
+        "horizon": batch.horizon,
+        "hidden_sizes": list(spec.hidden_sizes),
+        **layout,
+        "env_steps_per_s": round(median(rates)),
+        "raw_physics_steps_per_s": round(median(raw)) if raw else None,
+        "ratio_vs_raw": round(median(ratios), 3) if ratios else None,
+        "seconds_per_meta_batch": round(median(seconds), 4),
+        "cpu_us_per_env_step": round(1e6 * median(cpu), 2),
+        "cpu_ratio_vs_raw": round(median(cpu_ratios), 3) if cpu_ratios else None,
+        "startup_s": round(startup, 3),
+        "rounds_env_steps_per_s": [round(x) for x in rates],
+        "rounds_raw_physics_steps_per_s": [round(x) for x in raw],
+        "rounds_ratio": [round(x, 3) for x in ratios],
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cores": sampler_module.usable_cores(),
+        "torch": torch.__version__,
+        "mujoco": mujoco.__version__,
+    }
+    raw_text = (f", raw physics {result['raw_physics_steps_per_s']} steps/s, ratio "
+                f"{result['ratio_vs_raw']}" if raw else "")
+    print(f"{args.env}: {result['seconds_per_meta_batch']} s per meta-batch of {num_tasks} x "
+          f"{episodes} episodes, {result['env_steps_per_s']} env-steps/s{raw_text} "
+          f"({layout['num_workers']} process(es) x {layout['num_groups']} group(s) x "
+          f"{layout['num_threads']} physics thread(s))")
+    print(json.dumps(result))
+
+
+def describe(sampler) -> dict:
+    """Process/thread layout of a sampler made by ``make_sampler``."""
+    if isinstance(sampler, sampler_module.BatchedSampler):
+        workers, groups, threads = 1, sampler.num_groups, sampler.num_threads
+    else:
+        workers, groups, threads = sampler.num_workers, sampler.num_groups, sampler.num_threads
+    return {"num_workers": workers, "num_groups": groups, "num_threads": threads,
+            "total_threads": workers * max(1, threads)}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The batched sampler sharded over worker processes, each owning a contiguous slice of tasks.
+
+Layout: one shared-memory block (``multiprocessing.RawArray``, freed with the last process that
+maps it) holds the parameters ``{name: [K, ...]}`` and the episode buffers ``[T, K, E, ...]``.
+Per ``sample`` call the main process writes the parameters, sends each worker one small message
+``(seed, its tasks, shared?)`` through its pipe, and waits; each worker runs a
+:class:`~metarl.rl.sampler.BatchedSampler` on its tasks ``[start, stop)`` writing straight into
+its slice of the buffers, and answers "done" (or the traceback text of its exception). Nothing
+crosses the process boundary per step.
+
+Failure handling: the main process waits on every worker's pipe *and* process sentinel, so a
+worker that raises (its traceback comes back as text) or dies (e.g. SIGKILL, seen at once through
+the sentinel) becomes a :class:`WorkerError` right away and the other workers are shut down; the
+sampler is unusable afterwards. Workers ignore SIGINT: on Ctrl-C the main process gets the
+``KeyboardInterrupt``, terminates them and re-raises. Workers are daemons, exit when their pipe
+closes (the main process ended), and ``close()`` (also run by a finalizer at garbage collection
+or interpreter exit) stops and reaps them.
+
+Start method: ``forkserver``, with this module preloaded in the server, so new workers are forked
+from a clean single-threaded process that already imported torch and MuJoCo (``fork`` of a process
+whose OpenMP pool is running can deadlock; ``spawn`` re-imports torch in every worker). Each worker
+uses one torch thread. Workers get the parent's ``sys.path`` so plug-in families importable in the
+parent are importable there; a family registered at run time is re-registered in the worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import signal
+import sys
+import traceback
+import weakref
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_ready
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+import envs
+from envs.registry import TaskFamily
+from metarl.rl.episodes import Episodes
+from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
+
+_JOIN_TIMEOUT_S = 2.0
+_POLL_S = 0.5
+_START_HINT = (". Workers re-import the main script (forkserver start method): a script that "
+               "creates a sampler needs the `if __name__ == \"__main__\":` guard; the worker's "
+               "traceback is on stderr above")
+
+
+class WorkerError(RuntimeError):
+    """A sampler worker raised or died; the message holds its traceback or exit status."""
+
+
+class ProcessSampler:
+    """:class:`BatchedSampler` over ``num_workers`` processes; same arguments and output.
+
+    Args:
+        env: task family name or ``TaskFamily``.
+        spec: the policy's shape.
+        num_tasks: K; worker w owns the tasks ``bounds[w]:bounds[w + 1]`` (near-equal slices).
+        episodes_per_task: E.
+        num_workers: processes (capped at ``num_tasks``).
+        num_groups: overlap groups inside each worker (see ``BatchedSampler``).
+        num_threads: physics threads per worker env.
+    """
+
+    def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
+                 episodes_per_task: int, num_workers: int, num_groups: int = 1,
+                 num_threads: int | None = 1):
+        if not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+        family = env if isinstance(env, TaskFamily) else envs.resolve(env)
+        self.spec, self.num_tasks, self.episodes_per_task = spec, num_tasks, episodes_per_task
+        self.horizon = _probe_horizon(family)
+        self.num_workers = min(num_workers, num_tasks)
+        self.num_groups, self.num_threads = num_groups, num_threads
+        self.bounds = np.linspace(0, num_tasks, self.num_workers + 1).round().astype(int).tolist()
+        self._layout = _Layout(spec, self.horizon, num_tasks, episodes_per_task)
+        context = _context()
+        shared = context.RawArray(ctypes.c_uint8, self._layout.nbytes)
+        self._params, self._buffers = self._layout.views(shared)
+        self._procs: list[mp.process.BaseProcess] = []
+        self._conns: list[Connection] = []
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
+        try:
+            for w in range(self.num_workers):
+                parent, child = context.Pipe()
+                proc = context.Process(target=_worker_main, args=(child, shared, list(sys.path)),
+                                        name=f"metarl-sampler-{w}", daemon=True)
+                proc.start()
+                child.close()
+                self._procs.append(proc)
+                self._conns.append(parent)
+            for w in range(self.num_workers):
+                self._send(w, ("init", family, spec, self.bounds[w], self.bounds[w + 1],
+                               num_tasks, episodes_per_task, self.horizon, num_groups,
+                               num_threads))
+            self._wait_all("start")
+        except BaseException:
+            self.close()
+            raise
+
+    def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int) -> Episodes:
+        """As :meth:`BatchedSampler.sample`; the workers roll out their slices in parallel."""
+        if self._closed:
+            raise RuntimeError("ProcessSampler.sample() after close() (or after a worker "
+                               "failure); create a new sampler")
+        tasks = list(tasks)
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        params, shared = check_params(params, self.spec, self.num_tasks)
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        try:
+            for name, p in params.items():
+                view = self._params[name]
+                (view[0] if shared else view)[...] = p.numpy()
+            for w in range(self.num_workers):
+                start, stop = self.bounds[w], self.bounds[w + 1]
+                self._send(w, ("sample", int(seed), tasks[start:stop], shared))
+            self._wait_all("sample")
+            return self._buffers.to_episodes(copy=True)
+        except BaseException:  # a worker failed, or Ctrl-C: stop everything, then re-raise
+            self._closed = True
+            self._finalizer.detach()
+            _shutdown(self._procs, self._conns, graceful=False)
+            raise
+
+    def _send(self, w: int, message: tuple) -> None:
+        try:
+            self._conns[w].send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            self._procs[w].join(_JOIN_TIMEOUT_S)
+            raise WorkerError(f"sampler worker {w} is gone ({_exit_status(self._procs[w])})"
+                              ) from None
+
+    def _wait_all(self, what: str) -> None:
+        """Wait for every worker's answer; raise :class:`WorkerError` on the first failure."""
+        pending = set(range(self.num_workers))
+        while pending:
+            objects = [self._conns[w] for w in pending] + [self._procs[w].sentinel
+                                                          for w in pending]
+            ready = set(wait_ready(objects, timeout=_POLL_S))  # wakes up for Ctrl-C too
+            for w in sorted(pending):
+                conn, proc = self._conns[w], self._procs[w]
+                if conn in ready:
+                    try:
+                        kind, payload = conn.recv()
+                    except (EOFError, ConnectionResetError):
+                        proc.join(_JOIN_TIMEOUT_S)
+                        hint = _START_HINT if what == "start" else ""
+                        raise WorkerError(f"sampler worker {w} (pid {proc.pid}) died during "
+                                          f"{what} ({_exit_status(proc)}){hint}") from None
+                    if kind == "error":
+                        raise WorkerError(f"sampler worker {w} (pid {proc.pid}, tasks "
+                                          f"{self.bounds[w]}:{self.bounds[w + 1]}) failed during "
+                                          f"{what}:\n{payload}")
+                    pending.discard(w)
+                elif proc.sentinel in ready:
+                    proc.join(_JOIN_TIMEOUT_S)
+                    hint = _START_HINT if what == "start" else ""
+                    raise WorkerError(f"sampler worker {w} (pid {proc.pid}) died during {what} "
+                                      f"({_exit_status(proc)}){hint}")
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers."""
+        return [proc.pid for proc in self._procs]
+
+    def close(self) -> None:
+        """Stop and reap the workers (idempotent)."""
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> ProcessSampler:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _shutdown(procs: list, conns: list[Connection], graceful: bool = True) -> None:
+    """Stop the workers: ask them to exit (``graceful``: when idle), terminate the ones still
+    running (mid-sample after a failure or Ctrl-C), kill any that ignore that; reap them all."""
+    if graceful:
+        for conn in conns:
+            try:
+                conn.send(("close",))
+            except (OSError, ValueError):
+                pass  # already gone: nothing to ask
+        for proc in procs:
+            proc.join(_JOIN_TIMEOUT_S / 4)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(_JOIN_TIMEOUT_S)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(_JOIN_TIMEOUT_S)
+    for conn in conns:
+        conn.close()
+
+
+def _exit_status(proc) -> str:
+    code = proc.exitcode
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _probe_horizon(family: TaskFamily) -> int:
+    if family.horizon is not None:
+        return int(family.horizon)
+    batch = family.make_batched(1)
+    try:
+        return int(batch.horizon)
+    finally:
+        batch.close()
+
+
+class _Layout:
+    """Byte offsets of the parameters and episode buffers in the shared block."""
+
+    def __init__(self, spec: PolicySpec, horizon: int, num_tasks: int, episodes: int):
+        self.entries: list[tuple[str, str, tuple[int, ...], np.dtype, int]] = []
+        offset = 0
+        for name, shape in spec.param_shapes().items():
+            offset = self._add("param", name, (num_tasks, *shape), np.dtype(np.float32), offset)
+        shapes = EpisodeBuffers.shapes(horizon, num_tasks, episodes, spec.obs_size, spec.act_size)
+        for name, (shape, dtype) in shapes.items():
+            offset = self._add("buffer", name, shape, dtype, offset)
+        self.nbytes = max(offset, 1)
+
+    def _add(self, kind, name, shape, dtype, offset) -> int:
+        offset = -(-offset // 64) * 64  # cache-line aligned
+        self.entries.append((kind, name, shape, dtype, offset))
+        return offset + int(np.prod(shape)) * dtype.itemsize
+
+    def views(self, shared) -> tuple[dict[str, np.ndarray], EpisodeBuffers]:
+        raw = np.frombuffer(shared, dtype=np.uint8)
+        params, buffers = {}, {}
+        for kind, name, shape, dtype, offset in self.entries:
+            size = int(np.prod(shape)) * dtype.itemsize
+            view = raw[offset:offset + size].view(dtype).reshape(shape)
+            (params if kind == "param" else buffers)[name] = view
+        return params, EpisodeBuffers(**buffers)
+
+
+# -- worker side ------------------------------------------------------------------------------
+def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
+    """Serve ``sample`` requests for one slice of tasks until told to close or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    torch.set_num_threads(1)
+    sys.path[:] = sys_path  # before unpickling the family: plug-ins import by module path
+    sampler = None
+    try:
+        try:
+            message = conn.recv()
+            (_, family, spec, start, stop, num_tasks, episodes, horizon, groups,
+             threads) = message
+            _ensure_registered(family)
+            layout = _Layout(spec, horizon, num_tasks, episodes)
+            params_all, buffers_all = layout.views(shared)
+            buffers = buffers_all.tasks(start, stop)
+            sampler = BatchedSampler(family, spec, num_tasks=stop - start,
+                                     episodes_per_task=episodes, num_groups=groups,
+                                     num_threads=threads, task_offset=start)
+            if sampler.horizon != horizon:
+                raise ValueError(f"the env's horizon is {sampler.horizon}, the main process "
+                                 f"expected {horizon}")
+            conn.send(("ready", None))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+            return
+        while True:
+            message = conn.recv()
+            if message[0] == "close":
+                return
+            _, seed, tasks, shared_params = message
+            try:
+                params = {name: torch.from_numpy(p[0] if shared_params else p[start:stop])
+                          for name, p in params_all.items()}
+                sampler.sample(tasks, params, seed, out=buffers)
+                conn.send(("done", None))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the main process is gone: exit quietly
+    finally:
+        if sampler is not None:
+            sampler.close()
+
+
+def _ensure_registered(family: TaskFamily) -> None:
+    """Re-register a family that the parent registered at run time (not by importing envs)."""
+    if family.env_id is None or family.env_id in gym.registry or family.env_cls is None:
+        return
+    envs.register_family(family.name, family.env_cls, batched=family.batched,
+                         env_id=family.env_id, horizon=family.horizon, overwrite=True)
+
+
+def _context():
+    """The forkserver context, its server preloading this module (torch, MuJoCo, envs)."""
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context

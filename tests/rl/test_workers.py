@@ -1,0 +1,210 @@
+"""The process-sharded sampler: same episodes as in-process, failures surface fast, no orphans.
+
+The workers import the test envs below as ``test_workers:ClassName`` (this folder is put on
+``sys.path``, which the workers inherit), so this module must stay importable on its own.
+"""
+
+import os
+import signal
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs
+from metarl.core.maml import stack_params
+from metarl.rl.episodes import Episodes
+from metarl.rl.policy import GaussianMLPPolicy
+from metarl.rl.sampler import PolicySpec, make_sampler
+from metarl.rl.workers import ProcessSampler, WorkerError
+
+HERE = Path(__file__).resolve().parent
+PLUGIN_DIR = HERE.parent / "envs"
+
+
+class SlowLine(gym.Env):
+    """A point on a line that never arrives; each step sleeps (time to kill or interrupt it)."""
+
+    horizon = 100
+    step_seconds = 0.02
+
+    def __init__(self, task: dict | None = None):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.task = task or {"target": 0.0}
+        self._x = 0.0
+
+    def sample_tasks(self, n: int) -> list[dict]:
+        return [{"target": float(t)} for t in self.np_random.uniform(-1, 1, size=n)]
+
+    def set_task(self, task: dict) -> None:
+        self.task = dict(task)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._x = 0.0
+        return np.array([self._x]), {}
+
+    def step(self, action):
+        time.sleep(self.step_seconds)
+        self._x += 1e-3 * float(action[0])
+        return np.array([self._x]), -abs(self._x - self.task["target"]), False, False, {}
+
+
+class FailingLine(SlowLine):
+    """Raises at its fourth step when its target is positive."""
+
+    step_seconds = 0.0
+
+    def step(self, action):
+        self._steps = getattr(self, "_steps", 0) + 1
+        if self._steps > 3 and self.task["target"] > 0:
+            raise ValueError(f"boom at step {self._steps} for target {self.task['target']}")
+        return super().step(action)
+
+
+def params_for(spec: PolicySpec, num_tasks: int | None = None) -> dict:
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(spec.obs_size, spec.act_size, spec.hidden_sizes)
+    params = {name: p.detach() for name, p in policy.named_parameters()}
+    if num_tasks is None:
+        return params
+    return {name: (p + 0.1 * torch.randn_like(p)).contiguous()
+            for name, p in stack_params(params, num_tasks).items()}
+
+
+def assert_identical(a: Episodes, b: Episodes) -> None:
+    for f in fields(Episodes):
+        assert torch.equal(getattr(a, f.name), getattr(b, f.name)), f.name
+
+
+def assert_gone(pids: list[int], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists():
+            assert time.monotonic() < deadline, f"worker {pid} still exists"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def test_envs_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+
+
+def test_one_and_two_workers_give_identical_episodes():
+    spec = PolicySpec(2, 2, (16, 16))
+    tasks = envs.sample_tasks("navigation_2d", 5, seed=4)
+    results = []
+    for workers in (1, 2):
+        with make_sampler("navigation_2d", spec, num_tasks=5, episodes_per_task=3,
+                          num_workers=workers) as sampler:
+            # twice per sampler, as the trainer does: shared then task-stacked parameters
+            results.append((sampler.sample(tasks, params_for(spec), seed=11),
+                            sampler.sample(tasks, params_for(spec, 5), seed=12)))
+    assert isinstance(sampler, ProcessSampler) and sampler.num_workers == 2
+    (shared_1, stacked_1), (shared_2, stacked_2) = results
+    assert_identical(shared_1, shared_2)
+    assert_identical(stacked_1, stacked_2)
+    assert not torch.equal(shared_2.actions, stacked_2.actions)
+
+
+def test_one_and_two_workers_give_identical_mujoco_episodes():
+    spec = PolicySpec(20, 6, (16, 16))
+    tasks = envs.sample_tasks("cheetah_vel", 3, seed=4)  # split 2 + 1 over the workers
+    batches = []
+    for workers in (1, 2):
+        with make_sampler("cheetah_vel", spec, num_tasks=3, episodes_per_task=2,
+                          num_workers=workers) as sampler:
+            batches.append(sampler.sample(tasks, params_for(spec, 3), seed=5))
+    assert_identical(*batches)
+
+
+def test_plugin_family_through_workers_matches_in_process(test_envs_path):
+    name = "plugin_family:LineTargetEnv"
+    spec = PolicySpec(1, 1, (8,))
+    tasks = [{"target": t} for t in (-0.6, -0.2, 0.3, 0.7)]
+    batches = []
+    for workers in (1, 2):
+        with make_sampler(name, spec, num_tasks=4, episodes_per_task=2,
+                          num_workers=workers) as sampler:
+            batches.append(sampler.sample(tasks, params_for(spec, 4), seed=1))
+    assert_identical(*batches)
+    assert batches[0].horizon == 30
+
+
+def test_family_registered_at_run_time_is_known_to_workers(test_envs_path, monkeypatch):
+    from plugin_family import LineTargetEnv
+
+    monkeypatch.setattr(envs.registry, "_FAMILIES", dict(envs.registry._FAMILIES))
+    envs.register_family("line_target_for_workers", LineTargetEnv, env_id="test/WorkersLine-v0")
+    try:
+        spec = PolicySpec(1, 1, (8,))
+        with make_sampler("line_target_for_workers", spec, num_tasks=2, episodes_per_task=2,
+                          num_workers=2) as sampler:
+            batch = sampler.sample([{"target": 0.5}, {"target": -0.5}], params_for(spec), 0)
+        assert batch.num_tasks == 2 and batch.horizon == 30
+    finally:
+        del gym.registry["test/WorkersLine-v0"]
+
+
+def test_worker_exception_surfaces_with_its_traceback(test_envs_path):
+    spec = PolicySpec(1, 1, (8,))
+    sampler = make_sampler("test_workers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
+                           num_workers=2)
+    pids = sampler.pids
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"(?s)worker 1 .*failed during sample.*Traceback.*"
+                                          r"ValueError: boom at step 4 for target 0.5"):
+        sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
+    assert time.monotonic() - start < 5.0
+    assert_gone(pids)  # the failure shut the whole sampler down
+    with pytest.raises(RuntimeError, match="after close"):
+        sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
+
+
+def test_killed_worker_surfaces_within_seconds(test_envs_path):
+    spec = PolicySpec(1, 1, (8,))
+    with make_sampler("test_workers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+                      num_workers=2) as sampler:
+        pids = sampler.pids
+        killer = threading.Timer(0.3, os.kill, (pids[0], signal.SIGKILL))
+        killer.start()
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match=r"worker 0 .*died during sample .*SIGKILL"):
+            sampler.sample([{"target": 0.1}, {"target": 0.2}], params_for(spec), seed=0)
+        elapsed = time.monotonic() - start  # a full sample would take 2 s
+        killer.join()
+    assert elapsed < 1.5
+    assert_gone(pids)
+
+
+def test_ctrl_c_stops_the_workers(test_envs_path):
+    spec = PolicySpec(1, 1, (8,))
+    sampler = make_sampler("test_workers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+                           num_workers=2)
+    pids = sampler.pids
+    interrupt = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    interrupt.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sampler.sample([{"target": 0.1}, {"target": 0.2}], params_for(spec), seed=0)
+    interrupt.join()
+    assert time.monotonic() - start < 1.5
+    assert_gone(pids)
+
+
+def test_close_leaves_no_processes_and_is_idempotent():
+    spec = PolicySpec(2, 2, (8,))
+    sampler = make_sampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1,
+                           num_workers=2)
+    pids = sampler.pids
+    assert len(pids) == 2 and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    sampler.close()
+    sampler.close()
+    assert_gone(pids)
