@@ -141,24 +141,26 @@ class MAMLTRPO:
 
     # --- one outer step ------------------------------------------------------------------------
 
-    def step(self, train: Episodes, valid: Episodes,
+    def step(self, train_data: TaskData, valid_data: TaskData,
              generator: torch.Generator | None = None) -> StepInfo:
-        """One TRPO step on θ (the policy's parameters) from pre- and post-update episodes.
+        """One TRPO step on θ (the policy's parameters) from processed pre-update episodes D_i
+        and post-update episodes D'_i (``process``).
 
         ``generator`` draws the episode subsample for the curvature products.
         """
         s = self.settings
         theta = parameters_of(self.policy)
-        train_data, valid_data = self.process(train), self.process(valid)
+        valid = valid_data.episodes
 
         adapted = self.adapt(theta, train_data)
         objective = self.surrogate(adapted, valid_data)
         g = flat_grad(objective, theta, retain_graph=False)
+        adapted_now = {k: v.detach() for k, v in adapted.items()}
         with torch.no_grad():
-            old = tuple(y.detach() for y in self.policy.mean_and_log_std(
-                {k: v.detach() for k, v in adapted.items()}, valid.observations))
+            old = self.policy.mean_and_log_std(adapted_now, valid.observations)
 
-        curvature = self.curvature_product(theta, train_data, valid_data, generator)
+        curvature = self.curvature_product(theta, train_data, valid_data, generator,
+                                           adapted_now=adapted_now)
         full_step = trpo_full_step(g, curvature, max_kl=s.max_kl, cg_iters=s.cg_iters)
 
         base = objective.item()
@@ -184,24 +186,45 @@ class MAMLTRPO:
                         result.step_fraction, g.norm().item())
 
     def curvature_product(self, theta: Params, train: TaskData, valid: TaskData,
-                          generator: torch.Generator | None):
-        """``v -> (∇²KL + damping) v`` at the current θ, on a subsample of valid episodes."""
+                          generator: torch.Generator | None, *,
+                          adapted_now: Params | None = None):
+        """``v -> (∇²KL + damping) v`` at the current θ.
+
+        With ``hvp_subsample < 1`` the products use the same random fraction of each task's
+        pre- and post-update episodes: the derivative of the inner update comes from the
+        subsampled pre-update episodes, while its value stays the full-data θ'_i (the
+        ``detach`` below), and the KL is taken on the subsampled post-update episodes. At 1.0
+        this is exactly the full product. ``adapted_now``: θ'_i at the current θ, if known.
+        """
         s = self.settings
-        episodes = subsample_episodes(valid.episodes, s.hvp_subsample, generator)
+        train_part, valid_part = train, valid
+        if s.hvp_subsample < 1.0:
+            index = subsample_index(train.episodes.episodes_per_task, s.hvp_subsample, generator)
+            train_part = TaskData(take_episodes(train.episodes, index), train.advantages[:, :, index])
+            valid_part = TaskData(take_episodes(valid.episodes, index), valid.advantages[:, :, index])
+        episodes = valid_part.episodes
+        if adapted_now is None:
+            adapted_now = {k: v.detach() for k, v in self.adapt(
+                {k: v.detach().requires_grad_(True) for k, v in theta.items()}, train,
+                first_order=True).items()}
+
+        def adapted(p: Params) -> Params:
+            """θ'(p) with the value of the full-data update and the subsample's derivative."""
+            part = self.adapt(p, train_part)
+            if train_part is train:
+                return part
+            return {k: part[k] + (adapted_now[k] - part[k]).detach() for k in part}
+
         if s.curvature == "exact":
-            adapted_now = self.adapt({k: v.detach().requires_grad_(True)
-                                      for k, v in theta.items()}, train, first_order=True)
             with torch.no_grad():
-                old = self.policy.mean_and_log_std(
-                    {k: v.detach() for k, v in adapted_now.items()}, episodes.observations)
-            return hessian_vector_product(
-                lambda p: self.mean_kl(old, self.adapt(p, train), episodes), theta,
-                damping=s.cg_damping)
+                old = self.policy.mean_and_log_std(adapted_now, episodes.observations)
+            return hessian_vector_product(lambda p: self.mean_kl(old, adapted(p), episodes),
+                                          theta, damping=s.cg_damping)
 
         weights = _task_mean_weights(episodes.mask)  # [T, K, E]: each sample's weight in the mean
 
         def outputs(p: Params) -> tuple[Tensor, Tensor]:
-            return self.policy.mean_and_log_std(self.adapt(p, train), episodes.observations)
+            return self.policy.mean_and_log_std(adapted(p), episodes.observations)
 
         def fisher(y: tuple[Tensor, Tensor]) -> list[Tensor]:
             mean_w, log_std_w = diagonal_gaussian_fisher(*y)
@@ -211,14 +234,14 @@ class MAMLTRPO:
         return gauss_newton_vector_product(outputs, theta, fisher, damping=s.cg_damping)
 
 
-def subsample_episodes(episodes: Episodes, fraction: float,
-                       generator: torch.Generator | None) -> Episodes:
-    """The same random ``ceil(fraction · E)`` episode indices of every task (all if 1.0)."""
-    count = episodes.episodes_per_task
-    keep = max(1, math.ceil(fraction * count))
-    if keep >= count:
-        return episodes
-    index = torch.randperm(count, generator=generator)[:keep].sort().values
+def subsample_index(count: int, fraction: float, generator: torch.Generator | None) -> Tensor:
+    """Sorted random ``ceil(fraction · count)`` indices out of ``count`` (at least one)."""
+    keep = min(count, max(1, math.ceil(fraction * count)))
+    return torch.randperm(count, generator=generator)[:keep].sort().values
+
+
+def take_episodes(episodes: Episodes, index: Tensor) -> Episodes:
+    """The episodes ``index`` of every task (the same indices for all tasks)."""
     return Episodes(
         observations=episodes.observations[:, :, index], actions=episodes.actions[:, :, index],
         rewards=episodes.rewards[:, :, index], log_probs=episodes.log_probs[:, :, index],

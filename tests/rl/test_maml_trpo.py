@@ -8,7 +8,7 @@ import torch
 from metarl.core.maml import parameters_of
 from metarl.core.trpo import flatten, unflatten
 from metarl.rl.episodes import Episodes
-from metarl.rl.maml_trpo import MAMLTRPO, TRPOSettings, subsample_episodes
+from metarl.rl.maml_trpo import MAMLTRPO, TRPOSettings, subsample_index, take_episodes
 from metarl.rl.policy import GaussianMLPPolicy
 
 T, K, E, OBS, ACT = 6, 3, 8, 2, 2
@@ -84,7 +84,7 @@ def test_subsampled_product_approaches_the_full_one_as_the_fraction_grows(setup)
 
 def test_subsample_keeps_the_same_episodes_of_every_task(setup):
     _, _, _, valid = setup
-    part = subsample_episodes(valid, 0.5, torch.Generator().manual_seed(0))
+    part = take_episodes(valid, subsample_index(E, 0.5, torch.Generator().manual_seed(0)))
     assert part.episodes_per_task == 4
     first = part.observations[:, 0, 0]
     matches = [(valid.observations[:, 0, e] == first).all() for e in range(E)]
@@ -101,7 +101,7 @@ def surrogate_at(learner, flat_theta, train, valid):
 def test_step_improves_the_surrogate_within_the_kl_bound(setup):
     learner, policy, train, valid = setup
     before = flatten(parameters_of(policy)).detach().clone()
-    info = learner.step(train, valid)
+    info = learner.step(learner.process(train), learner.process(valid))
     after = flatten(parameters_of(policy)).detach().clone()
     assert info.accepted and info.line_search_steps >= 1
     assert 0 < info.kl <= learner.settings.max_kl
@@ -116,7 +116,7 @@ def test_rejected_step_leaves_the_policy_unchanged(setup):
     learner, policy, train, valid = setup
     before = flatten({k: v.detach().clone() for k, v in parameters_of(policy).items()})
     poisoned = dataclasses.replace(valid, log_probs=valid.log_probs * float("nan"))
-    info = learner.step(train, poisoned)
+    info = learner.step(learner.process(train), learner.process(poisoned))
     assert not info.accepted
     assert torch.equal(flatten(parameters_of(policy)).detach(), before)
 
