@@ -1,0 +1,79 @@
+"""The options of a MAML-TRPO run (spec.md section 2), with their defaults and valid ranges.
+
+The per-environment defaults of the paper live in ``experiments/maml_trpo/{env}.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from metarl.config import ConfigError, option
+from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
+
+
+@dataclass
+class MAMLTRPOConfig:
+    """MAML-TRPO. ``num_steps: 0`` trains plain multi-task TRPO (the "pretrained" baseline)."""
+
+    env: str = option("navigation_2d", "task family: short name (navigation_2d, cheetah_vel, "
+                      "cheetah_dir, ant_vel, ant_dir, ant_goal), Gymnasium id, or "
+                      "package.module:Class")
+    num_batches: int = option(500, "meta-iterations", minimum=0, exclusive_minimum=False)
+    meta_batch_size: int = option(20, "tasks per meta-iteration", minimum=0)
+    fast_batch_size: int = option(20, "episodes per task, before and after adaptation", minimum=0)
+    num_steps: int = option(1, "inner VPG steps (0: no adaptation, plain multi-task TRPO)",
+                            minimum=0, exclusive_minimum=False)
+    fast_lr: float = option(0.1, "inner-loop learning rate (alpha)", minimum=0.0)
+    first_order: bool = option(False, "first-order MAML: do not differentiate the inner update")
+    max_kl: float = option(0.01, "TRPO trust region: mean KL bound (delta)", minimum=0.0)
+    cg_iters: int = option(10, "conjugate-gradient iterations", minimum=0)
+    cg_damping: float = option(1e-5, "damping added to the curvature products", minimum=0.0,
+                               exclusive_minimum=False)
+    ls_max_steps: int = option(15, "line-search backtracking steps", minimum=0)
+    ls_backtrack_ratio: float = option(0.8, "line-search step shrink factor, in (0, 1)",
+                                       minimum=0.0)
+    gamma: float = option(0.99, "discount factor, in [0, 1]", minimum=0.0, exclusive_minimum=False)
+    gae_lambda: float = option(1.0, "GAE lambda, in [0, 1]", minimum=0.0, exclusive_minimum=False)
+    hidden_sizes: tuple[int, ...] = option((64, 64), "policy hidden layer sizes (paper: 100 100)",
+                                           minimum=0)
+    nonlinearity: str = option("tanh", "policy hidden activation (paper: relu)",
+                               choices=("tanh", "relu"))
+    curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "
+                            "current point, cheaper) or exact (double backprop)", choices=CURVATURES)
+    hvp_subsample: float = option(1.0, "fraction of each task's episodes used for the curvature "
+                                  "products, in (0, 1]", minimum=0.0)
+    num_workers: int = option(0, "sampler worker processes (0: choose for this machine)",
+                              minimum=0, exclusive_minimum=False)
+    torch_threads: int = option(1, "PyTorch threads of the learner process (0: PyTorch's "
+                                "default). One avoids oversubscribing the cores the sampler "
+                                "and other jobs use; measured under load, 2 threads made the "
+                                "TRPO step up to 18x slower", minimum=0, exclusive_minimum=False)
+    checkpoint_every: int = option(10, "iterations between checkpoints (one is always written at "
+                                   "the end)", minimum=0)
+    seed: int = option(0, "random seed (initialisation, tasks, episodes)")
+    output_dir: str = option("runs", "folder in which run directories are created")
+
+    @property
+    def task(self) -> str:
+        """The run-directory name component (``{algo}__{env}__{seed}__{time}``)."""
+        return self.env.replace("/", "-").replace(":", "-")
+
+    def check(self) -> None:
+        """Bounds that a single minimum cannot express."""
+        if self.ls_backtrack_ratio >= 1.0:
+            raise ConfigError(f"ls_backtrack_ratio={self.ls_backtrack_ratio} must be < 1")
+        for name in ("gamma", "gae_lambda", "hvp_subsample"):
+            if getattr(self, name) > 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be <= 1")
+
+    def settings(self) -> TRPOSettings:
+        return TRPOSettings(
+            num_steps=self.num_steps, fast_lr=self.fast_lr, first_order=self.first_order,
+            max_kl=self.max_kl, cg_iters=self.cg_iters, cg_damping=self.cg_damping,
+            ls_max_steps=self.ls_max_steps, ls_backtrack_ratio=self.ls_backtrack_ratio,
+            gamma=self.gamma, gae_lambda=self.gae_lambda, curvature=self.curvature,
+            hvp_subsample=self.hvp_subsample)
+
+
+#: Config keys a checkpoint must agree on to be loaded into a policy.
+ARCHITECTURE_KEYS = ("env", "hidden_sizes", "nonlinearity")

@@ -1,0 +1,194 @@
+"""The MAML-TRPO training loop: sample, adapt, sample again, step; log and checkpoint.
+
+Randomness: every draw of meta-iteration ``i`` (its tasks, the seeds of its episodes, the
+curvature subsample) comes from ``derive_seed(seed, i, purpose)``. A run is therefore fully
+determined by its config and its iteration counter, and resuming from a checkpoint at
+iteration ``i`` continues exactly as the uninterrupted run would have. The linear baseline is
+refitted from scratch for every task batch and TRPO keeps no optimiser state, so the policy's
+parameters and the iteration counter are the whole training state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metarl.core.maml import Params, parameters_of
+from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
+from metarl.rl.maml_trpo import MAMLTRPO
+from metarl.rl.policy import GaussianMLPPolicy
+from metarl.rl.sampler import PolicySpec, make_sampler
+from metarl.runs import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    Logger,
+    check_compatible,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
+
+PURPOSES = {"tasks": 0, "train": 1, "valid": 2, "subsample": 3}
+
+
+def derive_seed(seed: int, iteration: int, purpose: str) -> int:
+    """A 32-bit seed for one purpose of one meta-iteration (independent streams)."""
+    sequence = np.random.SeedSequence([seed, iteration, PURPOSES[purpose]])
+    return int(sequence.generate_state(1)[0])
+
+
+def env_sizes(env: str) -> tuple[int, int]:
+    """Observation and action sizes of a task family."""
+    import envs.registry
+
+    probe = envs.registry.make(env)
+    try:
+        return int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))
+    finally:
+        probe.close()
+
+
+def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> GaussianMLPPolicy:
+    torch.manual_seed(config.seed)
+    return GaussianMLPPolicy(obs_size, act_size, hidden_sizes=config.hidden_sizes,
+                             nonlinearity=config.nonlinearity)
+
+
+class MetaRLTrainer:
+    """A MAML-TRPO run: the policy, the learner, the sampler and the iteration counter."""
+
+    def __init__(self, config: MAMLTRPOConfig):
+        self.config = config
+        if config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
+        obs_size, act_size = env_sizes(config.env)
+        self.policy = build_policy(config, obs_size, act_size)
+        self.learner = MAMLTRPO(self.policy, config.settings())
+        self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
+                               nonlinearity=config.nonlinearity)
+        self.sampler = make_sampler(config.env, self.spec, num_tasks=config.meta_batch_size,
+                                    episodes_per_task=config.fast_batch_size,
+                                    num_workers=config.num_workers or None)
+        self.iteration = 0
+
+    def close(self) -> None:
+        self.sampler.close()
+
+    def __enter__(self) -> MetaRLTrainer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def theta(self) -> Params:
+        return {k: v.detach().clone() for k, v in parameters_of(self.policy).items()}
+
+    def step(self) -> dict[str, float]:
+        """One meta-iteration (spec.md section 2, steps 1-5); returns the values to log."""
+        import envs.registry
+
+        config, learner, it = self.config, self.learner, self.iteration
+        tasks = envs.registry.sample_tasks(config.env, config.meta_batch_size,
+                                           seed=derive_seed(config.seed, it, "tasks"))
+        start = time.perf_counter()
+        theta = self.theta()
+        train = self.sampler.sample(tasks, theta, seed=derive_seed(config.seed, it, "train"))
+        sampled_train = time.perf_counter()
+        train_data = learner.process(train)
+        if config.num_steps == 0:  # plain multi-task TRPO: the pre-update episodes are all
+            valid, valid_data = train, train_data
+            adapted_at = sampled_valid = sampled_train
+        else:
+            adapted = learner.adapt({k: v.requires_grad_(True) for k, v in theta.items()},
+                                    train_data, first_order=True)
+            adapted = {k: v.detach() for k, v in adapted.items()}
+            adapted_at = time.perf_counter()
+            valid = self.sampler.sample(tasks, adapted,
+                                        seed=derive_seed(config.seed, it, "valid"))
+            sampled_valid = time.perf_counter()
+            valid_data = learner.process(valid)
+        generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
+        info = learner.step(train_data, valid_data, generator)
+        done = time.perf_counter()
+        self.iteration += 1
+
+        sampling = (sampled_train - start) + (sampled_valid - adapted_at)
+        env_steps = int(train.num_steps) + (int(valid.num_steps) if config.num_steps else 0)
+        return {
+            "returns/step_0": train.returns_per_task().mean().item(),
+            f"returns/step_{config.num_steps}": valid.returns_per_task().mean().item(),
+            "trpo/kl": info.kl,
+            "trpo/surrogate_improvement": info.surrogate_improvement,
+            "trpo/line_search_steps": info.line_search_steps,
+            "trpo/accepted": float(info.accepted),
+            "trpo/gradient_norm": info.gradient_norm,
+            "time/sampling_s": sampling,
+            "time/adaptation_s": adapted_at - sampled_train,
+            "time/optimisation_s": done - sampled_valid,
+            "time/iteration_s": done - start,
+            "time/env_steps_per_s": env_steps / max(sampling, 1e-9),
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {"algo": "maml_trpo", "policy": self.policy.state_dict(),
+                "iteration": self.iteration, "config": dataclasses.asdict(self.config)}
+
+    def load(self, state: dict[str, Any], *, source: str) -> None:
+        if state.get("algo") != "maml_trpo":
+            raise CheckpointError(f"{source} is not a maml_trpo checkpoint "
+                                  f"(algo={state.get('algo')!r})")
+        check_compatible(state.get("config", {}), dataclasses.asdict(self.config),
+                         ARCHITECTURE_KEYS, source=source)
+        load_state_dict_strict(self.policy, state["policy"], source=source)
+        self.iteration = int(state["iteration"])
+
+
+def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> dict[str, float]:
+    """Train from ``trainer.iteration`` to ``num_batches``; log every iteration, checkpoint
+    atomically every ``checkpoint_every`` iterations and at the end."""
+    config = trainer.config
+    curve = ["returns/step_0", f"returns/step_{config.num_steps}"] if config.num_steps else [
+        "returns/step_0"]
+    logger = Logger(run_dir, purge_step=trainer.iteration or None,
+                    multiline={"adaptation curve (mean return)": curve,
+                               "time (s)": ["time/sampling_s", "time/adaptation_s",
+                                            "time/optimisation_s"]})
+    last: dict[str, float] = {}
+    bar = tqdm(total=config.num_batches, initial=trainer.iteration, disable=not progress,
+               desc=f"maml_trpo {config.env}", unit="it", dynamic_ncols=True)
+    try:
+        while trainer.iteration < config.num_batches:
+            values = trainer.step()
+            it = trainer.iteration
+            logger.scalars(values, it)
+            last = values
+            after = values.get(f"returns/step_{config.num_steps}", float("nan"))
+            bar.set_postfix_str(
+                f"return before {values['returns/step_0']:.1f} after {after:.1f} | "
+                f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s", refresh=False)
+            bar.update(1)
+            if it % config.checkpoint_every == 0 or it == config.num_batches:
+                save_checkpoint(run_dir / CHECKPOINT_NAME, trainer.state())
+        if not (run_dir / CHECKPOINT_NAME).exists():
+            save_checkpoint(run_dir / CHECKPOINT_NAME, trainer.state())
+    finally:
+        bar.close()
+        logger.close()
+    return last
+
+
+def load_trainer(config: MAMLTRPOConfig, checkpoint: Path) -> MetaRLTrainer:
+    state = load_checkpoint(checkpoint)
+    trainer = MetaRLTrainer(config)
+    try:
+        trainer.load(state, source=str(checkpoint))
+    except BaseException:
+        trainer.close()
+        raise
+    return trainer
