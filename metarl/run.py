@@ -3,6 +3,7 @@
 Algorithms:
 
 * ``maml``: supervised MAML (``--task sine``);
+* ``maml_trpo``: meta-RL with MAML-TRPO (``--env navigation_2d``, ``cheetah_vel``, ...);
 * ``evaluate``: the adaptation curve of a finished run (``--run DIR`` or ``--checkpoint FILE``).
 
 Every option is also a YAML key (``--config FILE``); see ``experiments/``. This module only
@@ -42,7 +43,7 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# --- supervised MAML -------------------------------------------------------------------------
+# --- training commands -----------------------------------------------------------------------
 
 def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
@@ -52,50 +53,91 @@ def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
 
 
 def run_maml(argv: Sequence[str]) -> int:
-    pre = Parser(add_help=False)
-    pre.add_argument("--task", default=None)
-    pre.add_argument("--resume", default=None)
-    known, _ = pre.parse_known_args(argv)
-
-    saved = None
-    if known.resume is not None:
-        saved = _read_run_config(Path(known.resume), expected_algo="maml")
+    """``maml --task NAME``: supervised MAML."""
+    known, saved = _pre_parse(argv, "--task", "maml")
     tasks = supervised_tasks()
-    task = known.task or (saved or {}).get("task", "sine")
+    task = known.value or (saved or {}).get("task", "sine")
     if task not in tasks:
         raise ConfigError(f"task={task!r} is not valid; choose from: {', '.join(tasks)}")
     if saved is not None and saved.get("task") != task:
         raise ConfigError(f"--task {task} does not match the resumed run's task {saved['task']!r}")
     config_cls, build_problem = tasks[task]
+    args, config = _parse_config(argv, "maml", task, config_cls, saved,
+                                 f"Supervised MAML on {task} (spec.md section 4).")
 
-    parser = Parser(prog="python -m metarl.run maml",
-                    description=f"Supervised MAML on {task} (spec.md section 4).")
+    from metarl.supervised.trainer import MetaLearner, train
+
+    learner = MetaLearner(build_problem(config), config)
+    run_dir = _run_dir(args, "maml", task, config, learner.load)
+    last = train(learner, run_dir, progress=not args.no_progress)
+    _report(run_dir, learner.iteration, last, ("train/", "adaptation/"))
+    return 0
+
+
+def run_maml_trpo(argv: Sequence[str]) -> int:
+    """``maml_trpo --env NAME``: meta-RL with MAML-TRPO."""
+    known, saved = _pre_parse(argv, "--env", "maml_trpo")
+    env = known.value or (saved or {}).get("env", "navigation_2d")
+    if saved is not None and saved.get("env") != env:
+        raise ConfigError(f"--env {env} does not match the resumed run's env {saved['env']!r}")
+    import envs.registry
+
+    envs.registry.resolve(env)  # an unknown name fails here, listing the known ones
+    from metarl.rl.config import MAMLTRPOConfig
+
+    args, config = _parse_config(argv, "maml_trpo", env, MAMLTRPOConfig, saved,
+                                 f"MAML-TRPO on {env} (spec.md section 2).")
+    from metarl.rl.trainer import MetaRLTrainer, train
+
+    with MetaRLTrainer(config) as trainer:
+        run_dir = _run_dir(args, "maml_trpo", config.task, config, trainer.load)
+        last = train(trainer, run_dir, progress=not args.no_progress)
+    _report(run_dir, trainer.iteration, last, ("returns/",))
+    return 0
+
+
+def _pre_parse(argv: Sequence[str], selector: str, algo: str):
+    """The task/env selector and, with ``--resume DIR``, the saved run config."""
+    pre = Parser(add_help=False)
+    pre.add_argument(selector, dest="value", default=None)
+    pre.add_argument("--resume", default=None)
+    known, _ = pre.parse_known_args(argv)
+    saved = None
+    if known.resume is not None:
+        saved = _read_run_config(Path(known.resume), expected_algo=algo)
+    return known, saved
+
+
+def _parse_config(argv, algo, task, config_cls, saved, description):
+    parser = Parser(prog=f"python -m metarl.run {algo}", description=description)
     parser.add_argument("--config", help="YAML file of options (flags override it)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_flags(parser, config_cls)
     args = parser.parse_args(argv)
-    config = resolve(config_cls, algo="maml", task=task, config_file=args.config,
+    config = resolve(config_cls, algo=algo, task=task, config_file=args.config,
                      flags=explicit_flags(args, config_cls), base=saved)
+    return args, config
 
-    from metarl.supervised.trainer import MetaLearner, train
 
-    learner = MetaLearner(build_problem(config), config)
+def _run_dir(args, algo: str, task: str, config: Any, load: Callable[..., None]) -> Path:
+    """The resumed run's directory (its checkpoint loaded) or a new one; writes config.yaml."""
     if args.resume is not None:
-        run_dir = Path(args.resume)
         from metarl.runs import load_checkpoint
 
-        learner.load(load_checkpoint(run_dir / CHECKPOINT_NAME), source=str(run_dir))
+        run_dir = Path(args.resume)
+        load(load_checkpoint(run_dir / CHECKPOINT_NAME), source=str(run_dir))
     else:
-        run_dir = new_run_dir(config.output_dir, "maml", task, config.seed)
-    _write_run_config(run_dir, "maml", config)
+        run_dir = new_run_dir(config.output_dir, algo, task, config.seed)
+    _write_run_config(run_dir, algo, config)
     print(f"run directory: {run_dir}", file=sys.stderr)
-    last = train(learner, run_dir, progress=not args.no_progress)
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith(
-        ("train/", "adaptation/")))
-    print(f"done: {learner.iteration} iterations; {summary}")
+    return run_dir
+
+
+def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) -> None:
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith(prefixes))
+    print(f"done: {iterations} iterations; {summary}")
     print(f"run directory: {run_dir}")
-    return 0
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -106,43 +148,60 @@ def run_evaluate(argv: Sequence[str]) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="DIR", help="run directory (uses its checkpoint.pt)")
     source.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file")
-    parser.add_argument("--num-tasks", type=int, default=600, help="held-out tasks (default 600)")
-    parser.add_argument("--steps", type=int, default=10, help="adaptation steps K (default 10)")
+    parser.add_argument("--num-tasks", type=int, default=None,
+                        help="held-out tasks (default: 600 supervised, 40 RL)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="adaptation steps K (default: 10 supervised; RL: 4 navigation, 3 "
+                             "otherwise)")
     parser.add_argument("--shots", type=int, default=None,
-                        help="support examples per task (default: the run's)")
-    parser.add_argument("--baseline-iterations", type=int, default=10000,
-                        help="training iterations of the pretrained baseline (default 10000)")
-    parser.add_argument("--no-baselines", action="store_true", help="only the meta-learned model")
+                        help="supervised: support examples per task (default: the run's)")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                        help="add the baselines (default: on for supervised runs; for RL, "
+                             "pretrained-on-all-tasks and random-init curves, off by default)")
+    parser.add_argument("--baseline-iterations", type=int, default=None,
+                        help="training iterations of the pretrained baseline (default: 10000 "
+                             "supervised; RL: the run's num_batches)")
+    parser.add_argument("--pretrained", metavar="DIR",
+                        help="RL: an existing multi-task TRPO run (num_steps: 0) as the "
+                             "pretrained baseline")
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
     parser.add_argument("--output", metavar="DIR",
                         help="where to write results (default: RUN/evaluation)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
-    for name in ("num_tasks", "steps", "baseline_iterations", "shots"):
+    for name, minimum in (("num_tasks", 2), ("steps", 0), ("baseline_iterations", 0),
+                          ("shots", 1)):
         value = getattr(args, name)
-        minimum = 0 if name in ("steps", "baseline_iterations") else 2 if name == "num_tasks" else 1
         if value is not None and value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
 
-    if args.run is not None:
-        run_dir = Path(args.run)
-        checkpoint = run_dir / CHECKPOINT_NAME
-    else:
-        checkpoint = Path(args.checkpoint)
-        run_dir = checkpoint.parent
+    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
+    run_dir = checkpoint.parent
     from metarl.runs import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     saved = dict(state.get("config") or {})
     if not saved:
         raise CheckpointError(f"checkpoint {checkpoint} holds no config; is it a metarl checkpoint?")
+    out_dir = Path(args.output) if args.output else run_dir / "evaluation"
+    if state.get("algo") == "maml_trpo":
+        result = _evaluate_rl(args, state, saved, checkpoint, run_dir, out_dir)
+    else:
+        result = _evaluate_supervised(args, state, saved, checkpoint, out_dir)
+    print(result["table"])
+    print(f"wrote {out_dir / 'curve.json'}, curve.csv and curve.png")
+    return 0
+
+
+def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
+    from metarl.config import from_mapping, validate
+
     task = saved.get("task")
     tasks = supervised_tasks()
     if task not in tasks:
         raise CheckpointError(f"checkpoint {checkpoint} is for task {task!r}; "
                               f"evaluate knows: {', '.join(tasks)}")
     config_cls, build_problem = tasks[task]
-    from metarl.config import from_mapping, validate
-
     config = from_mapping(config_cls, saved, source=str(checkpoint))
     validate(config)
 
@@ -151,20 +210,38 @@ def run_evaluate(argv: Sequence[str]) -> int:
 
     learner = MetaLearner(build_problem(config), config)
     learner.load(state, source=str(checkpoint))
-    options = EvalOptions(num_tasks=args.num_tasks, steps=args.steps, shots=args.shots,
-                          baseline_iterations=args.baseline_iterations,
-                          baselines=not args.no_baselines, seed=args.seed)
-    out_dir = Path(args.output) if args.output else run_dir / "evaluation"
-    result = evaluate_supervised(learner, out_dir, options, build_problem)
-    print(result["table"])
-    print(f"wrote {out_dir / 'curve.json'}, curve.csv and curve.png")
-    return 0
+    options = EvalOptions(num_tasks=args.num_tasks or 600,
+                          steps=10 if args.steps is None else args.steps, shots=args.shots,
+                          baseline_iterations=10000 if args.baseline_iterations is None
+                          else args.baseline_iterations,
+                          baselines=args.baselines is not False, seed=args.seed)
+    return evaluate_supervised(learner, out_dir, options, build_problem)
+
+
+def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
+                 out_dir: Path) -> dict[str, Any]:
+    from metarl.config import from_mapping, validate
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.evaluate import RLEvalOptions, evaluate_rl
+    from metarl.rl.trainer import MetaRLTrainer
+
+    config = from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint))
+    validate(config)
+    options = RLEvalOptions(num_tasks=args.num_tasks or 40, steps=args.steps,
+                            baselines=bool(args.baselines),
+                            pretrained=Path(args.pretrained) if args.pretrained else None,
+                            pretrain_iterations=args.baseline_iterations, seed=args.seed,
+                            progress=not args.no_progress)
+    with MetaRLTrainer(config) as trainer:
+        trainer.load(state, source=str(checkpoint))
+        return evaluate_rl(trainer, run_dir, out_dir, options)
 
 
 # --- dispatch --------------------------------------------------------------------------------
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "maml": run_maml,
+    "maml_trpo": run_maml_trpo,
     "evaluate": run_evaluate,
 }
 
@@ -188,6 +265,13 @@ def _write_run_config(run_dir: Path, algo: str, config: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_NAME, lambda handle: handle.write(text.encode()))
 
 
+def _domain_errors() -> tuple[type[Exception], ...]:
+    """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
+    import envs.registry
+
+    return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = f"usage: python -m metarl.run {{{','.join(COMMANDS)}}} [options]  (--help for each)"
@@ -199,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command not in COMMANDS:
             raise UsageError(f"unknown algorithm {command!r}; choose from: {', '.join(COMMANDS)}")
         return COMMANDS[command](rest)
-    except (UsageError, ConfigError, CheckpointError) as error:
+    except (UsageError, ConfigError, CheckpointError, *_domain_errors()) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

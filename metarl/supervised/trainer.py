@@ -119,6 +119,7 @@ class MetaLearner:
 
     def state(self) -> dict[str, Any]:
         return {
+            "algo": "maml",
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),

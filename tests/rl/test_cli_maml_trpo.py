@@ -1,0 +1,129 @@
+"""``python -m metarl.run maml_trpo`` and ``evaluate`` on RL runs, with tiny budgets."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from metarl.run import main
+
+BUILTIN_ENVS = ["navigation_2d", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal"]
+TINY = ["--num-batches", "2", "--meta-batch-size", "2", "--fast-batch-size", "2",
+        "--hidden-sizes", "8", "8", "--cg-iters", "2", "--num-workers", "1", "--no-progress"]
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    return run_dir
+
+
+@pytest.mark.parametrize("env", BUILTIN_ENVS)
+def test_every_builtin_env_trains_and_writes_its_run_directory(env, tmp_path):
+    assert main(["maml_trpo", "--env", env, *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith(f"maml_trpo__{env}__0__")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["env"] == env and saved["algo"] == "maml_trpo"
+    assert saved["max_kl"] == 0.01  # the shipped experiments/maml_trpo/{env}.yaml defaults
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["algo"] == "maml_trpo"
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
+    common = [*TINY[2:], "--checkpoint-every", "1"]  # TINY without --num-batches
+    assert main(["maml_trpo", "--num-batches", "3", *common, "--output-dir",
+                 str(tmp_path / "full")]) == 0
+    assert main(["maml_trpo", "--num-batches", "2", *common, "--output-dir",
+                 str(tmp_path / "cut")]) == 0
+    cut = only_run_dir(tmp_path / "cut")
+    assert main(["maml_trpo", "--resume", str(cut), "--num-batches", "3", "--no-progress"]) == 0
+    full = torch.load(only_run_dir(tmp_path / "full") / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(cut / "checkpoint.pt", weights_only=True)
+    assert resumed["iteration"] == 3
+    for name, value in full["policy"].items():
+        torch.testing.assert_close(resumed["policy"][name], value, rtol=0, atol=0)
+
+
+def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "3", "--steps", "2",
+                 "--baselines", "--baseline-iterations", "1", "--no-progress"]) == 0
+    out = run_dir / "evaluation"
+    result = json.loads((out / "curve.json").read_text())
+    assert set(result["methods"]) == {"maml", "pretrained", "random init"}
+    assert len(result["methods"]["maml"]["mean"]) == 3
+    assert result["published_maml"][:2] == [-40.4, -11.7]
+    assert (out / "curve.csv").exists() and (out / "curve.png").stat().st_size > 10_000
+    assert list(out.glob("events.out.tfevents.*"))
+    assert list((out / "pretrained").glob("*/checkpoint.pt"))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["maml_trpo", "--env", "cheetah_speed"], "unknown"),
+    (["maml_trpo", "--max-kl", "0"], "max_kl=0.0 must be > 0"),
+    (["maml_trpo", "--fast-batch-size", "-2"], "fast_batch_size=-2 must be > 0"),
+    (["maml_trpo", "--ls-backtrack-ratio", "1.5"], "ls_backtrack_ratio=1.5 must be < 1"),
+    (["maml_trpo", "--gamma", "1.1"], "gamma=1.1 must be <= 1"),
+    (["maml_trpo", "--nonlinearity", "sigmoid"], "nonlinearity='sigmoid' is not valid; choose"),
+    (["maml_trpo", "--hvp-subsample", "2"], "hvp_subsample=2.0 must be <= 1"),
+])
+def test_bad_rl_input_exits_2_with_one_line(argv, expected, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+def test_unknown_env_lists_the_known_ones(capsys):
+    assert main(["maml_trpo", "--env", "cheetah_speed"]) == 2
+    err = capsys.readouterr().err
+    assert "cheetah_speed" in err and "cheetah_vel" in err and "navigation_2d" in err
+
+
+def test_checkpoint_of_another_env_or_architecture_is_refused_and_kept(tmp_path, capsys):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    checkpoint = run_dir / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    config = run_dir / "config.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("- 8\n- 8", "- 16\n- 16"))
+    assert main(["maml_trpo", "--resume", str(run_dir), "--num-batches", "4",
+                 "--no-progress"]) == 2
+    assert "hidden_sizes=" in capsys.readouterr().err
+    config.write_text(original.replace("env: navigation_2d", "env: cheetah_vel"))
+    assert main(["maml_trpo", "--resume", str(run_dir), "--num-batches", "4",
+                 "--no-progress"]) == 2
+    assert "env=" in capsys.readouterr().err
+    assert checkpoint.read_bytes() == before
+
+
+def test_corrupt_rl_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    checkpoint = only_run_dir(tmp_path) / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 2
+    assert "corrupt or unreadable" in capsys.readouterr().err
+
+
+def test_the_readme_plug_in_family_trains_by_module_and_class(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))  # the repo root
+    env = "examples.point_mass:PointMassEnv"
+    assert main(["maml_trpo", "--env", env, *TINY, "--output-dir", str(tmp_path)]) == 0
+    saved = yaml.safe_load((only_run_dir(tmp_path) / "config.yaml").read_text())
+    assert saved["env"] == env
+
+
+def test_a_bad_task_for_the_plug_in_family_is_refused():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    try:
+        from examples.point_mass import PointMassEnv
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(ValueError, match="mass in"):
+        PointMassEnv(task={"target": 0.0, "mass": 9.0})
