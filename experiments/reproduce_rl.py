@@ -1,0 +1,135 @@
+"""Reproduce a MAML-TRPO adaptation curve of the paper: train, evaluate with baselines, report.
+
+    python experiments/reproduce_rl.py --env navigation_2d [--seed 0] [--out runs/reproduce]
+        [--num-batches 500] [--chunk 50] [--hvp-subsample 0.2] [--pretrain-iterations N]
+
+Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in chunks of
+``--chunk`` iterations, each a separate ``--resume`` of the same run, so a run that is stopped
+(or a machine's per-command time limit) loses at most one chunk; running the same command again
+continues where it stopped. Then ``evaluate --baselines`` on 40 held-out tasks, and a Markdown
+section for docs/results.md (our curve next to the paper's, with CIs, the plot, the commands,
+seed, iterations, wall time and machine) is written to ``RUN/evaluation/results_section.md``
+and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def run(*argv: str) -> None:
+    command = [sys.executable, "-m", "metarl.run", *argv]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def find_run(out: Path, env: str, seed: int) -> Path | None:
+    runs = sorted(out.glob(f"maml_trpo__{env}__{seed}__*"))
+    return runs[-1] if runs else None
+
+
+def iteration_of(run_dir: Path) -> int:
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.exists():
+        return 0
+    return int(torch.load(checkpoint, weights_only=True)["iteration"])
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Total logged ``time/iteration_s`` of the run (all chunks)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if "time/iteration_s" not in events.Tags()["scalars"]:
+        return 0.0
+    latest = {e.step: e.value for e in events.Scalars("time/iteration_s")}  # last write wins
+    return float(sum(latest.values()))
+
+
+def section(env: str, run_dir: Path, result: dict, commands: list[str], wall_s: float) -> str:
+    methods = result["methods"]
+    steps = len(methods["maml"]["mean"])
+    header = "| method | " + " | ".join(f"step {k}" for k in range(steps)) + " |"
+    lines = [header, "|---" * (steps + 1) + "|"]
+    for label, m in methods.items():
+        cells = " | ".join(f"{mu:.1f} ± {ci:.1f}" for mu, ci in zip(m["mean"], m["ci95"]))
+        lines.append(f"| {label} (ours) | {cells} |")
+    if result.get("published_maml"):
+        cells = " | ".join(f"{v:.1f}" for v in result["published_maml"][:steps])
+        lines.append(f"| MAML (paper) | {cells} |")
+    cpu = platform.processor() or platform.machine()
+    return "\n".join([
+        f"## {env}",
+        "",
+        f"Mean return over {result['num_tasks']} held-out tasks after 0..{steps - 1} "
+        f"policy-gradient steps ({result['episodes_per_task']} episodes per task and step; "
+        f"step sizes {result['step_sizes']}), ± 95% CI. Policy {result['hidden_sizes']} "
+        f"{result['nonlinearity']}; {result['iteration']} meta-iterations, seed "
+        f"{result['seed']}.",
+        "",
+        *lines,
+        "",
+        f"![{env} adaptation curve](figures/{env}.png)",
+        "",
+        "- Commands: " + "; ".join(f"`{c}`" for c in commands),
+        f"- Run directory: `{run_dir}`; meta-training {wall_s / 60:.0f} min on "
+        f"{os.cpu_count()} cores ({cpu}), {time.strftime('%Y-%m-%d')}.",
+        "",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/reproduce")
+    parser.add_argument("--num-batches", type=int, default=500)
+    parser.add_argument("--chunk", type=int, default=50)
+    parser.add_argument("--hvp-subsample", type=float, default=None)
+    parser.add_argument("--pretrain-iterations", type=int, default=None)
+    parser.add_argument("--skip-training", action="store_true", help="only evaluate and report")
+    args = parser.parse_args()
+    out = Path(args.out) / args.env
+    extra = [] if args.hvp_subsample is None else ["--hvp-subsample", str(args.hvp_subsample)]
+    commands = []
+
+    run_dir = find_run(out, args.env, args.seed)
+    if run_dir is None and not args.skip_training:
+        first = min(args.chunk, args.num_batches)
+        run("maml_trpo", "--env", args.env, "--seed", str(args.seed), "--num-batches",
+            str(first), "--output-dir", str(out), "--no-progress", *extra)
+        run_dir = find_run(out, args.env, args.seed)
+    if run_dir is None:
+        raise SystemExit(f"no run of {args.env} with seed {args.seed} under {out}")
+    commands.append(f"python -m metarl.run maml_trpo --env {args.env} --seed {args.seed} "
+                    f"--num-batches {args.num_batches} {' '.join(extra)}".strip())
+    while not args.skip_training and iteration_of(run_dir) < args.num_batches:
+        target = min(iteration_of(run_dir) + args.chunk, args.num_batches)
+        run("maml_trpo", "--resume", str(run_dir), "--num-batches", str(target), "--no-progress")
+
+    evaluate = ["evaluate", "--run", str(run_dir), "--baselines", "--no-progress"]
+    if args.pretrain_iterations is not None:
+        evaluate += ["--baseline-iterations", str(args.pretrain_iterations)]
+    run(*evaluate)
+    commands.append("python -m metarl.run " + " ".join(evaluate))
+    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    text = section(args.env, run_dir, result, commands, training_seconds(run_dir))
+    (run_dir / "evaluation" / "results_section.md").write_text(text)
+    figures = Path("docs/figures")
+    if figures.is_dir():
+        (figures / f"{args.env}.png").write_bytes((run_dir / "evaluation" / "curve.png").read_bytes())
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
