@@ -10,8 +10,9 @@ MuJoCo families 40 x 20 x 200; a 64-64 tanh Gaussian MLP policy with task-stacke
   bookkeeping and the ``Episodes`` batch; counts the valid env-steps (``Episodes.num_steps``).
   Worker start-up is timed separately (``startup_s``) and one warm-up sample is not timed.
 - ``raw_physics`` (MuJoCo families): ``mujoco.rollout`` of the same model, as many instances
-  and control steps (``frame_skip`` substeps each), the same total physics threads, open loop
-  (random controls precomputed; no policy, observations or rewards) -- the ceiling.
+  and control steps (``frame_skip`` substeps each), open loop (random controls precomputed; no
+  policy, observations or rewards), on the sampler's total physics threads but at most one per
+  core -- the ceiling.
 
 Each round's ratio compares a sampler round with the raw round right after it, so load from
 other processes on the machine affects both alike; medians over rounds are reported. On a
@@ -129,6 +130,9 @@ def main() -> None:
         layout = describe(sampler)
         sampler.sample(tasks, params, args.seed)  # warm-up, not timed
         pids = getattr(sampler, "pids", [])
+        # The ceiling: raw physics on as many threads as the sampler runs, at most one per core
+        # (2 workers x 2 threads are compared with raw physics on 2 threads, not 4).
+        raw_threads = min(layout["total_threads"], sampler_module.usable_cores())
         seconds, rates, raw, ratios, cpu, cpu_ratios = [], [], [], [], [], []
         for r in range(args.rounds):
             start, cpu_start = time.perf_counter(), cpu_seconds(pids)
@@ -139,7 +143,7 @@ def main() -> None:
             if physics is not None:
                 raw_rate, raw_cpu = time_raw_physics(
                     physics.model, num_tasks * episodes, batch.horizon, physics.frame_skip,
-                    layout["total_threads"], r)
+                    raw_threads, r)
                 raw.append(raw_rate)
                 ratios.append(rates[-1] / raw_rate)
                 cpu_ratios.append(raw_cpu / cpu[-1])
@@ -154,6 +158,7 @@ def main() -> None:
         **layout,
         "env_steps_per_s": round(median(rates)),
         "raw_physics_steps_per_s": round(median(raw)) if raw else None,
+        "raw_physics_threads": raw_threads if raw else None,
         "ratio_vs_raw": round(median(ratios), 3) if ratios else None,
         "seconds_per_meta_batch": round(median(seconds), 4),
         "cpu_us_per_env_step": round(1e6 * median(cpu), 2),

@@ -21,9 +21,10 @@ kernel whatever K is, whereas one ``linear`` over all rows may round differently
 row counts. Together, the episodes are bitwise identical however the tasks are split over worker
 processes or overlap groups.
 
-Overlap (``num_groups=2``): the tasks are split into two halves with a batched env each; MuJoCo's
-``rollout`` releases the GIL, so the physics of one half runs in a background thread while this
-thread evaluates the policy of the other half. The process-sharded form is in
+Overlap (``num_groups=2``, opt-in): the tasks are split into two halves with a batched env each;
+MuJoCo's ``rollout`` releases the GIL, so one half's env step runs in a background thread while
+this thread evaluates the policy of the other half. Measured no faster than lock-step on 2 cores
+(see :func:`make_sampler`), so it is off by default. The process-sharded form is in
 :mod:`metarl.rl.workers`; :func:`make_sampler` chooses between the two.
 """
 
@@ -438,13 +439,21 @@ def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int
             cores for families whose step is heavy and parallel (MuJoCo physics, or the loop
             fallback's Python steps), 1 for array-maths families such as ``navigation_2d``,
             whose per-step cost is fixed Python overhead that extra processes only duplicate.
-        num_groups: overlap groups per process; default 2 in-process for MuJoCo families (the
-            physics releases the GIL), else 1.
-        num_threads: physics threads per process; default: the usable cores in-process, 1 per
+        num_groups: overlap groups per process (default 1, lock-step; see below).
+        num_threads: physics threads per process; default: the usable cores in-process, 2 per
             worker.
 
-    Measured on 2 cores with ``bench/sampling.py``: cheetah_vel (40 x 20 x 200) is fastest as
-    2 workers x 1 physics thread, navigation_2d (20 x 20 x 100) in one process. Both kinds have ``sample(tasks, params, seed) -> Episodes``, ``close()`` and
+    Measured on 2 cores with ``bench/sampling.py`` (cheetah_vel 40 x 20 x 200, ratio to raw
+    ``mujoco.rollout`` on 2 threads; medians of 4-7 runs, with other jobs held off / with other
+    jobs running): 2 workers x 2 physics threads 0.85 / 1.04; 2 workers x 1 thread 0.88 / 0.64
+    (a single-threaded worker stalls whenever the scheduler parks it behind other work, which
+    outweighs the small cost of oversubscription when the cores are free); one process,
+    lock-step, 2 threads 0.82 / 0.89 (the policy and the env's Python work leave the physics
+    threads idle); one process with 2 overlap groups 0.47-0.82, erratic (the env's own Python
+    work runs in the background thread with the physics, so the overlap hides only the
+    policy). navigation_2d (20 x 20 x 100) takes ~0.05-0.09 s in one process and more than
+    twice that with 2 workers: its per-step cost is fixed Python overhead that each
+    process repeats. Both kinds have ``sample(tasks, params, seed) -> Episodes``, ``close()`` and
     are context managers; for the same seed their episodes are identical.
     """
     family = env_name if isinstance(env_name, TaskFamily) else envs.resolve(env_name)
@@ -462,11 +471,11 @@ def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int
     if num_workers == 1:
         return BatchedSampler(family, spec, num_tasks=num_tasks,
                               episodes_per_task=episodes_per_task,
-                              num_groups=(2 if physics else 1) if num_groups is None
-                              else num_groups, num_threads=num_threads)
+                              num_groups=num_groups or 1, num_threads=num_threads)
     from metarl.rl.workers import ProcessSampler  # imports this module
 
     return ProcessSampler(family, spec, num_tasks=num_tasks,
                           episodes_per_task=episodes_per_task, num_workers=int(num_workers),
-                          num_groups=1 if num_groups is None else num_groups,
-                          num_threads=1 if num_threads is None else num_threads)
+                          num_groups=num_groups or 1,
+                          num_threads=min(2, usable_cores()) if num_threads is None
+                          else num_threads)

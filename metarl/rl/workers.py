@@ -66,14 +66,17 @@ class ProcessSampler:
         episodes_per_task: E.
         num_workers: processes (capped at ``num_tasks``).
         num_groups: overlap groups inside each worker (see ``BatchedSampler``).
-        num_threads: physics threads per worker env.
+        num_threads: physics threads per worker env (2 by default: see ``make_sampler``).
     """
 
     def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
                  episodes_per_task: int, num_workers: int, num_groups: int = 1,
-                 num_threads: int | None = 1):
-        if not isinstance(num_workers, int) or num_workers < 1:
-            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+                 num_threads: int = 2):
+        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task),
+                            ("num_workers", num_workers), ("num_threads", num_threads)):
+            if not isinstance(value, int | np.integer) or value < (0 if name == "num_threads"
+                                                                  else 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         family = env if isinstance(env, TaskFamily) else envs.resolve(env)
         self.spec, self.num_tasks, self.episodes_per_task = spec, num_tasks, episodes_per_task
         self.horizon = _probe_horizon(family)

@@ -3,11 +3,13 @@
 from dataclasses import fields
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import envs
+from envs.registry import TaskFamily
 from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
@@ -176,6 +178,45 @@ def test_plugin_family_without_batched_form_runs_through_the_fallback(monkeypatc
     assert (batch.rewards.sum(0) < 0).all()
 
 
+class DivergingLine(gym.Env):
+    """Its observation becomes NaN at the third step when the target is positive."""
+
+    horizon = 20
+
+    def __init__(self, task=None):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float64)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.task = task or {"target": 0.0}
+
+    def sample_tasks(self, n):
+        return [{"target": 0.0}] * n
+
+    def set_task(self, task):
+        self.task = dict(task)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return np.zeros(1), {}
+
+    def step(self, action):
+        self._t += 1
+        value = np.nan if self._t == 3 and self.task["target"] > 0 else float(self._t)
+        return np.array([value]), -1.0, False, False, {}
+
+
+def test_non_finite_state_ends_the_episode_as_terminated_and_stays_finite():
+    family = TaskFamily("diverging_line", None, DivergingLine, None, 20)
+    spec = PolicySpec(1, 1, (8,))
+    tasks = [{"target": 1.0}, {"target": -1.0}]
+    batch = sample(family, tasks, policy_params(spec), spec=spec)
+    assert batch.lengths.tolist() == [[3] * 3, [20] * 3]
+    assert batch.terminated.tolist() == [[True] * 3, [False] * 3]
+    for array in (batch.observations, batch.actions, batch.rewards, batch.log_probs):
+        assert torch.isfinite(array).all()
+    assert (batch.rewards[:2, 0] == -1).all() and (batch.rewards[2:, 0] == 0).all()
+
+
 def test_bad_arguments_raise_clear_errors():
     spec = spec_of("navigation_2d")
     tasks = envs.sample_tasks("navigation_2d", 2, seed=0)
@@ -190,14 +231,18 @@ def test_bad_arguments_raise_clear_errors():
         sampler.sample(tasks, policy_params(spec), 0)
     with pytest.raises(ValueError, match="observations of size 2"):
         BatchedSampler("navigation_2d", PolicySpec(3, 2), num_tasks=1, episodes_per_task=1)
+    with pytest.raises(ValueError, match="observations of size 20"):  # before any worker starts
+        make_sampler("cheetah_vel", PolicySpec(3, 6), num_tasks=2, episodes_per_task=1,
+                     num_workers=2)
     with pytest.raises(ValueError, match="num_workers must be a positive int"):
         make_sampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1, num_workers=0)
 
 
-def test_make_sampler_in_process_has_no_subprocess():
-    spec = spec_of("navigation_2d")
+@pytest.mark.parametrize("num_workers", [1, None])
+def test_make_sampler_in_process_has_no_subprocess(num_workers):
+    spec = spec_of("navigation_2d")  # by default array-maths families sample in-process
     with make_sampler("navigation_2d", spec, num_tasks=2, episodes_per_task=2,
-                      num_workers=1) as sampler:
+                      num_workers=num_workers) as sampler:
         assert isinstance(sampler, BatchedSampler)
         batch = sampler.sample(envs.sample_tasks("navigation_2d", 2, 0), policy_params(spec), 0)
     assert batch.num_tasks == 2 and batch.episodes_per_task == 2

@@ -18,6 +18,7 @@ import torch
 
 import envs
 from metarl.core.maml import stack_params
+from metarl.rl import sampler as sampler_module
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec, make_sampler
@@ -114,14 +115,16 @@ def test_one_and_two_workers_give_identical_episodes():
     assert not torch.equal(shared_2.actions, stacked_2.actions)
 
 
-def test_one_and_two_workers_give_identical_mujoco_episodes():
+def test_one_and_two_workers_give_identical_mujoco_episodes(monkeypatch):
+    monkeypatch.setattr(sampler_module, "usable_cores", lambda: 2)
     spec = PolicySpec(20, 6, (16, 16))
     tasks = envs.sample_tasks("cheetah_vel", 3, seed=4)  # split 2 + 1 over the workers
     batches = []
-    for workers in (1, 2):
+    for workers in (1, None):  # None: MuJoCo families get one worker per usable core
         with make_sampler("cheetah_vel", spec, num_tasks=3, episodes_per_task=2,
                           num_workers=workers) as sampler:
             batches.append(sampler.sample(tasks, params_for(spec, 3), seed=5))
+    assert isinstance(sampler, ProcessSampler) and sampler.num_workers == 2
     assert_identical(*batches)
 
 
