@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
-import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -36,7 +35,6 @@ from pathlib import Path
 
 import mujoco
 import mujoco.rollout
-import numpy as np
 import torch
 
 # `python bench/sampling.py` puts bench/ first on sys.path, where bench/envs.py would shadow
@@ -44,51 +42,14 @@ import torch
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 envs = importlib.import_module("envs")
+_spec = importlib.util.spec_from_file_location("bench_common", _HERE / "common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+cpu_seconds, time_raw_physics = common.cpu_seconds, common.time_raw_physics
 sampler_module = importlib.import_module("metarl.rl.sampler")
 policy_module = importlib.import_module("metarl.rl.policy")
 
 DEFAULT_SIZES = {"navigation_2d": (20, 20)}  # (tasks, episodes per task); others: (40, 20)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) used so far by this process and the worker processes ``pids``."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    total = usage.ru_utime + usage.ru_stime
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
-
-
-def time_raw_physics(model: mujoco.MjModel, num_envs: int, steps: int, frame_skip: int,
-                     threads: int, seed: int) -> tuple[float, float]:
-    """Env-steps per second of bare ``mujoco.rollout`` (``frame_skip`` substeps per env-step),
-    and CPU seconds per env-step."""
-    rng = np.random.default_rng(seed)
-    low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
-    controls = rng.uniform(low, high, size=(steps, num_envs, 1, model.nu))
-    controls = np.ascontiguousarray(np.repeat(controls, frame_skip, axis=2))
-    full = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    data = mujoco.MjData(model)
-    template = np.empty(mujoco.mj_stateSize(model, full))
-    mujoco.mj_getState(model, data, template, full)
-    state = np.tile(template, (num_envs, 1))
-    state[:, 1:1 + model.nq] += rng.uniform(-0.1, 0.1, size=(num_envs, model.nq))
-    out_state = np.empty((num_envs, frame_skip, state.shape[1]))
-    out_sensor = np.empty((num_envs, frame_skip, model.nsensordata))
-    datas = [mujoco.MjData(model) for _ in range(max(1, threads))]
-    models = [model] * num_envs
-    with mujoco.rollout.Rollout(nthread=threads if threads > 1 else 0) as rollout:
-        start, cpu = time.perf_counter(), cpu_seconds([])
-        for control in controls:
-            rollout.rollout(models, datas, state, control, skip_checks=True, nstep=frame_skip,
-                            control_spec=int(mujoco.mjtState.mjSTATE_CTRL), state=out_state,
-                            sensordata=out_sensor if model.nsensordata else None,
-                            initial_warmstart=None, chunk_size=None)
-            state = np.ascontiguousarray(out_state[:, -1])
-        elapsed, cpu = time.perf_counter() - start, cpu_seconds([]) - cpu
-    return num_envs * steps / elapsed, cpu / (num_envs * steps)
 
 
 def main() -> None:

@@ -283,7 +283,7 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
                 raise ValueError(f"the env's horizon is {sampler.horizon}, the main process "
                                  f"expected {horizon}")
             conn.send(("ready", None))
-        except Exception:
+        except Exception:  # any failure is sent to the main process, which raises WorkerError
             conn.send(("error", traceback.format_exc()))
             return
         while True:
@@ -296,7 +296,7 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
                           for name, p in params_all.items()}
                 sampler.sample(tasks, params, seed, out=buffers)
                 conn.send(("done", None))
-            except Exception:
+            except Exception:  # forwarded with its traceback, raised there as WorkerError
                 conn.send(("error", traceback.format_exc()))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the main process is gone: exit quietly
