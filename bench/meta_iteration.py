@@ -42,10 +42,11 @@ def main() -> None:
     parser.add_argument("--meta-batch-size", type=int, default=None)
     parser.add_argument("--fast-batch-size", type=int, default=None)
     parser.add_argument("--curvature", default=None)
+    parser.add_argument("--torch-threads", type=int, default=None)
     args = parser.parse_args()
     flags = {k: v for k, v in vars(args).items()
              if k in ("hvp_subsample", "num_workers", "meta_batch_size", "fast_batch_size",
-                      "curvature") and v is not None}
+                      "curvature", "torch_threads") and v is not None}
     config = resolve(MAMLTRPOConfig, algo="maml_trpo", task=args.env, config_file=None,
                      flags={"env": args.env, **flags})
 
