@@ -1,0 +1,252 @@
+"""Omniglot archives, cache, splits and episodes, on the two shipped small subsets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.supervised import omniglot as om
+from metarl.supervised.omniglot import (
+    ArchiveNotFoundError,
+    ChecksumError,
+    DataDirNotFoundError,
+    EpisodeSampler,
+    OmniglotError,
+    OmniglotSplit,
+    TooManyWaysError,
+    UnknownCharacterError,
+    load_omniglot,
+    split_characters,
+)
+
+
+def test_counts_after_dedup(omniglot):
+    # Greek and Latin are byte-identical in both subsets: 136 + 156 - 50 shared characters.
+    assert omniglot.alphabets == (
+        "Balinese", "Early_Aramaic", "Greek", "Japanese_(katakana)", "Korean", "Latin",
+        "Sanskrit", "Tagalog",
+    )  # fmt: skip
+    assert omniglot.num_characters == 242
+    assert omniglot.num_images == 4840
+    assert set(omniglot.counts().tolist()) == {20}
+    assert omniglot.archives == ("images_background_small1.zip", "images_background_small2.zip")
+    sampler = EpisodeSampler(omniglot, omniglot.characters, ways=5, shots=1, queries=1)
+    assert sampler.num_classes == 4 * 242 == len(set(sampler.classes))
+    # Every image of a character really is that character's file, once.
+    c = omniglot.characters.index("Greek/character01")
+    files = omniglot.files[omniglot.offsets[c] : omniglot.offsets[c + 1]]
+    assert len(set(files)) == 20 and all(f.startswith("0394_") for f in files)
+
+
+def test_preprocessing_inverts_and_resizes(omniglot):
+    images = omniglot.images
+    assert images.shape == (4840, 28, 28) and images.dtype == np.uint8
+    # Strokes bright on a dark background: most pixels are near 0, the border is empty.
+    assert np.median(images) == 0 and images.max() == 255
+    assert images[:, 0, :].mean() < 5 and images.mean() < 0.15 * 255
+
+
+def test_only_one_subset(omniglot_dir, tmp_path, monkeypatch):
+    # Counting needs no pixels: skip the PNG decoding to keep this test fast.
+    monkeypatch.setattr(om, "preprocess_png", lambda data: 0)
+    data = load_omniglot(
+        omniglot_dir, archives=["images_background_small1.zip"], cache_dir=tmp_path
+    )
+    assert (data.num_characters, data.num_images) == (136, 2720)
+    assert len(data.alphabets) == 5
+
+
+def test_split_is_class_disjoint_and_deterministic(omniglot):
+    split = split_characters(omniglot.characters, seed=3, val=0.1, test=60)
+    assert (len(split.train), len(split.val), len(split.test)) == (158, 24, 60)
+    parts = [set(split.train), set(split.val), set(split.test)]
+    assert set().union(*parts) == set(omniglot.characters)
+    assert all(not (a & b) for i, a in enumerate(parts) for b in parts[i + 1 :])
+    assert split == split_characters(reversed(omniglot.characters), seed=3, val=0.1, test=60)
+    assert split != split_characters(omniglot.characters, seed=4, val=0.1, test=60)
+    # Serialisable for the run config, and restorable.
+    assert OmniglotSplit.from_dict(split.to_dict()) == split
+    # Rotations follow their character: no rotated class of one split is in another.
+    classes = {
+        name: set(EpisodeSampler(omniglot, split[name], ways=5, shots=1, queries=1).classes)
+        for name in ("train", "val", "test")
+    }
+    assert not (classes["train"] & classes["test"]) and not (classes["val"] & classes["test"])
+    chars_of = {name: {c.split("@")[0] for c in cs} for name, cs in classes.items()}
+    assert chars_of["test"] == set(split.test)
+
+
+def test_split_errors(omniglot):
+    with pytest.raises(ValueError, match="exceed the 242 characters"):
+        split_characters(omniglot.characters, val=200, test=100)
+    with pytest.raises(ValueError, match="fraction"):
+        split_characters(omniglot.characters, test=1.5)
+    with pytest.raises(ValueError, match="both the train and test"):
+        OmniglotSplit(train=("A/character01",), val=(), test=("A/character01",))
+    with pytest.raises(UnknownCharacterError, match="Nope/character01"):
+        EpisodeSampler(omniglot, ["Nope/character01"], ways=1, shots=1, queries=1)
+
+
+def test_episode_shapes_and_labels(omniglot):
+    n, k, q = 5, 2, 3
+    sampler = EpisodeSampler(omniglot, omniglot.characters[:30], ways=n, shots=k, queries=q, seed=0)
+    ep = sampler.sample()
+    assert ep.support_x.shape == (n * k, 1, 28, 28) and ep.query_x.shape == (n * q, 1, 28, 28)
+    assert (
+        ep.support_x.dtype == torch.float32 and 0 <= ep.support_x.min() <= ep.support_x.max() <= 1
+    )
+    assert ep.support_y.tolist() == [c for c in range(n) for _ in range(k)]
+    assert ep.query_y.tolist() == [c for c in range(n) for _ in range(q)]
+    batch = sampler.sample_batch(4)
+    assert batch.support_x.shape == (4, n * k, 1, 28, 28)
+    assert batch.support_y.shape == (4, n * k) and batch.query_y.shape == (4, n * q)
+    assert batch.query_x.shape == (4, n * q, 1, 28, 28)
+
+
+def test_episode_classes_and_drawings(omniglot):
+    n, k, q = 5, 1, 15
+    sampler = EpisodeSampler(omniglot, omniglot.characters[:10], ways=n, shots=k, queries=q, seed=1)
+    idx = sampler.sample_indices(50)
+    assert idx.classes.shape == (50, n) and idx.images.shape == (50, n, k + q)
+    for t in range(50):
+        assert len(set(idx.classes[t])) == n  # N distinct classes
+        # Support and query never share a drawing of a class. (Two rotations of one character
+        # are two classes and may meet in an episode, each with its own rotated drawings.)
+        drawings = {(i, r) for j, r in enumerate(idx.rotations[t]) for i in idx.images[t, j]}
+        assert len(drawings) == n * (k + q)
+        for j, cls in enumerate(idx.classes[t]):
+            c = sampler.char_index[cls // 4]  # every drawing belongs to the class's character
+            assert np.all(
+                (omniglot.offsets[c] <= idx.images[t, j])
+                & (idx.images[t, j] < omniglot.offsets[c + 1])
+            )
+    # Pixels: a class's images are its character's drawings, rotated by its rotation.
+    ep = sampler.episode_from(idx)
+    t, j = np.argwhere(idx.rotations == 90)[0]
+    expected = np.rot90(omniglot.images[idx.images[t, j, 0]], 1) / 255.0
+    np.testing.assert_allclose(ep.support_x[t, j * k, 0].numpy(), expected, atol=1e-6)
+    expected = omniglot.images[idx.images[t, j, k + 2]]
+    np.testing.assert_allclose(
+        ep.query_x[t, j * q + 2, 0].numpy(), np.rot90(expected, 1) / 255.0, atol=1e-6
+    )
+    assert set(np.unique(idx.rotations)) == {0, 90, 180, 270}
+
+
+def test_sampler_is_seeded_and_resumable(omniglot):
+    def make(seed):
+        return EpisodeSampler(omniglot, omniglot.characters, ways=5, shots=1, queries=2, seed=seed)
+
+    a, b = make(7), make(7)
+    assert torch.equal(a.sample_batch(3).query_x, b.sample_batch(3).query_x)
+    assert not torch.equal(make(8).sample_batch(3).query_x, make(7).sample_batch(3).query_x)
+    state = a.state_dict()
+    first = a.sample_batch(2)
+    b.load_state_dict(state)
+    assert torch.equal(first.support_x, b.sample_batch(2).support_x)
+
+
+def test_too_many_ways(omniglot):
+    with pytest.raises(
+        TooManyWaysError, match="test split has 3 characters x 4 rotations = 12 classes"
+    ):
+        EpisodeSampler(omniglot, omniglot.characters[:3], ways=13, shots=1, queries=1, name="test")
+    EpisodeSampler(omniglot, omniglot.characters[:3], ways=12, shots=1, queries=1)
+    with pytest.raises(ValueError, match="shots \\+ queries = 21"):
+        EpisodeSampler(omniglot, omniglot.characters[:3], ways=2, shots=1, queries=20)
+
+
+def test_missing_data_dir(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataDirNotFoundError, match="not found: .*nowhere") as info:
+        load_omniglot(missing, cache_dir=tmp_path)
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, OmniglotError)
+
+
+def test_no_known_archive(tmp_path):
+    (tmp_path / "other.zip").write_bytes(b"x")
+    with pytest.raises(ArchiveNotFoundError, match="images_background.zip, images_evaluation.zip"):
+        load_omniglot(tmp_path, cache_dir=tmp_path)
+    with pytest.raises(ArchiveNotFoundError, match="images_background_small2.zip not found"):
+        load_omniglot(tmp_path, archives=["images_background_small2.zip"], cache_dir=tmp_path)
+
+
+def test_checksum_failure_on_corrupted_copy(omniglot_dir, tmp_path):
+    name = "images_background_small1.zip"
+    copy = tmp_path / name
+    shutil.copyfile(omniglot_dir / name, copy)
+    data = bytearray(copy.read_bytes())
+    data[1000:1010] = bytes(b ^ 0xFF for b in data[1000:1010])
+    copy.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as info:
+        load_omniglot(tmp_path, cache_dir=tmp_path / "cache")
+    message = str(info.value)
+    assert name in message and om.KNOWN_ARCHIVES[name].md5 in message
+    assert om.file_digests(copy)["md5"] in message and "\n" not in message
+    assert not (tmp_path / "cache").exists()  # nothing decoded or cached
+
+
+def test_cache_reused_and_keyed_by_archives(
+    omniglot, omniglot_dir, omniglot_cache_dir, monkeypatch
+):
+    # The session fixture wrote the cache; loading again must not decode any PNG.
+    cached = list(Path(omniglot_cache_dir).glob("*.npz"))
+    assert len(cached) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the zips were decoded although a cache exists")
+
+    monkeypatch.setattr(om, "_decode_archives", no_decoding)
+    again = load_omniglot(omniglot_dir, cache_dir=omniglot_cache_dir)
+    np.testing.assert_array_equal(again.images, omniglot.images)
+    assert again.characters == omniglot.characters and again.files == omniglot.files
+    # Another set of archives has another cache key, so this cache is not reused for it.
+    with pytest.raises(AssertionError, match="decoded"):
+        load_omniglot(
+            omniglot_dir, archives=["images_background_small2.zip"], cache_dir=omniglot_cache_dir
+        )
+    assert om.cache_key(["images_background_small1.zip"]) != om.cache_key(omniglot.archives)
+
+
+def test_unreadable_cache_is_rebuilt(omniglot_dir, tmp_path, monkeypatch):
+    archives = ["images_background_small1.zip"]
+    path = tmp_path / f"omniglot_28px_{om.cache_key(archives)}.npz"
+    path.write_bytes(b"not an npz")
+    small = {"images": np.zeros((1, 28, 28), np.uint8), "characters": np.array(["A/character01"]),
+             "offsets": np.array([0, 1]), "files": np.array(["x.png"])}  # fmt: skip
+    monkeypatch.setattr(om, "_decode_archives", lambda paths: small)
+    data = load_omniglot(omniglot_dir, archives=archives, cache_dir=tmp_path)
+    assert data.characters == ("A/character01",)
+    assert load_omniglot(omniglot_dir, archives=archives, cache_dir=tmp_path).num_images == 1
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_download_rejects_unknown_archive(tmp_path):
+    with pytest.raises(ValueError, match="images_background.zip, images_evaluation.zip"):
+        om.download_archive("images_background_small1.zip", tmp_path)
+
+
+def test_download_verifies_checksum_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    source = tmp_path / "server"
+    source.mkdir()
+    (source / "images_background.zip").write_bytes(b"not the real archive")
+    monkeypatch.setattr(om, "DOWNLOAD_URL", source.as_uri() + "/{name}")
+    target = tmp_path / "data"
+    with pytest.raises(ChecksumError, match="images_background.zip downloaded from file://"):
+        om.download_archive("images_background.zip", target)
+    assert list(target.iterdir()) == []
+    fake = om.ArchiveInfo(
+        "images_background.zip",
+        20,
+        om.file_digests(source / "images_background.zip")["md5"],
+        None,
+        True,
+    )
+    monkeypatch.setitem(om.KNOWN_ARCHIVES, "images_background.zip", fake)
+    path = om.download_archive("images_background.zip", target)
+    assert path.read_bytes() == b"not the real archive" and [p.name for p in target.iterdir()] == [
+        path.name
+    ]
