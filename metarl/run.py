@@ -2,7 +2,7 @@
 
 Algorithms:
 
-* ``maml``: supervised MAML (``--task sine``);
+* ``maml``: supervised MAML (``--task sine`` or ``--task omniglot --data-dir PATH``);
 * ``maml_trpo``: meta-RL with MAML-TRPO (``--env navigation_2d``, ``cheetah_vel``, ...);
 * ``evaluate``: the adaptation curve of a finished run (``--run DIR`` or ``--checkpoint FILE``).
 
@@ -47,9 +47,10 @@ class Parser(argparse.ArgumentParser):
 
 def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
-    from metarl.supervised import sine
+    from metarl.supervised import omniglot_problem, sine
 
-    return {"sine": (sine.SineConfig, sine.build_problem)}
+    return {"sine": (sine.SineConfig, sine.build_problem),
+            "omniglot": (omniglot_problem.OmniglotConfig, omniglot_problem.build_problem)}
 
 
 def run_maml(argv: Sequence[str]) -> int:
@@ -210,8 +211,10 @@ def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) ->
 
     learner = MetaLearner(build_problem(config), config)
     learner.load(state, source=str(checkpoint))
-    options = EvalOptions(num_tasks=args.num_tasks or 600,
-                          steps=10 if args.steps is None else args.steps, shots=args.shots,
+    default_tasks, default_steps = (1000, config.eval_steps) if task == "omniglot" else (600, 10)
+    options = EvalOptions(num_tasks=args.num_tasks or default_tasks,
+                          steps=default_steps if args.steps is None else args.steps,
+                          shots=args.shots,
                           baseline_iterations=10000 if args.baseline_iterations is None
                           else args.baseline_iterations,
                           baselines=args.baselines is not False, seed=args.seed)
@@ -268,8 +271,9 @@ def _write_run_config(run_dir: Path, algo: str, config: Any) -> None:
 def _domain_errors() -> tuple[type[Exception], ...]:
     """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
     import envs.registry
+    from metarl.supervised.omniglot import OmniglotError
 
-    return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError)
+    return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError, OmniglotError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

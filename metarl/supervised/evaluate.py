@@ -55,7 +55,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
         options.num_tasks, generator, query_size=options.query_size, shots=shots)
 
     methods = {"maml": (learner.model, parameters_of(learner.model))}
-    if options.baselines:
+    if options.baselines and problem.pretrainable:
         torch.manual_seed(seed)
         model = problem.build_model()
         params = pretrain_jointly(problem, model, iterations=options.baseline_iterations,
@@ -67,8 +67,9 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     for label, (model, params) in methods.items():
         losses, scores = _task_functions(problem, model)
         curves[label] = adaptation_curve(losses, scores, params, support, query,
-                                         steps=options.steps, step_size=config.fast_lr).numpy()
-    if options.baselines and hasattr(problem, "tasks"):
+                                         steps=options.steps, step_size=config.fast_lr,
+                                         chunk_size=problem.eval_chunk_size).numpy()
+    if options.baselines and has_oracle(problem):
         oracle = train_sine_oracle(problem.tasks, iterations=options.baseline_iterations,
                                    batch_size=config.meta_batch_size, points=config.queries,
                                    lr=config.meta_lr,
@@ -85,15 +86,25 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     result = write_curves(out_dir, curves, metric=problem.metric, meta=meta)
     result["table"] = format_table(curves, metric=problem.metric)
 
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    plot_curves(axes[0], curves, metric=problem.metric, log_y=not problem.higher_is_better)
-    axes[0].set_title(f"{config.task}, K={shots}: held-out {problem.metric} "
-                      f"({options.num_tasks} tasks, 95% CI)")
-    _plot_sine_fits(axes[1], problem, methods, support, true_tasks, config.fast_lr, options.steps)
+    has_fits = true_tasks is not None and hasattr(problem, "tasks")
+    figure, axes = plt.subplots(1, 2 if has_fits else 1, figsize=(12 if has_fits else 6.5, 4.5),
+                                squeeze=False)
+    plot_curves(axes[0, 0], curves, metric=problem.metric, log_y=not problem.higher_is_better)
+    ways = f"{config.ways}-way " if hasattr(config, "ways") else ""
+    axes[0, 0].set_title(f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
+                         f"({options.num_tasks} tasks, 95% CI)")
+    if has_fits:
+        _plot_sine_fits(axes[0, 1], problem, methods, support, true_tasks, config.fast_lr,
+                        options.steps)
     figure.tight_layout()
     figure.savefig(out_dir / "curve.png", dpi=120)
     plt.close(figure)
     return result
+
+
+def has_oracle(problem: Any) -> bool:
+    """Sine tasks are known in closed form, so an oracle given (A, φ) can be trained."""
+    return hasattr(problem, "tasks")
 
 
 def _task_functions(problem: Any, model: Any):

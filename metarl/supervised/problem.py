@@ -35,6 +35,10 @@ class FewShotProblem(Protocol):
     metric: str
     #: True when a larger score is better (accuracy), False when smaller is (MSE).
     higher_is_better: bool
+    #: Whether a model pretrained on all tasks jointly is a meaningful baseline.
+    pretrainable: bool
+    #: Tasks per batched call when evaluating (bounds memory).
+    eval_chunk_size: int
 
     def build_model(self) -> nn.Module:
         """A fresh model (a TaskModel) with the problem's architecture."""

@@ -61,6 +61,9 @@ class SineProblem:
 
     metric = "mse"
     higher_is_better = False
+    #: A model pretrained on all tasks jointly is the paper's baseline for regression.
+    pretrainable = True
+    eval_chunk_size = 200
 
     def __init__(self, shots: int = 10, query_size: int = 10,
                  hidden_sizes: tuple[int, ...] = (40, 40), tasks: SineTasks | None = None):

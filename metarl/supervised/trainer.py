@@ -173,7 +173,8 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
             if held_out is not None and it % config.eval_every == 0:
                 curve = adaptation_curve(learner.task_losses, learner.task_scores,
                                          parameters_of(learner.model), *held_out,
-                                         steps=config.eval_steps, step_size=config.fast_lr)
+                                         steps=config.eval_steps, step_size=config.fast_lr,
+                                         chunk_size=problem.eval_chunk_size)
                 means = curve.mean(dim=0)
                 values.update({tag: m.item() for tag, m in zip(tags, means)})
                 bar.set_postfix_str(_postfix(values, problem.metric, means), refresh=False)

@@ -1,0 +1,109 @@
+"""Omniglot N-way K-shot classification for the supervised MAML trainer (spec.md section 4).
+
+Characters are split into train/val/test from ``split_seed`` (class-disjoint on (alphabet,
+character); the split is saved in the run config). Every character's 90-degree rotations are
+further classes of the same split. Episodes: N ways, K support and Q query images per class.
+The model is the paper's 4-block conv net, adapted with grouped convolutions
+(``ConvNet.task_forward``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metarl.config import ConfigError, option
+from metarl.supervised.convnet import ConvNet
+from metarl.supervised.omniglot import EpisodeSampler, load_omniglot, split_characters
+from metarl.supervised.trainer import MAMLConfig
+
+
+@dataclass
+class OmniglotConfig(MAMLConfig):
+    """Omniglot with the paper's settings: inner lr 0.4, 1 step (3 at test), meta-batch 32,
+    15 queries per class, Adam 1e-3."""
+
+    task: str = option("omniglot", "few-shot task family", choices=("sine", "omniglot"))
+    num_batches: int = option(60000, "meta-iterations (meta-batches) to train for", minimum=0,
+                              exclusive_minimum=False)
+    meta_batch_size: int = option(32, "tasks per meta-iteration", minimum=0)
+    fast_lr: float = option(0.4, "inner-loop learning rate (alpha)", minimum=0.0)
+    shots: int = option(1, "K: support images per class", minimum=0)
+    queries: int = option(15, "query images per class for the meta-loss", minimum=0)
+    eval_steps: int = option(3, "inner steps in the held-out adaptation curve", minimum=0,
+                             exclusive_minimum=False)
+    data_dir: str = option("data/omniglot", "folder holding the Omniglot zips (e.g. "
+                           "../shared/data/omniglot for the two small background subsets)")
+    download: bool = option(False, "download the full zips into --data-dir if missing")
+    cache_dir: str = option("", "preprocessed-array cache (empty: ~/.cache/metarl/omniglot)")
+    ways: int = option(5, "N: classes per episode", minimum=0)
+    rotations: bool = option(True, "add each character's 90/180/270-degree rotations as classes")
+    split_seed: int = option(0, "seed of the class-disjoint character split")
+    test_fraction: float = option(0.25, "fraction of characters held out for testing",
+                                  minimum=0.0)
+
+    def check(self) -> None:
+        if self.test_fraction >= 1.0:
+            raise ConfigError(f"test_fraction={self.test_fraction} must be < 1")
+
+
+class OmniglotProblem:
+    """N-way K-shot episodes from the train or test characters (see ``problem.py``)."""
+
+    metric = "accuracy"
+    higher_is_better = True
+    #: Classification labels are per episode, so joint pretraining is meaningless here.
+    pretrainable = False
+    #: Tasks per batched evaluation call (conv activations of 16 tasks ~ 0.3 GB).
+    eval_chunk_size = 16
+
+    def __init__(self, config: OmniglotConfig):
+        self.config = config
+        data = load_omniglot(config.data_dir, cache_dir=config.cache_dir or None,
+                             download=config.download)
+        self.split = split_characters(data.characters, seed=config.split_seed, val=0,
+                                      test=config.test_fraction)
+        rotations = (0, 90, 180, 270) if config.rotations else (0,)
+        self.samplers = {
+            name: EpisodeSampler(data, getattr(self.split, name), ways=config.ways,
+                                 shots=config.shots, queries=config.queries,
+                                 rotations=rotations, name=name)
+            for name in ("train", "test")}
+
+    def build_model(self) -> ConvNet:
+        return ConvNet(self.config.ways)
+
+    def task_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy of each task: logits ``[T, n, N]``, labels ``[T, n]`` -> ``[T]``."""
+        return F.cross_entropy(output.transpose(1, 2), target, reduction="none").mean(dim=1)
+
+    def task_score(self, output: Tensor, target: Tensor) -> Tensor:
+        """Accuracy of each task ``[T]``."""
+        return (output.argmax(dim=-1) == target).float().mean(dim=1)
+
+    def meta_batch(self, num_tasks: int, generator: torch.Generator, *, split: str = "train",
+                   query_size: int | None = None, shots: int | None = None):
+        """``(support, query)`` with ``x [T, N*K, 1, 28, 28]``, ``y [T, N*K]``.
+
+        The episode sampler is reseeded from ``generator`` on every call, so the trainer's
+        generator state alone decides the episodes (and resuming reproduces them).
+        ``query_size``/``shots`` are fixed by the config for classification and ignored.
+        """
+        sampler = self.samplers["test" if split == "test" else "train"]
+        sampler.rng = np.random.default_rng(
+            int(torch.randint(0, 2**62, (1,), generator=generator)))
+        episode = sampler.sample_batch(num_tasks)
+        return (episode.support_x, episode.support_y), (episode.query_x, episode.query_y)
+
+    def meta_batch_with_tasks(self, num_tasks: int, generator: torch.Generator, *,
+                              query_size: int, shots: int | None = None):
+        support, query = self.meta_batch(num_tasks, generator, split="test")
+        return support, query, None
+
+
+def build_problem(config: OmniglotConfig) -> OmniglotProblem:
+    return OmniglotProblem(config)

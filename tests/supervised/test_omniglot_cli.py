@@ -1,0 +1,88 @@
+"""``maml --task omniglot`` end to end on the shipped small subsets."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl.run import main
+from metarl.supervised.omniglot_problem import OmniglotConfig
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "omniglot"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"Omniglot subsets not found at {DATA}")
+TINY = ["--task", "omniglot", "--num-batches", "2", "--meta-batch-size", "2", "--queries", "2",
+        "--eval-every", "2", "--eval-tasks", "4", "--checkpoint-every", "2", "--no-progress"]
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_omniglot_trains_and_evaluates(tmp_path):
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["maml", *TINY, "--data-dir", str(DATA), *cache,
+                 "--output-dir", str(tmp_path / "runs")]) == 0
+    run_dir = only_run_dir(tmp_path / "runs")
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2 and state["config"]["ways"] == 5
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "1"]) == 0
+    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    assert set(result["methods"]) == {"maml"} and result["metric"] == "accuracy"
+    assert all(0.0 <= a <= 1.0 for a in result["methods"]["maml"]["mean"])
+
+
+def test_paper_defaults():
+    config = OmniglotConfig()
+    assert (config.fast_lr, config.meta_batch_size, config.shots, config.queries,
+            config.eval_steps, config.ways) == (0.4, 32, 1, 15, 3, 5)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--data-dir", "/nonexistent/omniglot"], "data directory not found: /nonexistent/omniglot"),
+    (["--data-dir", str(DATA), "--ways", "1000"], "ways=1000 but the train split has"),
+])
+def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, capsys):
+    assert main(["maml", *TINY, *extra, "--cache-dir", str(tmp_path / "cache"),
+                 "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+def test_corrupt_archive_is_refused_at_the_cli(tmp_path, capsys):
+    data = tmp_path / "omniglot"
+    data.mkdir()
+    copy = data / "images_background_small1.zip"
+    shutil.copy(DATA / "images_background_small1.zip", copy)
+    raw = bytearray(copy.read_bytes())
+    raw[1000] ^= 0xFF
+    copy.write_bytes(bytes(raw))
+    assert main(["maml", *TINY, "--data-dir", str(data), "--cache-dir", str(tmp_path / "c"),
+                 "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "images_background_small1.zip" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_short_run_is_far_above_chance_on_held_out_characters():
+    """60 meta-iterations of 8 tasks (~3-4 min on 2 cores). Measured, seed 0: held-out
+    5-way 1-shot accuracy 0.19 before adapting, 0.90 after one step (chance 0.2)."""
+    from metarl.core.maml import parameters_of
+    from metarl.supervised.curves import adaptation_curve
+    from metarl.supervised.omniglot_problem import OmniglotProblem
+    from metarl.supervised.trainer import MetaLearner, held_out_batch
+
+    torch.set_num_threads(1)
+    config = OmniglotConfig(data_dir=str(DATA), meta_batch_size=8, queries=5, seed=0)
+    problem = OmniglotProblem(config)
+    learner = MetaLearner(problem, config)
+    for _ in range(60):
+        learner.step()
+    curve = adaptation_curve(learner.task_losses, learner.task_scores,
+                             parameters_of(learner.model),
+                             *held_out_batch(problem, config, 100, query_size=None),
+                             steps=1, step_size=0.4, chunk_size=16).mean(dim=0)
+    assert curve[1] > 0.6
