@@ -189,7 +189,7 @@ def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> l
     if not data_dir.is_dir():
         raise DataDirNotFoundError(
             f"Omniglot data directory not found: {data_dir} (point it at the folder holding "
-            f"{' / '.join(KNOWN_ARCHIVES)}, or pass download=True)"
+            f"{' / '.join(KNOWN_ARCHIVES)}, or download them: --download at the command line, download=True in code)"
         )
     if names is not None:
         unknown = [n for n in names if n not in KNOWN_ARCHIVES]

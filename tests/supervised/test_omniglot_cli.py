@@ -86,3 +86,21 @@ def test_short_run_is_far_above_chance_on_held_out_characters():
                              *held_out_batch(problem, config, 100, query_size=None),
                              steps=1, step_size=0.4, chunk_size=16).mean(dim=0)
     assert curve[1] > 0.6
+
+
+def test_the_trainers_meta_loss_equals_the_plain_loop(tmp_path):
+    from metarl.core.maml import parameters_of
+    from metarl.supervised.omniglot import Episode
+    from metarl.supervised.omniglot_maml import meta_loss_loop
+    from metarl.supervised.omniglot_problem import OmniglotProblem
+    from metarl.supervised.trainer import MetaLearner
+
+    config = OmniglotConfig(data_dir=str(DATA), cache_dir=str(tmp_path), meta_batch_size=3,
+                            queries=2)
+    problem = OmniglotProblem(config)
+    learner = MetaLearner(problem, config)
+    support, query = problem.meta_batch(3, torch.Generator().manual_seed(0))
+    loss, _ = learner.meta_loss(support, query)
+    reference = meta_loss_loop(learner.model, parameters_of(learner.model),
+                               Episode(*support, *query), step_size=0.4).loss.mean()
+    torch.testing.assert_close(loss, reference, rtol=1e-4, atol=1e-5)

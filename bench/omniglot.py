@@ -1,0 +1,86 @@
+"""Seconds per Omniglot MAML meta-iteration: the toolkit's batched tasks next to a plain loop.
+
+    python bench/omniglot.py [--data-dir ../shared/data/omniglot] [--meta-batch-size 32]
+        [--ways 5] [--shots 1] [--queries 15] [--rounds 3] [--threads 1]
+
+One second-order meta-iteration (adapt every task with one step of lr 0.4 on its support set,
+query cross-entropy, backward) on the same meta-batch, timed for ``MetaLearner.meta_loss``
+(tasks as grouped convolutions through ``ConvNet.task_forward``) and for
+``omniglot_maml.meta_loss_loop`` (a Python loop of ``adapt`` + ``functional_call``),
+alternating, ``--rounds`` times each after one warm-up; medians. The last printed line is one
+JSON object with ``seconds_per_iteration``, ``loop_seconds_per_iteration`` and ``speedup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("bench_common", _HERE / "common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def main() -> None:
+    import torch
+
+    from metarl.core.maml import parameters_of
+    from metarl.supervised.omniglot import Episode
+    from metarl.supervised.omniglot_maml import meta_loss_loop
+    from metarl.supervised.omniglot_problem import OmniglotConfig, OmniglotProblem
+    from metarl.supervised.trainer import MetaLearner
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(_HERE.parent.parent / "shared" / "data"
+                                                  / "omniglot"))
+    parser.add_argument("--meta-batch-size", type=int, default=32)
+    parser.add_argument("--ways", type=int, default=5)
+    parser.add_argument("--shots", type=int, default=1)
+    parser.add_argument("--queries", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    config = OmniglotConfig(data_dir=args.data_dir, ways=args.ways, shots=args.shots,
+                            queries=args.queries, meta_batch_size=args.meta_batch_size)
+    problem = OmniglotProblem(config)
+    learner = MetaLearner(problem, config)
+    support, query = problem.meta_batch(args.meta_batch_size, torch.Generator().manual_seed(0))
+    episode = Episode(support[0], support[1], query[0], query[1])
+    params = parameters_of(learner.model)
+
+    def batched() -> None:
+        loss, _ = learner.meta_loss(support, query)
+        loss.backward()
+
+    def loop() -> None:
+        meta_loss_loop(learner.model, params, episode, step_size=config.fast_lr).loss.mean() \
+            .backward()
+
+    times = {"batched": [], "loop": []}
+    batched(), loop()  # warm-up
+    for _ in range(args.rounds):
+        for name, run in (("batched", batched), ("loop", loop)):
+            learner.model.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    ours, plain = statistics.median(times["batched"]), statistics.median(times["loop"])
+    result = {"seconds_per_iteration": round(ours, 3), "loop_seconds_per_iteration": round(plain, 3),
+              "speedup": round(plain / ours, 3), "meta_batch_size": args.meta_batch_size,
+              "ways": args.ways, "shots": args.shots, "queries": args.queries,
+              "rounds": args.rounds, **common.machine()}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
