@@ -160,15 +160,6 @@ def module_loss(module: nn.Module, criterion: Callable[[Tensor, Tensor], Tensor]
     return loss_fn
 
 
-def vmap_over_tasks(module: nn.Module) -> Callable[[Params, Tensor], Tensor]:
-    """A task-batched forward for any module: ``f(params [tasks, ...], x [tasks, ...])``.
-
-    The generic fallback for models without a hand-batched ``task_forward`` (batched matmuls or
-    grouped convolutions are usually much faster for small networks; measure).
-    """
-    return vmap(lambda params, x: functional_call(module, params, (x,)))
-
-
 def parameters_of(module: nn.Module) -> Params:
     """The module's trainable parameters as a ``{name: Tensor}`` dict (the tensors themselves)."""
     return {name: p for name, p in module.named_parameters() if p.requires_grad}

@@ -29,7 +29,6 @@ from metarl.runs import (
     CheckpointError,
     Logger,
     check_compatible,
-    load_checkpoint,
     load_state_dict_strict,
     save_checkpoint,
 )
@@ -181,14 +180,3 @@ def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> di
         bar.close()
         logger.close()
     return last
-
-
-def load_trainer(config: MAMLTRPOConfig, checkpoint: Path) -> MetaRLTrainer:
-    state = load_checkpoint(checkpoint)
-    trainer = MetaRLTrainer(config)
-    try:
-        trainer.load(state, source=str(checkpoint))
-    except BaseException:
-        trainer.close()
-        raise
-    return trainer

@@ -49,14 +49,3 @@ def adaptation_curve(task_losses: TaskLosses, task_scores: TaskLosses, params: P
             scores.append(task_scores(adapted, qry).detach())
         chunks.append(torch.stack(scores, dim=1))
     return torch.cat(chunks)
-
-
-def mean_and_ci95(values: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean over axis 0 and the half-width of its 95% normal confidence interval.
-
-    ``1.96 · std / sqrt(n)`` with the unbiased standard deviation; ``values: [n, ...]``.
-    """
-    n = values.shape[0]
-    if n < 2:
-        raise ValueError(f"need at least 2 values for a confidence interval, got {n}")
-    return values.mean(dim=0), 1.96 * values.std(dim=0, unbiased=True) / n**0.5

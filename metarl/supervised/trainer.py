@@ -211,11 +211,3 @@ def _postfix(values: dict[str, float], metric: str, curve: Tensor | None) -> str
         if len(curve) > 1:
             text += f" step1 {curve[1]:.3f}"
     return text
-
-
-def load_learner(problem: FewShotProblem, config: MAMLConfig, checkpoint: Path) -> MetaLearner:
-    from metarl.runs import load_checkpoint
-
-    learner = MetaLearner(problem, config)
-    learner.load(load_checkpoint(checkpoint), source=str(checkpoint))
-    return learner
