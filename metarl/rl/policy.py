@@ -30,9 +30,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from metarl.core.activations import tanh
+
 Params = Mapping[str, Tensor]
 
-NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+NONLINEARITIES = {"tanh": tanh, "relu": torch.relu}
 INITS = ("xavier", "orthogonal")
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -141,7 +143,8 @@ def mean_and_log_std(
                 f"layers.{i}.weight has shape {tuple(w.shape)}; task-stacked params need "
                 f"[K={num_tasks}, out, in]"
             )
-        x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        # bmm then add: baddbmm's broadcast copy of the bias costs as much as the matmul.
+        x = torch.bmm(x, w.transpose(1, 2)) + b.unsqueeze(1)
         if i < len(layers) - 1:
             x = act(x)
     mean = x.reshape(num_tasks, *lead, x.shape[-1]).movedim(0, -3)
@@ -158,7 +161,11 @@ def distribution(
 
 def log_prob(params: Params, obs: Tensor, actions: Tensor, nonlinearity: str = "tanh") -> Tensor:
     """``log π_θ(a | o) = Σ_d [-(a_d - μ_d)² / (2σ_d²) - log σ_d - ½ log 2π]``; ``[...]``."""
-    mean, log_std = mean_and_log_std(params, obs, nonlinearity)
+    return gaussian_log_prob(*mean_and_log_std(params, obs, nonlinearity), actions)
+
+
+def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
+    """``log N(a; μ, σ²)`` summed over the last (action) axis; ``[...]``."""
     if actions.shape != mean.shape:
         raise ValueError(
             f"actions have shape {tuple(actions.shape)}, the policy's mean {tuple(mean.shape)}"

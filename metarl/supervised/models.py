@@ -18,9 +18,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from metarl.core.activations import tanh
 from metarl.core.maml import Params
 
-NONLINEARITIES = {"relu": torch.relu, "tanh": torch.tanh}
+NONLINEARITIES = {"relu": torch.relu, "tanh": tanh}
 
 
 def activation(name: str):
