@@ -5,6 +5,7 @@ are flat ``[P]`` tensors in the dict's order (``flatten`` / ``unflatten``). One 
 
     g   = ∇_θ L(θ)                        flat_grad
     s   ≈ H⁻¹ g                           conjugate_gradient with v -> (H + damping I) v
+                                          (``conjugate_gradient_with_product`` also gives Hs)
     β   = sqrt(2 δ / sᵀ H s)              step_scale; full step β s (trpo_full_step)
     θ'  = θ + fracᵢ β s,  fracᵢ = ratioⁱ   line_search: first i with L(θ') > L(θ), KL ≤ δ
 
@@ -175,9 +176,18 @@ def conjugate_gradient(
     Standard CG from ``x = 0``; at most ``iters`` products; stops early once the squared
     residual ``‖b - A x‖²`` drops below ``residual_tol``.
     """
+    return conjugate_gradient_with_product(Avp, b, iters, residual_tol)[0]
+
+
+def conjugate_gradient_with_product(
+    Avp: VectorProduct, b: Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> tuple[Tensor, Tensor]:
+    """``conjugate_gradient`` that also returns ``A x``, accumulated from the products CG
+    computes anyway (``A x = Σ αᵢ A pᵢ``), so ``xᵀ A x`` needs no further product."""
     if iters < 1:
         raise ValueError(f"iters must be >= 1, got {iters}")
     x = torch.zeros_like(b)
+    ax = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
     rr = torch.dot(r, r)
@@ -187,11 +197,12 @@ def conjugate_gradient(
         ap = Avp(p)
         alpha = rr / torch.dot(p, ap)
         x = x + alpha * p
+        ax = ax + alpha * ap
         r = r - alpha * ap
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, ax
 
 
 def step_scale(shs: float | Tensor, max_kl: float) -> float:
@@ -213,10 +224,11 @@ def trpo_full_step(
     """The full TRPO step ``β s`` with ``s = CG(H, g)``, ``β = step_scale(sᵀHs, max_kl)``.
 
     ``g`` is the gradient of the objective to *increase* (the surrogate); the step is added to θ.
-    Costs ``cg_iters + 1`` curvature products. All NaN if the curvature along s is not positive.
+    Costs ``cg_iters`` curvature products (``Hs`` comes out of CG). All NaN if the curvature
+    along s is not positive.
     """
-    s = conjugate_gradient(Avp, g, iters=cg_iters, residual_tol=residual_tol)
-    return step_scale(torch.dot(s, Avp(s)), max_kl) * s
+    s, hs = conjugate_gradient_with_product(Avp, g, iters=cg_iters, residual_tol=residual_tol)
+    return step_scale(torch.dot(s, hs), max_kl) * s
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import torch
 from metarl.core.maml import adapt
 from metarl.core.trpo import (
     conjugate_gradient,
+    conjugate_gradient_with_product,
     diagonal_gaussian_fisher,
     flat_grad,
     flatten,
@@ -194,6 +195,27 @@ def test_conjugate_gradient_stops_early_and_handles_zero_rhs():
     assert not calls
     conjugate_gradient(avp, torch.ones(6, dtype=D), iters=100, residual_tol=1e-8)
     assert len(calls) < 100
+
+
+def test_conjugate_gradient_with_product_returns_a_times_x_even_unconverged():
+    a = random_spd(30, 6)
+    b = torch.randn(30, generator=gen(7), dtype=D)
+    for iters in (1, 4, 30):
+        x, ax = conjugate_gradient_with_product(lambda v: a @ v, b, iters=iters)
+        torch.testing.assert_close(ax, a @ x, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(x, conjugate_gradient(lambda v: a @ v, b, iters=iters))
+
+
+def test_full_step_costs_exactly_cg_iters_products():
+    a = random_spd(30, 8)
+    calls = []
+
+    def avp(v):
+        calls.append(1)
+        return a @ v
+
+    trpo_full_step(torch.randn(30, generator=gen(9), dtype=D), avp, max_kl=0.01, cg_iters=7)
+    assert len(calls) == 7
 
 
 def test_step_scale_and_full_step_hit_the_kl_budget():
