@@ -43,7 +43,7 @@ from metarl.core.trpo import (
 )
 from metarl.rl.baseline import baseline_values
 from metarl.rl.episodes import Episodes
-from metarl.rl.policy import GaussianMLPPolicy, gaussian_kl
+from metarl.rl.policy import GaussianMLPPolicy, gaussian_kl, gaussian_log_prob
 from metarl.rl.returns import discounted_returns, gae, normalize_advantages
 
 CURVATURES = ("gauss_newton", "exact")
@@ -128,31 +128,37 @@ class MAMLTRPO:
 
     def surrogate(self, adapted: Params, data: TaskData) -> Tensor:
         """Mean over tasks of the importance-weighted advantage on the post-update episodes."""
+        return self._surrogate_of(self.policy.mean_and_log_std(adapted, data.episodes.observations),
+                                  data)
+
+    def _surrogate_of(self, outputs: tuple[Tensor, Tensor], data: TaskData) -> Tensor:
         ep = data.episodes
-        ratio = torch.exp(self.policy.log_prob(adapted, ep.observations, ep.actions)
-                          - ep.log_probs)
+        ratio = torch.exp(gaussian_log_prob(*outputs, ep.actions) - ep.log_probs)
         return _masked_task_mean(ratio * data.advantages, ep.mask).mean()
 
     def mean_kl(self, old: tuple[Tensor, Tensor], adapted: Params, episodes: Episodes) -> Tensor:
         """Mean over tasks and valid steps of KL(π_old ‖ π_adapted) on ``episodes``."""
-        mean, log_std = self.policy.mean_and_log_std(adapted, episodes.observations)
-        kl = gaussian_kl(old[0], old[1], mean, log_std)
-        return _masked_task_mean(kl, episodes.mask).mean()
+        return _mean_kl_of(old, self.policy.mean_and_log_std(adapted, episodes.observations),
+                           episodes.mask)
 
     # --- one outer step ------------------------------------------------------------------------
 
     def step(self, train_data: TaskData, valid_data: TaskData,
-             generator: torch.Generator | None = None) -> StepInfo:
+             generator: torch.Generator | None = None, *,
+             adapted: Params | None = None) -> StepInfo:
         """One TRPO step on θ (the policy's parameters) from processed pre-update episodes D_i
         and post-update episodes D'_i (``process``).
 
-        ``generator`` draws the episode subsample for the curvature products.
+        ``generator`` draws the episode subsample for the curvature products. ``adapted``:
+        ``self.adapt(parameters_of(self.policy), train_data)`` if the caller already has it,
+        graph included (the trainer computes it to sample D'_i); computed here otherwise.
         """
         s = self.settings
         theta = parameters_of(self.policy)
         valid = valid_data.episodes
 
-        adapted = self.adapt(theta, train_data)
+        if adapted is None:
+            adapted = self.adapt(theta, train_data)
         objective = self.surrogate(adapted, valid_data)
         g = flat_grad(objective, theta, retain_graph=False)
         adapted_now = {k: v.detach() for k, v in adapted.items()}
@@ -171,9 +177,10 @@ class MAMLTRPO:
                      for k, v in unflatten(theta_flat + step, theta).items()}
             new = self.adapt(moved, train_data, first_order=True)
             with torch.no_grad():
-                new = {k: v.detach() for k, v in new.items()}
-                return (self.surrogate(new, valid_data).item() - base,
-                        self.mean_kl(old, new, valid).item())
+                outputs = self.policy.mean_and_log_std({k: v.detach() for k, v in new.items()},
+                                                       valid.observations)
+                return (self._surrogate_of(outputs, valid_data).item() - base,
+                        _mean_kl_of(old, outputs, valid.mask).item())
 
         result = line_search(evaluate, full_step, max_kl=s.max_kl, max_steps=s.ls_max_steps,
                              backtrack_ratio=s.ls_backtrack_ratio)
@@ -252,6 +259,10 @@ def take_episodes(episodes: Episodes, index: Tensor) -> Episodes:
 def _masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Per-task mean of ``x [T, K, E]`` over valid steps: ``[K]``."""
     return (x * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1.0)
+
+
+def _mean_kl_of(old: tuple[Tensor, Tensor], new: tuple[Tensor, Tensor], mask: Tensor) -> Tensor:
+    return _masked_task_mean(gaussian_kl(*old, *new), mask).mean()
 
 
 def _task_mean_weights(mask: Tensor) -> Tensor:

@@ -100,20 +100,20 @@ class MetaRLTrainer:
         train = self.sampler.sample(tasks, theta, seed=derive_seed(config.seed, it, "train"))
         sampled_train = time.perf_counter()
         train_data = learner.process(train)
+        adapted = None
         if config.num_steps == 0:  # plain multi-task TRPO: the pre-update episodes are all
             valid, valid_data = train, train_data
             adapted_at = sampled_valid = sampled_train
         else:
-            adapted = learner.adapt({k: v.requires_grad_(True) for k, v in theta.items()},
-                                    train_data, first_order=True)
-            adapted = {k: v.detach() for k, v in adapted.items()}
+            # θ'_i with its graph to θ: sampled with here, differentiated in learner.step.
+            adapted = learner.adapt(parameters_of(self.policy), train_data)
             adapted_at = time.perf_counter()
-            valid = self.sampler.sample(tasks, adapted,
+            valid = self.sampler.sample(tasks, {k: v.detach() for k, v in adapted.items()},
                                         seed=derive_seed(config.seed, it, "valid"))
             sampled_valid = time.perf_counter()
             valid_data = learner.process(valid)
         generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
-        info = learner.step(train_data, valid_data, generator)
+        info = learner.step(train_data, valid_data, generator, adapted=adapted)
         done = time.perf_counter()
         self.iteration += 1
 
