@@ -77,7 +77,12 @@ class BatchedEnvBase:
             raise ValueError(f"set_tasks needs {self.num_envs} tasks (one per instance), "
                              f"got {len(tasks)}")
         if self.task_space is not None:
-            tasks = [self.task_space.validate(task) for task in tasks]
+            # A meta-batch repeats each task for its episodes: validate each distinct one once.
+            valid: dict[int, dict] = {}
+            for task in tasks:
+                if id(task) not in valid:
+                    valid[id(task)] = self.task_space.validate(task)
+            tasks = [valid[id(task)] for task in tasks]
         self._apply_tasks(tasks)
         self.tasks = tasks
 
