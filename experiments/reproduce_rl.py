@@ -1,7 +1,10 @@
 """Reproduce a MAML-TRPO adaptation curve of the paper: train, evaluate with baselines, report.
 
     python experiments/reproduce_rl.py --env navigation_2d [--seed 0] [--out runs/reproduce]
-        [--num-batches 500] [--chunk 50] [--hvp-subsample 0.2] [--pretrain-iterations N]
+        [--num-batches 500] [--chunk 50] [--pretrain-iterations N] [-- TRAINING FLAGS...]
+
+Flags after ``--`` go to ``maml_trpo`` unchanged (e.g. ``-- --hidden-sizes 100 100
+--nonlinearity relu`` for the paper's policy, or ``--hvp-subsample 1.0``).
 
 Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in chunks of
 ``--chunk`` iterations, each a separate ``--resume`` of the same run, so a run that is stopped
@@ -95,12 +98,13 @@ def main() -> None:
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--num-batches", type=int, default=500)
     parser.add_argument("--chunk", type=int, default=50)
-    parser.add_argument("--hvp-subsample", type=float, default=None)
     parser.add_argument("--pretrain-iterations", type=int, default=None)
     parser.add_argument("--skip-training", action="store_true", help="only evaluate and report")
+    parser.add_argument("training_flags", nargs=argparse.REMAINDER,
+                        help="after --: flags for the first maml_trpo command")
     args = parser.parse_args()
     out = Path(args.out) / args.env
-    extra = [] if args.hvp_subsample is None else ["--hvp-subsample", str(args.hvp_subsample)]
+    extra = [f for f in args.training_flags if f != "--"]
     commands = []
 
     run_dir = find_run(out, args.env, args.seed)
