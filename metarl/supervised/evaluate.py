@@ -44,7 +44,8 @@ class EvalOptions:
 def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOptions,
                         build_problem: Any) -> dict[str, Any]:
     """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
-    and fine-tuned the same way; for sine also the oracle given amplitude and phase); writes
+    and fine-tuned the same way; for sine also the oracle given amplitude and phase; for
+    classification a classifier of the train classes with its head fine-tuned); writes
     ``curve.json``, ``curve.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON."""
     config = learner.config
     shots = options.shots or config.shots
@@ -69,6 +70,10 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
         curves[label] = adaptation_curve(losses, scores, params, support, query,
                                          steps=options.steps, step_size=config.fast_lr,
                                          chunk_size=problem.eval_chunk_size).numpy()
+    if options.baselines and hasattr(problem, "classifier_baseline"):
+        curves.update(problem.classifier_baseline(
+            support, query, steps=options.steps, step_size=config.fast_lr,
+            iterations=options.baseline_iterations, seed=seed + 3))
     if options.baselines and has_oracle(problem):
         oracle = train_sine_oracle(problem.tasks, iterations=options.baseline_iterations,
                                    batch_size=config.meta_batch_size, points=config.queries,

@@ -633,6 +633,21 @@ class EpisodeSampler:
             query_y=labels.repeat_interleave(self.queries).expand(t, -1).contiguous(),
         )
 
+    def sample_images(self, n: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """``n`` (class, drawing) pairs drawn uniformly: images ``[n, 1, 28, 28]`` (rotated as
+        their class says) and class ids ``[n]`` in ``0..num_classes-1`` (``classes`` order);
+        for training a plain classifier on this split."""
+        classes = rng.integers(self.num_classes, size=n)
+        chars = self.char_index[classes // len(self.rotations)]
+        draws = (rng.random(n) * self.data.counts()[chars]).astype(np.int64)
+        images = self.data.images[self.data.offsets[chars] + draws]
+        rotations = np.asarray(self.rotations)[classes % len(self.rotations)]
+        for rotation in set(self.rotations) - {0}:
+            mask = rotations == rotation
+            images[mask] = np.rot90(images[mask], rotation // 90, axes=(-2, -1))
+        x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+        return x, torch.from_numpy(classes)
+
     def sample_batch(self, num_tasks: int) -> Episode:
         """A meta-batch: ``support_x [T, N*K, 1, 28, 28]``, ``support_y [T, N*K]``, etc."""
         if num_tasks < 1:

@@ -17,6 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.config import ConfigError, option
+from metarl.supervised.classifier_baseline import (
+    episode_features,
+    head_finetune_curve,
+    train_classifier,
+)
 from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import (
     Episode,
@@ -114,6 +119,33 @@ class OmniglotProblem:
             int(torch.randint(0, 2**62, (1,), generator=generator)))
         episode = sampler.sample_batch(num_tasks)
         return (episode.support_x, episode.support_y), (episode.query_x, episode.query_y)
+
+    #: SGD steps of the classifier baseline's "converged" head (a flat reference line).
+    converged_head_steps = 100
+
+    def classifier_baseline(self, support, query, *, steps: int, step_size: float,
+                            iterations: int, seed: int) -> dict[str, np.ndarray]:
+        """The non-meta baseline's curves ``[tasks, steps + 1]``: a classifier trained on the
+        train split's classes for ``iterations`` Adam steps (batch 64, the meta lr), its head
+        replaced and fine-tuned on each support set with the same ``steps`` SGD steps of size
+        ``step_size`` as MAML, and, flat, after ``converged_head_steps`` such steps (see
+        ``classifier_baseline.py``)."""
+        model = train_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
+                                 lr=self.config.meta_lr, seed=seed)
+        model.eval()
+        curves: dict[str, list[Tensor]] = {"classifier": [], "classifier_converged": []}
+        chunk = self.eval_chunk_size * 4
+        for begin in range(0, support[0].shape[0], chunk):
+            part = slice(begin, begin + chunk)
+            fs = episode_features(model, support[0][part])
+            fq = episode_features(model, query[0][part])
+            args = (fs, support[1][part], fq, query[1][part])
+            curves["classifier"].append(head_finetune_curve(
+                *args, ways=self.config.ways, steps=steps, step_size=step_size))
+            last = head_finetune_curve(*args, ways=self.config.ways,
+                                       steps=self.converged_head_steps, step_size=step_size)
+            curves["classifier_converged"].append(last[:, -1:].expand(-1, steps + 1))
+        return {label: torch.cat(parts).numpy() for label, parts in curves.items()}
 
     def meta_batch_with_tasks(self, num_tasks: int, generator: torch.Generator, *,
                               query_size: int, shots: int | None = None):

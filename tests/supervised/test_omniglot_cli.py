@@ -29,10 +29,14 @@ def test_omniglot_trains_and_evaluates(tmp_path):
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 2 and state["config"]["ways"] == 5
     assert list(run_dir.glob("events.out.tfevents.*"))
-    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "1"]) == 0
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "1",
+                 "--baseline-iterations", "2"]) == 0
     result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
-    assert set(result["methods"]) == {"maml"} and result["metric"] == "accuracy"
-    assert all(0.0 <= a <= 1.0 for a in result["methods"]["maml"]["mean"])
+    assert set(result["methods"]) == {"maml", "classifier", "classifier_converged"}
+    assert result["metric"] == "accuracy"
+    for method in result["methods"].values():
+        assert len(method["mean"]) == 2 and all(0.0 <= a <= 1.0 for a in method["mean"])
+    assert result["methods"]["classifier"]["mean"][0] == pytest.approx(0.2)  # zero head: chance
 
 
 def test_paper_defaults():

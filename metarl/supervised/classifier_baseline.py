@@ -1,0 +1,77 @@
+"""The non-meta baseline for few-shot classification (MAML paper, section 5.1's comparison).
+
+A ``ConvNet`` with one output per meta-train class (every character of the train split and each
+of its rotations) is trained by plain supervised learning on those classes. On a held-out
+N-way episode its head is replaced by a fresh N-way linear head (zeros), which is fine-tuned on
+the support set with the same SGD steps MAML uses; the convolutional features stay frozen.
+After 0 steps every logit is 0, so the first prediction is chance; after one step from zeros
+the head is a nearest-class-mean classifier on the features, and more steps refine it.
+
+Batch norm uses batch statistics as in ``ConvNet`` (the support and the query set of an
+episode are each normalised as one batch), so the baseline sees its episodes exactly as MAML
+does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metarl.supervised.convnet import ConvNet
+from metarl.supervised.omniglot import EpisodeSampler
+
+
+def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
+                     seed: int) -> ConvNet:
+    """A ``ConvNet`` over all of ``sampler``'s classes, trained with Adam on cross-entropy;
+    each batch draws ``batch_size`` (class, drawing) pairs uniformly."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = ConvNet(sampler.num_classes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(iterations):
+        x, y = sampler.sample_images(batch_size, rng)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@torch.no_grad()
+def episode_features(model: ConvNet, x: Tensor) -> Tensor:
+    """``x [T, B, 1, 28, 28] -> [T, B, F]``, each task's batch normalised on its own."""
+    return torch.stack([model.features(images) for images in x])
+
+
+def head_finetune_curve(features_support: Tensor, support_y: Tensor, features_query: Tensor,
+                        query_y: Tensor, *, ways: int, steps: int,
+                        step_size: float | Sequence[float]) -> Tensor:
+    """Query accuracy ``[T, steps + 1]`` of a zero-initialised N-way head after each SGD step
+    on the support cross-entropy (mean over the support set, as the MAML inner loss)."""
+    sizes = [step_size] * steps if isinstance(step_size, (int, float)) else list(step_size)
+    tasks, dim = features_support.shape[0], features_support.shape[-1]
+    weight = torch.zeros(tasks, ways, dim, requires_grad=True)
+    bias = torch.zeros(tasks, 1, ways, requires_grad=True)
+
+    def logits(features: Tensor) -> Tensor:
+        return torch.baddbmm(bias, features, weight.transpose(1, 2))
+
+    def accuracy() -> Tensor:
+        with torch.no_grad():
+            return (logits(features_query).argmax(-1) == query_y).float().mean(1)
+
+    scores = [accuracy()]
+    for size in sizes:
+        loss = F.cross_entropy(logits(features_support).transpose(1, 2), support_y,
+                               reduction="none").mean(1).sum()
+        grad_w, grad_b = torch.autograd.grad(loss, (weight, bias))
+        with torch.no_grad():
+            weight -= size * grad_w
+            bias -= size * grad_b
+        scores.append(accuracy())
+    return torch.stack(scores, dim=1)
