@@ -38,6 +38,8 @@ class MAMLTRPOConfig:
                                            minimum=0)
     nonlinearity: str = option("tanh", "policy hidden activation (paper: relu)",
                                choices=("tanh", "relu"))
+    normalize_actions: bool = option(False, "policy acts in [-1, 1], mapped onto the env's "
+                                     "action bounds (rllab's normalize, as in the MAML paper)")
     curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "
                             "current point, cheaper) or exact (double backprop)", choices=CURVATURES)
     hvp_subsample: float = option(0.2, "fraction of each task's episodes used for the curvature "
@@ -79,4 +81,4 @@ class MAMLTRPOConfig:
 
 
 #: Config keys a checkpoint must agree on to be loaded into a policy.
-ARCHITECTURE_KEYS = ("env", "hidden_sizes", "nonlinearity")
+ARCHITECTURE_KEYS = ("env", "hidden_sizes", "nonlinearity", "normalize_actions")

@@ -60,6 +60,10 @@ class PolicySpec:
     act_size: int
     hidden_sizes: tuple[int, ...] = (64, 64)
     nonlinearity: str = "tanh"
+    #: The policy acts in [-1, 1] per dimension, mapped affinely onto the env's action bounds
+    #: before clipping (rllab's ``normalize``, which the MAML paper's envs were wrapped in);
+    #: otherwise its actions go to the env as they are, clipped to the bounds.
+    normalize_actions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -247,6 +251,14 @@ class BatchedSampler:
         env0 = self._groups[0].env
         self.horizon = int(env0.horizon)
         self._low, self._high = np.asarray(env0.action_low), np.asarray(env0.action_high)
+        self._scale = self._offset = None
+        if spec.normalize_actions:
+            if not (np.isfinite(self._low).all() and np.isfinite(self._high).all()):
+                self.close()
+                raise ValueError(f"normalize_actions needs finite action bounds; "
+                                 f"{self.family.name} has [{self._low}, {self._high}]")
+            self._scale = (self._high - self._low) / 2.0
+            self._offset = (self._high + self._low) / 2.0
         self._executor = ThreadPoolExecutor(1, "metarl-physics") if num_groups > 1 else None
         self._closed = False
 
@@ -358,7 +370,10 @@ class BatchedSampler:
                                          self.spec.nonlinearity)
         actions = torch.from_numpy(out.actions[t, s])
         torch.addcmul(mean, log_std.exp(), torch.from_numpy(noise[t, s]), out=actions)
-        np.clip(_rows(out.actions[t, s]), self._low, self._high, out=group.clipped)
+        actions = _rows(out.actions[t, s])
+        if self._scale is not None:  # [-1, 1] -> [low, high]
+            actions = actions * self._scale + self._offset
+        np.clip(actions, self._low, self._high, out=group.clipped)
 
     def _record(self, group: _Group, t: int, step, out: EpisodeBuffers) -> None:
         """Book-keeping of one env step of the group: rewards, lengths, termination."""

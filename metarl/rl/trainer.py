@@ -70,7 +70,8 @@ class MetaRLTrainer:
         self.policy = build_policy(config, obs_size, act_size)
         self.learner = MAMLTRPO(self.policy, config.settings())
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
-                               nonlinearity=config.nonlinearity)
+                               nonlinearity=config.nonlinearity,
+                               normalize_actions=config.normalize_actions)
         self.sampler = make_sampler(config.env, self.spec, num_tasks=config.meta_batch_size,
                                     episodes_per_task=config.fast_batch_size,
                                     num_workers=config.num_workers or None)

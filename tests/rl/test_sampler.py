@@ -1,5 +1,6 @@
 """The in-process batched sampler: output layout, per-task parameters, log-probs, masks, seeds."""
 
+import dataclasses
 from dataclasses import fields
 from pathlib import Path
 
@@ -95,6 +96,19 @@ def test_each_task_is_sampled_with_its_own_parameters():
     steps = torch.arange(100, dtype=torch.float32).view(100, 1, 1) * 0.1
     assert_near(batch.observations[:, 0], steps.expand(100, 3, 2), atol=1e-4)
     assert_near(batch.observations[:, 1], -steps.expand(100, 3, 2), atol=1e-4)
+
+
+def test_normalized_actions_map_minus_one_to_one_onto_the_bounds():
+    spec = dataclasses.replace(spec_of("navigation_2d"), normalize_actions=True)
+    tasks = [{"goal": [0.45, -0.45]}, {"goal": [-0.45, 0.45]}]  # never reached
+    batch = sample("navigation_2d", tasks, constant_policy(spec, [[0.5, -0.25], [3.0, -3.0]]),
+                   spec=spec)
+    assert_near(batch.actions[:, 0], torch.tensor([0.5, -0.25]).expand(100, 3, 2), atol=1e-3)
+    steps = torch.arange(100, dtype=torch.float32).view(100, 1, 1)
+    # 0.5 -> 0.05 and -0.25 -> -0.025 per step; 3.0 is outside [-1, 1]: the bound, 0.1.
+    for k, per_step in enumerate(([0.05, -0.025], [0.1, -0.1])):
+        expected = (steps * torch.tensor(per_step)).expand(100, 3, 2)
+        assert_near(batch.observations[:, k], expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("form", ["shared", "stacked"])
