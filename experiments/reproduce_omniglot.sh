@@ -28,8 +28,12 @@ train_and_evaluate() {
     else
         python -m metarl.run maml --resume "$dir" --num-batches "$iterations" --no-progress
     fi
-    python -m metarl.run evaluate --run "$dir" --baseline-iterations "${BASELINE_ITERS:-2000}" \
-        --no-progress
+    if [ -f "$dir/evaluation/curve.json" ] && [ "$dir/evaluation/curve.json" -nt "$dir/checkpoint.pt" ]; then
+        echo "$dir: evaluation is up to date"
+    else
+        python -m metarl.run evaluate --run "$dir" --baseline-iterations "${BASELINE_ITERS:-2000}" \
+            --no-progress
+    fi
 }
 
 train_and_evaluate 5way1shot "${ITERS_5W1S:-600}" --ways 5 --shots 1 \
