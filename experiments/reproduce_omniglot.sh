@@ -10,7 +10,8 @@
 # Budgets default to what fits a 2-core CPU session (meta-batch 8 or 4 instead of 32, a few
 # hundred meta-iterations instead of 60000); set ITERS_5W1S, ITERS_5W5S, ITERS_20W1S,
 # META_BATCH and BASELINE_ITERS to change them. Running the command again resumes
-# unfinished runs (a run directory per setting under OUT) and re-evaluates.
+# unfinished runs (a run directory per setting under OUT), evaluates what changed, and prints
+# the Markdown table of docs/results.md (experiments/omniglot_table.py).
 set -euo pipefail
 DATA=${1:-../shared/data/omniglot}
 OUT=${2:-runs/omniglot}
@@ -42,3 +43,5 @@ train_and_evaluate 5way5shot "${ITERS_5W5S:-300}" --ways 5 --shots 5 \
     --meta-batch-size "${META_BATCH:-8}"
 train_and_evaluate 20way1shot "${ITERS_20W1S:-300}" --ways 20 --shots 1 \
     --meta-batch-size "${META_BATCH_20W:-4}"
+
+python experiments/omniglot_table.py "$OUT"
