@@ -112,6 +112,20 @@ def test_step_improves_the_surrogate_within_the_kl_bound(setup):
     assert gained > 0
 
 
+def test_step_with_the_callers_adaptation_equals_the_step_that_adapts_itself(setup):
+    learner, policy, train, valid = setup
+    start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    train_data, valid_data = learner.process(train), learner.process(valid)
+    own = learner.step(train_data, valid_data, torch.Generator().manual_seed(0))
+    after_own = flatten(parameters_of(policy)).detach().clone()
+    policy.load_state_dict(start)
+    given = learner.adapt(parameters_of(policy), train_data)  # as the trainer does
+    reused = learner.step(train_data, valid_data, torch.Generator().manual_seed(0),
+                          adapted=given)
+    assert own == reused
+    assert torch.equal(flatten(parameters_of(policy)).detach(), after_own)
+
+
 def test_rejected_step_leaves_the_policy_unchanged(setup):
     learner, policy, train, valid = setup
     before = flatten({k: v.detach().clone() for k, v in parameters_of(policy).items()})
