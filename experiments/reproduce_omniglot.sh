@@ -37,7 +37,7 @@ train_and_evaluate() {
     fi
 }
 
-train_and_evaluate 5way1shot "${ITERS_5W1S:-600}" --ways 5 --shots 1 \
+train_and_evaluate 5way1shot "${ITERS_5W1S:-3000}" --ways 5 --shots 1 \
     --meta-batch-size "${META_BATCH:-8}"
 train_and_evaluate 5way5shot "${ITERS_5W5S:-300}" --ways 5 --shots 5 \
     --meta-batch-size "${META_BATCH:-8}"
