@@ -8,7 +8,7 @@
 #   bash experiments/reproduce_omniglot.sh [DATA_DIR] [OUT]
 #
 # Budgets default to what fits a 2-core CPU session (meta-batch 8 or 4 instead of 32, a few
-# hundred meta-iterations instead of 60000); set ITERS_5W1S, ITERS_5W5S, ITERS_20W1S,
+# hundred to 3000 meta-iterations instead of 60000); set ITERS_5W1S, ITERS_5W5S, ITERS_20W1S,
 # META_BATCH and BASELINE_ITERS to change them. Running the command again resumes
 # unfinished runs (a run directory per setting under OUT), evaluates what changed, and prints
 # the Markdown table of docs/results.md (experiments/omniglot_table.py).
