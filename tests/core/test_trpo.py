@@ -183,14 +183,19 @@ def test_conjugate_gradient_solves_spd_systems():
         torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-9)
 
 
-def test_conjugate_gradient_stops_early_and_handles_zero_rhs():
-    a = random_spd(6, 3)
+def counting_product(a):
+    """``v -> a @ v`` and the list it appends to on every call."""
     calls = []
 
     def avp(v):
         calls.append(1)
         return a @ v
 
+    return avp, calls
+
+
+def test_conjugate_gradient_stops_early_and_handles_zero_rhs():
+    avp, calls = counting_product(random_spd(6, 3))
     assert torch.equal(conjugate_gradient(avp, torch.zeros(6, dtype=D)), torch.zeros(6, dtype=D))
     assert not calls
     conjugate_gradient(avp, torch.ones(6, dtype=D), iters=100, residual_tol=1e-8)
@@ -207,13 +212,7 @@ def test_conjugate_gradient_with_product_returns_a_times_x_even_unconverged():
 
 
 def test_full_step_costs_exactly_cg_iters_products():
-    a = random_spd(30, 8)
-    calls = []
-
-    def avp(v):
-        calls.append(1)
-        return a @ v
-
+    avp, calls = counting_product(random_spd(30, 8))
     trpo_full_step(torch.randn(30, generator=gen(9), dtype=D), avp, max_kl=0.01, cg_iters=7)
     assert len(calls) == 7
 
