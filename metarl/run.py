@@ -162,6 +162,12 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--baseline-iterations", type=int, default=None,
                         help="training iterations of the pretrained baseline (default: 10000 "
                              "supervised; RL: the run's num_batches)")
+    parser.add_argument("--episodes-per-task", type=int, default=None,
+                        help="RL: episodes sampled per task and step (default: the run's "
+                             "fast_batch_size; the paper's test batches were 4000 env steps)")
+    parser.add_argument("--later-lr-scale", type=float, default=None,
+                        help="RL: step size of steps 2.. as a fraction of fast_lr (default: 0.5, "
+                             "the paper's)")
     parser.add_argument("--pretrained", metavar="DIR",
                         help="RL: an existing multi-task TRPO run (num_steps: 0) as the "
                              "pretrained baseline")
@@ -171,7 +177,7 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     for name, minimum in (("num_tasks", 2), ("steps", 0), ("baseline_iterations", 0),
-                          ("shots", 1)):
+                          ("shots", 1), ("episodes_per_task", 1)):
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
@@ -197,6 +203,12 @@ def run_evaluate(argv: Sequence[str]) -> int:
 def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
     from metarl.config import from_mapping, validate
 
+    rl_only = [flag for flag, value in (("--episodes-per-task", args.episodes_per_task),
+                                        ("--later-lr-scale", args.later_lr_scale),
+                                        ("--pretrained", args.pretrained)) if value is not None]
+    if rl_only:
+        raise ConfigError(f"{', '.join(rl_only)}: only for MAML-TRPO runs; {checkpoint} is a "
+                          f"supervised {saved.get('task')!r} run")
     task = saved.get("task")
     tasks = supervised_tasks()
     if task not in tasks:
@@ -230,7 +242,12 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
 
     config = from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint))
     validate(config)
+    if args.later_lr_scale is not None and not args.later_lr_scale > 0:
+        raise ConfigError(f"--later-lr-scale={args.later_lr_scale} must be > 0")
     options = RLEvalOptions(num_tasks=args.num_tasks or 40, steps=args.steps,
+                            episodes_per_task=args.episodes_per_task,
+                            later_lr_scale=0.5 if args.later_lr_scale is None
+                            else args.later_lr_scale,
                             baselines=bool(args.baselines),
                             pretrained=Path(args.pretrained) if args.pretrained else None,
                             pretrain_iterations=args.baseline_iterations, seed=args.seed,

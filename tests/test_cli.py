@@ -67,6 +67,9 @@ def test_evaluate_writes_curve_json_csv_png(tmp_path, capsys):
     assert (run_dir / "evaluation" / "curve.csv").read_text().count("\n") == 1 + 3 * 4
     assert (run_dir / "evaluation" / "curve.png").stat().st_size > 10_000
     assert "maml" in capsys.readouterr().out
+    assert main(["evaluate", "--run", str(run_dir), "--episodes-per-task", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "--episodes-per-task: only for MAML-TRPO runs" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -1,8 +1,10 @@
 """``evaluate`` for MAML-TRPO runs: the adaptation curve on held-out tasks (spec.md section 3).
 
-For k = 0..K: sample ``fast_batch_size`` episodes of every held-out task with the policy after
-k vanilla policy-gradient steps, record the mean undiscounted return, then take the next step
-on those episodes (α = fast_lr for the first step, α·later_lr_scale after, as in the paper).
+For k = 0..K: sample ``episodes_per_task`` episodes (default: the run's ``fast_batch_size``) of
+every held-out task with the policy after k vanilla policy-gradient steps, record the mean
+undiscounted return, then take the next step on those episodes (α = fast_lr for the first step,
+α·later_lr_scale after; the paper's scale was 0.5 and its test batches 4000 env steps, i.e. 40
+navigation episodes of 100 or 20 MuJoCo episodes of 200).
 Held-out tasks come from ``seed + EVALUATION_SEED_OFFSET``, disjoint from training's seeds.
 
 Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all tasks jointly
@@ -49,6 +51,7 @@ class RLEvalOptions:
     num_tasks: int = 40
     steps: int | None = None  # default: 4 for navigation_2d, 3 otherwise
     later_lr_scale: float = 0.5
+    episodes_per_task: int | None = None  # default: the run's fast_batch_size
     baselines: bool = False
     pretrained: Path | None = None
     pretrain_iterations: int | None = None  # default: the run's num_batches
@@ -90,9 +93,11 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
     seed = config.seed if options.seed is None else options.seed
     tasks = envs.registry.sample_tasks(config.env, options.num_tasks,
                                        seed=seed + EVALUATION_SEED_OFFSET)
+    episodes = options.episodes_per_task or config.fast_batch_size
     evaluator = trainer
-    if options.num_tasks != config.meta_batch_size:
-        evaluator = MetaRLTrainer(dataclasses.replace(config, meta_batch_size=options.num_tasks))
+    if (options.num_tasks, episodes) != (config.meta_batch_size, config.fast_batch_size):
+        evaluator = MetaRLTrainer(dataclasses.replace(config, meta_batch_size=options.num_tasks,
+                                                      fast_batch_size=episodes))
     try:
         methods = {"maml": trainer.theta()}
         if options.baselines:
@@ -109,7 +114,7 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
             evaluator.close()
 
     meta = {"env": config.env, "num_tasks": options.num_tasks, "steps": steps,
-            "episodes_per_task": config.fast_batch_size, "step_sizes": sizes, "seed": seed,
+            "episodes_per_task": episodes, "step_sizes": sizes, "seed": seed,
             "iteration": trainer.iteration, "hidden_sizes": list(config.hidden_sizes),
             "nonlinearity": config.nonlinearity,
             "published_maml": PUBLISHED_MAML.get(config.env)}

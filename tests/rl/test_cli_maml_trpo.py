@@ -62,6 +62,21 @@ def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path):
     assert list((out / "pretrained").glob("*/checkpoint.pt"))
 
 
+def test_evaluate_takes_the_test_batch_and_later_step_size(tmp_path, capsys):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "3",
+                 "--episodes-per-task", "5", "--later-lr-scale", "0.25", "--no-progress"]) == 0
+    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    assert result["episodes_per_task"] == 5
+    assert result["step_sizes"] == pytest.approx([0.1, 0.025, 0.025])
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--later-lr-scale", "0"]) == 2
+    assert "--later-lr-scale=0.0 must be > 0" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run_dir), "--episodes-per-task", "0"]) == 2
+    assert "--episodes-per-task=0 must be >= 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["maml_trpo", "--env", "cheetah_speed"], "unknown"),
     (["maml_trpo", "--max-kl", "0"], "max_kl=0.0 must be > 0"),
