@@ -29,6 +29,11 @@ from pathlib import Path
 import torch
 
 
+#: The paper's test batches were 4000 env steps (spec.md section 3): episodes of each env's
+#: horizon. MuJoCo's 20 equal the training's fast_batch_size; navigation's 40 do not.
+PAPER_TEST_EPISODES = {"navigation_2d": 40}
+
+
 def run(*argv: str) -> None:
     command = [sys.executable, "-m", "metarl.run", *argv]
     print("+", " ".join(command), flush=True)
@@ -98,7 +103,14 @@ def main() -> None:
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--num-batches", type=int, default=500)
     parser.add_argument("--chunk", type=int, default=50)
-    parser.add_argument("--pretrain-iterations", type=int, default=None)
+    parser.add_argument("--pretrain-iterations", type=int, default=None,
+                        help="iterations of the pretrained baseline (default: the run's)")
+    parser.add_argument("--episodes-per-task", type=int, default=None,
+                        help="evaluation episodes per task and step (default: the paper's test "
+                             "batch of 4000 env steps: 40 navigation, 20 MuJoCo episodes)")
+    parser.add_argument("--later-lr-scale", type=float, default=None,
+                        help="evaluation step size of steps 2.. / fast_lr (default: 0.5, the "
+                             "paper's)")
     parser.add_argument("--skip-training", action="store_true", help="only evaluate and report")
     parser.add_argument("training_flags", nargs=argparse.REMAINDER,
                         help="after --: flags for the first maml_trpo command")
@@ -124,6 +136,11 @@ def main() -> None:
     evaluate = ["evaluate", "--run", str(run_dir), "--baselines", "--no-progress"]
     if args.pretrain_iterations is not None:
         evaluate += ["--baseline-iterations", str(args.pretrain_iterations)]
+    episodes = args.episodes_per_task or PAPER_TEST_EPISODES.get(args.env)
+    if episodes is not None:
+        evaluate += ["--episodes-per-task", str(episodes)]
+    if args.later_lr_scale is not None:
+        evaluate += ["--later-lr-scale", str(args.later_lr_scale)]
     run(*evaluate)
     commands.append("python -m metarl.run " + " ".join(evaluate))
     result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
