@@ -105,8 +105,11 @@ class Logger:
     adaptation curve ``{"adaptation": ["returns/step_0", "returns/step_1"]}``.
     """
 
-    def __init__(self, run_dir: str | Path, *, purge_step: int | None = None,
+    def __init__(self, run_dir: str | Path, *, resumed_after: int = 0,
                  multiline: Mapping[str, Sequence[str]] | None = None):
+        # Steps are 1-based (step i = after iteration i). A run resumed from a checkpoint of
+        # iteration n drops what a stopped process logged after n, and keeps step n itself.
+        purge_step = resumed_after + 1 if resumed_after else None
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         if multiline:
             charts = {title: ["Multiline", list(tags)] for title, tags in multiline.items()}

@@ -1,10 +1,13 @@
 """Run directories and checkpoints: atomic writes, strict loading."""
 
+import time
+
 import pytest
 import torch
 
 from metarl.runs import (
     CheckpointError,
+    Logger,
     load_checkpoint,
     load_state_dict_strict,
     new_run_dir,
@@ -55,3 +58,26 @@ def test_run_dirs_are_never_reused(tmp_path):
     first = new_run_dir(tmp_path, "maml", "sine", 0)
     second = new_run_dir(tmp_path, "maml", "sine", 0)
     assert first != second and first.is_dir() and second.is_dir()
+
+
+def _logged_steps(run_dir, tag):
+    """Steps of ``tag`` as TensorBoard shows them (after its purge of a restart's overlap)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_a_resumed_log_keeps_every_completed_step_and_drops_the_stopped_ones(tmp_path):
+    first = Logger(tmp_path)
+    for step in range(1, 6):  # a process that checkpointed at 3, then logged 4 and 5 and died
+        first.scalars({"loss/train": float(step)}, step)
+    first.close()
+    time.sleep(1.1)  # event files are named by the second they were created in
+    resumed = Logger(tmp_path, resumed_after=3)
+    for step in range(4, 7):
+        resumed.scalars({"loss/train": 10.0 + step}, step)
+    resumed.close()
+    assert _logged_steps(tmp_path, "loss/train") == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 14.0),
+                                                     (5, 15.0), (6, 16.0)]

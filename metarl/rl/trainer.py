@@ -155,7 +155,7 @@ def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> di
     config = trainer.config
     curve = ["returns/step_0", f"returns/step_{config.num_steps}"] if config.num_steps else [
         "returns/step_0"]
-    logger = Logger(run_dir, purge_step=trainer.iteration or None,
+    logger = Logger(run_dir, resumed_after=trainer.iteration,
                     multiline={"adaptation curve (mean return)": curve,
                                "time (s)": ["time/sampling_s", "time/adaptation_s",
                                             "time/optimisation_s"]})

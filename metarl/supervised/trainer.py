@@ -167,7 +167,7 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
     """
     config, problem = learner.config, learner.problem
     tags = curve_tags(problem.metric, config.eval_steps)
-    logger = Logger(run_dir, purge_step=learner.iteration or None,
+    logger = Logger(run_dir, resumed_after=learner.iteration,
                     multiline={f"adaptation curve ({problem.metric})": tags})
     held_out = None
     if config.eval_every and config.eval_tasks:
