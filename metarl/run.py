@@ -166,8 +166,8 @@ def run_evaluate(argv: Sequence[str]) -> int:
                         help="RL: episodes sampled per task and step (default: the run's "
                              "fast_batch_size; the paper's test batches were 4000 env steps)")
     parser.add_argument("--later-lr-scale", type=float, default=None,
-                        help="RL: step size of steps 2.. as a fraction of fast_lr (default: 0.5, "
-                             "the paper's)")
+                        help="step size of steps 2.. as a fraction of fast_lr (default: the "
+                             "paper's, 0.5 for RL and 1 for supervised runs)")
     parser.add_argument("--pretrained", metavar="DIR",
                         help="RL: an existing multi-task TRPO run (num_steps: 0) as the "
                              "pretrained baseline")
@@ -181,6 +181,8 @@ def run_evaluate(argv: Sequence[str]) -> int:
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
+    if args.later_lr_scale is not None and not args.later_lr_scale > 0:
+        raise ConfigError(f"--later-lr-scale={args.later_lr_scale} must be > 0")
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
     run_dir = checkpoint.parent
@@ -204,7 +206,6 @@ def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) ->
     from metarl.config import from_mapping, validate
 
     rl_only = [flag for flag, value in (("--episodes-per-task", args.episodes_per_task),
-                                        ("--later-lr-scale", args.later_lr_scale),
                                         ("--pretrained", args.pretrained)) if value is not None]
     if rl_only:
         raise ConfigError(f"{', '.join(rl_only)}: only for MAML-TRPO runs; {checkpoint} is a "
@@ -229,7 +230,9 @@ def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) ->
                           shots=args.shots,
                           baseline_iterations=10000 if args.baseline_iterations is None
                           else args.baseline_iterations,
-                          baselines=args.baselines is not False, seed=args.seed)
+                          baselines=args.baselines is not False, seed=args.seed,
+                          later_lr_scale=1.0 if args.later_lr_scale is None
+                          else args.later_lr_scale)
     return evaluate_supervised(learner, out_dir, options, build_problem)
 
 
@@ -242,8 +245,6 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
 
     config = from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint))
     validate(config)
-    if args.later_lr_scale is not None and not args.later_lr_scale > 0:
-        raise ConfigError(f"--later-lr-scale={args.later_lr_scale} must be > 0")
     options = RLEvalOptions(num_tasks=args.num_tasks or 40, steps=args.steps,
                             episodes_per_task=args.episodes_per_task,
                             later_lr_scale=0.5 if args.later_lr_scale is None

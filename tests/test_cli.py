@@ -72,6 +72,21 @@ def test_evaluate_writes_curve_json_csv_png(tmp_path, capsys):
     assert "--episodes-per-task: only for MAML-TRPO runs" in err and err.count("\n") == 1
 
 
+def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    curves = {}
+    for scale in ("1", "0.25"):
+        out = tmp_path / f"scale_{scale}"
+        assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "20", "--steps", "2",
+                     "--no-baselines", "--later-lr-scale", scale, "--output", str(out)]) == 0
+        curves[scale] = json.loads((out / "curve.json").read_text())
+    assert curves["0.25"]["step_sizes"] == pytest.approx([0.01, 0.0025])
+    one, quarter = (curves[s]["methods"]["maml"]["mean"] for s in ("1", "0.25"))
+    assert quarter[:2] == pytest.approx(one[:2], rel=1e-6)  # the same first step
+    assert quarter[2] != pytest.approx(one[2], rel=1e-6)
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["reptile"], "unknown algorithm 'reptile'; choose from: maml"),
     (["maml", "--task", "cosine"], "task='cosine' is not valid; choose from: sine"),

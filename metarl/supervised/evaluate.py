@@ -2,7 +2,8 @@
 
 Held-out tasks come from a generator seeded with ``seed + EVALUATION_SEED_OFFSET``, disjoint from
 the training stream and from the periodic held-out set logged during training. Every method is
-fine-tuned the same way: ``steps`` SGD steps of size ``fast_lr`` on the task's K support points.
+fine-tuned the same way: ``steps`` SGD steps on the task's K support points, the first of size
+``fast_lr`` and the later ones ``fast_lr * later_lr_scale`` (1 by default, as in the paper).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class EvalOptions:
     baseline_iterations: int = 10000
     baselines: bool = True
     seed: int | None = None
+    later_lr_scale: float = 1.0
+
+
+def eval_step_sizes(fast_lr: float, steps: int, later_lr_scale: float) -> list[float]:
+    """α for the first step, α·later_lr_scale for the others."""
+    return [fast_lr * (1.0 if k == 0 else later_lr_scale) for k in range(steps)]
 
 
 def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOptions,
@@ -51,6 +58,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     shots = options.shots or config.shots
     problem = build_problem(dataclasses.replace(config, shots=shots))
     seed = config.seed if options.seed is None else options.seed
+    sizes = eval_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
     support, query, true_tasks = problem.meta_batch_with_tasks(
         options.num_tasks, generator, query_size=options.query_size, shots=shots)
@@ -68,11 +76,11 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     for label, (model, params) in methods.items():
         losses, scores = _task_functions(problem, model)
         curves[label] = adaptation_curve(losses, scores, params, support, query,
-                                         steps=options.steps, step_size=config.fast_lr,
+                                         steps=options.steps, step_size=sizes,
                                          chunk_size=problem.eval_chunk_size).numpy()
     if options.baselines and hasattr(problem, "classifier_baseline"):
         curves.update(problem.classifier_baseline(
-            support, query, steps=options.steps, step_size=config.fast_lr,
+            support, query, steps=options.steps, step_size=sizes,
             iterations=options.baseline_iterations, seed=seed + 3))
     if options.baselines and has_oracle(problem):
         oracle = train_sine_oracle(problem.tasks, iterations=options.baseline_iterations,
@@ -86,7 +94,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
 
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
             "query_size": options.query_size, "steps": options.steps,
-            "fast_lr": config.fast_lr, "seed": seed, "iteration": learner.iteration,
+            "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed, "iteration": learner.iteration,
             "baseline_iterations": options.baseline_iterations if options.baselines else 0}
     result = write_curves(out_dir, curves, metric=problem.metric, meta=meta)
     result["table"] = format_table(curves, metric=problem.metric)
@@ -99,8 +107,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     axes[0, 0].set_title(f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
                          f"({options.num_tasks} tasks, 95% CI)")
     if has_fits:
-        _plot_sine_fits(axes[0, 1], problem, methods, support, true_tasks, config.fast_lr,
-                        options.steps)
+        _plot_sine_fits(axes[0, 1], problem, methods, support, true_tasks, sizes)
     figure.tight_layout()
     figure.savefig(out_dir / "curve.png", dpi=120)
     plt.close(figure)
@@ -122,7 +129,7 @@ def _task_functions(problem: Any, model: Any):
     return losses, scores
 
 
-def _plot_sine_fits(ax, problem, methods, support, true_tasks, fast_lr, steps, num_shown=3):
+def _plot_sine_fits(ax, problem, methods, support, true_tasks, sizes, num_shown=3):
     """True sine, support points and adapted predictions for a few held-out tasks."""
     amplitude, phase = (t[:num_shown] for t in true_tasks)
     xs, ys = support[0][:num_shown], support[1][:num_shown]
@@ -138,11 +145,11 @@ def _plot_sine_fits(ax, problem, methods, support, true_tasks, fast_lr, steps, n
                    label="support" if i == 0 else None)
     for label, (model, params) in methods.items():
         losses, _ = _task_functions(problem, model)
-        for k in sorted({1, steps}):
+        for k in sorted({1, len(sizes)} - {0}):
             start = {n: v.detach().requires_grad_(True)
                      for n, v in stack_params(params, num_shown).items()}
             adapted = adapt(lambda p, d, f=losses: f(p, d).sum(), start, (xs, ys),
-                            num_steps=k, step_size=fast_lr, first_order=True)
+                            num_steps=k, step_size=sizes[:k], first_order=True)
             with torch.no_grad():
                 prediction = model.task_forward(adapted, grid)
             for i in range(num_shown):

@@ -9,6 +9,7 @@ The model is the paper's 4-block conv net, adapted with grouped convolutions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.config import ConfigError, option
+from metarl.core.maml import step_sizes
 from metarl.supervised.classifier_baseline import (
     episode_features,
     head_finetune_curve,
@@ -123,13 +125,15 @@ class OmniglotProblem:
     #: SGD steps of the classifier baseline's "converged" head (a flat reference line).
     converged_head_steps = 100
 
-    def classifier_baseline(self, support, query, *, steps: int, step_size: float,
-                            iterations: int, seed: int) -> dict[str, np.ndarray]:
+    def classifier_baseline(self, support, query, *, steps: int,
+                            step_size: float | Sequence[float], iterations: int,
+                            seed: int) -> dict[str, np.ndarray]:
         """The non-meta baseline's curves ``[tasks, steps + 1]``: a classifier trained on the
         train split's classes for ``iterations`` Adam steps (batch 64, the meta lr), its head
         replaced and fine-tuned on each support set with the same ``steps`` SGD steps of size
-        ``step_size`` as MAML, and, flat, after ``converged_head_steps`` such steps (see
-        ``classifier_baseline.py``)."""
+        ``step_size`` (one per step, or one for all) as MAML, and, flat, after
+        ``converged_head_steps`` steps of the first size (see ``classifier_baseline.py``)."""
+        sizes = step_sizes(step_size, steps)
         model = train_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
                                  lr=self.config.meta_lr, seed=seed)
         model.eval()
@@ -141,9 +145,10 @@ class OmniglotProblem:
             fq = episode_features(model, query[0][part])
             args = (fs, support[1][part], fq, query[1][part])
             curves["classifier"].append(head_finetune_curve(
-                *args, ways=self.config.ways, steps=steps, step_size=step_size))
+                *args, ways=self.config.ways, steps=steps, step_size=sizes))
             last = head_finetune_curve(*args, ways=self.config.ways,
-                                       steps=self.converged_head_steps, step_size=step_size)
+                                       steps=self.converged_head_steps,
+                                       step_size=sizes[0] if sizes else self.config.fast_lr)
             curves["classifier_converged"].append(last[:, -1:].expand(-1, steps + 1))
         return {label: torch.cat(parts).numpy() for label, parts in curves.items()}
 
