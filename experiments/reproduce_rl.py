@@ -1,7 +1,8 @@
 """Reproduce a MAML-TRPO adaptation curve of the paper: train, evaluate with baselines, report.
 
     python experiments/reproduce_rl.py --env navigation_2d [--seed 0] [--out runs/reproduce]
-        [--num-batches 500] [--chunk 50] [--pretrain-iterations N] [-- TRAINING FLAGS...]
+        [--num-batches 500] [--chunk 50] [--pretrain-iterations N] [--episodes-per-task N]
+        [--later-lr-scale S] [--skip-training] [-- TRAINING FLAGS...]
 
 Flags after ``--`` go to ``maml_trpo`` unchanged (e.g. ``-- --hidden-sizes 100 100
 --nonlinearity relu`` for the paper's policy, or ``--hvp-subsample 1.0``).
@@ -9,7 +10,9 @@ Flags after ``--`` go to ``maml_trpo`` unchanged (e.g. ``-- --hidden-sizes 100 1
 Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in chunks of
 ``--chunk`` iterations, each a separate ``--resume`` of the same run, so a run that is stopped
 (or a machine's per-command time limit) loses at most one chunk; running the same command again
-continues where it stopped. Then ``evaluate --baselines`` on 40 held-out tasks, and a Markdown
+continues where it stopped. Then ``evaluate --baselines`` on 40 held-out tasks (with the
+paper's test batch of 4000 env steps: 40 episodes per task for navigation_2d, whose horizon is
+100, the run's 20 for the MuJoCo families), and a Markdown
 section for docs/results.md (our curve next to the paper's, with CIs, the plot, the commands,
 seed, iterations, wall time and machine) is written to ``RUN/evaluation/results_section.md``
 and printed.
@@ -27,7 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-
 
 #: The paper's test batches were 4000 env steps (spec.md section 3): episodes of each env's
 #: horizon. MuJoCo's 20 equal the training's fast_batch_size; navigation's 40 do not.
@@ -107,7 +109,8 @@ def main() -> None:
                         help="iterations of the pretrained baseline (default: the run's)")
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="evaluation episodes per task and step (default: the paper's test "
-                             "batch of 4000 env steps: 40 navigation, 20 MuJoCo episodes)")
+                             "batch of 4000 env steps, 40 episodes for navigation_2d; the "
+                             "run's fast_batch_size otherwise)")
     parser.add_argument("--later-lr-scale", type=float, default=None,
                         help="evaluation step size of steps 2.. / fast_lr (default: 0.5, the "
                              "paper's)")
@@ -136,7 +139,8 @@ def main() -> None:
     evaluate = ["evaluate", "--run", str(run_dir), "--baselines", "--no-progress"]
     if args.pretrain_iterations is not None:
         evaluate += ["--baseline-iterations", str(args.pretrain_iterations)]
-    episodes = args.episodes_per_task or PAPER_TEST_EPISODES.get(args.env)
+    episodes = (PAPER_TEST_EPISODES.get(args.env) if args.episodes_per_task is None
+                else args.episodes_per_task)
     if episodes is not None:
         evaluate += ["--episodes-per-task", str(episodes)]
     if args.later_lr_scale is not None:

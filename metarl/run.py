@@ -14,6 +14,7 @@ naming the bad value and the valid choices, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -181,8 +182,8 @@ def run_evaluate(argv: Sequence[str]) -> int:
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
-    if args.later_lr_scale is not None and not args.later_lr_scale > 0:
-        raise ConfigError(f"--later-lr-scale={args.later_lr_scale} must be > 0")
+    if args.later_lr_scale is not None and not 0 < args.later_lr_scale < math.inf:
+        raise ConfigError(f"--later-lr-scale={args.later_lr_scale} must be a number > 0")
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
     run_dir = checkpoint.parent
@@ -243,6 +244,9 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
     from metarl.rl.evaluate import RLEvalOptions, evaluate_rl
     from metarl.rl.trainer import MetaRLTrainer
 
+    if args.shots is not None:
+        raise ConfigError(f"--shots: only for supervised runs; {checkpoint} is a MAML-TRPO run "
+                          f"(use --episodes-per-task for the evaluation batch)")
     config = from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint))
     validate(config)
     options = RLEvalOptions(num_tasks=args.num_tasks or 40, steps=args.steps,

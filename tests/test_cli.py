@@ -85,6 +85,8 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
     one, quarter = (curves[s]["methods"]["maml"]["mean"] for s in ("1", "0.25"))
     assert quarter[:2] == pytest.approx(one[:2], rel=1e-6)  # the same first step
     assert quarter[2] != pytest.approx(one[2], rel=1e-6)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "20", "--steps", "0",
+                 "--output", str(tmp_path / "no_steps"), "--baseline-iterations", "2"]) == 0
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -93,7 +93,11 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
     seed = config.seed if options.seed is None else options.seed
     tasks = envs.registry.sample_tasks(config.env, options.num_tasks,
                                        seed=seed + EVALUATION_SEED_OFFSET)
-    episodes = options.episodes_per_task or config.fast_batch_size
+    episodes = (config.fast_batch_size if options.episodes_per_task is None
+                else options.episodes_per_task)
+    if episodes < 1 or not options.later_lr_scale > 0:
+        raise ValueError(f"episodes_per_task={episodes} must be >= 1 and later_lr_scale="
+                         f"{options.later_lr_scale} > 0")
     evaluator = trainer
     if (options.num_tasks, episodes) != (config.meta_batch_size, config.fast_batch_size):
         evaluator = MetaRLTrainer(dataclasses.replace(config, meta_batch_size=options.num_tasks,

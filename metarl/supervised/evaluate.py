@@ -94,7 +94,8 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
 
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
             "query_size": options.query_size, "steps": options.steps,
-            "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed, "iteration": learner.iteration,
+            "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed,
+            "iteration": learner.iteration,
             "baseline_iterations": options.baseline_iterations if options.baselines else 0}
     result = write_curves(out_dir, curves, metric=problem.metric, meta=meta)
     result["table"] = format_table(curves, metric=problem.metric)
@@ -145,7 +146,7 @@ def _plot_sine_fits(ax, problem, methods, support, true_tasks, sizes, num_shown=
                    label="support" if i == 0 else None)
     for label, (model, params) in methods.items():
         losses, _ = _task_functions(problem, model)
-        for k in sorted({1, len(sizes)} - {0}):
+        for k in sorted({min(1, len(sizes)), len(sizes)}):
             start = {n: v.detach().requires_grad_(True)
                      for n, v in stack_params(params, num_shown).items()}
             adapted = adapt(lambda p, d, f=losses: f(p, d).sum(), start, (xs, ys),

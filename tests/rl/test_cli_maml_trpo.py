@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from metarl.core.maml import stack_params
 from metarl.run import main
 
 BUILTIN_ENVS = ["navigation_2d", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal"]
@@ -62,17 +63,28 @@ def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path):
     assert list((out / "pretrained").glob("*/checkpoint.pt"))
 
 
-def test_evaluate_takes_the_test_batch_and_later_step_size(tmp_path, capsys):
+def test_evaluate_takes_the_test_batch_and_later_step_size(tmp_path, capsys, monkeypatch):
+    import metarl.rl.evaluate as rl_evaluate
+
+    sampled = []
+
+    def spy(trainer, theta, tasks, **kwargs):
+        episodes = trainer.sampler.sample(tasks, stack_params(theta, len(tasks)), seed=0)
+        sampled.append(tuple(episodes.mask.shape[1:]))  # (tasks, episodes per task)
+        return original(trainer, theta, tasks, **kwargs)
+
+    original = rl_evaluate.adaptation_returns
+    monkeypatch.setattr(rl_evaluate, "adaptation_returns", spy)
     assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
     run_dir = only_run_dir(tmp_path)
     assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "3",
                  "--episodes-per-task", "5", "--later-lr-scale", "0.25", "--no-progress"]) == 0
     result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
-    assert result["episodes_per_task"] == 5
+    assert result["episodes_per_task"] == 5 and sampled == [(2, 5)]
     assert result["step_sizes"] == pytest.approx([0.1, 0.025, 0.025])
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run_dir), "--later-lr-scale", "0"]) == 2
-    assert "--later-lr-scale=0.0 must be > 0" in capsys.readouterr().err
+    assert "--later-lr-scale=0.0 must be a number > 0" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(run_dir), "--episodes-per-task", "0"]) == 2
     assert "--episodes-per-task=0 must be >= 1" in capsys.readouterr().err
 
