@@ -34,7 +34,9 @@ Modules: ``registry`` (names, resolution, registration), ``protocol`` (the plug-
 protocol), ``tasks`` (task spaces and validation), ``base`` (batched base class and the
 batch-of-one Gymnasium env), ``mujoco_batch`` (batched MuJoCo stepping with
 ``mujoco.rollout``), ``kinematics`` (batched forward kinematics), ``fallback`` (loop
-batching for plug-ins), ``navigation``, ``half_cheetah``, ``ant`` (the families).
+batching for plug-ins), ``oracle`` (``NAME+oracle``: the family with each observation
+followed by its task's parameters, for the oracle baseline), ``navigation``, ``half_cheetah``,
+``ant`` (the families).
 """
 
 from envs.protocol import BatchedTaskEnv, TaskEnv

@@ -7,7 +7,9 @@ A name given to ``--env`` (or to :func:`make` / :func:`make_batched`) is resolve
 3. ``package.module:ClassName`` -- a task env class, imported on demand (a class attribute
    ``batched_cls`` names its optional batched form, ``horizon`` its episode length); or
    ``package.module:Some/Id-v0``, a Gymnasium id registered by importing that module;
-4. any other Gymnasium id whose env follows the protocol (``max_episode_steps`` = horizon).
+4. any other Gymnasium id whose env follows the protocol (``max_episode_steps`` = horizon);
+5. any of these followed by ``+oracle``: that family's oracle, whose observations end with the
+   task's parameters (:mod:`envs.oracle`; the oracle baseline of ``evaluate --baselines``).
 
 Anything else raises :class:`UnknownEnvError` listing the known short names. The protocol
 a family follows is described in :mod:`envs.protocol`.
@@ -138,6 +140,10 @@ def resolve(name: str) -> TaskFamily:
         raise UnknownEnvError(f"env name must be a string, got {name!r}; {_known_hint()}")
     if name in _FAMILIES:
         return _FAMILIES[name]
+    if name.endswith("+oracle") and name not in _RESOLVED:
+        from envs.oracle import oracle_family  # imports this module
+
+        _RESOLVED[name] = oracle_family(resolve(name[:-len("+oracle")]))
     for family in _FAMILIES.values():
         if family.env_id == name:
             return family
@@ -175,7 +181,8 @@ def sample_tasks(name: str, n: int, seed: int) -> list[dict]:
 # -- helpers ---------------------------------------------------------------------------
 def _known_hint() -> str:
     return ("known task families: " + ", ".join(known_names())
-            + " (or a Gymnasium id of one, or package.module:ClassName of a task env)")
+            + " (or a Gymnasium id of one, or package.module:ClassName of a task env; "
+            "NAME+oracle for the family's oracle)")
 
 
 def _load(target: type | str) -> Any:

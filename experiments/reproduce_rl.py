@@ -10,7 +10,8 @@ Flags after ``--`` go to ``maml_trpo`` unchanged (e.g. ``-- --hidden-sizes 100 1
 Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in chunks of
 ``--chunk`` iterations, each a separate ``--resume`` of the same run, so a run that is stopped
 (or a machine's per-command time limit) loses at most one chunk; running the same command again
-continues where it stopped. Then ``evaluate --baselines`` on 40 held-out tasks (with the
+continues where it stopped. Then ``evaluate --baselines`` (pretrained, random init, oracle)
+on 40 held-out tasks (with the
 paper's test batch of 4000 env steps: 40 episodes per task for navigation_2d, whose horizon is
 100, the run's 20 for the MuJoCo families), and a Markdown
 section for docs/results.md (our curve next to the paper's, with CIs, the plot, the commands,
@@ -77,6 +78,9 @@ def section(env: str, run_dir: Path, result: dict, commands: list[str], wall_s: 
     if result.get("published_maml"):
         cells = " | ".join(f"{v:.1f}" for v in result["published_maml"][:steps])
         lines.append(f"| MAML (paper) | {cells} |")
+    if result.get("published_oracle") is not None and "oracle" in methods:
+        lines.append(f"| oracle (paper) | {result['published_oracle']:.1f} |"
+                     + " |" * (steps - 1))
     cpu = platform.processor() or platform.machine()
     return "\n".join([
         f"## {env}",
@@ -106,7 +110,8 @@ def main() -> None:
     parser.add_argument("--num-batches", type=int, default=500)
     parser.add_argument("--chunk", type=int, default=50)
     parser.add_argument("--pretrain-iterations", type=int, default=None,
-                        help="iterations of the pretrained baseline (default: the run's)")
+                        help="iterations of the pretrained and oracle baselines (default: "
+                             "the run's)")
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="evaluation episodes per task and step (default: the paper's test "
                              "batch of 4000 env steps, 40 episodes for navigation_2d; the "

@@ -10,9 +10,9 @@ held-out tasks of another evaluation seed (``--validation-seed``, default the ru
 an evaluation seed s draws its tasks from ``s + 2000029``, so validation and test tasks are
 disjoint), then runs ``evaluate --baselines`` with it on the test tasks (the run's own seed)
 into ``RUN/evaluation_later_lr``. Flags after ``--`` go to both evaluations (for example
-``--steps 4`` or ``--baseline-iterations 100``); the pretrained baseline of an earlier
-``evaluate --baselines`` (``RUN/evaluation/pretrained``) is reused unless ``--pretrained`` or
-``--baseline-iterations`` is given. Prints the validation table and the test curve.
+``--steps 4`` or ``--baseline-iterations 100``); the pretrained and oracle baselines of an
+earlier ``evaluate --baselines`` (``RUN/evaluation/pretrained``, ``RUN/evaluation/oracle``) are
+reused unless ``--pretrained`` / ``--oracle`` or ``--baseline-iterations`` is given. Prints the validation table and the test curve.
 """
 
 from __future__ import annotations
@@ -63,10 +63,11 @@ def main() -> None:
                      "the test tasks; choose another")
     if args.episodes_per_task is not None:
         extra += ["--episodes-per-task", str(args.episodes_per_task)]
-    pretrained = sorted((args.run / "evaluation" / "pretrained").glob("*/checkpoint.pt"))
-    if pretrained and not {"--pretrained", "--baseline-iterations"} & {
-            f.split("=")[0] for f in extra}:
-        extra += ["--pretrained", str(pretrained[-1].parent)]
+    for kind in ("pretrained", "oracle"):  # reuse the baselines of an earlier evaluation
+        trained = sorted((args.run / "evaluation" / kind).glob("*/checkpoint.pt"))
+        if trained and not {f"--{kind}", "--baseline-iterations"} & {
+                f.split("=")[0] for f in extra}:
+            extra += [f"--{kind}", str(trained[-1].parent)]
     root = args.run / "evaluation_later_lr"
 
     later_mean = {}

@@ -63,15 +63,20 @@ def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metri
 
 def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: bool = False,
                 references: Mapping[str, list[float]] | None = None) -> None:
-    """Mean with a shaded 95% CI per method on ``ax``; optional published reference curves."""
+    """Mean with a shaded 95% CI per method on ``ax``; optional published reference curves,
+    dashed, in the colour of the method they name (``"oracle (paper)"`` as ``"oracle"``)."""
+    colours = {}
     for label, values in curves.items():
         s = summarize(values)
         steps = np.arange(len(s.mean))
         mean, half = np.array(s.mean), np.array(s.ci95)
-        ax.plot(steps, mean, marker="o", label=label)
+        (line,) = ax.plot(steps, mean, marker="o", label=label)
         ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+        colours[label.lower()] = line.get_color()
     for label, values in (references or {}).items():
-        ax.plot(np.arange(len(values)), values, linestyle="--", marker="x", label=label)
+        colour = colours.get(label.split(" (")[0].lower())
+        ax.plot(np.arange(len(values)), values, linestyle="--", marker="x", label=label,
+                color=colour)
     ax.set_xlabel("adaptation steps")
     ax.set_ylabel(metric)
     if log_y:

@@ -87,7 +87,9 @@ def run_maml_trpo(argv: Sequence[str]) -> int:
     envs.registry.resolve(env)  # an unknown name fails here, listing the known ones
     from metarl.rl.config import MAMLTRPOConfig
 
-    args, config = _parse_config(argv, "maml_trpo", env, MAMLTRPOConfig, saved,
+    # ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults
+    args, config = _parse_config(argv, "maml_trpo", env.removesuffix("+oracle"), MAMLTRPOConfig,
+                                 saved,
                                  f"MAML-TRPO on {env} (spec.md section 2).")
     from metarl.rl.trainer import MetaRLTrainer, train
 
@@ -159,10 +161,11 @@ def run_evaluate(argv: Sequence[str]) -> int:
                         help="supervised: support examples per task (default: the run's)")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
                         help="add the baselines (default: on for supervised runs; for RL, "
-                             "pretrained-on-all-tasks and random-init curves, off by default)")
+                             "pretrained-on-all-tasks, random-init and oracle curves, off by "
+                             "default)")
     parser.add_argument("--baseline-iterations", type=int, default=None,
-                        help="training iterations of the pretrained baseline (default: 10000 "
-                             "supervised; RL: the run's num_batches)")
+                        help="training iterations of the pretrained baseline (and the RL "
+                             "oracle; default: 10000 supervised; RL: the run's num_batches)")
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="RL: episodes sampled per task and step (default: the run's "
                              "fast_batch_size; the paper's test batches were 4000 env steps)")
@@ -172,6 +175,9 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--pretrained", metavar="DIR",
                         help="RL: an existing multi-task TRPO run (num_steps: 0) as the "
                              "pretrained baseline")
+    parser.add_argument("--oracle", metavar="DIR",
+                        help="RL: an existing multi-task TRPO run on ENV+oracle (the policy "
+                             "observes the task) as the oracle baseline")
     parser.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
     parser.add_argument("--output", metavar="DIR",
                         help="where to write results (default: RUN/evaluation)")
@@ -207,7 +213,8 @@ def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) ->
     from metarl.config import from_mapping, validate
 
     rl_only = [flag for flag, value in (("--episodes-per-task", args.episodes_per_task),
-                                        ("--pretrained", args.pretrained)) if value is not None]
+                                        ("--pretrained", args.pretrained),
+                                        ("--oracle", args.oracle)) if value is not None]
     if rl_only:
         raise ConfigError(f"{', '.join(rl_only)}: only for MAML-TRPO runs; {checkpoint} is a "
                           f"supervised {saved.get('task')!r} run")
@@ -255,6 +262,7 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
                             else args.later_lr_scale,
                             baselines=bool(args.baselines),
                             pretrained=Path(args.pretrained) if args.pretrained else None,
+                            oracle=Path(args.oracle) if args.oracle else None,
                             pretrain_iterations=args.baseline_iterations, seed=args.seed,
                             progress=not args.no_progress)
     with MetaRLTrainer(config) as trainer:

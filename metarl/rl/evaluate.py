@@ -9,7 +9,10 @@ Held-out tasks come from ``seed + EVALUATION_SEED_OFFSET``, disjoint from traini
 
 Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all tasks jointly
 (multi-task TRPO: the same trainer with ``num_steps: 0``, or an existing such run given with
-``--pretrained DIR``) and a random initialisation.
+``--pretrained DIR``), a random initialisation, and the oracle: multi-task TRPO on the family's
+oracle (``ENV+oracle``, :mod:`envs.oracle`), whose policy observes the task's parameters, so it
+needs no adaptation and bounds what adaptation can reach (or an existing such run, ``--oracle
+DIR``). The oracle is measured on the same held-out tasks and episode seeds, with the same steps.
 """
 
 from __future__ import annotations
@@ -23,11 +26,19 @@ import matplotlib
 import numpy as np
 import torch
 
+from envs.oracle import ORACLE_SUFFIX
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
 from metarl.evaluation import format_table, plot_curves, write_curves
 from metarl.rl.config import MAMLTRPOConfig
 from metarl.rl.trainer import MetaRLTrainer, build_policy, derive_seed, train
-from metarl.runs import CHECKPOINT_NAME, Logger, load_checkpoint, new_run_dir
+from metarl.runs import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    Logger,
+    load_checkpoint,
+    load_state_dict_strict,
+    new_run_dir,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -42,6 +53,9 @@ PUBLISHED_MAML = {
     "ant_vel": [30.6, 96.7, 100.1, 101.4],
     "ant_dir": [8.7, 499.2, 500.7, 499.1],
 }
+#: The oracle's published mean return (spec.md section 3).
+PUBLISHED_ORACLE = {"navigation_2d": -2.29, "cheetah_vel": -54.5, "cheetah_dir": 442.7,
+                    "ant_vel": 107.9, "ant_dir": 524.8}
 
 
 @dataclass
@@ -54,7 +68,8 @@ class RLEvalOptions:
     episodes_per_task: int | None = None  # default: the run's fast_batch_size
     baselines: bool = False
     pretrained: Path | None = None
-    pretrain_iterations: int | None = None  # default: the run's num_batches
+    oracle: Path | None = None
+    pretrain_iterations: int | None = None  # pretrained and oracle; default: the run's num_batches
     seed: int | None = None
     progress: bool = True
 
@@ -98,30 +113,38 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
     if episodes < 1 or not options.later_lr_scale > 0:
         raise ValueError(f"episodes_per_task={episodes} must be >= 1 and later_lr_scale="
                          f"{options.later_lr_scale} > 0")
-    evaluator = trainer
-    if (options.num_tasks, episodes) != (config.meta_batch_size, config.fast_batch_size):
-        evaluator = MetaRLTrainer(dataclasses.replace(config, meta_batch_size=options.num_tasks,
-                                                      fast_batch_size=episodes))
+    evaluators: dict[str, MetaRLTrainer] = {}  # by env: the run's family and its oracle
+
+    def curve(theta: Params, env: str = config.env) -> np.ndarray:
+        if env not in evaluators:
+            same = (env, options.num_tasks, episodes) == (
+                config.env, config.meta_batch_size, config.fast_batch_size)
+            evaluators[env] = trainer if same else MetaRLTrainer(dataclasses.replace(
+                config, env=env, meta_batch_size=options.num_tasks, fast_batch_size=episodes))
+        return adaptation_returns(evaluators[env], theta, tasks, sizes=sizes,
+                                  seed=seed + EVALUATION_SEED_OFFSET)
+
     try:
-        methods = {"maml": trainer.theta()}
+        curves = {"maml": curve(trainer.theta())}
         if options.baselines:
-            methods["pretrained"] = pretrained_policy(config, run_dir, out_dir, options)
+            curves["pretrained"] = curve(baseline_policy(config, "pretrained", out_dir, options))
             random_policy = build_policy(dataclasses.replace(config, seed=seed + 1),
                                          trainer.spec.obs_size, trainer.spec.act_size)
-            methods["random init"] = {k: v.detach() for k, v in
-                                      random_policy.named_parameters()}
-        curves = {label: adaptation_returns(evaluator, theta, tasks, sizes=sizes,
-                                            seed=seed + EVALUATION_SEED_OFFSET)
-                  for label, theta in methods.items()}
+            curves["random init"] = curve({k: v.detach() for k, v in
+                                           random_policy.named_parameters()})
+            curves["oracle"] = curve(baseline_policy(config, "oracle", out_dir, options),
+                                     env=config.env + ORACLE_SUFFIX)
     finally:
-        if evaluator is not trainer:
-            evaluator.close()
+        for evaluator in evaluators.values():
+            if evaluator is not trainer:
+                evaluator.close()
 
     meta = {"env": config.env, "num_tasks": options.num_tasks, "steps": steps,
             "episodes_per_task": episodes, "step_sizes": sizes, "seed": seed,
             "iteration": trainer.iteration, "hidden_sizes": list(config.hidden_sizes),
             "nonlinearity": config.nonlinearity,
-            "published_maml": PUBLISHED_MAML.get(config.env)}
+            "published_maml": PUBLISHED_MAML.get(config.env),
+            "published_oracle": PUBLISHED_ORACLE.get(config.env)}
     result = write_curves(out_dir, curves, metric="mean return", meta=meta)
     result["table"] = format_table(curves, metric="return")
 
@@ -135,6 +158,8 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
     references = {}
     if config.env in PUBLISHED_MAML:
         references["MAML (paper)"] = PUBLISHED_MAML[config.env][:steps + 1]
+    if options.baselines and config.env in PUBLISHED_ORACLE:
+        references["oracle (paper)"] = [PUBLISHED_ORACLE[config.env]] * (steps + 1)
     plot_curves(ax, curves, metric="mean return", references=references)
     ax.set_title(f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)")
     figure.tight_layout()
@@ -143,31 +168,38 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
     return result
 
 
-def pretrained_policy(config: MAMLTRPOConfig, run_dir: Path, out_dir: Path,
-                      options: RLEvalOptions) -> Params:
-    """θ of a policy trained on all tasks jointly (multi-task TRPO, no adaptation).
+def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path,
+                    options: RLEvalOptions) -> Params:
+    """θ of a policy trained on all tasks jointly, without adaptation (multi-task TRPO).
 
-    Uses ``options.pretrained`` (a run directory of ``num_steps: 0``) if given; otherwise trains
-    one for ``pretrain_iterations`` into ``out_dir/pretrained`` and reuses it next time.
+    ``kind``: ``"pretrained"`` (on the run's family) or ``"oracle"`` (on its oracle family,
+    observing the task). Uses the run directory ``options.pretrained`` / ``options.oracle`` if
+    given (it must be a run on that family); otherwise trains one for ``pretrain_iterations``
+    into ``out_dir/KIND`` and reuses it next time.
     """
-    if options.pretrained is not None:
-        checkpoint = Path(options.pretrained) / CHECKPOINT_NAME
+    env = config.env + (ORACLE_SUFFIX if kind == "oracle" else "")
+    given = getattr(options, kind)
+    if given is not None:
+        checkpoint = Path(given) / CHECKPOINT_NAME
     else:
         iterations = options.pretrain_iterations or config.num_batches
-        pre_config = dataclasses.replace(config, num_steps=0, num_batches=iterations,
-                                         output_dir=str(out_dir / "pretrained"))
-        existing = sorted((out_dir / "pretrained").glob("*/" + CHECKPOINT_NAME))
+        pre_config = dataclasses.replace(config, env=env, num_steps=0, num_batches=iterations,
+                                         output_dir=str(out_dir / kind))
+        existing = sorted((out_dir / kind).glob("*/" + CHECKPOINT_NAME))
         if existing and int(load_checkpoint(existing[-1])["iteration"]) >= iterations:
             checkpoint = existing[-1]
         else:
             with MetaRLTrainer(pre_config) as pre:
-                pre_dir = new_run_dir(pre_config.output_dir, "pretrain", config.task, config.seed)
+                pre_dir = new_run_dir(pre_config.output_dir, "pretrain", pre_config.task,
+                                      config.seed)
                 train(pre, pre_dir, progress=options.progress)
             checkpoint = pre_dir / CHECKPOINT_NAME
     state = load_checkpoint(checkpoint)
+    trained_on = (state.get("config") or {}).get("env")
+    if trained_on != env:
+        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {trained_on!r}; the "
+                              f"{kind} baseline of this run must be trained on {env!r}")
     policy = build_policy(config, *_sizes(state["policy"]))
-    from metarl.runs import load_state_dict_strict
-
     load_state_dict_strict(policy, state["policy"], source=str(checkpoint))
     return {k: v.detach() for k, v in policy.named_parameters()}
 

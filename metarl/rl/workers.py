@@ -307,6 +307,10 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
 
 def _ensure_registered(family: TaskFamily) -> None:
     """Re-register a family that the parent registered at run time (not by importing envs)."""
+    inner = getattr(family, "inner", None)  # an oracle family: its own family's registration
+    if inner is not None:
+        _ensure_registered(inner)
+        return
     if family.env_id is None or family.env_id in gym.registry or family.env_cls is None:
         return
     envs.register_family(family.name, family.env_cls, batched=family.batched,

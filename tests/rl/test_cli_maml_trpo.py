@@ -55,12 +55,44 @@ def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path):
                  "--baselines", "--baseline-iterations", "1", "--no-progress"]) == 0
     out = run_dir / "evaluation"
     result = json.loads((out / "curve.json").read_text())
-    assert set(result["methods"]) == {"maml", "pretrained", "random init"}
-    assert len(result["methods"]["maml"]["mean"]) == 3
+    assert set(result["methods"]) == {"maml", "pretrained", "random init", "oracle"}
+    assert all(len(m["mean"]) == 3 for m in result["methods"].values())
     assert result["published_maml"][:2] == [-40.4, -11.7]
+    assert result["published_oracle"] == -2.29
     assert (out / "curve.csv").exists() and (out / "curve.png").stat().st_size > 10_000
     assert list(out.glob("events.out.tfevents.*"))
     assert list((out / "pretrained").glob("*/checkpoint.pt"))
+    (oracle_checkpoint,) = (out / "oracle").glob("*/checkpoint.pt")
+    saved = torch.load(oracle_checkpoint, weights_only=True)["config"]
+    assert saved["env"] == "navigation_2d+oracle" and saved["num_steps"] == 0
+
+
+def test_evaluate_refuses_an_oracle_run_of_another_family(tmp_path, capsys):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path / "maml")]) == 0
+    run_dir = only_run_dir(tmp_path / "maml")
+    assert main(["maml_trpo", *TINY, "--num-steps", "0", "--output-dir", str(tmp_path / "plain")
+                 ]) == 0
+    plain = only_run_dir(tmp_path / "plain")
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
+                 "--baselines", "--pretrained", str(plain), "--oracle", str(plain),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "'navigation_2d'" in err and "'navigation_2d+oracle'" in err
+
+
+def test_an_oracle_trains_from_its_family_defaults(tmp_path):
+    assert main(["maml_trpo", "--env", "cheetah_dir+oracle", "--num-steps", "0",
+                 "--num-batches", "1", "--fast-batch-size", "2", "--hidden-sizes", "8", "8",
+                 "--cg-iters", "2", "--num-workers", "1", "--no-progress",
+                 "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith("maml_trpo__cheetah_dir+oracle__0__")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["env"] == "cheetah_dir+oracle"
+    assert saved["meta_batch_size"] == 40  # experiments/maml_trpo/cheetah_dir.yaml, not 20
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["policy"]["layers.0.weight"].shape == (8, 21)  # 20 observations + direction
 
 
 def test_evaluate_takes_the_test_batch_and_later_step_size(tmp_path, capsys, monkeypatch):

@@ -128,6 +128,28 @@ def test_one_and_two_workers_give_identical_mujoco_episodes(monkeypatch):
     assert_identical(*batches)
 
 
+def test_oracle_of_a_run_time_family_through_workers_matches_in_process(test_envs_path,
+                                                                       monkeypatch):
+    from plugin_family import LineTargetEnv
+
+    monkeypatch.setattr(envs.registry, "_FAMILIES", dict(envs.registry._FAMILIES))
+    envs.register_family("line_target_oracle", LineTargetEnv, env_id="test/OracleLine-v0")
+    try:
+        spec = PolicySpec(2, 1, (8,))  # the position and the target
+        tasks = [{"target": t} for t in (-0.6, -0.2, 0.3, 0.7)]
+        batches = []
+        for workers in (1, 2):
+            with make_sampler("line_target_oracle+oracle", spec, num_tasks=4,
+                              episodes_per_task=2, num_workers=workers) as sampler:
+                batches.append(sampler.sample(tasks, params_for(spec, 4), seed=1))
+        assert_identical(*batches)
+        targets = batches[0].observations[0, :, :, 1]  # [tasks, episodes] at t = 0
+        torch.testing.assert_close(targets, torch.tensor([[-0.6] * 2, [-0.2] * 2, [0.3] * 2,
+                                                          [0.7] * 2]))
+    finally:
+        del gym.registry["test/OracleLine-v0"]
+
+
 def test_plugin_family_through_workers_matches_in_process(test_envs_path):
     name = "plugin_family:LineTargetEnv"
     spec = PolicySpec(1, 1, (8,))
