@@ -12,7 +12,11 @@ Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all
 ``--pretrained DIR``), a random initialisation, and the oracle: multi-task TRPO on the family's
 oracle (``ENV+oracle``, :mod:`envs.oracle`), whose policy observes the task's parameters, so it
 needs no adaptation and bounds what adaptation can reach (or an existing such run, ``--oracle
-DIR``). The oracle is measured on the same held-out tasks and episode seeds, with the same steps.
+DIR``). The oracle is not adapted, as in the paper (its curve is flat: at each k, fresh episodes
+of the same policy on the same held-out tasks and seeds). Fine-tuning it would mislead: a
+multi-task policy that knows the task is nearly deterministic, and a policy-gradient step of
+size α on it (the gradient grows as 1/σ²) throws it far off (measured on navigation_2d: -0.5 at
+step 0, -297 after one step).
 """
 
 from __future__ import annotations
@@ -80,14 +84,16 @@ def default_steps(env: str) -> int:
 
 def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict], *,
                        sizes: list[float], seed: int) -> np.ndarray:
-    """Mean return of each task after 0..len(sizes) policy-gradient steps: ``[tasks, K + 1]``."""
+    """Mean return of each task after 0..len(sizes) policy-gradient steps: ``[tasks, K + 1]``.
+
+    A step of size 0 is not taken (the oracle's curve: the same policy on fresh episodes)."""
     learner = trainer.learner
     params = {k: v.detach() for k, v in stack_params(theta, len(tasks)).items()}
     returns = []
     for k in range(len(sizes) + 1):
         episodes = trainer.sampler.sample(tasks, params, seed=derive_seed(seed, k, "valid"))
         returns.append(episodes.returns_per_task().numpy())
-        if k < len(sizes):
+        if k < len(sizes) and sizes[k] != 0:
             start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
             adapted = adapt(learner.inner_loss, start, learner.process(episodes),
                             step_size=sizes[k], first_order=True)
@@ -115,13 +121,14 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
                          f"{options.later_lr_scale} > 0")
     evaluators: dict[str, MetaRLTrainer] = {}  # by env: the run's family and its oracle
 
-    def curve(theta: Params, env: str = config.env) -> np.ndarray:
+    def curve(theta: Params, env: str = config.env, adapt: bool = True) -> np.ndarray:
         if env not in evaluators:
             same = (env, options.num_tasks, episodes) == (
                 config.env, config.meta_batch_size, config.fast_batch_size)
             evaluators[env] = trainer if same else MetaRLTrainer(dataclasses.replace(
                 config, env=env, meta_batch_size=options.num_tasks, fast_batch_size=episodes))
-        return adaptation_returns(evaluators[env], theta, tasks, sizes=sizes,
+        return adaptation_returns(evaluators[env], theta, tasks,
+                                  sizes=sizes if adapt else [0.0] * steps,
                                   seed=seed + EVALUATION_SEED_OFFSET)
 
     try:
@@ -133,7 +140,7 @@ def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
             curves["random init"] = curve({k: v.detach() for k, v in
                                            random_policy.named_parameters()})
             curves["oracle"] = curve(baseline_policy(config, "oracle", out_dir, options),
-                                     env=config.env + ORACLE_SUFFIX)
+                                     env=config.env + ORACLE_SUFFIX, adapt=False)
     finally:
         for evaluator in evaluators.values():
             if evaluator is not trainer:

@@ -48,7 +48,13 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(resumed["policy"][name], value, rtol=0, atol=0)
 
 
-def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path):
+def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path, monkeypatch):
+    import metarl.rl.evaluate as rl_evaluate
+
+    adapted = []
+    original = rl_evaluate.adapt
+    monkeypatch.setattr(rl_evaluate, "adapt", lambda *a, **k: adapted.append(
+        k["step_size"]) or original(*a, **k))
     assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
     run_dir = only_run_dir(tmp_path)
     assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "3", "--steps", "2",
@@ -57,6 +63,7 @@ def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path):
     result = json.loads((out / "curve.json").read_text())
     assert set(result["methods"]) == {"maml", "pretrained", "random init", "oracle"}
     assert all(len(m["mean"]) == 3 for m in result["methods"].values())
+    assert adapted == [0.1, 0.05] * 3  # maml, pretrained, random init; the oracle is not adapted
     assert result["published_maml"][:2] == [-40.4, -11.7]
     assert result["published_oracle"] == -2.29
     assert (out / "curve.csv").exists() and (out / "curve.png").stat().st_size > 10_000
