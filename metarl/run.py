@@ -201,7 +201,7 @@ def run_evaluate(argv: Sequence[str]) -> int:
         raise CheckpointError(f"checkpoint {checkpoint} holds no config; is it a metarl checkpoint?")
     out_dir = Path(args.output) if args.output else run_dir / "evaluation"
     if state.get("algo") == "maml_trpo":
-        result = _evaluate_rl(args, state, saved, checkpoint, run_dir, out_dir)
+        result = _evaluate_rl(args, state, saved, checkpoint, out_dir)
     else:
         result = _evaluate_supervised(args, state, saved, checkpoint, out_dir)
     print(result["table"])
@@ -244,8 +244,7 @@ def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) ->
     return evaluate_supervised(learner, out_dir, options, build_problem)
 
 
-def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
-                 out_dir: Path) -> dict[str, Any]:
+def _evaluate_rl(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
     from metarl.config import from_mapping, validate
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.evaluate import RLEvalOptions, evaluate_rl
@@ -267,7 +266,7 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, run_dir: Path,
                             progress=not args.no_progress)
     with MetaRLTrainer(config) as trainer:
         trainer.load(state, source=str(checkpoint))
-        return evaluate_rl(trainer, run_dir, out_dir, options)
+        return evaluate_rl(trainer, out_dir, options)
 
 
 # --- dispatch --------------------------------------------------------------------------------

@@ -101,8 +101,7 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
     return np.stack(returns, axis=1)
 
 
-def evaluate_rl(trainer: MetaRLTrainer, run_dir: Path, out_dir: Path,
-                options: RLEvalOptions) -> dict[str, Any]:
+def evaluate_rl(trainer: MetaRLTrainer, out_dir: Path, options: RLEvalOptions) -> dict[str, Any]:
     """Adaptation curves of the meta-trained policy (and baselines); writes curve.json/.csv/
     .png and TensorBoard events into ``out_dir``; returns the JSON."""
     import envs.registry
