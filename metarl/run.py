@@ -83,12 +83,13 @@ def run_maml_trpo(argv: Sequence[str]) -> int:
     if saved is not None and saved.get("env") != env:
         raise ConfigError(f"--env {env} does not match the resumed run's env {saved['env']!r}")
     import envs.registry
+    from envs.oracle import ORACLE_SUFFIX
 
     envs.registry.resolve(env)  # an unknown name fails here, listing the known ones
     from metarl.rl.config import MAMLTRPOConfig
 
     # ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults
-    args, config = _parse_config(argv, "maml_trpo", env.removesuffix("+oracle"), MAMLTRPOConfig,
+    args, config = _parse_config(argv, "maml_trpo", env.removesuffix(ORACLE_SUFFIX), MAMLTRPOConfig,
                                  saved,
                                  f"MAML-TRPO on {env} (spec.md section 2).")
     from metarl.rl.trainer import MetaRLTrainer, train
