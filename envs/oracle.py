@@ -41,13 +41,6 @@ class OracleFamily(TaskFamily):
 
     inner: TaskFamily | None = None
 
-    @classmethod
-    def of(cls, inner: TaskFamily) -> OracleFamily:
-        if isinstance(inner, OracleFamily):
-            raise UnknownEnvError(f"unknown env {inner.name + ORACLE_SUFFIX!r}: {inner.name!r} "
-                                  "is already an oracle family")
-        return cls(inner.name + ORACLE_SUFFIX, None, None, None, inner.horizon, inner)
-
     @property
     def feature_size(self) -> int:
         return task_features(self.inner.sample_tasks(1, seed=0)[0]).size
@@ -68,7 +61,10 @@ class OracleFamily(TaskFamily):
 
 def oracle_family(family: TaskFamily) -> OracleFamily:
     """The oracle of ``family`` (the family resolved from ``"NAME+oracle"``)."""
-    return OracleFamily.of(family)
+    if isinstance(family, OracleFamily):
+        raise UnknownEnvError(f"unknown env {family.name + ORACLE_SUFFIX!r}: {family.name!r} "
+                              "is already an oracle family")
+    return OracleFamily(family.name + ORACLE_SUFFIX, None, None, None, family.horizon, family)
 
 
 class OracleBatchedEnv:

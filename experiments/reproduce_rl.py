@@ -11,9 +11,8 @@ Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in 
 ``--chunk`` iterations, each a separate ``--resume`` of the same run, so a run that is stopped
 (or a machine's per-command time limit) loses at most one chunk; running the same command again
 continues where it stopped. Then ``evaluate --baselines`` (pretrained, random init, oracle)
-on 40 held-out tasks (with the
-paper's test batch of 4000 env steps: 40 episodes per task for navigation_2d, whose horizon is
-100, the run's 20 for the MuJoCo families), and a Markdown
+on 40 held-out tasks (with the paper's test batch of 4000 env steps: 40 episodes per task for
+navigation_2d, whose horizon is 100, the run's 20 for the MuJoCo families), and a Markdown
 section for docs/results.md (our curve next to the paper's, with CIs, the plot, the commands,
 seed, iterations, wall time and machine) is written to ``RUN/evaluation/results_section.md``
 and printed.

@@ -12,7 +12,8 @@ disjoint), then runs ``evaluate --baselines`` with it on the test tasks (the run
 into ``RUN/evaluation_later_lr``. Flags after ``--`` go to both evaluations (for example
 ``--steps 4`` or ``--baseline-iterations 100``); the pretrained and oracle baselines of an
 earlier ``evaluate --baselines`` (``RUN/evaluation/pretrained``, ``RUN/evaluation/oracle``) are
-reused unless ``--pretrained`` / ``--oracle`` or ``--baseline-iterations`` is given. Prints the validation table and the test curve.
+reused unless ``--pretrained`` / ``--oracle`` or ``--baseline-iterations`` is given. Prints
+the validation table and the test curve.
 """
 
 from __future__ import annotations

@@ -89,9 +89,8 @@ def run_maml_trpo(argv: Sequence[str]) -> int:
     from metarl.rl.config import MAMLTRPOConfig
 
     # ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults
-    args, config = _parse_config(argv, "maml_trpo", env.removesuffix(ORACLE_SUFFIX), MAMLTRPOConfig,
-                                 saved,
-                                 f"MAML-TRPO on {env} (spec.md section 2).")
+    args, config = _parse_config(argv, "maml_trpo", env.removesuffix(ORACLE_SUFFIX),
+                                 MAMLTRPOConfig, saved, f"MAML-TRPO on {env} (spec.md section 2).")
     from metarl.rl.trainer import MetaRLTrainer, train
 
     with MetaRLTrainer(config) as trainer:
