@@ -10,17 +10,26 @@ the head is a nearest-class-mean classifier on the features, and more steps refi
 Batch norm uses batch statistics as in ``ConvNet`` (the support and the query set of an
 episode are each normalised as one batch), so the baseline sees its episodes exactly as MAML
 does.
+
+Training the classifier takes minutes, so ``cached_classifier`` keeps it in a file (by default
+``RUN/evaluation/classifier_baseline.pt``) together with what it was trained on; a later
+evaluation of the same run (other step sizes, more episodes) reuses it, and retrains when the
+classes or the training settings differ.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metarl.runs import CheckpointError, load_checkpoint, save_checkpoint
 from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import EpisodeSampler
 
@@ -40,6 +49,39 @@ def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: in
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    return model
+
+
+def training_key(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
+                 seed: int) -> dict[str, Any]:
+    """What a trained classifier depends on: its classes (a digest of the characters, their
+    drawing counts and the rotations) and the training settings."""
+    counts = np.diff(sampler.data.offsets)[sampler.char_index]
+    digest = hashlib.sha256(repr((sampler.characters, counts.tolist(), sampler.rotations))
+                            .encode()).hexdigest()
+    return {"classes": digest, "num_classes": sampler.num_classes, "iterations": iterations,
+            "batch_size": batch_size, "lr": lr, "seed": seed}
+
+
+def cached_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
+                      seed: int, cache: str | Path | None) -> ConvNet:
+    """``train_classifier``, reusing the model saved in ``cache`` when it was trained on the
+    same classes with the same settings; otherwise trains and saves it there (atomically).
+    ``cache=None`` always trains. An unreadable cache file is retrained over."""
+    key = training_key(sampler, iterations=iterations, batch_size=batch_size, lr=lr, seed=seed)
+    if cache is not None and Path(cache).is_file():
+        try:
+            saved = load_checkpoint(cache)
+        except CheckpointError:
+            saved = {}
+        if saved.get("key") == key:
+            model = ConvNet(sampler.num_classes).to(memory_format=torch.channels_last)
+            model.load_state_dict(saved["model"])
+            return model
+    model = train_classifier(sampler, iterations=iterations, batch_size=batch_size, lr=lr,
+                             seed=seed)
+    if cache is not None:
+        save_checkpoint(cache, {"key": key, "model": model.state_dict()})
     return model
 
 

@@ -27,6 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 EVALUATION_SEED_OFFSET = 2_000_029
+#: The classification baseline's trained classifier, kept in the output folder for reuse.
+CLASSIFIER_CACHE = "classifier_baseline.pt"
 
 
 @dataclass
@@ -81,7 +83,8 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     if options.baselines and hasattr(problem, "classifier_baseline"):
         curves.update(problem.classifier_baseline(
             support, query, steps=options.steps, step_size=sizes,
-            iterations=options.baseline_iterations, seed=seed + 3))
+            iterations=options.baseline_iterations, seed=seed + 3,
+            cache=out_dir / CLASSIFIER_CACHE))
     if options.baselines and has_oracle(problem):
         oracle = train_sine_oracle(problem.tasks, iterations=options.baseline_iterations,
                                    batch_size=config.meta_batch_size, points=config.queries,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +21,9 @@ from torch import Tensor
 from metarl.config import ConfigError, option
 from metarl.core.maml import step_sizes
 from metarl.supervised.classifier_baseline import (
+    cached_classifier,
     episode_features,
     head_finetune_curve,
-    train_classifier,
 )
 from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import (
@@ -127,15 +128,16 @@ class OmniglotProblem:
 
     def classifier_baseline(self, support, query, *, steps: int,
                             step_size: float | Sequence[float], iterations: int,
-                            seed: int) -> dict[str, np.ndarray]:
+                            seed: int, cache: Path | None = None) -> dict[str, np.ndarray]:
         """The non-meta baseline's curves ``[tasks, steps + 1]``: a classifier trained on the
         train split's classes for ``iterations`` Adam steps (batch 64, the meta lr), its head
         replaced and fine-tuned on each support set with the same ``steps`` SGD steps of size
         ``step_size`` (one per step, or one for all) as MAML, and, flat, after
-        ``converged_head_steps`` steps of the first size (see ``classifier_baseline.py``)."""
+        ``converged_head_steps`` steps of the first size (see ``classifier_baseline.py``).
+        ``cache``: a file keeping the trained classifier for later evaluations."""
         sizes = step_sizes(step_size, steps)
-        model = train_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
-                                 lr=self.config.meta_lr, seed=seed)
+        model = cached_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
+                                  lr=self.config.meta_lr, seed=seed, cache=cache)
         model.eval()
         curves: dict[str, list[Tensor]] = {"classifier": [], "classifier_converged": []}
         chunk = self.eval_chunk_size * 4

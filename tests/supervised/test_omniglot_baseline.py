@@ -74,3 +74,35 @@ def test_trained_classifier_features_beat_untrained_ones_on_held_out_characters(
         assert curve[:, 0].mean().item() == pytest.approx(0.2)
         accuracy[iterations] = curve[:, 1].mean().item()
     assert accuracy[300] > 0.7 and accuracy[300] > accuracy[0] + 0.3
+
+
+def test_cached_classifier_is_reused_only_for_the_same_classes_and_settings(omniglot, tmp_path,
+                                                                          monkeypatch):
+    from metarl.supervised import classifier_baseline
+
+    split = split_characters(omniglot.characters, seed=0, val=0, test=0.25)
+    train = EpisodeSampler(omniglot, split.train, ways=5, shots=1, queries=1)
+    trained = []
+    real_train = classifier_baseline.train_classifier
+    monkeypatch.setattr(classifier_baseline, "train_classifier",
+                        lambda *a, **k: trained.append(k) or real_train(*a, **k))
+    cache = tmp_path / "evaluation" / "classifier_baseline.pt"
+    settings = dict(iterations=2, batch_size=8, lr=1e-3, seed=0)
+
+    first = classifier_baseline.cached_classifier(train, cache=cache, **settings)
+    again = classifier_baseline.cached_classifier(train, cache=cache, **settings)
+    assert len(trained) == 1 and cache.is_file()
+    x = train.sample_images(16, np.random.default_rng(0))[0]
+    with torch.no_grad():
+        assert torch.equal(first(x), again(x))
+
+    classifier_baseline.cached_classifier(train, cache=cache, **{**settings, "iterations": 3})
+    assert len(trained) == 2  # other settings: retrained (and the cache replaced)
+    fewer = EpisodeSampler(omniglot, split.train[:-1], ways=5, shots=1, queries=1)
+    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    assert len(trained) == 3  # other classes: retrained
+    cache.write_bytes(b"not a checkpoint")
+    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    assert len(trained) == 4  # unreadable: retrained over
+    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    assert len(trained) == 4

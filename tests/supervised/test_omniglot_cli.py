@@ -37,6 +37,7 @@ def test_omniglot_trains_and_evaluates(tmp_path):
     for method in result["methods"].values():
         assert len(method["mean"]) == 2 and all(0.0 <= a <= 1.0 for a in method["mean"])
     assert result["methods"]["classifier"]["mean"][0] == pytest.approx(0.2)  # zero head: chance
+    assert (run_dir / "evaluation" / "classifier_baseline.pt").is_file()  # kept for reuse
 
 
 def test_paper_defaults():
