@@ -5,7 +5,8 @@
 
 One second-order meta-iteration (adapt every task with one step of lr 0.4 on its support set,
 query cross-entropy, backward) on the same meta-batch, timed for ``MetaLearner.meta_loss``
-(tasks as grouped convolutions through ``ConvNet.task_forward``) and for
+(``omniglot_maml.meta_loss``: tasks in groups, each run as grouped convolutions; the groups
+are ``convnet.task_slices``'s, two tasks on a CPU) and for
 ``omniglot_maml.meta_loss_loop`` (a Python loop of ``adapt`` + ``functional_call``),
 alternating, ``--rounds`` times each after one warm-up; medians. The last printed line is one
 JSON object with ``seconds_per_iteration``, ``loop_seconds_per_iteration`` and ``speedup``

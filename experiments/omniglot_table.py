@@ -4,7 +4,9 @@
 
 For each setting (5way1shot, 5way5shot, 20way1shot) it reads the latest run's config and
 ``evaluation/curve.json`` and prints one Markdown row per method: accuracy ± 95% CI after
-0..3 steps, with the run's meta-iterations and meta-batch size.
+0..3 steps, with the run's meta-iterations and meta-batch size. Ways and shots are those of the
+evaluation (``curve.json``: ``evaluate --shots 5`` on a 1-shot run is a 5-shot row), or the
+run's config for files written before ``curve.json`` recorded the ways.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ def rows(out: Path) -> list[str]:
         config = yaml.safe_load((run / "config.yaml").read_text())
         curve = json.loads((run / "evaluation" / "curve.json").read_text())
         budget = f"{curve['iteration']} × {config['meta_batch_size']}"
+        name = f"{curve.get('ways', config['ways'])}-way {curve.get('shots', config['shots'])}-shot"
         for method, values in curve["methods"].items():
             cells = " | ".join(f"{100 * m:.1f} ± {100 * c:.1f}"
                                for m, c in zip(values["mean"], values["ci95"]))
-            name = f"{config['ways']}-way {config['shots']}-shot"
             lines.append(f"| {name} | {LABELS.get(method, method)} | "
                          f"{budget if method == 'maml' else '—'} | {cells} |")
     return lines

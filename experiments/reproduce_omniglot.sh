@@ -9,25 +9,35 @@
 #
 # Budgets default to what fits a 2-core CPU session (meta-batch 8 or 4 instead of 32, a few
 # hundred to 3000 meta-iterations instead of 60000); set ITERS_5W1S, ITERS_5W5S, ITERS_20W1S,
-# META_BATCH and BASELINE_ITERS to change them. Running the command again resumes
-# unfinished runs (a run directory per setting under OUT), evaluates what changed, and prints
-# the Markdown table of docs/results.md (experiments/omniglot_table.py).
+# META_BATCH (the 5-way runs), META_BATCH_20W (the 20-way run) and BASELINE_ITERS to change
+# them, and CHECKPOINT_EVERY (default 100) for how many meta-iterations a run may lose when it
+# is interrupted. Running the command again resumes unfinished runs from their last checkpoint
+# (a run directory per setting under OUT; one stopped before its first checkpoint is deleted
+# and started afresh), evaluates what changed, and prints the Markdown table of
+# docs/results.md (experiments/omniglot_table.py).
 set -euo pipefail
 DATA=${1:-../shared/data/omniglot}
 OUT=${2:-runs/omniglot}
+CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-100}
 
 train_and_evaluate() {
     local name=$1 iterations=$2
     shift 2
     local dir
     dir=$(ls -d "$OUT/$name"/maml__omniglot__* 2>/dev/null | tail -1 || true)
+    if [ -n "$dir" ] && [ ! -f "$dir/checkpoint.pt" ]; then
+        echo "$dir: stopped before its first checkpoint; starting $name afresh" >&2
+        rm -rf -- "$dir"
+        dir=""
+    fi
     if [ -z "$dir" ]; then
         python -m metarl.run maml --task omniglot --data-dir "$DATA" --output-dir "$OUT/$name" \
             --seed 0 --num-batches "$iterations" --eval-every 100 --eval-tasks 100 \
-            --no-progress "$@"
+            --checkpoint-every "$CHECKPOINT_EVERY" --no-progress "$@"
         dir=$(ls -d "$OUT/$name"/maml__omniglot__* | tail -1)
     else
-        python -m metarl.run maml --resume "$dir" --num-batches "$iterations" --no-progress
+        python -m metarl.run maml --resume "$dir" --num-batches "$iterations" \
+            --checkpoint-every "$CHECKPOINT_EVERY" --no-progress
     fi
     if [ -f "$dir/evaluation/curve.json" ] && [ "$dir/evaluation/curve.json" -nt "$dir/checkpoint.pt" ]; then
         echo "$dir: evaluation is up to date"

@@ -1,26 +1,34 @@
 """Reproduce a MAML-TRPO adaptation curve of the paper: train, evaluate with baselines, report.
 
     python experiments/reproduce_rl.py --env navigation_2d [--seed 0] [--out runs/reproduce]
-        [--num-batches 500] [--chunk 50] [--pretrain-iterations N] [--episodes-per-task N]
-        [--later-lr-scale S] [--skip-training] [-- TRAINING FLAGS...]
+        [--num-batches 500] [--chunk 50] [--pretrain-iterations N] [--num-tasks N]
+        [--episodes-per-task N] [--later-lr-scale S] [--skip-training] [--publish]
+        [-- TRAINING FLAGS...]
 
-Flags after ``--`` go to ``maml_trpo`` unchanged (e.g. ``-- --hidden-sizes 100 100
---nonlinearity relu`` for the paper's policy, or ``--hvp-subsample 1.0``).
+Flags after ``--`` go to ``maml_trpo`` (e.g. ``-- --hidden-sizes 100 100 --nonlinearity relu``
+for the paper's policy, or ``--hvp-subsample 1.0``). They define the run when it is created; a
+run that exists keeps its own, so given again they must agree with its ``config.yaml`` (else
+the script stops with an error), except ``MACHINE_KEYS`` (workers, threads, checkpointing),
+which do not change what the run computes and apply to every chunk.
 
 Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in chunks of
 ``--chunk`` iterations, each a separate ``--resume`` of the same run, so a run that is stopped
 (or a machine's per-command time limit) loses at most one chunk; running the same command again
-continues where it stopped. Then ``evaluate --baselines`` (pretrained, random init, oracle)
-on 40 held-out tasks (with the paper's test batch of 4000 env steps: 40 episodes per task for
-navigation_2d, whose horizon is 100, the run's 20 for the MuJoCo families), and a Markdown
-section for docs/results.md (our curve next to the paper's, with CIs, the plot, the commands,
-seed, iterations, wall time and machine) is written to ``RUN/evaluation/results_section.md``
-and printed.
+continues where it stopped. A run directory without a checkpoint (stopped before its first
+one) is skipped with a notice, and a new run is started. Then ``evaluate --baselines``
+(pretrained, random init, oracle) on ``--num-tasks`` (default 40) held-out tasks (with the
+paper's test batch of 4000 env steps: 40 episodes per task for navigation_2d, whose horizon is
+100, the run's 20 for the MuJoCo families), and a Markdown section for docs/results.md (our
+curve next to the paper's, with CIs, the plot, the commands, seed, iterations, wall time and
+machine) is written to ``RUN/evaluation/results_section.md`` and printed. Only with
+``--publish`` is the plot copied to this repository's ``docs/figures/{env}.png``, where the
+section's image link points.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -28,23 +36,52 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
+
+from metarl.config import (
+    ConfigError,
+    add_flags,
+    explicit_flags,
+    flag_name,
+    from_mapping,
+    read_yaml,
+    resolve,
+    validate,
+)
+from metarl.rl.config import MAMLTRPOConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: The paper's test batches were 4000 env steps (spec.md section 3): episodes of each env's
 #: horizon. MuJoCo's 20 equal the training's fast_batch_size; navigation's 40 do not.
 PAPER_TEST_EPISODES = {"navigation_2d": 40}
+#: Options this script sets itself; after ``--`` they are refused.
+OWN_KEYS = ("env", "seed", "num_batches", "output_dir")
+#: Options that do not change what a run computes (the same episodes for any number of
+#: workers): after ``--`` they may differ from the run's and go to every chunk.
+MACHINE_KEYS = ("num_workers", "torch_threads", "checkpoint_every")
 
 
 def run(*argv: str) -> None:
+    """``python -m metarl.run ARGV``; exits with its status if it fails (it printed why)."""
     command = [sys.executable, "-m", "metarl.run", *argv]
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    status = subprocess.run(command).returncode
+    if status != 0:
+        raise SystemExit(status)
 
 
 def find_run(out: Path, env: str, seed: int) -> Path | None:
-    runs = sorted(out.glob(f"maml_trpo__{env}__{seed}__*"))
-    return runs[-1] if runs else None
+    """The newest run of ``env`` and ``seed`` under ``out`` with a checkpoint; run directories
+    without one (stopped before their first checkpoint) are skipped with a notice."""
+    for run_dir in sorted(out.glob(f"maml_trpo__{env}__{seed}__*"), reverse=True):
+        if (run_dir / "checkpoint.pt").is_file():
+            return run_dir
+        print(f"note: skipping {run_dir}: it has no checkpoint.pt (stopped before its first "
+              "checkpoint); delete it when you like", flush=True)
+    return None
 
 
 def iteration_of(run_dir: Path) -> int:
@@ -52,6 +89,74 @@ def iteration_of(run_dir: Path) -> int:
     if not checkpoint.exists():
         return 0
     return int(torch.load(checkpoint, weights_only=True)["iteration"])
+
+
+def training_flags(parser: argparse.ArgumentParser, flags: list[str]) -> dict[str, Any]:
+    """The options given after ``--`` (and in a ``--config FILE`` there), typed."""
+    class FlagParser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            parser.error(f"after --: {message}")
+
+    flag_parser = FlagParser(prog="reproduce_rl.py ... --", add_help=False)
+    flag_parser.add_argument("--config")
+    add_flags(flag_parser, MAMLTRPOConfig)
+    args = flag_parser.parse_args(flags)
+    explicit = explicit_flags(args, MAMLTRPOConfig)
+    own = [flag_name(k) for k in OWN_KEYS if k in explicit]
+    if own:
+        parser.error(f"{', '.join(own)} after --: set by this script (use its own --env, --seed, "
+                     "--num-batches, --out)")
+    try:
+        values = {**(read_yaml(args.config) if args.config is not None else {}), **explicit}
+        config = from_mapping(MAMLTRPOConfig, values, source="the flags after --")
+        validate(config)
+    except ConfigError as error:
+        parser.error(f"after --: {error}")
+    return {k: getattr(config, k) for k in values if k not in OWN_KEYS}  # the file's: flags win
+
+
+def saved_config(run_dir: Path) -> MAMLTRPOConfig:
+    saved = read_yaml(run_dir / "config.yaml")
+    saved.pop("algo", None)
+    return from_mapping(MAMLTRPOConfig, saved, source=str(run_dir / "config.yaml"))
+
+
+def check_flags(parser: argparse.ArgumentParser, run_dir: Path, given: dict[str, Any]) -> None:
+    """Refuse flags after ``--`` that an existing run would not apply (they define a run only
+    when it is created)."""
+    saved = saved_config(run_dir)
+    differ = [f"{k}={v!r} (the run has {getattr(saved, k)!r})" for k, v in given.items()
+              if k not in MACHINE_KEYS and getattr(saved, k) != v]
+    if differ:
+        parser.error(f"{run_dir} exists and was created with other options; after -- you gave "
+                     f"{', '.join(differ)}. Flags after -- only apply when a run is created: "
+                     "drop them, or use another --out or --seed for a new run")
+
+
+def as_flags(values: dict[str, Any]) -> list[str]:
+    """``{"hidden_sizes": (100, 100), "first_order": True}`` -> ``--hidden-sizes 100 100
+    --first-order``."""
+    flags = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            flags.append(flag_name(key) if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, tuple | list):
+            flags += [flag_name(key), *(str(v) for v in value)]
+        else:
+            flags += [flag_name(key), str(value)]
+    return flags
+
+
+def training_command(env: str, run_dir: Path) -> str:
+    """The one ``maml_trpo`` command that trains this run: its saved options where they differ
+    from the shipped defaults (whatever flags this script was given), at its iteration."""
+    saved = saved_config(run_dir)
+    shipped = resolve(MAMLTRPOConfig, algo="maml_trpo", task=env, config_file=None, flags={})
+    changed = {f.name: getattr(saved, f.name) for f in dataclasses.fields(saved)
+               if f.name not in (*OWN_KEYS, *MACHINE_KEYS)
+               and getattr(saved, f.name) != getattr(shipped, f.name)}
+    return " ".join(["python -m metarl.run maml_trpo --env", env, "--seed", str(saved.seed),
+                     "--num-batches", str(iteration_of(run_dir)), *as_flags(changed)])
 
 
 def training_seconds(run_dir: Path) -> float:
@@ -101,16 +206,19 @@ def section(env: str, run_dir: Path, result: dict, commands: list[str], wall_s: 
     ])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/reproduce")
-    parser.add_argument("--num-batches", type=int, default=500)
-    parser.add_argument("--chunk", type=int, default=50)
+    parser.add_argument("--num-batches", type=int, default=500, help="meta-iterations, >= 1")
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="meta-iterations per maml_trpo command, >= 1")
     parser.add_argument("--pretrain-iterations", type=int, default=None,
-                        help="iterations of the pretrained and oracle baselines (default: "
+                        help="iterations of the pretrained and oracle baselines, >= 1 (default: "
                              "the run's)")
+    parser.add_argument("--num-tasks", type=int, default=None,
+                        help="held-out evaluation tasks, >= 2 (default: evaluate's, 40)")
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="evaluation episodes per task and step (default: the paper's test "
                              "batch of 4000 env steps, 40 episodes for navigation_2d; the "
@@ -119,30 +227,49 @@ def main() -> None:
                         help="evaluation step size of steps 2.. / fast_lr (default: 0.5, the "
                              "paper's)")
     parser.add_argument("--skip-training", action="store_true", help="only evaluate and report")
+    parser.add_argument("--publish", action="store_true",
+                        help="copy the plot to this repository's docs/figures/ENV.png")
     parser.add_argument("training_flags", nargs=argparse.REMAINDER,
-                        help="after --: flags for the first maml_trpo command")
-    args = parser.parse_args()
+                        help="after --: maml_trpo flags for a new run (see the module doc)")
+    args = parser.parse_args(argv)
+    # Checked here rather than hours later, when the commands that need them run.
+    for name, minimum in (("num_batches", 1), ("chunk", 1), ("pretrain_iterations", 1),
+                          ("num_tasks", 2), ("episodes_per_task", 1)):
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            parser.error(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
+    if args.later_lr_scale is not None and not args.later_lr_scale > 0:
+        parser.error(f"--later-lr-scale={args.later_lr_scale} must be > 0")
     out = Path(args.out) / args.env
     extra = [f for f in args.training_flags if f != "--"]
-    commands = []
+    given = training_flags(parser, extra)
+    machine = as_flags({k: v for k, v in given.items() if k in MACHINE_KEYS})
 
     run_dir = find_run(out, args.env, args.seed)
-    if run_dir is None and not args.skip_training:
+    if run_dir is not None:
+        check_flags(parser, run_dir, given)
+    elif not args.skip_training:
         first = min(args.chunk, args.num_batches)
         run("maml_trpo", "--env", args.env, "--seed", str(args.seed), "--num-batches",
             str(first), "--output-dir", str(out), "--no-progress", *extra)
         run_dir = find_run(out, args.env, args.seed)
     if run_dir is None:
-        raise SystemExit(f"no run of {args.env} with seed {args.seed} under {out}")
-    commands.append(f"python -m metarl.run maml_trpo --env {args.env} --seed {args.seed} "
-                    f"--num-batches {args.num_batches} {' '.join(extra)}".strip())
-    while not args.skip_training and iteration_of(run_dir) < args.num_batches:
-        target = min(iteration_of(run_dir) + args.chunk, args.num_batches)
-        run("maml_trpo", "--resume", str(run_dir), "--num-batches", str(target), "--no-progress")
+        raise SystemExit(f"error: no run of {args.env} with seed {args.seed} under {out}")
+    while not args.skip_training and (done := iteration_of(run_dir)) < args.num_batches:
+        target = min(done + args.chunk, args.num_batches)
+        run("maml_trpo", "--resume", str(run_dir), "--num-batches", str(target), "--no-progress",
+            *machine)
+        if iteration_of(run_dir) <= done:
+            raise SystemExit(f"error: resuming {run_dir} at iteration {done} did not advance it "
+                             f"(its checkpoint is still at {iteration_of(run_dir)}); stopping "
+                             "rather than trying again forever")
+    commands = [training_command(args.env, run_dir)]
 
     evaluate = ["evaluate", "--run", str(run_dir), "--baselines", "--no-progress"]
     if args.pretrain_iterations is not None:
         evaluate += ["--baseline-iterations", str(args.pretrain_iterations)]
+    if args.num_tasks is not None:
+        evaluate += ["--num-tasks", str(args.num_tasks)]
     episodes = (PAPER_TEST_EPISODES.get(args.env) if args.episodes_per_task is None
                 else args.episodes_per_task)
     if episodes is not None:
@@ -154,10 +281,15 @@ def main() -> None:
     result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
     text = section(args.env, run_dir, result, commands, training_seconds(run_dir))
     (run_dir / "evaluation" / "results_section.md").write_text(text)
-    figures = Path("docs/figures")
-    if figures.is_dir():
-        (figures / f"{args.env}.png").write_bytes((run_dir / "evaluation" / "curve.png").read_bytes())
     print(text)
+    plot = run_dir / "evaluation" / "curve.png"
+    if args.publish:
+        figure = REPO / "docs" / "figures" / f"{args.env}.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        figure.write_bytes(plot.read_bytes())
+        print(f"published {figure}")
+    else:
+        print(f"plot: {plot} (not copied to docs/figures; --publish does that)")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,13 @@ OWN_FLAGS = ("--seed", "--later-lr-scale", "--output", "--run", "--checkpoint")
 
 
 def evaluate(run_dir: Path, out: Path, *flags: str) -> dict:
+    """``evaluate`` into ``out``; exits with its status if it fails (it printed why)."""
     command = [sys.executable, "-m", "metarl.run", "evaluate", "--run", str(run_dir),
                "--output", str(out), "--no-progress", *flags]
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    status = subprocess.run(command, stdout=subprocess.DEVNULL).returncode
+    if status != 0:
+        raise SystemExit(status)
     return json.loads((out / "curve.json").read_text())
 
 

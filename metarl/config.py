@@ -9,6 +9,9 @@ run directory. Values are resolved in this order, later ones winning:
 2. the experiment file ``experiments/{algo}/{task}.yaml`` shipped with metarl (spec defaults);
 3. a user file given with ``--config FILE``;
 4. flags given on the command line.
+
+A resumed run (``--resume DIR``) starts from its saved config instead of layers 1-2, and may
+change only the settings that do not alter what it computes (see :func:`resolve`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,17 +62,52 @@ def field_types(config_cls: type) -> dict[str, Any]:
 
 def _base_type(annotation: Any) -> Any:
     """``int | None`` -> ``int``; ``tuple[int, ...]`` stays as is."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+    if _is_union(annotation):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0]
     return annotation
 
 
+def _is_union(annotation: Any) -> bool:
+    return isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+
+
+def _type_name(base: Any) -> str:
+    """``int`` -> "int"; ``tuple[int, ...]`` -> "list of int"."""
+    if typing.get_origin(base) is tuple:
+        return f"list of {_type_name(typing.get_args(base)[0])}"
+    return getattr(base, "__name__", str(base))
+
+
+def _scalar(value: Any, base: Any) -> Any:
+    """``value`` as an int, float or str; ValueError when it is not one (e.g. 2.5 or true for
+    an int: YAML's ``true`` must not become 1, nor 40.7 silently 40)."""
+    if base is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    if base is float:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if base is str:
+        if isinstance(value, (list, tuple, dict)):
+            raise ValueError
+        return str(value)
+    return value
+
+
 def coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Convert a YAML or command-line value to the field's type, or raise ConfigError."""
+    """Convert a YAML or command-line value to the field's type, or raise ConfigError.
+
+    An empty value (``fast_lr:`` or ``null`` in YAML) is only valid where the annotation
+    allows None.
+    """
     base = _base_type(annotation)
     if value is None:
-        return None
+        if _is_union(annotation) and type(None) in typing.get_args(annotation):
+            return None
+        raise ConfigError(f"{name} is empty; give a {_type_name(base)}")
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -84,21 +122,13 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
             (item_type, *_) = typing.get_args(base)
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
-            return tuple(item_type(v) for v in value)
-        if base is int:
-            if isinstance(value, float) and not value.is_integer():
+            if any(item is None for item in value):
                 raise ValueError
-            return int(value)
-        if base is float:
-            return float(value)
-        if base is str:
-            return str(value)
+            return tuple(_scalar(item, item_type) for item in value)
+        return _scalar(value, base)
     except (TypeError, ValueError):
         pass
-    else:
-        return value
-    type_name = getattr(base, "__name__", str(base))
-    raise ConfigError(f"{name}={value!r} is not a valid {type_name}")
+    raise ConfigError(f"{name}={value!r} is not a valid {_type_name(base)}")
 
 
 def validate(config: Any) -> None:
@@ -169,10 +199,6 @@ def to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
-def write_yaml(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-
-
 def add_flags(parser: argparse.ArgumentParser, config_cls: type, *, skip: tuple[str, ...] = ()) -> None:
     """One flag per config field; defaults are None so only explicit flags override."""
     for f in dataclasses.fields(config_cls):
@@ -197,10 +223,13 @@ def explicit_flags(args: argparse.Namespace, config_cls: type) -> dict[str, Any]
 
 
 def resolve(config_cls: type[C], *, algo: str, task: str, config_file: str | None,
-            flags: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> C:
+            flags: Mapping[str, Any], base: Mapping[str, Any] | None = None,
+            may_change: Collection[str] = ()) -> C:
     """Defaults < experiments/{algo}/{task}.yaml < --config FILE < flags; validated.
 
-    ``base`` (a saved run's config, when resuming) replaces the first two layers.
+    ``base`` (a saved run's config, when resuming) replaces the first two layers, and then the
+    file and flags may only change the fields named in ``may_change``: any other change would
+    make the resumed run differ from an uninterrupted one, so it is a ConfigError.
     """
     if base is not None:
         config = from_mapping(config_cls, base, source="the saved run config")
@@ -209,8 +238,25 @@ def resolve(config_cls: type[C], *, algo: str, task: str, config_file: str | Non
         shipped = experiment_file(algo, task)
         if shipped.is_file():
             config = from_mapping(config_cls, read_yaml(shipped), source=str(shipped), base=config)
+    saved = config
     if config_file is not None:
         config = from_mapping(config_cls, read_yaml(config_file), source=config_file, base=config)
     config = from_mapping(config_cls, flags, source="the command line", base=config)
+    if base is not None:
+        check_unchanged(saved, config, may_change=may_change)
     validate(config)
     return config
+
+
+def check_unchanged(saved: Any, config: Any, *, may_change: Collection[str]) -> None:
+    """Fail when ``config`` differs from the resumed run's ``saved`` config outside
+    ``may_change``, naming each changed key with its saved and new value."""
+    names = [f.name for f in dataclasses.fields(config)]
+    changed = [f"{name} (saved {getattr(saved, name)!r}, new {getattr(config, name)!r})"
+               for name in names
+               if name not in may_change and getattr(saved, name) != getattr(config, name)]
+    if changed:
+        allowed = ", ".join(name for name in names if name in may_change) or "nothing"
+        raise ConfigError(f"--resume cannot change {'; '.join(changed)}: a resumed run "
+                          f"continues exactly like the uninterrupted one; it may change only "
+                          f"{allowed}")

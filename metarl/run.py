@@ -6,24 +6,31 @@ Algorithms:
 * ``maml_trpo``: meta-RL with MAML-TRPO (``--env navigation_2d``, ``cheetah_vel``, ...);
 * ``evaluate``: the adaptation curve of a finished run (``--run DIR`` or ``--checkpoint FILE``).
 
-Every option is also a YAML key (``--config FILE``); see ``experiments/``. This module only
-parses, dispatches and reports errors: bad input exits with status 2 and one line on stderr
-naming the bad value and the valid choices, never a traceback.
+Every option is also a YAML key (``--config FILE``; flags override the file); see
+``experiments/``. The task or env, which picks the shipped defaults, comes from ``--task`` /
+``--env``, else the ``--config`` file, else the resumed run. ``--resume DIR`` continues a run
+exactly as it started: it may change only the settings in ``RESUME_MAY_CHANGE`` (the budget,
+checkpointing, logging and machine resources). This module only parses, dispatches and reports
+errors: bad input exits with status 2 and one line on stderr naming the bad value and the valid
+choices, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from metarl.config import (
     ConfigError,
     add_flags,
+    coerce,
     explicit_flags,
+    flag_name,
     read_yaml,
     resolve,
     to_dict,
@@ -31,10 +38,26 @@ from metarl.config import (
 from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME, CheckpointError, new_run_dir
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: The settings a resumed run may change: none alters what the run computes (RL episodes are
+#: identical for any number of workers; the supervised held-out curves draw from their own
+#: generator). Any other change is refused, since a resume must continue exactly like the
+#: uninterrupted run (and the restored optimiser state would ignore a new ``meta_lr``).
+RESUME_MAY_CHANGE = {
+    "maml": ("num_batches", "checkpoint_every", "eval_every", "eval_tasks", "eval_steps",
+             "output_dir", "data_dir", "cache_dir", "download"),
+    "maml_trpo": ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
+                  "output_dir"),
+}
 
 
 class UsageError(Exception):
     """Bad command-line input; reported as one line with exit status 2."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; the message says whether a checkpoint is there to resume."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -56,13 +79,10 @@ def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
 
 def run_maml(argv: Sequence[str]) -> int:
     """``maml --task NAME``: supervised MAML."""
-    known, saved = _pre_parse(argv, "--task", "maml")
+    task, saved = _pre_parse(argv, "task", "maml", default="sine")
     tasks = supervised_tasks()
-    task = known.value or (saved or {}).get("task", "sine")
     if task not in tasks:
         raise ConfigError(f"task={task!r} is not valid; choose from: {', '.join(tasks)}")
-    if saved is not None and saved.get("task") != task:
-        raise ConfigError(f"--task {task} does not match the resumed run's task {saved['task']!r}")
     config_cls, build_problem = tasks[task]
     args, config = _parse_config(argv, "maml", task, config_cls, saved,
                                  f"Supervised MAML on {task} (spec.md section 4).")
@@ -71,17 +91,15 @@ def run_maml(argv: Sequence[str]) -> int:
 
     learner = MetaLearner(build_problem(config), config)
     run_dir = _run_dir(args, "maml", task, config, learner.load)
-    last = train(learner, run_dir, progress=not args.no_progress)
+    with _report_interrupt(run_dir):
+        last = train(learner, run_dir, progress=not args.no_progress)
     _report(run_dir, learner.iteration, last, ("train/", "adaptation/"))
     return 0
 
 
 def run_maml_trpo(argv: Sequence[str]) -> int:
     """``maml_trpo --env NAME``: meta-RL with MAML-TRPO."""
-    known, saved = _pre_parse(argv, "--env", "maml_trpo")
-    env = known.value or (saved or {}).get("env", "navigation_2d")
-    if saved is not None and saved.get("env") != env:
-        raise ConfigError(f"--env {env} does not match the resumed run's env {saved['env']!r}")
+    env, saved = _pre_parse(argv, "env", "maml_trpo", default="navigation_2d")
     import envs.registry
     from envs.oracle import ORACLE_SUFFIX
 
@@ -95,32 +113,59 @@ def run_maml_trpo(argv: Sequence[str]) -> int:
 
     with MetaRLTrainer(config) as trainer:
         run_dir = _run_dir(args, "maml_trpo", config.task, config, trainer.load)
-        last = train(trainer, run_dir, progress=not args.no_progress)
+        with _report_interrupt(run_dir):
+            last = train(trainer, run_dir, progress=not args.no_progress)
     _report(run_dir, trainer.iteration, last, ("returns/",))
     return 0
 
 
-def _pre_parse(argv: Sequence[str], selector: str, algo: str):
-    """The task/env selector and, with ``--resume DIR``, the saved run config."""
+def _pre_parse(argv: Sequence[str], key: str, algo: str, *,
+               default: str) -> tuple[str, dict[str, Any] | None]:
+    """The task or env (``key``), which picks the config class and the shipped defaults, and,
+    with ``--resume DIR``, the saved run config.
+
+    The name comes from the ``--task``/``--env`` flag, else the ``--config`` file, else the
+    resumed run, else ``default``; a flag overrides the file, as every flag does.
+    """
     pre = Parser(add_help=False)
-    pre.add_argument(selector, dest="value", default=None)
+    pre.add_argument(flag_name(key), dest="value", default=None)
+    pre.add_argument("--config", default=None)
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
     saved = None
     if known.resume is not None:
         saved = _read_run_config(Path(known.resume), expected_algo=algo)
-    return known, saved
+    in_file = read_yaml(known.config) if known.config is not None else {}
+    if known.value is not None:
+        name, source = known.value, flag_name(key)
+    elif key in in_file:
+        name, source = coerce(key, in_file[key], str), known.config
+    elif saved is not None and key in saved:
+        return str(saved[key]), saved
+    else:
+        name, source = default, "the default"
+    if saved is not None and saved.get(key) != name:
+        raise ConfigError(f"{key}={name!r} (from {source}) does not match the resumed run's "
+                          f"{key}={saved.get(key)!r}; a run resumes with its own {key}")
+    return name, saved
 
 
 def _parse_config(argv, algo, task, config_cls, saved, description):
+    selector = "env" if algo == "maml_trpo" else "task"
     parser = Parser(prog=f"python -m metarl.run {algo}", description=description)
-    parser.add_argument("--config", help="YAML file of options (flags override it)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"YAML file of options; flags override it (--{selector} too, which "
+                             f"picks the shipped defaults: flag, else the file's {selector}: "
+                             f"key, else the resumed run's)")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR exactly as it started; only "
+                             f"{', '.join(RESUME_MAY_CHANGE[algo])} may change")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_flags(parser, config_cls)
     args = parser.parse_args(argv)
     config = resolve(config_cls, algo=algo, task=task, config_file=args.config,
-                     flags=explicit_flags(args, config_cls), base=saved)
+                     flags=explicit_flags(args, config_cls), base=saved,
+                     may_change=RESUME_MAY_CHANGE[algo])
     return args, config
 
 
@@ -138,6 +183,20 @@ def _run_dir(args, algo: str, task: str, config: Any, load: Callable[..., None])
     return run_dir
 
 
+@contextlib.contextmanager
+def _report_interrupt(run_dir: Path) -> Iterator[None]:
+    """Turn Ctrl-C into Interrupted, saying whether ``run_dir`` holds a checkpoint to resume
+    (checkpoints are written atomically, so one that exists is intact)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if (run_dir / CHECKPOINT_NAME).is_file():
+            raise Interrupted(f"interrupted; the last checkpoint is intact: continue with "
+                              f"--resume {run_dir}") from None
+        raise Interrupted(f"interrupted; no checkpoint was written yet in {run_dir}, so there "
+                          f"is nothing to resume") from None
+
+
 def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) -> None:
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith(prefixes))
     print(f"done: {iterations} iterations; {summary}")
@@ -153,9 +212,10 @@ def run_evaluate(argv: Sequence[str]) -> int:
     source.add_argument("--run", metavar="DIR", help="run directory (uses its checkpoint.pt)")
     source.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file")
     parser.add_argument("--num-tasks", type=int, default=None,
-                        help="held-out tasks (default: 600 supervised, 40 RL)")
+                        help="held-out tasks (default: 600 sine, 1000 Omniglot, 40 RL)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="adaptation steps K (default: 10 supervised; RL: 4 navigation, 3 "
+                        help="adaptation steps K (default: 10 sine; Omniglot: the run's "
+                             "eval_steps, 3 in the paper's setting; RL: 4 navigation, 3 "
                              "otherwise)")
     parser.add_argument("--shots", type=int, default=None,
                         help="supervised: support examples per task (default: the run's)")
@@ -184,7 +244,7 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     for name, minimum in (("num_tasks", 2), ("steps", 0), ("baseline_iterations", 0),
-                          ("shots", 1), ("episodes_per_task", 1)):
+                          ("shots", 1), ("episodes_per_task", 1), ("seed", 0)):
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
@@ -319,9 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, CheckpointError, *_domain_errors()) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is intact", file=sys.stderr)
-        return 130
+    except Interrupted as interrupted:
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # evaluate, or training before its run directory was ready
+        print("interrupted" if command == "evaluate" else "interrupted before training started",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

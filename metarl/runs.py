@@ -119,9 +119,6 @@ class Logger:
         for tag, value in values.items():
             self.writer.add_scalar(tag, float(value), step)
 
-    def figure(self, tag: str, figure: Any, step: int) -> None:
-        self.writer.add_figure(tag, figure, step)
-
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()

@@ -100,6 +100,10 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
     (["maml", "--resume", "/nonexistent/run"], "no such run directory"),
     (["evaluate", "--run", "/nonexistent/run"], "checkpoint not found"),
     (["maml", "--bogus-flag", "1"], "unrecognized arguments: --bogus-flag 1"),
+    (["maml_trpo", "--seed", "-1"], "seed=-1 must be >= 0"),
+    (["maml", "--seed", "-2"], "seed=-2 must be >= 0"),
+    (["maml", "--task", "omniglot", "--split-seed", "-1"], "split_seed=-1 must be >= 0"),
+    (["evaluate", "--run", "/nonexistent/run", "--seed", "-1"], "--seed=-1 must be >= 0"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
     assert main(argv) == 2
@@ -141,3 +145,100 @@ def test_module_entry_point_reports_errors_without_traceback():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: fast_lr=0.0 must be > 0"
+
+
+def test_empty_value_in_config_file_is_one_line(tmp_path, capsys):
+    config = tmp_path / "empty.yaml"
+    config.write_text("fast_lr:\nnum_batches: null\n")
+    assert main(["maml", "--config", str(config), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "fast_lr is empty; give a float" in err and err.count("\n") == 1
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # no run directory
+
+
+RL_TINY = ["--num-batches", "0", "--hidden-sizes", "8", "8", "--num-workers", "1",
+           "--no-progress"]
+
+
+def test_env_in_config_file_picks_that_envs_shipped_defaults(tmp_path):
+    config = tmp_path / "cheetah.yaml"
+    config.write_text("env: cheetah_vel\n")
+    assert main(["maml_trpo", "--config", str(config), *RL_TINY,
+                 "--output-dir", str(tmp_path / "file")]) == 0
+    run_dir = only_run_dir(tmp_path / "file")
+    assert run_dir.name.startswith("maml_trpo__cheetah_vel__")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    # experiments/maml_trpo/cheetah_vel.yaml, not navigation_2d's 20 tasks and normalized actions
+    assert saved["env"] == "cheetah_vel" and saved["meta_batch_size"] == 40
+    assert saved["normalize_actions"] is False
+    # the flag overrides the file, and picks its own env's defaults
+    assert main(["maml_trpo", "--config", str(config), "--env", "navigation_2d", *RL_TINY,
+                 "--output-dir", str(tmp_path / "flag")]) == 0
+    saved = yaml.safe_load((only_run_dir(tmp_path / "flag") / "config.yaml").read_text())
+    assert saved["env"] == "navigation_2d" and saved["normalize_actions"] is True
+
+
+def test_task_in_config_file_picks_that_tasks_config(tmp_path, capsys):
+    config = tmp_path / "omniglot.yaml"
+    config.write_text("task: omniglot\ndata_dir: /nonexistent/omniglot\n")
+    # data_dir is an Omniglot option: a sine config would call it unknown
+    assert main(["maml", "--config", str(config), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "data directory not found: /nonexistent/omniglot" in err and err.count("\n") == 1
+
+
+def test_resume_refuses_changes_that_alter_the_run(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    config_before = (run_dir / "config.yaml").read_text()
+    checkpoint_before = (run_dir / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "30", "--meta-lr", "0.01",
+                 "--seed", "4", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "meta_lr (saved 0.001, new 0.01)" in err and "seed (saved 0, new 4)" in err
+    assert "may change only num_batches, " in err and "fast_lr" not in err
+    other = tmp_path / "other.yaml"
+    other.write_text("task: omniglot\n")
+    assert main(["maml", "--resume", str(run_dir), "--config", str(other)]) == 2
+    assert "task='omniglot' (from " in capsys.readouterr().err
+    assert (run_dir / "config.yaml").read_text() == config_before
+    assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint_before
+    # budget, checkpointing and logging may change; restating a saved value is no change
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "22", "--eval-every", "11",
+                 "--checkpoint-every", "1", "--fast-lr", "0.01", "--no-progress"]) == 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (saved["num_batches"], saved["eval_every"], saved["checkpoint_every"]) == (22, 11, 1)
+
+
+def test_rl_resume_refuses_a_new_fast_lr(tmp_path, capsys):
+    assert main(["maml_trpo", *RL_TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    capsys.readouterr()
+    assert main(["maml_trpo", "--resume", str(run_dir), "--fast-lr", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "fast_lr (saved 0.1, new 0.2)" in err and "num_workers, torch_threads" in err
+
+
+def test_ctrl_c_says_whether_a_checkpoint_exists(tmp_path, capsys, monkeypatch):
+    import metarl.supervised.trainer as trainer
+
+    real_train = trainer.train
+
+    def interrupt_at_once(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def interrupt_after_training(*args, **kwargs):  # as if pressed after the last checkpoint
+        real_train(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupt_at_once)
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path / "early")]) == 130
+    err = capsys.readouterr().err
+    assert "no checkpoint was written yet" in err and "intact" not in err
+    monkeypatch.setattr(trainer, "train", interrupt_after_training)
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path / "late")]) == 130
+    run_dir = only_run_dir(tmp_path / "late")
+    err = capsys.readouterr().err
+    assert f"the last checkpoint is intact: continue with --resume {run_dir}" in err

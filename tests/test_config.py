@@ -4,7 +4,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from metarl.config import ConfigError, experiment_file, from_mapping, option, read_yaml, validate
+from metarl.config import (
+    ConfigError,
+    experiment_file,
+    from_mapping,
+    option,
+    read_yaml,
+    resolve,
+    validate,
+)
 from metarl.supervised.sine import SineConfig
 
 
@@ -15,6 +23,7 @@ class Demo:
     count: int = option(0, "a count", minimum=0, exclusive_minimum=False)
     sizes: tuple[int, ...] = option((4, 4), "sizes", minimum=0)
     flag: bool = option(False, "a flag")
+    limit: int | None = option(None, "an optional limit")
 
 
 def test_values_are_coerced_from_strings_and_lists():
@@ -41,6 +50,48 @@ def test_bad_types_and_unknown_keys_are_config_errors():
         from_mapping(Demo, {"count": 2.5}, source="test")
     with pytest.raises(ConfigError, match="unknown option.*speed in my.yaml; valid options: count"):
         from_mapping(Demo, {"speed": 1}, source="my.yaml")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"rate": None}, "rate is empty; give a float"),
+    ({"sizes": None}, "sizes is empty; give a list of int"),
+    ({"mode": None}, "mode is empty; give a str"),
+    ({"sizes": [40.7, 3.9]}, r"sizes=\[40.7, 3.9\] is not a valid list of int"),
+    ({"sizes": [8, None]}, r"sizes=\[8, None\] is not a valid list of int"),
+    ({"sizes": [True, 4]}, r"sizes=\[True, 4\] is not a valid list of int"),
+    ({"sizes": 8}, "sizes=8 is not a valid list of int"),
+    ({"count": True}, "count=True is not a valid int"),
+    ({"rate": False}, "rate=False is not a valid float"),
+    ({"mode": ["a"]}, r"mode=\['a'\] is not a valid str"),
+])
+def test_empty_values_bools_and_fractions_are_refused(values, message):
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(Demo, values, source="test")
+
+
+def test_empty_is_valid_where_the_annotation_allows_none_and_whole_floats_are_ints():
+    demo = from_mapping(Demo, {"limit": None, "sizes": [40.0, 3.0], "count": 2.0}, source="t")
+    assert demo.limit is None and demo.sizes == (40, 3) and demo.count == 2
+    assert isinstance(demo.count, int) and all(isinstance(s, int) for s in demo.sizes)
+
+
+def test_an_empty_yaml_value_is_refused_before_it_reaches_the_code(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("rate:\n")
+    with pytest.raises(ConfigError, match="rate is empty; give a float"):
+        from_mapping(Demo, read_yaml(path), source=str(path))
+
+
+def test_a_resumed_config_may_change_only_the_listed_keys():
+    def resumed(flags):
+        return resolve(Demo, algo="none", task="none", config_file=None, flags=flags,
+                       base={"rate": 0.1, "count": 1}, may_change=("count", "limit"))
+
+    assert resumed({"count": 5, "rate": 0.1}).count == 5  # restating a saved value is fine
+    message = (r"--resume cannot change rate \(saved 0.1, new 0.2\); sizes \(saved \(4, 4\), "
+               r"new \(8,\)\): .* may change only count, limit$")
+    with pytest.raises(ConfigError, match=message):
+        resumed({"rate": 0.2, "sizes": [8], "count": 5})
 
 
 def test_malformed_yaml_is_a_config_error(tmp_path):

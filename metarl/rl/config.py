@@ -5,8 +5,10 @@ The per-environment defaults of the paper live in ``experiments/maml_trpo/{env}.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from envs.oracle import ORACLE_SUFFIX
 from metarl.config import ConfigError, option
 from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
 
@@ -17,7 +19,8 @@ class MAMLTRPOConfig:
 
     env: str = option("navigation_2d", "task family: short name (navigation_2d, cheetah_vel, "
                       "cheetah_dir, ant_vel, ant_dir, ant_goal), Gymnasium id, or "
-                      "package.module:Class")
+                      f"package.module:Class; NAME{ORACLE_SUFFIX} is the oracle of NAME (the "
+                      "policy also observes the task)")
     num_batches: int = option(500, "meta-iterations", minimum=0, exclusive_minimum=False)
     meta_batch_size: int = option(20, "tasks per meta-iteration", minimum=0)
     fast_batch_size: int = option(20, "episodes per task, before and after adaptation", minimum=0)
@@ -55,7 +58,8 @@ class MAMLTRPOConfig:
                                 "to 18x slower)", minimum=0, exclusive_minimum=False)
     checkpoint_every: int = option(10, "iterations between checkpoints (one is always written at "
                                    "the end)", minimum=0)
-    seed: int = option(0, "random seed (initialisation, tasks, episodes)")
+    seed: int = option(0, "random seed (initialisation, tasks, episodes)", minimum=0,
+                       exclusive_minimum=False)
     output_dir: str = option("runs", "folder in which run directories are created")
 
     @property
@@ -72,12 +76,9 @@ class MAMLTRPOConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be <= 1")
 
     def settings(self) -> TRPOSettings:
-        return TRPOSettings(
-            num_steps=self.num_steps, fast_lr=self.fast_lr, first_order=self.first_order,
-            max_kl=self.max_kl, cg_iters=self.cg_iters, cg_damping=self.cg_damping,
-            ls_max_steps=self.ls_max_steps, ls_backtrack_ratio=self.ls_backtrack_ratio,
-            gamma=self.gamma, gae_lambda=self.gae_lambda, curvature=self.curvature,
-            hvp_subsample=self.hvp_subsample)
+        """The optimisation settings of ``MAMLTRPO``: the fields of the same names."""
+        return TRPOSettings(**{f.name: getattr(self, f.name)
+                               for f in dataclasses.fields(TRPOSettings)})
 
 
 #: Config keys a checkpoint must agree on to be loaded into a policy.

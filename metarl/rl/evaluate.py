@@ -12,11 +12,16 @@ Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all
 ``--pretrained DIR``), a random initialisation, and the oracle: multi-task TRPO on the family's
 oracle (``ENV+oracle``, :mod:`envs.oracle`), whose policy observes the task's parameters, so it
 needs no adaptation and bounds what adaptation can reach (or an existing such run, ``--oracle
-DIR``). The oracle is not adapted, as in the paper (its curve is flat: at each k, fresh episodes
-of the same policy on the same held-out tasks and seeds). Fine-tuning it would mislead: a
-multi-task policy that knows the task is nearly deterministic, and a policy-gradient step of
-size α on it (the gradient grows as 1/σ²) throws it far off (measured on navigation_2d: -0.5 at
-step 0, -297 after one step).
+DIR``). Each baseline run is built, sampled and fine-tuned with its own policy
+(``ARCHITECTURE_KEYS``: hidden sizes, nonlinearity, normalize_actions), so a relu 100-100
+pretrained run next to a tanh 64-64 MAML run is compared as each was trained; the evaluation
+protocol (tasks, episodes, seeds, step sizes, γ, λ) is the evaluated run's.
+
+The oracle is not adapted, as in the paper (its curve is flat: at each k, fresh episodes of the
+same policy on the same held-out tasks and seeds). Fine-tuning it would mislead: a multi-task
+policy that knows the task is nearly deterministic, and a policy-gradient step of size α on it
+(the gradient grows as 1/σ²) throws it far off (measured on navigation_2d: -0.5 at step 0, -297
+after one step).
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ import numpy as np
 import torch
 
 from envs.oracle import ORACLE_SUFFIX
+from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
 from metarl.evaluation import format_table, plot_curves, write_curves
-from metarl.rl.config import MAMLTRPOConfig
+from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.trainer import MetaRLTrainer, build_policy, derive_seed, train
 from metarl.runs import (
     CHECKPOINT_NAME,
@@ -73,9 +79,26 @@ class RLEvalOptions:
     baselines: bool = False
     pretrained: Path | None = None
     oracle: Path | None = None
-    pretrain_iterations: int | None = None  # pretrained and oracle; default: the run's num_batches
+    pretrain_iterations: int | None = None  # pretrained and oracle, >= 1; default: num_batches
     seed: int | None = None
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A trained baseline policy and the config it is sampled and fine-tuned with: the evaluated
+    run's, with the baseline run's own ``ARCHITECTURE_KEYS`` (env and policy)."""
+
+    theta: Params
+    config: MAMLTRPOConfig
+    checkpoint: Path
+    iteration: int
+
+    def describe(self) -> dict[str, Any]:
+        """What curve.json records of it."""
+        return {"run": str(self.checkpoint.parent), "iteration": self.iteration,
+                **{k: list(v) if isinstance(v, tuple) else v
+                   for k, v in _architecture(dataclasses.asdict(self.config)).items()}}
 
 
 def default_steps(env: str) -> int:
@@ -116,30 +139,42 @@ def evaluate_rl(trainer: MetaRLTrainer, out_dir: Path, options: RLEvalOptions) -
     episodes = (config.fast_batch_size if options.episodes_per_task is None
                 else options.episodes_per_task)
     if episodes < 1 or not options.later_lr_scale > 0:
-        raise ValueError(f"episodes_per_task={episodes} must be >= 1 and later_lr_scale="
-                         f"{options.later_lr_scale} > 0")
-    evaluators: dict[str, MetaRLTrainer] = {}  # by env: the run's family and its oracle
+        raise ConfigError(f"episodes_per_task={episodes} must be >= 1 and later_lr_scale="
+                          f"{options.later_lr_scale} > 0")
+    if options.pretrain_iterations is not None and options.pretrain_iterations < 1:
+        raise ConfigError(f"--baseline-iterations={options.pretrain_iterations} must be >= 1 for "
+                          "MAML-TRPO runs: it trains the pretrained and oracle baselines (0 "
+                          "would leave them untrained; the random-init curve shows that)")
+    # Samplers sized for the evaluation, by env and policy (ARCHITECTURE_KEYS): the run's own,
+    # and each baseline's where it differs.
+    evaluators: dict[tuple, MetaRLTrainer] = {}
 
-    def curve(theta: Params, env: str = config.env, adapt: bool = True) -> np.ndarray:
-        if env not in evaluators:
-            same = (env, options.num_tasks, episodes) == (
-                config.env, config.meta_batch_size, config.fast_batch_size)
-            evaluators[env] = trainer if same else MetaRLTrainer(dataclasses.replace(
-                config, env=env, meta_batch_size=options.num_tasks, fast_batch_size=episodes))
-        return adaptation_returns(evaluators[env], theta, tasks,
+    def curve(theta: Params, run: MAMLTRPOConfig = config, adapt: bool = True) -> np.ndarray:
+        """Held-out returns of θ, sampled and fine-tuned with ``run``'s env and policy."""
+        key = tuple(_architecture(dataclasses.asdict(run)).values())
+        if key not in evaluators:
+            sized = dataclasses.replace(config, **dict(zip(ARCHITECTURE_KEYS, key)),
+                                        meta_batch_size=options.num_tasks,
+                                        fast_batch_size=episodes)
+            evaluators[key] = trainer if sized == config else MetaRLTrainer(sized)
+        return adaptation_returns(evaluators[key], theta, tasks,
                                   sizes=sizes if adapt else [0.0] * steps,
                                   seed=seed + EVALUATION_SEED_OFFSET)
 
+    baselines: dict[str, Baseline] = {}
     try:
         curves = {"maml": curve(trainer.theta())}
         if options.baselines:
-            curves["pretrained"] = curve(baseline_policy(config, "pretrained", out_dir, options))
+            baselines["pretrained"] = baseline_policy(config, "pretrained", out_dir, options)
+            curves["pretrained"] = curve(baselines["pretrained"].theta,
+                                         baselines["pretrained"].config)
             random_policy = build_policy(dataclasses.replace(config, seed=seed + 1),
                                          trainer.spec.obs_size, trainer.spec.act_size)
             curves["random init"] = curve({k: v.detach() for k, v in
                                            random_policy.named_parameters()})
-            curves["oracle"] = curve(baseline_policy(config, "oracle", out_dir, options),
-                                     env=config.env + ORACLE_SUFFIX, adapt=False)
+            baselines["oracle"] = baseline_policy(config, "oracle", out_dir, options)
+            curves["oracle"] = curve(baselines["oracle"].theta, baselines["oracle"].config,
+                                     adapt=False)
     finally:
         for evaluator in evaluators.values():
             if evaluator is not trainer:
@@ -148,7 +183,8 @@ def evaluate_rl(trainer: MetaRLTrainer, out_dir: Path, options: RLEvalOptions) -
     meta = {"env": config.env, "num_tasks": options.num_tasks, "steps": steps,
             "episodes_per_task": episodes, "step_sizes": sizes, "seed": seed,
             "iteration": trainer.iteration, "hidden_sizes": list(config.hidden_sizes),
-            "nonlinearity": config.nonlinearity,
+            "nonlinearity": config.nonlinearity, "normalize_actions": config.normalize_actions,
+            "baselines": {kind: b.describe() for kind, b in baselines.items()},
             "published_maml": PUBLISHED_MAML.get(config.env),
             "published_oracle": PUBLISHED_ORACLE.get(config.env)}
     result = write_curves(out_dir, curves, metric="mean return", meta=meta)
@@ -175,39 +211,71 @@ def evaluate_rl(trainer: MetaRLTrainer, out_dir: Path, options: RLEvalOptions) -
 
 
 def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path,
-                    options: RLEvalOptions) -> Params:
-    """θ of a policy trained on all tasks jointly, without adaptation (multi-task TRPO).
+                    options: RLEvalOptions) -> Baseline:
+    """A policy trained on all tasks jointly, without adaptation (multi-task TRPO).
 
     ``kind``: ``"pretrained"`` (on the run's family) or ``"oracle"`` (on its oracle family,
     observing the task). Uses the run directory ``options.pretrained`` / ``options.oracle`` if
-    given (it must be a run on that family); otherwise trains one for ``pretrain_iterations``
-    into ``out_dir/KIND`` and reuses it next time.
+    given (it must be a ``num_steps: 0`` run on that family); otherwise the newest run under
+    ``out_dir/KIND`` that training one now would give (the same env and policy, at least
+    ``pretrain_iterations``), or trains one there for ``pretrain_iterations``. The policy is
+    built from the baseline run's own saved config (``Baseline.config``).
     """
     env = config.env + (ORACLE_SUFFIX if kind == "oracle" else "")
     given = getattr(options, kind)
     if given is not None:
         checkpoint = Path(given) / CHECKPOINT_NAME
     else:
-        iterations = options.pretrain_iterations or config.num_batches
+        iterations = (config.num_batches if options.pretrain_iterations is None
+                      else options.pretrain_iterations)
+        if iterations < 1:
+            raise ConfigError(f"the {kind} baseline would train for {iterations} iterations "
+                              "(the run's num_batches); give --baseline-iterations N >= 1")
         pre_config = dataclasses.replace(config, env=env, num_steps=0, num_batches=iterations,
                                          output_dir=str(out_dir / kind))
-        existing = sorted((out_dir / kind).glob("*/" + CHECKPOINT_NAME))
-        if existing and int(load_checkpoint(existing[-1])["iteration"]) >= iterations:
-            checkpoint = existing[-1]
-        else:
+        checkpoint = _trained_baseline(out_dir / kind, pre_config)
+        if checkpoint is None:
             with MetaRLTrainer(pre_config) as pre:
                 pre_dir = new_run_dir(pre_config.output_dir, "pretrain", pre_config.task,
                                       config.seed)
                 train(pre, pre_dir, progress=options.progress)
             checkpoint = pre_dir / CHECKPOINT_NAME
     state = load_checkpoint(checkpoint)
-    trained_on = (state.get("config") or {}).get("env")
-    if trained_on != env:
-        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {trained_on!r}; the "
-                              f"{kind} baseline of this run must be trained on {env!r}")
-    policy = build_policy(config, *_sizes(state["policy"]))
+    saved = state.get("config") or {}
+    if saved.get("env") != env:
+        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {saved.get('env')!r}; "
+                              f"the {kind} baseline of this run must be trained on {env!r}")
+    if saved.get("num_steps") != 0:
+        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run with num_steps="
+                              f"{saved.get('num_steps')!r}; a baseline is multi-task TRPO "
+                              "(num_steps: 0)")
+    # Its own policy (keys it lacks, as in MetaRLTrainer.load: the evaluated run's).
+    own = from_mapping(MAMLTRPOConfig, {k: saved[k] for k in ARCHITECTURE_KEYS if k in saved},
+                       source=str(checkpoint), base=config)
+    policy = build_policy(own, *_sizes(state["policy"]))
     load_state_dict_strict(policy, state["policy"], source=str(checkpoint))
-    return {k: v.detach() for k, v in policy.named_parameters()}
+    return Baseline({k: v.detach() for k, v in policy.named_parameters()}, own, checkpoint,
+                    int(state["iteration"]))
+
+
+def _trained_baseline(folder: Path, pre_config: MAMLTRPOConfig) -> Path | None:
+    """The newest checkpoint under ``folder`` of a ``num_steps: 0`` run with ``pre_config``'s
+    env and policy and at least its ``num_batches`` iterations (None if there is none)."""
+    want = _architecture(dataclasses.asdict(pre_config))
+    for checkpoint in sorted(folder.glob("*/" + CHECKPOINT_NAME), reverse=True):
+        state = load_checkpoint(checkpoint)
+        saved = state.get("config") or {}
+        if (saved.get("num_steps") == 0 and _architecture(saved) == want
+                and int(state["iteration"]) >= pre_config.num_batches):
+            return checkpoint
+    return None
+
+
+def _architecture(config: dict[str, Any]) -> dict[str, Any]:
+    """A config's ``ARCHITECTURE_KEYS`` (lists as tuples, as a saved YAML or checkpoint may
+    hold them)."""
+    return {k: tuple(v) if isinstance(v, list) else v
+            for k, v in ((k, config.get(k)) for k in ARCHITECTURE_KEYS)}
 
 
 def _sizes(policy_state: dict[str, torch.Tensor]) -> tuple[int, int]:

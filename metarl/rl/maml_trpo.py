@@ -51,7 +51,12 @@ CURVATURES = ("gauss_newton", "exact")
 
 @dataclass(frozen=True)
 class TRPOSettings:
-    """The optimisation settings of one MAML-TRPO step (fields of MAMLTRPOConfig)."""
+    """The optimisation settings of one MAML-TRPO step.
+
+    Every field is a field of ``MAMLTRPOConfig`` with the same name and the same default, so
+    ``TRPOSettings()`` is what a run with no options uses (``tests/rl/test_maml_trpo.py`` checks
+    that the defaults agree).
+    """
 
     num_steps: int = 1
     fast_lr: float = 0.1
@@ -64,7 +69,7 @@ class TRPOSettings:
     gamma: float = 0.99
     gae_lambda: float = 1.0
     curvature: str = "gauss_newton"
-    hvp_subsample: float = 1.0
+    hvp_subsample: float = 0.2
 
 
 @dataclass(frozen=True)

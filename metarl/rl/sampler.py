@@ -43,7 +43,8 @@ from torch import Tensor
 
 import envs
 from envs.fallback import LoopBatchedEnv
-from envs.registry import TaskFamily
+from envs.registry import NotATaskFamilyError, TaskFamily
+from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import NONLINEARITIES, mean_and_log_std
@@ -116,12 +117,29 @@ def check_params(params: Mapping[str, Tensor], spec: PolicySpec,
 
 
 def check_env_sizes(family: TaskFamily, env: envs.BatchedTaskEnv, spec: PolicySpec) -> None:
-    """``ValueError`` unless the env's observation and action sizes are the policy's."""
+    """``NotATaskFamilyError`` (a ``ValueError``) unless the batched env's observation and action
+    sizes are the policy's.
+
+    The trainer takes the policy's sizes from the family's single env, so from the command line
+    this fails only for a plug-in family whose batched form (``batched_cls``) disagrees with its
+    single env: an error of the family, reported in one line.
+    """
     if (env.observation_size, env.action_size) != (spec.obs_size, spec.act_size):
-        raise ValueError(
-            f"{family.name} has observations of size {env.observation_size} and actions of "
-            f"size {env.action_size}, but the policy spec says obs_size={spec.obs_size}, "
-            f"act_size={spec.act_size}")
+        raise NotATaskFamilyError(
+            f"{family.name}'s batched env has observations of size {env.observation_size} and "
+            f"actions of size {env.action_size}, but the policy spec says obs_size="
+            f"{spec.obs_size}, act_size={spec.act_size}")
+
+
+def check_action_bounds(family: TaskFamily, env: envs.BatchedTaskEnv, spec: PolicySpec) -> None:
+    """``ConfigError`` if ``spec.normalize_actions`` but the env's action bounds are not finite
+    (the [-1, 1] -> [low, high] map needs them)."""
+    low, high = np.asarray(env.action_low), np.asarray(env.action_high)
+    if spec.normalize_actions and not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ConfigError(
+            f"normalize_actions=True (--normalize-actions) needs finite action bounds, but "
+            f"{family.name} has low={low.tolist()}, high={high.tolist()}; use "
+            f"--no-normalize-actions for this env")
 
 
 def episode_seeds(seed: int, task_index: int, episodes: int,
@@ -245,6 +263,7 @@ class BatchedSampler:
                                                  num_threads=self.num_threads)
                 self._groups.append(_Group(start, stop, batch))
             check_env_sizes(self.family, self._groups[0].env, spec)
+            check_action_bounds(self.family, self._groups[0].env, spec)
         except BaseException:
             self.close()
             raise
@@ -253,10 +272,6 @@ class BatchedSampler:
         self._low, self._high = np.asarray(env0.action_low), np.asarray(env0.action_high)
         self._scale = self._offset = None
         if spec.normalize_actions:
-            if not (np.isfinite(self._low).all() and np.isfinite(self._high).all()):
-                self.close()
-                raise ValueError(f"normalize_actions needs finite action bounds; "
-                                 f"{self.family.name} has [{self._low}, {self._high}]")
             self._scale = (self._high - self._low) / 2.0
             self._offset = (self._high + self._low) / 2.0
         self._executor = ThreadPoolExecutor(1, "metarl-physics") if num_groups > 1 else None
@@ -474,7 +489,8 @@ def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int
     family = env_name if isinstance(env_name, TaskFamily) else envs.resolve(env_name)
     probe = family.make_batched(1, num_threads=1)
     try:
-        check_env_sizes(family, probe, spec)
+        check_env_sizes(family, probe, spec)  # both before any worker starts
+        check_action_bounds(family, probe, spec)
         physics = hasattr(probe, "physics")  # envs.mujoco_batch: rollout releases the GIL
         python_loop = isinstance(probe, LoopBatchedEnv)
     finally:

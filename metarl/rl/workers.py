@@ -73,10 +73,12 @@ class ProcessSampler:
                  episodes_per_task: int, num_workers: int, num_groups: int = 1,
                  num_threads: int = 2):
         for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task),
-                            ("num_workers", num_workers), ("num_threads", num_threads)):
-            if not isinstance(value, int | np.integer) or value < (0 if name == "num_threads"
-                                                                  else 1):
+                            ("num_workers", num_workers)):
+            if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(num_threads, int | np.integer) or num_threads < 0:
+            raise ValueError(f"num_threads must be an int >= 0 (0: each worker steps its physics "
+                             f"on its own thread), got {num_threads!r}")
         family = env if isinstance(env, TaskFamily) else envs.resolve(env)
         self.spec, self.num_tasks, self.episodes_per_task = spec, num_tasks, episodes_per_task
         self.horizon = _probe_horizon(family)

@@ -14,13 +14,14 @@ does.
 Training the classifier takes minutes, so ``cached_classifier`` keeps it in a file (by default
 ``RUN/evaluation/classifier_baseline.pt``) together with what it was trained on; a later
 evaluation of the same run (other step sizes, more episodes) reuses it, and retrains when the
-classes or the training settings differ.
+classes, the images' preprocessing (``omniglot.PREPROCESSING``) or the training settings differ,
+or when the saved weights do not fit the model.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metarl.runs import CheckpointError, load_checkpoint, save_checkpoint
+from metarl.runs import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+from metarl.supervised import omniglot
 from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import EpisodeSampler
 
@@ -55,29 +57,35 @@ def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: in
 def training_key(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
                  seed: int) -> dict[str, Any]:
     """What a trained classifier depends on: its classes (a digest of the characters, their
-    drawing counts and the rotations) and the training settings."""
+    drawing counts and the rotations), the preprocessing that made the images, and the training
+    settings."""
     counts = np.diff(sampler.data.offsets)[sampler.char_index]
     digest = hashlib.sha256(repr((sampler.characters, counts.tolist(), sampler.rotations))
                             .encode()).hexdigest()
-    return {"classes": digest, "num_classes": sampler.num_classes, "iterations": iterations,
+    return {"classes": digest, "num_classes": sampler.num_classes,
+            "preprocessing": omniglot.PREPROCESSING, "iterations": iterations,
             "batch_size": batch_size, "lr": lr, "seed": seed}
 
 
 def cached_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
                       seed: int, cache: str | Path | None) -> ConvNet:
     """``train_classifier``, reusing the model saved in ``cache`` when it was trained on the
-    same classes with the same settings; otherwise trains and saves it there (atomically).
-    ``cache=None`` always trains. An unreadable cache file is retrained over."""
+    same classes and images with the same settings; otherwise trains and saves it there
+    (atomically). ``cache=None`` always trains. A cache file that is unreadable, or whose
+    weights do not fit the model (missing, unexpected or misshapen keys), is retrained over."""
     key = training_key(sampler, iterations=iterations, batch_size=batch_size, lr=lr, seed=seed)
     if cache is not None and Path(cache).is_file():
         try:
             saved = load_checkpoint(cache)
         except CheckpointError:
             saved = {}
-        if saved.get("key") == key:
+        if saved.get("key") == key and isinstance(saved.get("model"), Mapping):
             model = ConvNet(sampler.num_classes).to(memory_format=torch.channels_last)
-            model.load_state_dict(saved["model"])
-            return model
+            try:
+                load_state_dict_strict(model, saved["model"], source=str(cache))
+                return model
+            except CheckpointError:
+                pass  # weights of another model under a matching key: retrain below
     model = train_classifier(sampler, iterations=iterations, batch_size=batch_size, lr=lr,
                              seed=seed)
     if cache is not None:

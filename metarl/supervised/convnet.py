@@ -21,6 +21,11 @@ Two equivalent ways to run the network on many tasks at once, both pure in their
   ``[T, B, 1, 28, 28]``, with the T tasks' convolutions run as one grouped convolution
   (``groups=T``) and batch norm's per-task statistics as per-channel statistics of the stacked
   channels. See ``metarl.supervised.omniglot_maml`` for which is faster and used.
+
+How many tasks go into one grouped convolution is decided here, once, by ``task_slices``
+(used by ``ConvNet.task_forward`` and ``omniglot_maml.meta_loss``): ``CPU_GROUP_SIZE`` on a CPU,
+every task on any other device. The measurements behind it are in ``omniglot_maml``'s docstring
+and docs/results.md (Omniglot, "Speed").
 """
 
 from __future__ import annotations
@@ -33,6 +38,18 @@ from metarl.core.maml import Params
 
 IMAGE_SIZE = 28
 BN_EPS = 1e-5
+#: Tasks per grouped convolution on a CPU (groups of two measured fastest, see the docstring).
+CPU_GROUP_SIZE = 2
+
+
+def task_slices(tasks: int, device: torch.device, group_size: int | None = None) -> list[slice]:
+    """Slices of a task axis of length ``tasks``, ``group_size`` tasks each (the last may be
+    shorter). ``None``: ``CPU_GROUP_SIZE`` on a CPU, all tasks in one group on other devices."""
+    if group_size is None:
+        group_size = CPU_GROUP_SIZE if device.type == "cpu" else max(tasks, 1)
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1 (or None for the default), got {group_size}")
+    return [slice(start, min(start + group_size, tasks)) for start in range(0, tasks, group_size)]
 
 
 def conv_block(in_channels: int, hidden: int) -> nn.Sequential:
@@ -84,20 +101,15 @@ class ConvNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
 
-    #: Tasks per grouped convolution in ``task_forward`` (2 measured fastest on a 2-core CPU;
-    #: see ``omniglot_maml``). None puts every task in one group.
-    group_size: int | None = 2
-
     def task_forward(self, params: Params, x: Tensor) -> Tensor:
         """Each task's own parameters on its own images, the supervised trainer's interface.
 
         ``params``: ``{name: [T, ...]}``; ``x [T, B, 1, 28, 28]`` -> logits ``[T, B, ways]``,
-        as grouped convolutions over groups of ``group_size`` tasks.
+        as grouped convolutions over the task groups of ``task_slices`` (as ``meta_loss``).
         """
-        tasks = x.shape[0]
-        size = self.group_size or tasks
-        outputs = [grouped_forward({k: v[s:s + size] for k, v in params.items()}, x[s:s + size],
-                                   num_blocks=self.num_blocks) for s in range(0, tasks, size)]
+        outputs = [grouped_forward({k: v[part] for k, v in params.items()}, x[part],
+                                   num_blocks=self.num_blocks)
+                   for part in task_slices(x.shape[0], x.device)]
         return torch.cat(outputs)
 
 

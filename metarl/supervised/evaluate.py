@@ -38,6 +38,8 @@ class EvalOptions:
     num_tasks: int = 600
     steps: int = 10
     shots: int | None = None
+    #: Query points per regression task; classification episodes keep the run's ``queries``
+    #: per class (``curve.json`` records what was used).
     query_size: int = 100
     baseline_iterations: int = 10000
     baselines: bool = True
@@ -58,7 +60,11 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     ``curve.json``, ``curve.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON."""
     config = learner.config
     shots = options.shots or config.shots
-    problem = build_problem(dataclasses.replace(config, shots=shots))
+    problem = learner.problem
+    if shots != config.shots:
+        problem = build_problem(dataclasses.replace(config, shots=shots))
+        if hasattr(problem, "load_state_dict"):  # the run's saved task state (Omniglot's split)
+            problem.load_state_dict(learner.problem.state_dict(), source="the evaluated run")
     seed = config.seed if options.seed is None else options.seed
     sizes = eval_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
@@ -95,11 +101,15 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
             per_task = problem.task_score(prediction, query[1]).numpy()
         curves["oracle"] = np.repeat(per_task[:, None], options.steps + 1, axis=1)
 
+    # What the episodes really held: query_size is the query examples per task (for
+    # classification N ways x the run's queries per class, whatever options.query_size says).
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
-            "query_size": options.query_size, "steps": options.steps,
+            "query_size": int(query[1].shape[1]), "steps": options.steps,
             "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed,
             "iteration": learner.iteration,
             "baseline_iterations": options.baseline_iterations if options.baselines else 0}
+    if hasattr(config, "ways"):
+        meta.update(ways=config.ways, queries_per_class=config.queries)
     result = write_curves(out_dir, curves, metric=problem.metric, meta=meta)
     result["table"] = format_table(curves, metric=problem.metric)
 

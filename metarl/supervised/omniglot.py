@@ -121,6 +121,10 @@ class TooManyWaysError(OmniglotError, ValueError):
     """More ways were asked for than a split has classes."""
 
 
+class TooFewDrawingsError(OmniglotError, ValueError):
+    """More support + query images per class were asked for than a character has drawings."""
+
+
 # ----------------------------------------------------------------------------- archives
 
 
@@ -414,7 +418,8 @@ def load_omniglot(
 class OmniglotSplit:
     """Class-disjoint character lists (``"Alphabet/characterNN"``), each sorted.
 
-    ``to_dict()`` gives plain lists for the run config; ``from_dict`` restores it.
+    ``to_dict()`` gives plain lists for a checkpoint (``OmniglotProblem.state_dict``);
+    ``from_dict`` restores it.
     """
 
     train: tuple[str, ...]
@@ -543,8 +548,8 @@ class EpisodeSampler:
         characters: this split's character keys (e.g. ``split.test``).
         ways, shots, queries: N, K and Q.
         rotations: degrees, multiples of 90; ``(0,)`` disables rotation classes.
-        seed: seeds a ``numpy.random.Generator``; ``state_dict()`` / ``load_state_dict`` save and
-            restore it for resuming.
+        seed: seeds a ``numpy.random.Generator``; ``reseed(seed)`` starts it again from another
+            seed, ``state_dict()`` / ``load_state_dict`` save and restore it for resuming.
         name: the split's name, for error messages.
     """
 
@@ -583,7 +588,7 @@ class EpisodeSampler:
             )
         counts = data.counts()[self.char_index]
         if len(counts) and counts.min() < shots + queries:
-            raise ValueError(
+            raise TooFewDrawingsError(
                 f"shots + queries = {shots + queries} but some {name} characters have only "
                 f"{counts.min()} drawings; use shots + queries <= {counts.min()}"
             )
@@ -593,6 +598,10 @@ class EpisodeSampler:
     def classes(self) -> list[str]:
         """Class keys ``"Alphabet/characterNN@rot"``, in class-id order."""
         return [f"{c}@{r}" for c in self.characters for r in self.rotations]
+
+    def reseed(self, seed: int) -> None:
+        """Draw the following episodes as a sampler made with ``seed`` would."""
+        self.rng = np.random.default_rng(seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

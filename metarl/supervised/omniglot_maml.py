@@ -15,14 +15,19 @@ against finite differences):
 * ``meta_loss_loop``: a plain Python loop of ``adapt`` on ``ConvNet`` via ``functional_call``,
   the reference for tests and benchmarks.
 
-Measured on the 2-core CPU (torch 2.13, 5-way 1-shot, 15 queries, meta-batch 32, 1 second-order
-step, meta-loss + backward, median of 4 interleaved runs on a lightly loaded machine): loop
-2.17 s; grouped convolutions in groups of 2 tasks 1.82 s (1.19x), of 4 2.5 s, all 32 at once
-3.4 s (bigger groups spill the caches: their per-op working set grows with the group);
-``adapt_vmapped`` (``torch.func.vmap``) 5.1 s. Hence ``CPU_GROUP_SIZE``; on a GPU all tasks
-go in one group. ``adapt_vmapped`` is also unusable here for a second reason: through
-``F.batch_norm`` in training mode its *second-order* meta-gradient is wrong (vmap's batch-norm
-backward batching rule, pytorch/functorch#534; first order is right), see the xfail test.
+Why groups of two on a CPU (``convnet.CPU_GROUP_SIZE``; ``convnet.task_slices`` decides the
+groups for ``meta_loss`` and ``ConvNet.task_forward`` alike). The numbers are those of
+docs/results.md (Omniglot, "Speed", with the commands and machine): one second-order
+meta-iteration (5-way 1-shot, 15 queries, meta-batch 32, meta-loss + backward) on the 2-core
+CPU takes, in CPU seconds on one thread (session 5), 2.81 s in groups of two, 3.97 s in groups
+of four, 3.65 s one task per call (channels_last) and 3.55 s as the plain loop; on two threads,
+wall clock (``python bench/omniglot.py --threads 2``), 1.675 s in groups of two against 2.113 s
+for the loop (1.26x). Bigger groups spill the caches (each op's working set grows with the
+group), and an earlier measurement found all 32 tasks in one group and ``adapt_vmapped``
+(``torch.func.vmap``) slower than the loop too. On a GPU all tasks go in one group.
+``adapt_vmapped`` is also unusable here for a second reason: through ``F.batch_norm`` in
+training mode its *second-order* meta-gradient is wrong (vmap's batch-norm backward batching
+rule, pytorch/functorch#534; first order is right), see the xfail test.
 """
 
 from __future__ import annotations
@@ -34,11 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.core.maml import Params, adapt, module_loss, stack_params
-from metarl.supervised.convnet import ConvNet, grouped_forward
+from metarl.supervised.convnet import ConvNet, grouped_forward, task_slices
 from metarl.supervised.omniglot import Episode
-
-# Tasks per grouped convolution on CPU (see the module docstring for the measurement).
-CPU_GROUP_SIZE = 2
 
 
 class TaskMetrics(NamedTuple):
@@ -77,14 +79,10 @@ def grouped_support_loss(num_blocks: int):
 def task_groups(batch: Episode, group_size: int | None) -> list[slice]:
     """Slices of the task axis, ``group_size`` tasks each (the last may be shorter).
 
-    ``None`` picks ``CPU_GROUP_SIZE`` for CPU tensors and all tasks for any other device.
+    ``None`` picks ``convnet.CPU_GROUP_SIZE`` for CPU tensors and all tasks for any other device
+    (``convnet.task_slices``, which ``ConvNet.task_forward`` uses too).
     """
-    tasks = batch.support_x.shape[0]
-    if group_size is None:
-        group_size = CPU_GROUP_SIZE if batch.support_x.device.type == "cpu" else tasks
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1 (or None for the default), got {group_size}")
-    return [slice(start, min(start + group_size, tasks)) for start in range(0, tasks, group_size)]
+    return task_slices(batch.support_x.shape[0], batch.support_x.device, group_size)
 
 
 def _query_metrics(logits: Tensor, y: Tensor) -> TaskMetrics:
@@ -112,8 +110,8 @@ def meta_loss(
         batch: ``Episode`` with a task axis (``EpisodeSampler.sample_batch``).
         num_steps, step_size: inner SGD steps and α (paper: 1 step in training, 3 at test; 0.4).
         first_order: FOMAML (no second-order terms).
-        group_size: tasks per grouped convolution; ``None``: ``CPU_GROUP_SIZE`` on CPU, all
-            tasks on other devices. The results do not depend on it.
+        group_size: tasks per grouped convolution; ``None``: ``convnet.CPU_GROUP_SIZE`` on CPU,
+            all tasks on other devices. The results do not depend on it.
 
     Returns:
         ``TaskMetrics`` of shape ``[T]``; call ``.loss.mean().backward()`` for the meta-gradient.
@@ -164,39 +162,3 @@ def meta_loss_loop(
         losses.append(metrics.loss)
         accuracies.append(metrics.accuracy)
     return TaskMetrics(torch.cat(losses), torch.cat(accuracies))
-
-
-def adaptation_accuracy(
-    model: ConvNet,
-    params: Params,
-    batch: Episode,
-    *,
-    num_steps: int = 3,
-    step_size: float = 0.4,
-    group_size: int | None = None,
-) -> Tensor:
-    """Query accuracy after 0, 1, ..., ``num_steps`` inner steps, for evaluation.
-
-    Returns ``[num_steps + 1, T]``; row k is each task's accuracy after k steps. The inner
-    steps are first order (no meta-gradient is needed); tasks grouped as in ``meta_loss``.
-    """
-    _check_batch(batch)
-    support_loss = grouped_support_loss(model.num_blocks)
-    columns = []
-    for part in task_groups(batch, group_size):
-        support = (batch.support_x[part], batch.support_y[part])
-        current = {k: p.detach() for k, p in stack_params(params, part.stop - part.start).items()}
-        rows = []
-        for step in range(num_steps + 1):
-            if step:
-                with torch.enable_grad():
-                    leaves = {k: p.clone().requires_grad_() for k, p in current.items()}
-                    stepped = adapt(
-                        support_loss, leaves, support, step_size=step_size, first_order=True
-                    )
-                current = {k: p.detach() for k, p in stepped.items()}
-            with torch.no_grad():
-                logits = grouped_forward(current, batch.query_x[part], num_blocks=model.num_blocks)
-            rows.append((logits.argmax(-1) == batch.query_y[part]).float().mean(1))
-        columns.append(torch.stack(rows))
-    return torch.cat(columns, dim=1)

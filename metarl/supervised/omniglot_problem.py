@@ -1,15 +1,17 @@
 """Omniglot N-way K-shot classification for the supervised MAML trainer (spec.md section 4).
 
-Characters are split into train/val/test from ``split_seed`` (class-disjoint on (alphabet,
-character); the split is saved in the run config). Every character's 90-degree rotations are
-further classes of the same split. Episodes: N ways, K support and Q query images per class.
+Characters are split into train/test from ``split_seed`` (class-disjoint on (alphabet,
+character)). The split and the names of the archives it was made from are saved in every
+checkpoint (``state_dict``), and ``--resume`` and ``evaluate`` restore them: archives added to
+the data folder later do not change a run's characters. Every character's 90-degree rotations
+are further classes of the same split. Episodes: N ways, K support and Q query images per class.
 The model is the paper's 4-block conv net, adapted with grouped convolutions
 (``ConvNet.task_forward``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from torch import Tensor
 
 from metarl.config import ConfigError, option
 from metarl.core.maml import step_sizes
+from metarl.runs import CheckpointError
 from metarl.supervised.classifier_baseline import (
     cached_classifier,
     episode_features,
@@ -27,8 +30,13 @@ from metarl.supervised.classifier_baseline import (
 )
 from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import (
+    KNOWN_ARCHIVES,
+    ArchiveNotFoundError,
     Episode,
     EpisodeSampler,
+    OmniglotImages,
+    OmniglotSplit,
+    UnknownCharacterError,
     load_omniglot,
     split_characters,
 )
@@ -56,7 +64,8 @@ class OmniglotConfig(MAMLConfig):
     cache_dir: str = option("", "preprocessed-array cache (empty: ~/.cache/metarl/omniglot)")
     ways: int = option(5, "N: classes per episode", minimum=0)
     rotations: bool = option(True, "add each character's 90/180/270-degree rotations as classes")
-    split_seed: int = option(0, "seed of the class-disjoint character split")
+    split_seed: int = option(0, "seed of the class-disjoint character split", minimum=0,
+                             exclusive_minimum=False)
     test_fraction: float = option(0.25, "fraction of characters held out for testing",
                                   minimum=0.0)
 
@@ -75,35 +84,80 @@ class OmniglotProblem:
     #: Tasks per batched evaluation call (conv activations of 16 tasks ~ 0.3 GB).
     eval_chunk_size = 16
 
+    #: The splits ``meta_batch`` draws from.
+    splits = ("train", "test")
+
     def __init__(self, config: OmniglotConfig):
         self.config = config
-        data = load_omniglot(config.data_dir, cache_dir=config.cache_dir or None,
-                             download=config.download)
-        self.split = split_characters(data.characters, seed=config.split_seed, val=0,
+        self.data = load_omniglot(config.data_dir, cache_dir=config.cache_dir or None,
+                                  download=config.download)
+        self.split = split_characters(self.data.characters, seed=config.split_seed, val=0,
                                       test=config.test_fraction)
+        self.samplers = self._samplers(self.data, self.split)
+
+    def _samplers(self, data: OmniglotImages, split: OmniglotSplit) -> dict[str, EpisodeSampler]:
+        config = self.config
         rotations = (0, 90, 180, 270) if config.rotations else (0,)
-        self.samplers = {
-            name: EpisodeSampler(data, getattr(self.split, name), ways=config.ways,
-                                 shots=config.shots, queries=config.queries,
-                                 rotations=rotations, name=name)
-            for name in ("train", "test")}
+        return {name: EpisodeSampler(data, split[name], ways=config.ways, shots=config.shots,
+                                     queries=config.queries, rotations=rotations, name=name)
+                for name in self.splits}
+
+    def state_dict(self) -> dict[str, object]:
+        """The character split and the archives it was made from (plain lists, for a
+        checkpoint)."""
+        return {"split": self.split.to_dict(), "archives": list(self.data.archives)}
+
+    def load_state_dict(self, state: Mapping[str, object], *, source: str) -> None:
+        """Episodes from a saved split, loading exactly the archives it was made from.
+
+        Raises ``ArchiveNotFoundError`` when one of them is no longer in the data folder,
+        ``UnknownCharacterError`` when a saved character is not in them (both
+        ``OmniglotError``), ``CheckpointError`` when ``state`` is malformed.
+        """
+        try:
+            archives = tuple(str(name) for name in state["archives"])
+            split = OmniglotSplit.from_dict(state["split"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{source}: the saved Omniglot split is malformed "
+                                  f"({type(error).__name__}: {error})") from None
+        unknown = [name for name in archives if name not in KNOWN_ARCHIVES]
+        if unknown or not archives:
+            raise CheckpointError(f"{source}: the saved Omniglot split names archives "
+                                  f"{list(archives)}; expected some of: "
+                                  f"{', '.join(KNOWN_ARCHIVES)}")
+        data = self.data
+        if archives != data.archives:
+            try:
+                data = load_omniglot(self.config.data_dir, archives=archives,
+                                     cache_dir=self.config.cache_dir or None)
+            except ArchiveNotFoundError as error:
+                raise ArchiveNotFoundError(f"{source} was trained on the characters of "
+                                           f"{', '.join(archives)}: {error}") from None
+        if data is not self.data or split != self.split:
+            try:
+                samplers = self._samplers(data, split)
+            except UnknownCharacterError as error:
+                raise UnknownCharacterError(f"{source}'s saved split: {error}") from None
+            self.data, self.split, self.samplers = data, split, samplers
 
     def build_model(self) -> ConvNet:
         return ConvNet(self.config.ways)
 
-    def task_loss(self, output: Tensor, target: Tensor) -> Tensor:
+    @staticmethod
+    def task_loss(output: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy of each task: logits ``[T, n, N]``, labels ``[T, n]`` -> ``[T]``."""
         return F.cross_entropy(output.transpose(1, 2), target, reduction="none").mean(dim=1)
 
-    def task_score(self, output: Tensor, target: Tensor) -> Tensor:
+    @staticmethod
+    def task_score(output: Tensor, target: Tensor) -> Tensor:
         """Accuracy of each task ``[T]``."""
         return (output.argmax(dim=-1) == target).float().mean(dim=1)
 
     def meta_loss(self, model: ConvNet, params, support, query, *, num_steps: int,
                   step_size: float, first_order: bool) -> tuple[Tensor, Tensor]:
-        """Per-task query loss and accuracy ``[T]`` after adaptation, tasks adapted in groups
-        of two (``omniglot_maml.meta_loss``): measured 2.0 s per 32-task second-order
-        meta-iteration against 2.35 s for a loop and 2.9 s for all tasks in one graph."""
+        """Per-task query loss and accuracy ``[T]`` after adaptation, each group of tasks run as
+        grouped convolutions (``omniglot_maml.meta_loss``; why groups of two on a CPU, with the
+        measurements, is in that module's docstring and in docs/results.md)."""
         episode = Episode(support[0], support[1], query[0], query[1])
         metrics = omniglot_meta_loss(model, params, episode, num_steps=num_steps,
                                      step_size=step_size, first_order=first_order)
@@ -117,9 +171,11 @@ class OmniglotProblem:
         generator state alone decides the episodes (and resuming reproduces them).
         ``query_size``/``shots`` are fixed by the config for classification and ignored.
         """
-        sampler = self.samplers["test" if split == "test" else "train"]
-        sampler.rng = np.random.default_rng(
-            int(torch.randint(0, 2**62, (1,), generator=generator)))
+        if split not in self.samplers:
+            raise ValueError(f"split={split!r} is not valid; choose from: "
+                             f"{', '.join(self.samplers)}")
+        sampler = self.samplers[split]
+        sampler.reseed(int(torch.randint(0, 2**62, (1,), generator=generator)))
         episode = sampler.sample_batch(num_tasks)
         return (episode.support_x, episode.support_y), (episode.query_x, episode.query_y)
 

@@ -6,6 +6,11 @@ the meta-training loop (``trainer.py``) and the adaptation curves (``curves.py``
 Everything is batched over a leading task axis: a meta-batch is ``(support, query)`` with
 ``support = (x [tasks, K, ...], y [tasks, K, ...])``, the model evaluates task-stacked
 parameters with ``task_forward(params, x)``, and losses come back per task, ``[tasks]``.
+
+A problem whose tasks depend on more than its config (Omniglot: the character split, made from
+whatever archives the data folder held) also has ``state_dict()`` and
+``load_state_dict(state, *, source)``; the trainer keeps that state in every checkpoint and
+restores it on ``--resume`` and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -51,4 +56,5 @@ class FewShotProblem(Protocol):
 
     def meta_batch(self, num_tasks: int, generator: torch.Generator, *, split: str = "train",
                    query_size: int | None = None, shots: int | None = None) -> tuple[Batch, Batch]:
-        """Sample ``num_tasks`` tasks of ``split`` ("train" or "test") as (support, query)."""
+        """Sample ``num_tasks`` tasks of ``split`` ("train" or "test") as (support, query).
+        Problems with real splits raise ``ValueError`` for any other name."""

@@ -60,12 +60,16 @@ class MAMLConfig:
                              exclusive_minimum=False)
     checkpoint_every: int = option(1000, "iterations between checkpoints (one is always written "
                                    "at the end)", minimum=0)
-    seed: int = option(0, "random seed (initialisation and task sampling)")
+    seed: int = option(0, "random seed (initialisation and task sampling)", minimum=0,
+                       exclusive_minimum=False)
     output_dir: str = option("runs", "folder in which run directories are created")
 
 
 #: Config keys a checkpoint must agree on to be loaded into a model.
 ARCHITECTURE_KEYS = ("task", "hidden_sizes", "ways")
+#: Config keys that define the tasks (the episodes' shape and, for Omniglot, the character
+#: split); a resumed or evaluated run must keep them. Keys a config lacks are not compared.
+TASK_KEYS = ("shots", "queries", "split_seed", "test_fraction", "rotations")
 
 
 class MetaLearner:
@@ -129,7 +133,9 @@ class MetaLearner:
                 score.item()}
 
     def state(self) -> dict[str, Any]:
-        return {
+        """What a checkpoint holds; ``"problem"`` is the problem's own state where it has one
+        (Omniglot: the character split and the archives it was made from)."""
+        state = {
             "algo": "maml",
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -137,10 +143,17 @@ class MetaLearner:
             "iteration": self.iteration,
             "config": dataclasses.asdict(self.config),
         }
+        if hasattr(self.problem, "state_dict"):
+            state["problem"] = self.problem.state_dict()
+        return state
 
     def load(self, state: dict[str, Any], *, source: str) -> None:
+        """Restore a checkpoint of ``state()``; the problem's saved state first (a checkpoint
+        without one, written before it was saved, keeps the problem as built)."""
         check_compatible(state.get("config", {}), dataclasses.asdict(self.config),
-                         ARCHITECTURE_KEYS, source=source)
+                         ARCHITECTURE_KEYS + TASK_KEYS, source=source)
+        if state.get("problem") is not None and hasattr(self.problem, "load_state_dict"):
+            self.problem.load_state_dict(state["problem"], source=source)
         load_state_dict_strict(self.model, state["model"], source=source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -193,3 +193,131 @@ def test_a_bad_task_for_the_plug_in_family_is_refused():
         sys.path.pop(0)
     with pytest.raises(ValueError, match="mass in"):
         PointMassEnv(task={"target": 0.0, "mass": 9.0})
+
+
+def test_a_baseline_is_evaluated_with_its_own_policy_and_action_scaling(tmp_path, monkeypatch):
+    """A relu pretrained run that acts without normalize_actions, next to a tanh MAML run that
+    normalises (navigation_2d's default): its curve is what evaluating it alone gives."""
+    import metarl.rl.evaluate as rl_evaluate
+
+    used = []
+    original = rl_evaluate.adaptation_returns
+    monkeypatch.setattr(rl_evaluate, "adaptation_returns", lambda trainer, *a, **k: used.append(
+        (trainer.policy.nonlinearity, trainer.spec.normalize_actions)) or original(
+        trainer, *a, **k))
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path / "maml")]) == 0
+    assert main(["maml_trpo", *TINY, "--num-steps", "0", "--nonlinearity", "relu",
+                 "--no-normalize-actions", "--output-dir", str(tmp_path / "plain")]) == 0
+    run_dir, plain = only_run_dir(tmp_path / "maml"), only_run_dir(tmp_path / "plain")
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
+                 "--baselines", "--pretrained", str(plain), "--baseline-iterations", "1",
+                 "--no-progress"]) == 0
+    # maml, pretrained, random init, oracle (trained here, with the run's policy)
+    assert used == [("tanh", True), ("relu", False), ("tanh", True), ("tanh", True)]
+    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    pretrained = result["baselines"]["pretrained"]
+    assert (pretrained["nonlinearity"], pretrained["normalize_actions"]) == ("relu", False)
+    assert pretrained["run"] == str(plain) and pretrained["iteration"] == 2
+    # Same held-out tasks, seeds and episode count: step 0 is the plain run evaluated alone.
+    assert main(["evaluate", "--run", str(plain), "--num-tasks", "2", "--steps", "0",
+                 "--output", str(tmp_path / "alone"), "--no-progress"]) == 0
+    alone = json.loads((tmp_path / "alone" / "curve.json").read_text())
+    assert result["methods"]["pretrained"]["mean"][0] == alone["methods"]["maml"]["mean"][0]
+
+
+def test_a_cached_baseline_is_reused_only_for_the_same_policy(tmp_path):
+    out = tmp_path / "evaluation"
+    evaluate = ["evaluate", "--num-tasks", "2", "--steps", "1", "--baselines",
+                "--baseline-iterations", "1", "--output", str(out), "--no-progress"]
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path / "tanh")]) == 0
+    assert main(["maml_trpo", *TINY, "--nonlinearity", "relu", "--output-dir",
+                 str(tmp_path / "relu")]) == 0
+    tanh_run, relu_run = only_run_dir(tmp_path / "tanh"), only_run_dir(tmp_path / "relu")
+    assert main([*evaluate, "--run", str(tanh_run)]) == 0
+    assert main([*evaluate, "--run", str(tanh_run)]) == 0  # reused: still one of each
+    assert len(list((out / "pretrained").glob("*/checkpoint.pt"))) == 1
+    assert main([*evaluate, "--run", str(relu_run)]) == 0  # not the tanh one: trains its own
+    assert len(list((out / "pretrained").glob("*/checkpoint.pt"))) == 2
+    result = json.loads((out / "curve.json").read_text())
+    assert {result["baselines"][kind]["nonlinearity"] for kind in ("pretrained", "oracle")} == {
+        "relu"}
+
+
+def test_evaluate_refuses_an_adapting_run_as_a_baseline_and_zero_baseline_iterations(
+        tmp_path, capsys):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
+                 "--baselines", "--pretrained", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "num_steps=1" in err and "a baseline is multi-task TRPO (num_steps: 0)" in err
+    assert err.count("\n") == 1
+    assert main(["evaluate", "--run", str(run_dir), "--baselines", "--baseline-iterations", "0",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline-iterations=0 must be >= 1" in err and err.count("\n") == 1
+    assert not (run_dir / "evaluation" / "pretrained").exists()  # refused before any training
+
+
+BAD_PLUGINS = '''
+import gymnasium as gym
+import numpy as np
+
+from envs.fallback import LoopBatchedEnv
+
+
+class UnboundedLine(gym.Env):
+    """Its actions are unbounded."""
+
+    horizon = 5
+    obs_size = 1
+
+    def __init__(self, task=None):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.obs_size,))
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+        self.task = task or {"target": 0.0}
+
+    def sample_tasks(self, n):
+        return [{"target": 0.0}] * n
+
+    def set_task(self, task):
+        self.task = dict(task)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.obs_size), {}
+
+    def step(self, action):
+        return np.zeros(self.obs_size), 0.0, False, False, {}
+
+
+class WideLine(UnboundedLine):
+    obs_size = 2
+
+
+class MismatchedLine(UnboundedLine):
+    """Its batched form observes two numbers, its single env one."""
+
+    @staticmethod
+    def batched_cls(num_envs, *, num_threads=None, horizon=None):
+        return LoopBatchedEnv(WideLine, num_envs, horizon=horizon or 5)
+'''
+
+
+def test_a_plug_in_env_the_sampler_cannot_serve_exits_2_with_one_line(tmp_path, monkeypatch,
+                                                                        capsys):
+    (tmp_path / "metarl_bad_plugins.py").write_text(BAD_PLUGINS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "runs"
+    # --num-workers 0: sharded over processes for a plug-in; refused before any worker starts
+    assert main(["maml_trpo", "--env", "metarl_bad_plugins:UnboundedLine", "--normalize-actions",
+                 *TINY, "--num-workers", "0", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "metarl_bad_plugins:UnboundedLine has low=[-inf]" in err
+    assert "--no-normalize-actions" in err and err.count("\n") == 1
+    assert main(["maml_trpo", "--env", "metarl_bad_plugins:MismatchedLine",
+                 "--no-normalize-actions", *TINY, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "batched env has observations of size 2" in err and err.count("\n") == 1
+    assert not out.exists()  # no run directory left behind

@@ -35,7 +35,8 @@ def synthetic_episodes(policy, params, seed, *, terminate_early=True):
 def setup():
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(OBS, ACT, hidden_sizes=(8,)).double()
-    settings = TRPOSettings(fast_lr=0.5, max_kl=0.01, cg_damping=0.0)
+    # hvp_subsample=1.0: the tests below compare with (or start from) the full-data product.
+    settings = TRPOSettings(fast_lr=0.5, max_kl=0.01, cg_damping=0.0, hvp_subsample=1.0)
     learner = MAMLTRPO(policy, settings)
     theta = parameters_of(policy)
     train = synthetic_episodes(policy, {k: v.detach() for k, v in theta.items()}, seed=1)
@@ -141,3 +142,12 @@ def test_invalid_settings_are_rejected():
         MAMLTRPO(policy, TRPOSettings(curvature="fisher"))
     with pytest.raises(ValueError, match="hvp_subsample=0.0 must be in"):
         MAMLTRPO(policy, TRPOSettings(hvp_subsample=0.0))
+
+
+def test_settings_default_to_the_run_configs_defaults():
+    from metarl.rl.config import MAMLTRPOConfig
+
+    config = MAMLTRPOConfig()
+    for field in dataclasses.fields(TRPOSettings):
+        assert getattr(TRPOSettings(), field.name) == getattr(config, field.name), field.name
+    assert config.settings() == TRPOSettings()

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import envs
-from envs.registry import TaskFamily
+from envs.registry import NotATaskFamilyError, TaskFamily
+from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
@@ -243,7 +244,7 @@ def test_bad_arguments_raise_clear_errors():
             sampler.sample(tasks, {"log_std": torch.zeros(2)}, 0)
     with pytest.raises(RuntimeError, match="after close"):
         sampler.sample(tasks, policy_params(spec), 0)
-    with pytest.raises(ValueError, match="observations of size 2"):
+    with pytest.raises(NotATaskFamilyError, match="observations of size 2"):  # a ValueError
         BatchedSampler("navigation_2d", PolicySpec(3, 2), num_tasks=1, episodes_per_task=1)
     with pytest.raises(ValueError, match="observations of size 20"):  # before any worker starts
         make_sampler("cheetah_vel", PolicySpec(3, 6), num_tasks=2, episodes_per_task=1,
@@ -261,3 +262,24 @@ def test_make_sampler_in_process_has_no_subprocess(num_workers):
         batch = sampler.sample(envs.sample_tasks("navigation_2d", 2, 0), policy_params(spec), 0)
     assert batch.num_tasks == 2 and batch.episodes_per_task == 2
     sampler.close()  # idempotent
+
+
+class UnboundedLine(DivergingLine):
+    """Its actions are unbounded: there is no [-1, 1] -> [low, high] map."""
+
+    def __init__(self, task=None):
+        super().__init__(task)
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
+
+
+def test_normalized_actions_need_finite_bounds_a_config_error_before_any_worker_starts():
+    family = TaskFamily("unbounded_line", None, UnboundedLine, None, 20)
+    spec = PolicySpec(1, 1, (8,), normalize_actions=True)
+    with pytest.raises(ConfigError, match=r"normalize_actions=True \(--normalize-actions\) "
+                       r"needs finite action bounds, but unbounded_line has low=\[-inf\]"):
+        BatchedSampler(family, spec, num_tasks=1, episodes_per_task=1)
+    with pytest.raises(ConfigError, match="use --no-normalize-actions"):
+        make_sampler(family, spec, num_tasks=2, episodes_per_task=1, num_workers=2)
+    with BatchedSampler(family, dataclasses.replace(spec, normalize_actions=False), num_tasks=1,
+                        episodes_per_task=1) as sampler:
+        assert sampler.spec.normalize_actions is False  # unnormalised, it samples as usual

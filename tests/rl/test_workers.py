@@ -233,3 +233,12 @@ def test_close_leaves_no_processes_and_is_idempotent():
     sampler.close()
     sampler.close()
     assert_gone(pids)
+
+
+def test_bad_counts_are_refused_before_any_worker_starts():
+    spec = PolicySpec(2, 2, (8,))
+    with pytest.raises(ValueError, match=r"num_threads must be an int >= 0 \(0: .*\), got -1"):
+        ProcessSampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1, num_workers=1,
+                       num_threads=-1)
+    with pytest.raises(ValueError, match="num_workers must be a positive int, got 0"):
+        ProcessSampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1, num_workers=0)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from metarl.supervised import omniglot as omniglot_data
 from metarl.supervised.classifier_baseline import (
     episode_features,
     head_finetune_curve,
@@ -106,3 +107,15 @@ def test_cached_classifier_is_reused_only_for_the_same_classes_and_settings(omni
     assert len(trained) == 4  # unreadable: retrained over
     classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
     assert len(trained) == 4
+    # Images preprocessed another way (omniglot.PREPROCESSING bumped): retrained.
+    monkeypatch.setattr(omniglot_data, "PREPROCESSING", omniglot_data.PREPROCESSING + "-changed")
+    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    assert len(trained) == 5
+    # Weights that do not fit the model under a matching key: retrained, not a traceback.
+    saved = torch.load(cache, weights_only=True)
+    saved["model"].pop("head.bias")
+    torch.save(saved, cache)
+    model = classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    assert len(trained) == 6 and "head.bias" in model.state_dict()
+    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    assert len(trained) == 6

@@ -38,6 +38,13 @@ def test_omniglot_trains_and_evaluates(tmp_path):
         assert len(method["mean"]) == 2 and all(0.0 <= a <= 1.0 for a in method["mean"])
     assert result["methods"]["classifier"]["mean"][0] == pytest.approx(0.2)  # zero head: chance
     assert (run_dir / "evaluation" / "classifier_baseline.pt").is_file()  # kept for reuse
+    # What the episodes held: 5 ways x 2 queries per task (not evaluate's regression default).
+    assert (result["ways"], result["shots"], result["queries_per_class"]) == (5, 1, 2)
+    assert result["query_size"] == 10
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "0",
+                 "--no-baselines", "--shots", "3", "--output", str(tmp_path / "3shot")]) == 0
+    result = json.loads((tmp_path / "3shot" / "curve.json").read_text())
+    assert (result["ways"], result["shots"], result["query_size"]) == (5, 3, 10)
 
 
 def test_paper_defaults():
@@ -49,12 +56,47 @@ def test_paper_defaults():
 @pytest.mark.parametrize("extra, expected", [
     (["--data-dir", "/nonexistent/omniglot"], "data directory not found: /nonexistent/omniglot"),
     (["--data-dir", str(DATA), "--ways", "1000"], "ways=1000 but the train split has"),
+    (["--data-dir", str(DATA), "--queries", "20"], "shots + queries = 21 but some train"),
 ])
-def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, capsys):
-    assert main(["maml", *TINY, *extra, "--cache-dir", str(tmp_path / "cache"),
+def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, omniglot_cache_dir, capsys):
+    assert main(["maml", *TINY, *extra, "--cache-dir", str(omniglot_cache_dir),
                  "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # no run directory for a run that never started
+
+
+def test_resume_and_evaluate_keep_the_saved_split(tmp_path, monkeypatch, capsys):
+    """Archives added to the data folder after training do not change the run's characters;
+    one taken away is a one-line error."""
+    from metarl.supervised import omniglot as om
+
+    monkeypatch.setattr(om, "preprocess_png", lambda data: 0)  # blank images: no decoding
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "images_background_small1.zip").symlink_to(DATA / "images_background_small1.zip")
+    common = ["--data-dir", str(data), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["maml", *TINY, *common, "--output-dir", str(tmp_path / "runs")]) == 0
+    run_dir = only_run_dir(tmp_path / "runs")
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)["problem"]
+    assert saved["archives"] == ["images_background_small1.zip"]
+    assert len(saved["split"]["train"]) + len(saved["split"]["test"]) == 136
+
+    (data / "images_background_small2.zip").symlink_to(DATA / "images_background_small2.zip")
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "3", "--no-progress"]) == 0
+    resumed = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert resumed["iteration"] == 3 and resumed["problem"] == saved
+    capsys.readouterr()
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "4", "--split-seed", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err  # refused by the config (or the checkpoint) check
+    assert "split_seed" in err and err.count("\n") == 1
+
+    (data / "images_background_small1.zip").unlink()
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "0",
+                 "--no-baselines"]) == 2
+    err = capsys.readouterr().err
+    assert "images_background_small1.zip not found in" in err and err.count("\n") == 1
 
 
 def test_corrupt_archive_is_refused_at_the_cli(tmp_path, capsys):

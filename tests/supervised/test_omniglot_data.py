@@ -17,6 +17,7 @@ from metarl.supervised.omniglot import (
     EpisodeSampler,
     OmniglotError,
     OmniglotSplit,
+    TooFewDrawingsError,
     TooManyWaysError,
     UnknownCharacterError,
     load_omniglot,
@@ -147,6 +148,14 @@ def test_sampler_is_seeded_and_resumable(omniglot):
     first = a.sample_batch(2)
     b.load_state_dict(state)
     assert torch.equal(first.support_x, b.sample_batch(2).support_x)
+    # reseed(s) continues as a sampler made with seed s, and state_dict still follows it.
+    a.reseed(8)
+    assert torch.equal(a.sample_batch(3).query_x, make(8).sample_batch(3).query_x)
+    state = a.state_dict()
+    first = a.sample_batch(2)
+    a.reseed(9)
+    a.load_state_dict(state)
+    assert torch.equal(first.support_x, a.sample_batch(2).support_x)
 
 
 def test_too_many_ways(omniglot):
@@ -155,8 +164,9 @@ def test_too_many_ways(omniglot):
     ):
         EpisodeSampler(omniglot, omniglot.characters[:3], ways=13, shots=1, queries=1, name="test")
     EpisodeSampler(omniglot, omniglot.characters[:3], ways=12, shots=1, queries=1)
-    with pytest.raises(ValueError, match="shots \\+ queries = 21"):
+    with pytest.raises(TooFewDrawingsError, match="shots \\+ queries = 21") as error:
         EpisodeSampler(omniglot, omniglot.characters[:3], ways=2, shots=1, queries=20)
+    assert isinstance(error.value, OmniglotError) and isinstance(error.value, ValueError)
 
 
 def test_missing_data_dir(tmp_path):

@@ -8,9 +8,12 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from metarl.core.maml import adapt_vmapped, module_loss, parameters_of, stack_params
+from metarl.supervised import convnet
 from metarl.supervised.convnet import ConvNet, grouped_forward
+from metarl.supervised.curves import adaptation_curve
 from metarl.supervised.omniglot import Episode, EpisodeSampler
-from metarl.supervised.omniglot_maml import adaptation_accuracy, meta_loss, meta_loss_loop
+from metarl.supervised.omniglot_maml import meta_loss, meta_loss_loop, task_groups
+from metarl.supervised.omniglot_problem import OmniglotProblem
 
 TASKS, WAYS, SHOTS, QUERIES = 3, 5, 1, 2
 
@@ -171,20 +174,43 @@ def test_meta_loss_rejects_single_episode():
         meta_loss(net, parameters_of(net), batch, group_size=0)
 
 
-def test_adaptation_accuracy_matches_meta_loss():
+def test_adaptation_curve_matches_meta_loss():
+    """The evaluation curve (``curves.adaptation_curve`` through ``ConvNet.task_forward``, as
+    the trainer and ``evaluate`` run it) equals ``meta_loss``'s accuracy after k steps."""
     net = small_net()
     params = parameters_of(net)
     batch = random_batch()
-    with torch.no_grad():
-        curve = adaptation_accuracy(net, params, batch, num_steps=2, step_size=0.4)
-    assert curve.shape == (3, TASKS)
-    torch.testing.assert_close(
-        curve, adaptation_accuracy(net, params, batch, num_steps=2, group_size=3)
-    )
+
+    def losses(p, data):
+        return OmniglotProblem.task_loss(net.task_forward(p, data[0]), data[1])
+
+    def scores(p, data):
+        return OmniglotProblem.task_score(net.task_forward(p, data[0]), data[1])
+
+    support, query = (batch.support_x, batch.support_y), (batch.query_x, batch.query_y)
+    curve = adaptation_curve(losses, scores, params, support, query, steps=2, step_size=0.4)
+    assert curve.shape == (TASKS, 3)
+    torch.testing.assert_close(curve, adaptation_curve(losses, scores, params, support, query,
+                                                       steps=2, step_size=0.4, chunk_size=1))
     for k in range(3):
         expected = meta_loss(net, params, batch, num_steps=k, first_order=True).accuracy
-        torch.testing.assert_close(curve[k], expected)
+        torch.testing.assert_close(curve[:, k], expected)
     assert all(p.grad is None for p in params.values())
+
+
+def test_task_forward_and_meta_loss_share_the_default_task_groups(monkeypatch):
+    """One default (``convnet.task_slices``): ``CPU_GROUP_SIZE`` on a CPU, else one group."""
+    sizes = []
+    real = convnet.grouped_forward
+    monkeypatch.setattr(convnet, "CPU_GROUP_SIZE", 3)
+    monkeypatch.setattr(convnet, "grouped_forward",
+                        lambda p, x, **kw: sizes.append(x.shape[0]) or real(p, x, **kw))
+    net = small_net()
+    x = torch.rand(5, 4, 1, 28, 28)
+    out = net.task_forward(stack_params(parameters_of(net), 5), x)
+    assert out.shape == (5, 4, WAYS) and sizes == [3, 2]
+    assert [s.stop - s.start for s in task_groups(random_batch(tasks=5), None)] == [3, 2]
+    assert convnet.task_slices(32, torch.device("cuda")) == [slice(0, 32)]
 
 
 def test_meta_training_on_omniglot_episodes_reduces_loss(omniglot):

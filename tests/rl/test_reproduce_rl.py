@@ -1,0 +1,130 @@
+"""``experiments/reproduce_rl.py`` with a tiny budget: its files, continuing, refusing bad input."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl.run import main as metarl_main
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "experiments" / "reproduce_rl.py"
+TRAINING = ["--meta-batch-size", "2", "--fast-batch-size", "2", "--hidden-sizes", "8", "8",
+            "--cg-iters", "2", "--num-workers", "1", "--torch-threads", "1"]
+TINY = ["--env", "navigation_2d", "--num-batches", "2", "--chunk", "1", "--num-tasks", "2",
+        "--episodes-per-task", "2", "--pretrain-iterations", "1"]
+
+
+def figures() -> dict[str, int]:
+    folder = REPO / "docs" / "figures"
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("reproduce_rl", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Stopped(Exception):
+    """Stands for a kill of the script between two of its commands."""
+
+
+def in_process(calls: list, stop_at: int | None = None):
+    """The script's ``run`` through ``metarl.run.main`` in this process (no interpreter start)."""
+    def run(*argv):
+        calls.append(argv)
+        if len(calls) == stop_at:
+            raise Stopped
+        assert metarl_main(list(argv)) == 0
+    return run
+
+
+def test_a_rerun_continues_a_stopped_run_and_skips_one_without_checkpoint(
+        script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(script, "REPO", tmp_path / "repo")  # where --publish would write
+    out = tmp_path / "out"
+    argv = [*TINY, "--out", str(out), "--", *TRAINING]
+    empty = out / "navigation_2d" / "maml_trpo__navigation_2d__0__29990101-000000"
+    empty.mkdir(parents=True)  # stopped before its first checkpoint (and sorted last)
+    (empty / "config.yaml").write_text("algo: maml_trpo\nenv: navigation_2d\n")
+    calls = []
+    monkeypatch.setattr(script, "run", in_process(calls, stop_at=2))
+    with pytest.raises(Stopped):  # stopped when the second chunk starts
+        script.main(argv)
+    assert calls[0][:1] == ("maml_trpo",) and "--resume" not in calls[0]  # a new run
+    assert "note: skipping" in capsys.readouterr().out
+    (run_dir,) = [p for p in (out / "navigation_2d").iterdir() if p != empty]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] == 1
+
+    calls.clear()
+    monkeypatch.setattr(script, "run", in_process(calls))
+    script.main(argv)  # the same command again: continues that run
+    assert calls[0] == ("maml_trpo", "--resume", str(run_dir), "--num-batches", "2",
+                        "--no-progress", "--num-workers", "1", "--torch-threads", "1")
+    assert calls[1][0] == "evaluate" and len(calls) == 2
+    assert sorted((out / "navigation_2d").iterdir()) == sorted([empty, run_dir])
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] == 2
+    assert (run_dir / "evaluation" / "curve.json").is_file()
+    section = (run_dir / "evaluation" / "results_section.md").read_text()
+    # the command that trains this run, from its saved config: the flags after -- included
+    assert ("`python -m metarl.run maml_trpo --env navigation_2d --seed 0 --num-batches 2 "
+            "--meta-batch-size 2 --fast-batch-size 2 --cg-iters 2 --hidden-sizes 8 8`") in section
+    assert "--publish does that" in capsys.readouterr().out
+    assert not (tmp_path / "repo").exists()
+    script.main([*argv[:-len(TRAINING) - 1], "--skip-training", "--publish"])  # no flags
+    assert "--hidden-sizes 8 8`" in (run_dir / "evaluation" / "results_section.md").read_text()
+    assert (tmp_path / "repo" / "docs" / "figures" / "navigation_2d.png").read_bytes() == (
+        run_dir / "evaluation" / "curve.png").read_bytes()
+
+    # given again with other options, the flags after -- are refused, not silently ignored
+    with pytest.raises(SystemExit) as stop:
+        script.main([*TINY, "--out", str(out), "--", *TRAINING, "--hidden-sizes", "16"])
+    assert stop.value.code == 2
+    assert "hidden_sizes=(16,) (the run has (8, 8))" in capsys.readouterr().err
+
+
+def test_the_script_as_a_program_reports_an_existing_run_without_publishing(tmp_path):
+    before = figures()
+    out = tmp_path / "out"
+    assert metarl_main(["maml_trpo", "--num-batches", "2", *TRAINING, "--no-progress",
+                        "--output-dir", str(out / "navigation_2d")]) == 0
+    (run_dir,) = (out / "navigation_2d").iterdir()
+    done = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--out", str(out), "--",
+                           *TRAINING], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "maml_trpo --resume" not in done.stdout  # trained far enough: only evaluates
+    assert list((out / "navigation_2d").iterdir()) == [run_dir]
+    assert (run_dir / "evaluation" / "results_section.md").is_file()
+    assert (run_dir / "evaluation" / "curve.json").is_file()
+    assert figures() == before and not (tmp_path / "docs").exists()
+
+
+def test_a_resume_that_does_not_advance_stops(script, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert metarl_main(["maml_trpo", "--num-batches", "1", *TRAINING, "--no-progress",
+                        "--output-dir", str(out / "navigation_2d")]) == 0
+    monkeypatch.setattr(script, "run", lambda *argv: None)  # a resume that trains nothing
+    with pytest.raises(SystemExit, match="at iteration 1 did not advance it"):
+        script.main([*TINY, "--out", str(out), "--", *TRAINING])
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--chunk", "0"], "--chunk=0 must be >= 1"),
+    (["--num-batches", "-1"], "--num-batches=-1 must be >= 1"),
+    (["--pretrain-iterations", "0"], "--pretrain-iterations=0 must be >= 1"),
+    (["--", "--seed", "3"], "--seed after --: set by this script"),
+    (["--", "--nonlinearity", "sigmoid"], "nonlinearity='sigmoid'"),
+    (["--", "--no-such-flag"], "after --: unrecognized arguments: --no-such-flag"),
+])
+def test_bad_input_stops_before_anything_runs(script, argv, expected, tmp_path, monkeypatch,
+                                             capsys):
+    monkeypatch.setattr(script, "run", lambda *a: pytest.fail(f"ran {a}"))
+    with pytest.raises(SystemExit) as stop:
+        script.main(["--env", "navigation_2d", "--out", str(tmp_path), *argv])
+    assert stop.value.code == 2 and expected in capsys.readouterr().err
