@@ -14,8 +14,8 @@ does.
 Training the classifier takes minutes, so ``cached_classifier`` keeps it in a file (by default
 ``RUN/evaluation/classifier_baseline.pt``) together with what it was trained on; a later
 evaluation of the same run (other step sizes, more episodes) reuses it, and retrains when the
-classes, the images' preprocessing (``omniglot.PREPROCESSING``) or the training settings differ,
-or when the saved weights do not fit the model.
+classes, the images' preprocessing (``omniglot.images.PREPROCESSING``) or the training settings
+differ, or when the saved weights do not fit the model.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.runs import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
-from metarl.supervised import omniglot
 from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import EpisodeSampler
+from metarl.supervised.omniglot import images as omniglot_images
 
 
 def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
@@ -63,7 +63,7 @@ def training_key(sampler: EpisodeSampler, *, iterations: int, batch_size: int, l
     digest = hashlib.sha256(repr((sampler.characters, counts.tolist(), sampler.rotations))
                             .encode()).hexdigest()
     return {"classes": digest, "num_classes": sampler.num_classes,
-            "preprocessing": omniglot.PREPROCESSING, "iterations": iterations,
+            "preprocessing": omniglot_images.PREPROCESSING, "iterations": iterations,
             "batch_size": batch_size, "lr": lr, "seed": seed}
 
 

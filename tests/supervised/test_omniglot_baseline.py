@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.supervised import omniglot as omniglot_data
 from metarl.supervised.classifier_baseline import (
     episode_features,
     head_finetune_curve,
     train_classifier,
 )
 from metarl.supervised.omniglot import EpisodeSampler, split_characters
+from metarl.supervised.omniglot import images as omniglot_images
 
 
 def test_zero_head_starts_at_chance_and_learns_separable_features():
@@ -107,8 +107,9 @@ def test_cached_classifier_is_reused_only_for_the_same_classes_and_settings(omni
     assert len(trained) == 4  # unreadable: retrained over
     classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
     assert len(trained) == 4
-    # Images preprocessed another way (omniglot.PREPROCESSING bumped): retrained.
-    monkeypatch.setattr(omniglot_data, "PREPROCESSING", omniglot_data.PREPROCESSING + "-changed")
+    # Images preprocessed another way (omniglot.images.PREPROCESSING bumped): retrained.
+    changed = omniglot_images.PREPROCESSING + "-changed"
+    monkeypatch.setattr(omniglot_images, "PREPROCESSING", changed)
     classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
     assert len(trained) == 5
     # Weights that do not fit the model under a matching key: retrained, not a traceback.

@@ -69,9 +69,10 @@ def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, omniglot_cache_di
 def test_resume_and_evaluate_keep_the_saved_split(tmp_path, monkeypatch, capsys):
     """Archives added to the data folder after training do not change the run's characters;
     one taken away is a one-line error."""
-    from metarl.supervised import omniglot as om
+    from metarl.supervised.omniglot import images as omniglot_images
 
-    monkeypatch.setattr(om, "preprocess_png", lambda data: 0)  # blank images: no decoding
+    # Blank images: no decoding.
+    monkeypatch.setattr(omniglot_images, "preprocess_png", lambda data: 0)
     data = tmp_path / "data"
     data.mkdir()
     (data / "images_background_small1.zip").symlink_to(DATA / "images_background_small1.zip")

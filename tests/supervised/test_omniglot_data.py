@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.supervised import omniglot as om
 from metarl.supervised.omniglot import (
+    KNOWN_ARCHIVES,
+    ArchiveInfo,
     ArchiveNotFoundError,
     ChecksumError,
     DataDirNotFoundError,
@@ -20,9 +21,14 @@ from metarl.supervised.omniglot import (
     TooFewDrawingsError,
     TooManyWaysError,
     UnknownCharacterError,
+    cache_key,
+    download_archive,
+    file_digests,
     load_omniglot,
     split_characters,
 )
+from metarl.supervised.omniglot import archives as omniglot_archives
+from metarl.supervised.omniglot import images as omniglot_images
 
 
 def test_counts_after_dedup(omniglot):
@@ -53,7 +59,7 @@ def test_preprocessing_inverts_and_resizes(omniglot):
 
 def test_only_one_subset(omniglot_dir, tmp_path, monkeypatch):
     # Counting needs no pixels: skip the PNG decoding to keep this test fast.
-    monkeypatch.setattr(om, "preprocess_png", lambda data: 0)
+    monkeypatch.setattr(omniglot_images, "preprocess_png", lambda data: 0)
     data = load_omniglot(
         omniglot_dir, archives=["images_background_small1.zip"], cache_dir=tmp_path
     )
@@ -194,8 +200,8 @@ def test_checksum_failure_on_corrupted_copy(omniglot_dir, tmp_path):
     with pytest.raises(ChecksumError) as info:
         load_omniglot(tmp_path, cache_dir=tmp_path / "cache")
     message = str(info.value)
-    assert name in message and om.KNOWN_ARCHIVES[name].md5 in message
-    assert om.file_digests(copy)["md5"] in message and "\n" not in message
+    assert name in message and KNOWN_ARCHIVES[name].md5 in message
+    assert file_digests(copy)["md5"] in message and "\n" not in message
     assert not (tmp_path / "cache").exists()  # nothing decoded or cached
 
 
@@ -209,7 +215,7 @@ def test_cache_reused_and_keyed_by_archives(
     def no_decoding(*args, **kwargs):
         raise AssertionError("the zips were decoded although a cache exists")
 
-    monkeypatch.setattr(om, "_decode_archives", no_decoding)
+    monkeypatch.setattr(omniglot_images, "_decode_archives", no_decoding)
     again = load_omniglot(omniglot_dir, cache_dir=omniglot_cache_dir)
     np.testing.assert_array_equal(again.images, omniglot.images)
     assert again.characters == omniglot.characters and again.files == omniglot.files
@@ -218,16 +224,16 @@ def test_cache_reused_and_keyed_by_archives(
         load_omniglot(
             omniglot_dir, archives=["images_background_small2.zip"], cache_dir=omniglot_cache_dir
         )
-    assert om.cache_key(["images_background_small1.zip"]) != om.cache_key(omniglot.archives)
+    assert cache_key(["images_background_small1.zip"]) != cache_key(omniglot.archives)
 
 
 def test_unreadable_cache_is_rebuilt(omniglot_dir, tmp_path, monkeypatch):
     archives = ["images_background_small1.zip"]
-    path = tmp_path / f"omniglot_28px_{om.cache_key(archives)}.npz"
+    path = tmp_path / f"omniglot_28px_{cache_key(archives)}.npz"
     path.write_bytes(b"not an npz")
     small = {"images": np.zeros((1, 28, 28), np.uint8), "characters": np.array(["A/character01"]),
              "offsets": np.array([0, 1]), "files": np.array(["x.png"])}  # fmt: skip
-    monkeypatch.setattr(om, "_decode_archives", lambda paths: small)
+    monkeypatch.setattr(omniglot_images, "_decode_archives", lambda paths: small)
     data = load_omniglot(omniglot_dir, archives=archives, cache_dir=tmp_path)
     assert data.characters == ("A/character01",)
     assert load_omniglot(omniglot_dir, archives=archives, cache_dir=tmp_path).num_images == 1
@@ -236,27 +242,27 @@ def test_unreadable_cache_is_rebuilt(omniglot_dir, tmp_path, monkeypatch):
 
 def test_download_rejects_unknown_archive(tmp_path):
     with pytest.raises(ValueError, match="images_background.zip, images_evaluation.zip"):
-        om.download_archive("images_background_small1.zip", tmp_path)
+        download_archive("images_background_small1.zip", tmp_path)
 
 
 def test_download_verifies_checksum_and_leaves_no_partial_file(tmp_path, monkeypatch):
     source = tmp_path / "server"
     source.mkdir()
     (source / "images_background.zip").write_bytes(b"not the real archive")
-    monkeypatch.setattr(om, "DOWNLOAD_URL", source.as_uri() + "/{name}")
+    monkeypatch.setattr(omniglot_archives, "DOWNLOAD_URL", source.as_uri() + "/{name}")
     target = tmp_path / "data"
     with pytest.raises(ChecksumError, match="images_background.zip downloaded from file://"):
-        om.download_archive("images_background.zip", target)
+        download_archive("images_background.zip", target)
     assert list(target.iterdir()) == []
-    fake = om.ArchiveInfo(
+    fake = ArchiveInfo(
         "images_background.zip",
         20,
-        om.file_digests(source / "images_background.zip")["md5"],
+        file_digests(source / "images_background.zip")["md5"],
         None,
         True,
     )
-    monkeypatch.setitem(om.KNOWN_ARCHIVES, "images_background.zip", fake)
-    path = om.download_archive("images_background.zip", target)
+    monkeypatch.setitem(KNOWN_ARCHIVES, "images_background.zip", fake)
+    path = download_archive("images_background.zip", target)
     assert path.read_bytes() == b"not the real archive" and [p.name for p in target.iterdir()] == [
         path.name
     ]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from metarl.runs import CheckpointError, load_checkpoint, save_checkpoint
-from metarl.supervised import omniglot as om
 from metarl.supervised.omniglot import ArchiveNotFoundError, EpisodeSampler, OmniglotError
+from metarl.supervised.omniglot import images as omniglot_images
 from metarl.supervised.omniglot_problem import OmniglotConfig, OmniglotProblem
 from metarl.supervised.trainer import MetaLearner
 
@@ -22,7 +22,7 @@ SMALL1, SMALL2 = "images_background_small1.zip", "images_background_small2.zip"
 
 @pytest.fixture(autouse=True)
 def blank_images(monkeypatch):
-    monkeypatch.setattr(om, "preprocess_png", lambda data: 0)
+    monkeypatch.setattr(omniglot_images, "preprocess_png", lambda data: 0)
 
 
 @pytest.fixture

@@ -1,0 +1,155 @@
+"""The known Omniglot zips: their checksums, finding them in a folder, and downloading them.
+
+Omniglot (Lake, Salakhutdinov & Tenenbaum, Science 2015) is read straight from the official zips
+of the brendenlake/omniglot repository (``python/``): the full ``images_background.zip`` (964
+characters) and ``images_evaluation.zip`` (659), or the two small background subsets
+``images_background_small{1,2}.zip``. Every archive is checked against ``KNOWN_ARCHIVES``
+(md5, and sha256 where published) before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from metarl.supervised.omniglot.errors import (
+    ArchiveNotFoundError,
+    ChecksumError,
+    DataDirNotFoundError,
+)
+
+logger = logging.getLogger(__name__)
+
+DOWNLOAD_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/{name}"
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """A known Omniglot zip: file name, size in bytes, md5 and (if published) sha256."""
+
+    name: str
+    size: int
+    md5: str
+    sha256: str | None = None
+    downloadable: bool = False
+
+
+KNOWN_ARCHIVES: dict[str, ArchiveInfo] = {
+    info.name: info
+    for info in (
+        ArchiveInfo(
+            "images_background.zip", 9464212, "68d2efa1b9178cc56df9314c21c6e718", None, True
+        ),
+        ArchiveInfo(
+            "images_evaluation.zip", 6462886, "6b91aef0f799c5bb55b94e3f2daec811", None, True
+        ),
+        ArchiveInfo(
+            "images_background_small1.zip",
+            1319022,
+            "e704a628b5459e08445c13499850abc4",
+            "f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
+        ),
+        ArchiveInfo(
+            "images_background_small2.zip",
+            1580917,
+            "b75a71a51d3b13f821f212756fe481fd",
+            "3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
+        ),
+    )
+}
+FULL_ARCHIVES = ("images_background.zip", "images_evaluation.zip")
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """``{"md5": ..., "sha256": ...}`` hex digests of a file, read in 1 MiB chunks."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+
+
+def verify_archive(path: str | Path) -> None:
+    """Raise ``ChecksumError`` unless ``path`` matches its entry in ``KNOWN_ARCHIVES``."""
+    path = Path(path)
+    info = KNOWN_ARCHIVES[path.name]
+    digests = file_digests(path)
+    checks = [("md5", info.md5)] + ([("sha256", info.sha256)] if info.sha256 else [])
+    for algo, expected in checks:
+        if digests[algo] != expected:
+            raise ChecksumError(
+                f"checksum mismatch for {path}: {algo} expected {expected}, got {digests[algo]} "
+                f"({path.stat().st_size} bytes, expected {info.size}); the file is corrupt or "
+                "incomplete, delete it and fetch it again"
+            )
+
+
+def download_archive(name: str, data_dir: str | Path, *, timeout: float = 60.0) -> Path:
+    """Fetch ``name`` (one of ``FULL_ARCHIVES``) from the brendenlake/omniglot repository.
+
+    The file is streamed to a temporary file in ``data_dir``, its checksum verified, and only
+    then moved into place (``os.replace``), so a failed download never leaves a partial zip.
+    """
+    info = KNOWN_ARCHIVES.get(name)
+    if info is None or not info.downloadable:
+        raise ValueError(
+            f"cannot download {name!r}; downloadable archives: {', '.join(FULL_ARCHIVES)}"
+        )
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = DOWNLOAD_URL.format(name=name)
+    logger.info("downloading %s to %s", url, data_dir)
+    fd, tmp_name = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+        digest = file_digests(tmp)["md5"]
+        if digest != info.md5:
+            raise ChecksumError(
+                f"checksum mismatch for {name} downloaded from {url}: md5 expected {info.md5}, "
+                f"got {digest}"
+            )
+        target = data_dir / name
+        os.replace(tmp, target)
+        return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+    """Known archives in ``data_dir`` (or exactly ``names``), in ``KNOWN_ARCHIVES`` order."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataDirNotFoundError(
+            f"Omniglot data directory not found: {data_dir} (point it at the folder holding "
+            f"{' / '.join(KNOWN_ARCHIVES)}, or download them: --download at the command line, download=True in code)"
+        )
+    if names is not None:
+        unknown = [n for n in names if n not in KNOWN_ARCHIVES]
+        if unknown:
+            raise ValueError(
+                f"unknown Omniglot archive(s) {unknown}; known: {', '.join(KNOWN_ARCHIVES)}"
+            )
+        missing = [n for n in names if not (data_dir / n).is_file()]
+        if missing:
+            raise ArchiveNotFoundError(
+                f"Omniglot archive(s) {', '.join(missing)} not found in {data_dir}"
+            )
+    wanted = [n for n in KNOWN_ARCHIVES if (names is None or n in names)]
+    found = [data_dir / n for n in wanted if (data_dir / n).is_file()]
+    if not found:
+        raise ArchiveNotFoundError(
+            f"no known Omniglot archive in {data_dir}; expected one or more of: "
+            f"{', '.join(KNOWN_ARCHIVES)}"
+        )
+    return found
+
