@@ -24,6 +24,7 @@ info {key: [k]})`` for the k active instances ``index`` (a slice when all are ac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,6 +33,14 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from envs.tasks import TaskSpace
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask; all CPUs where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class BatchedEnvBase:

@@ -28,7 +28,6 @@ a background thread while Python works on the other.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
-from envs.base import BatchedEnvBase, BatchOfOneEnv
+from envs.base import BatchedEnvBase, BatchOfOneEnv, usable_cores
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 _CTRL = int(mujoco.mjtState.mjSTATE_CTRL)
@@ -48,21 +47,13 @@ def gymnasium_asset(name: str) -> Path:
     return Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / name
 
 
-def default_num_threads() -> int:
-    """Threads for the physics pool: the CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class MujocoPhysics:
     """N instances of ``model`` stepped with ``mujoco.rollout``; see the module docstring."""
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, frame_skip: int,
                  num_threads: int | None = None):
         if num_threads is None:
-            num_threads = default_num_threads() if num_envs > 1 else 0
+            num_threads = usable_cores() if num_envs > 1 else 0  # one physics thread per core
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {num_threads}")
         self.model = model

@@ -88,6 +88,35 @@ def fit_linear_baseline(
     Raises:
         BaselineFitError: some task still failed with regulariser ``reg · 10^(max_tries-1)``.
     """
+    return _fit(features, returns, mask, reg, max_tries, dtype)[1]
+
+
+def baseline_values(
+    obs_t: Tensor, returns_t: Tensor, mask_t: Tensor, reg: float = 1e-5, max_tries: int = 5
+) -> Tensor:
+    """Fit a fresh baseline per task and evaluate it on the same steps: ``[T, K, E]``.
+
+    ``v_t = x_tᵀ w_k`` with ``w = fit_linear_baseline(x, returns_t, mask_t)`` (float64), returned
+    in the features' dtype; 0 at masked steps. ``obs_t [T, K, E, O]``, ``returns_t``
+    (discounted) and ``mask_t`` ``[T, K, E]``.
+    """
+    features = baseline_features(obs_t, mask_t)
+    if returns_t.shape != mask_t.shape or features.dim() != 4:
+        raise ValueError(
+            f"expected obs_t [T, K, E, O] and returns_t, mask_t [T, K, E]; got {tuple(obs_t.shape)}, "
+            f"{tuple(returns_t.shape)}, {tuple(mask_t.shape)}"
+        )
+    x, weights = _fit(features, returns_t, mask_t, reg, max_tries, torch.float64)
+    return _from_task_major(x @ weights.unsqueeze(-1), features)
+
+
+def _fit(
+    features: Tensor, returns: Tensor, mask: Tensor, reg: float, max_tries: int, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``fit_linear_baseline``, also returning the features' task-major copy ``[K, T·E, F]``.
+
+    One copy serves the fit and the prediction; large fresh tensors are costly to allocate.
+    """
     if features.dim() != 4:
         raise ValueError(f"features must be [T, K, E, F], got shape {tuple(features.shape)}")
     for name, x in (("returns", returns), ("mask", mask)):
@@ -96,48 +125,13 @@ def fit_linear_baseline(
                 f"{name} has shape {tuple(x.shape)}; for features of shape "
                 f"{tuple(features.shape)} it must be {tuple(features.shape[:-1])}"
             )
-    _check_reg(reg, max_tries)
+    if not reg > 0:
+        raise ValueError(f"reg must be > 0 (it is raised x10 on failure), got {reg}")
+    if max_tries < 1:
+        raise ValueError(f"max_tries must be >= 1, got {max_tries}")
     valid = mask != 0
     x = _task_major(features, valid, dtype)
-    y = _task_major(returns.unsqueeze(-1), valid, dtype)
-    return _solve_ridge(x, y, reg, max_tries)
-
-
-def predict(features: Tensor, weights: Tensor) -> Tensor:
-    """Baseline values ``v_t = x_tᵀ w_k``: ``[T, K, E, F] x [K, F] -> [T, K, E]``.
-
-    Computed in the weights' precision, returned in the features' dtype; 0 at masked steps
-    (their features are 0).
-    """
-    if features.dim() != 4 or weights.shape != (features.shape[1], features.shape[-1]):
-        raise ValueError(
-            f"features {tuple(features.shape)} and weights {tuple(weights.shape)} do not fit: "
-            "expected features [T, K, E, F] and weights [K, F]"
-        )
-    x = _task_major(features, None, weights.dtype)
-    return _from_task_major(x @ weights.unsqueeze(-1), features)
-
-
-def baseline_values(
-    obs_t: Tensor, returns_t: Tensor, mask_t: Tensor, reg: float = 1e-5, max_tries: int = 5
-) -> Tensor:
-    """Fit a fresh baseline per task and evaluate it on the same steps: ``[T, K, E]``.
-
-    ``obs_t [T, K, E, O]``, ``returns_t`` (discounted) and ``mask_t`` ``[T, K, E]``.
-    """
-    _check_reg(reg, max_tries)
-    features = baseline_features(obs_t, mask_t)
-    if returns_t.shape != mask_t.shape or features.dim() != 4:
-        raise ValueError(
-            f"expected obs_t [T, K, E, O] and returns_t, mask_t [T, K, E]; got {tuple(obs_t.shape)}, "
-            f"{tuple(returns_t.shape)}, {tuple(mask_t.shape)}"
-        )
-    valid = mask_t != 0
-    x = _task_major(features, valid, torch.float64)  # one task-major copy for fit and predict
-    weights = _solve_ridge(
-        x, _task_major(returns_t.unsqueeze(-1), valid, torch.float64), reg, max_tries
-    )
-    return _from_task_major(x @ weights.unsqueeze(-1), features)
+    return x, _solve_ridge(x, _task_major(returns.unsqueeze(-1), valid, dtype), reg, max_tries)
 
 
 def _solve_ridge(x: Tensor, y: Tensor, reg: float, max_tries: int) -> Tensor:
@@ -168,16 +162,15 @@ def _solve_ridge(x: Tensor, y: Tensor, reg: float, max_tries: int) -> Tensor:
     )
 
 
-def _task_major(x: Tensor, valid: Tensor | None, dtype: torch.dtype) -> Tensor:
+def _task_major(x: Tensor, valid: Tensor, dtype: torch.dtype) -> Tensor:
     """``[T, K, E, F] -> [K, T·E, F]`` in ``dtype``, zero where not ``valid [T, K, E]``.
 
-    One copy (cast and transpose together); large fresh tensors are costly to allocate.
+    One copy (cast and transpose together).
     """
     t, k, e, f = x.shape
     out = torch.empty(k, t, e, f, dtype=dtype, device=x.device)
     out.copy_(x.movedim(1, 0))
-    if valid is not None:
-        out.masked_fill_(~valid.movedim(1, 0).unsqueeze(-1), 0.0)
+    out.masked_fill_(~valid.movedim(1, 0).unsqueeze(-1), 0.0)
     return out.view(k, t * e, f)
 
 
@@ -185,10 +178,3 @@ def _from_task_major(v: Tensor, like: Tensor) -> Tensor:
     """``[K, T·E, 1] -> [T, K, E]`` in ``like``'s dtype (``like``: ``[T, K, E, F]``)."""
     t, k, e, _ = like.shape
     return v.view(k, t, e).movedim(0, 1).to(like.dtype).contiguous()
-
-
-def _check_reg(reg: float, max_tries: int) -> None:
-    if not reg > 0:
-        raise ValueError(f"reg must be > 0 (it is raised x10 on failure), got {reg}")
-    if max_tries < 1:
-        raise ValueError(f"max_tries must be >= 1, got {max_tries}")

@@ -52,10 +52,9 @@ class MAMLTRPOConfig:
     num_workers: int = option(0, "sampler worker processes (0: choose for this machine)",
                               minimum=0, exclusive_minimum=False)
     torch_threads: int = option(0, "PyTorch threads of the learner process (0: PyTorch's "
-                                "default, one per core). On a quiet 2-core machine 2 threads "
-                                "made a navigation_2d iteration 0.71 s instead of 1.15 s; on a "
-                                "machine busy with other jobs use 1 (there, 2 threads were up "
-                                "to 18x slower)", minimum=0, exclusive_minimum=False)
+                                "default, one per core, fastest on a quiet machine); use 1 on a "
+                                "machine busy with other jobs (measurements: docs/results.md, "
+                                "Performance)", minimum=0, exclusive_minimum=False)
     checkpoint_every: int = option(10, "iterations between checkpoints (one is always written at "
                                    "the end)", minimum=0)
     seed: int = option(0, "random seed (initialisation, tasks, episodes)", minimum=0,

@@ -8,7 +8,6 @@ termination (its last state is terminal) rather than truncation; see ``metarl.rl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -103,20 +102,3 @@ class Episodes:
     def returns_per_task(self) -> Tensor:
         """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t``."""
         return torch.where(self.mask != 0, self.rewards, 0.0).sum(0).mean(-1)
-
-    def to(self, device: torch.device | str) -> Episodes:
-        """The same batch on ``device``."""
-        return Episodes(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    @staticmethod
-    def concat_tasks(parts: Sequence[Episodes]) -> Episodes:
-        """Join batches of disjoint task slices (e.g. from several workers) along the task axis."""
-        if not parts:
-            raise ValueError("concat_tasks needs at least one Episodes batch")
-        axis = {"lengths": 0, "terminated": 0}
-        return Episodes(
-            **{
-                f.name: torch.cat([getattr(p, f.name) for p in parts], dim=axis.get(f.name, 1))
-                for f in fields(Episodes)
-            }
-        )

@@ -15,11 +15,10 @@ outputs μ) and ``log_std [act]``. Two forms of parameters:
   with one batched matmul (``torch.baddbmm``) per layer for all tasks, no loop over tasks.
 
 Outputs keep the observation's leading shape: ``mean [..., act]``, ``log_std`` broadcast to it,
-``log_prob`` and ``kl_divergence`` ``[...]`` (summed over action dimensions).
+``log_prob`` and ``gaussian_kl`` ``[...]`` (summed over action dimensions).
 
 Initialisation: Xavier-uniform weights and zero biases, as in the reference PyTorch MAML-RL
-implementation (pytorch-maml-rl), whose curves match the paper's; ``init="orthogonal"`` gives
-orthogonal weights (gain of the nonlinearity; 0.01 for the mean layer, as in CleanRL's PPO).
+implementation (pytorch-maml-rl), whose curves match the paper's.
 """
 
 from __future__ import annotations
@@ -35,12 +34,11 @@ from metarl.core.activations import tanh
 Params = Mapping[str, Tensor]
 
 NONLINEARITIES = {"tanh": tanh, "relu": torch.relu}
-INITS = ("xavier", "orthogonal")
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class GaussianMLPPolicy(nn.Module):
-    """Owns θ; ``policy.distribution(params, obs)`` etc. evaluate it for any given parameters.
+    """Owns θ; ``policy.log_prob(params, obs, actions)`` etc. evaluate it for any parameters.
 
     Args:
         obs_size: observation dimension.
@@ -49,7 +47,6 @@ class GaussianMLPPolicy(nn.Module):
             the MAML paper used 100-100 relu).
         nonlinearity: one of ``NONLINEARITIES``.
         init_log_std: initial value of every log-std entry.
-        init: weight initialisation, one of ``INITS``.
     """
 
     def __init__(
@@ -59,12 +56,9 @@ class GaussianMLPPolicy(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         nonlinearity: str = "tanh",
         init_log_std: float = 0.0,
-        init: str = "xavier",
     ) -> None:
         super().__init__()
         _activation(nonlinearity)
-        if init not in INITS:
-            raise ValueError(f"unknown init {init!r}; valid choices: {', '.join(INITS)}")
         sizes = (int(obs_size), *(int(h) for h in hidden_sizes), int(act_size))
         if any(s < 1 for s in sizes):
             raise ValueError(
@@ -76,35 +70,19 @@ class GaussianMLPPolicy(nn.Module):
         self.nonlinearity = nonlinearity
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
         self.log_std = nn.Parameter(torch.full((self.act_size,), float(init_log_std)))
-        for i, layer in enumerate(self.layers):
-            last = i == len(self.layers) - 1
-            if init == "xavier":
-                nn.init.xavier_uniform_(layer.weight)
-            else:
-                gain = 0.01 if last else nn.init.calculate_gain(nonlinearity)
-                nn.init.orthogonal_(layer.weight, gain=gain)
+        for layer in self.layers:
+            nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, log_std)`` of the module's own parameters on ``obs [..., obs]``."""
         return mean_and_log_std(dict(self.named_parameters()), obs, self.nonlinearity)
 
-    def distribution(self, params: Params, obs: Tensor) -> torch.distributions.Normal:
-        return distribution(params, obs, self.nonlinearity)
-
     def mean_and_log_std(self, params: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
         return mean_and_log_std(params, obs, self.nonlinearity)
 
     def log_prob(self, params: Params, obs: Tensor, actions: Tensor) -> Tensor:
         return log_prob(params, obs, actions, self.nonlinearity)
-
-    def sample(
-        self, params: Params, obs: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        return sample(params, obs, generator, self.nonlinearity)
-
-    def kl_divergence(self, params_p: Params, params_q: Params, obs: Tensor) -> Tensor:
-        return kl_divergence(params_p, params_q, obs, self.nonlinearity)
 
 
 def mean_and_log_std(
@@ -151,14 +129,6 @@ def mean_and_log_std(
     return mean, log_std.unsqueeze(1).expand_as(mean)
 
 
-def distribution(
-    params: Params, obs: Tensor, nonlinearity: str = "tanh"
-) -> torch.distributions.Normal:
-    """``N(μ_θ(o), σ²)`` per action dimension (sum ``log_prob`` over the last axis)."""
-    mean, log_std = mean_and_log_std(params, obs, nonlinearity)
-    return torch.distributions.Normal(mean, log_std.exp())
-
-
 def log_prob(params: Params, obs: Tensor, actions: Tensor, nonlinearity: str = "tanh") -> Tensor:
     """``log π_θ(a | o) = Σ_d [-(a_d - μ_d)² / (2σ_d²) - log σ_d - ½ log 2π]``; ``[...]``."""
     return gaussian_log_prob(*mean_and_log_std(params, obs, nonlinearity), actions)
@@ -171,39 +141,17 @@ def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
             f"actions have shape {tuple(actions.shape)}, the policy's mean {tuple(mean.shape)}"
         )
     z = (actions - mean) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std - _HALF_LOG_2PI).sum(-1)
-
-
-def sample(
-    params: Params,
-    obs: Tensor,
-    generator: torch.Generator | None = None,
-    nonlinearity: str = "tanh",
-) -> tuple[Tensor, Tensor]:
-    """Actions ``a = μ + σ ε``, ε ~ N(0, I), and their log-probabilities ``[...]``."""
-    mean, log_std = mean_and_log_std(params, obs, nonlinearity)
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-    actions = mean + log_std.exp() * eps
-    return actions, (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
+    return (-0.5 * z.square() - log_std - HALF_LOG_2PI).sum(-1)
 
 
 def gaussian_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Tensor) -> Tensor:
-    """``KL(p ‖ q) = Σ_d [log σ_q - log σ_p + (σ_p² + (μ_p - μ_q)²) / (2σ_q²) - ½]``; ``[...]``."""
-    var_ratio = torch.exp(2.0 * (log_std_p - log_std_q))
-    mahalanobis = (mean_p - mean_q).square() * torch.exp(-2.0 * log_std_q)
-    return (log_std_q - log_std_p + 0.5 * (var_ratio + mahalanobis) - 0.5).sum(-1)
-
-
-def kl_divergence(
-    params_p: Params, params_q: Params, obs: Tensor, nonlinearity: str = "tanh"
-) -> Tensor:
-    """Per-observation ``KL(π_p(·|o) ‖ π_q(·|o))`` in closed form; ``[...]``.
+    """``KL(p ‖ q) = Σ_d [log σ_q - log σ_p + (σ_p² + (μ_p - μ_q)²) / (2σ_q²) - ½]``; ``[...]``.
 
     In TRPO ``p`` is the old (sampling) policy, detached, and ``q`` the new one.
     """
-    mean_p, log_std_p = mean_and_log_std(params_p, obs, nonlinearity)
-    mean_q, log_std_q = mean_and_log_std(params_q, obs, nonlinearity)
-    return gaussian_kl(mean_p, log_std_p, mean_q, log_std_q)
+    var_ratio = torch.exp(2.0 * (log_std_p - log_std_q))
+    mahalanobis = (mean_p - mean_q).square() * torch.exp(-2.0 * log_std_q)
+    return (log_std_q - log_std_p + 0.5 * (var_ratio + mahalanobis) - 0.5).sum(-1)
 
 
 def _layers(params: Params) -> list[tuple[Tensor, Tensor]]:

@@ -24,14 +24,12 @@ processes or overlap groups.
 Overlap (``num_groups=2``, opt-in): the tasks are split into two halves with a batched env each;
 MuJoCo's ``rollout`` releases the GIL, so one half's env step runs in a background thread while
 this thread evaluates the policy of the other half. Measured no faster than lock-step on 2 cores
-(see :func:`make_sampler`), so it is off by default. The process-sharded form is in
+(``bench/sampling.py``; docs/results.md, "Performance"), so it is off by default. The process-sharded form is in
 :mod:`metarl.rl.workers`; :func:`make_sampler` chooses between the two.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -42,14 +40,14 @@ import torch
 from torch import Tensor
 
 import envs
+from envs.base import usable_cores
 from envs.fallback import LoopBatchedEnv
 from envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
-from metarl.rl.policy import NONLINEARITIES, mean_and_log_std
+from metarl.rl.policy import HALF_LOG_2PI, NONLINEARITIES, mean_and_log_std
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _RESET_STREAM, _NOISE_STREAM = 0, 1
 
 
@@ -412,7 +410,7 @@ class BatchedSampler:
     def _finish(self, log_std: Tensor, noise: np.ndarray, out: EpisodeBuffers) -> None:
         """Log-probabilities of the stored actions, then zeros at every masked step."""
         # log π(a|o) with a = μ + σε:  -½ Σ_d ε_d² - Σ_d log σ_d - (act/2) log 2π
-        constant = log_std.sum(-1).numpy() + self.spec.act_size * _HALF_LOG_2PI  # [K]
+        constant = log_std.sum(-1).numpy() + self.spec.act_size * HALF_LOG_2PI  # [K]
         np.einsum("tkea,tkea->tke", noise, noise, out=out.log_probs)
         out.log_probs *= -0.5
         out.log_probs -= constant[:, None]
@@ -448,14 +446,6 @@ def _rows(array: np.ndarray) -> np.ndarray:
     return view
 
 
-def usable_cores() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
                  episodes_per_task: int, num_workers: int | None = None,
                  num_groups: int | None = None, num_threads: int | None = None):
@@ -469,22 +459,16 @@ def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int
             cores for families whose step is heavy and parallel (MuJoCo physics, or the loop
             fallback's Python steps), 1 for array-maths families such as ``navigation_2d``,
             whose per-step cost is fixed Python overhead that extra processes only duplicate.
-        num_groups: overlap groups per process (default 1, lock-step; see below).
+        num_groups: overlap groups per process (default 1, lock-step; 2: see the module
+            docstring).
         num_threads: physics threads per process; default: the usable cores in-process, 2 per
-            worker.
+            worker (a single-threaded worker stalls whenever the scheduler parks it behind
+            other work).
 
-    Measured on 2 cores with ``bench/sampling.py`` (cheetah_vel 40 x 20 x 200, ratio to raw
-    ``mujoco.rollout`` on 2 threads; medians of 4-7 runs, with other jobs held off / with other
-    jobs running): 2 workers x 2 physics threads 0.85 / 1.04; 2 workers x 1 thread 0.88 / 0.64
-    (a single-threaded worker stalls whenever the scheduler parks it behind other work, which
-    outweighs the small cost of oversubscription when the cores are free); one process,
-    lock-step, 2 threads 0.82 / 0.89 (the policy and the env's Python work leave the physics
-    threads idle); one process with 2 overlap groups 0.47-0.82, erratic (the env's own Python
-    work runs in the background thread with the physics, so the overlap hides only the
-    policy). navigation_2d (20 x 20 x 100) takes ~0.05-0.09 s in one process and more than
-    twice that with 2 workers: its per-step cost is fixed Python overhead that each
-    process repeats. Both kinds have ``sample(tasks, params, seed) -> Episodes``, ``close()`` and
-    are context managers; for the same seed their episodes are identical.
+    These defaults were chosen with ``bench/sampling.py`` (with the cores free and with other
+    jobs running); its measurements are in docs/results.md, section "Performance". Both
+    kinds have ``sample(tasks, params, seed) -> Episodes``, ``close()`` and are context
+    managers; for the same seed their episodes are identical.
     """
     family = env_name if isinstance(env_name, TaskFamily) else envs.resolve(env_name)
     probe = family.make_batched(1, num_threads=1)

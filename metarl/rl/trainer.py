@@ -126,6 +126,7 @@ class MetaRLTrainer:
             "trpo/kl": info.kl,
             "trpo/surrogate_improvement": info.surrogate_improvement,
             "trpo/line_search_steps": info.line_search_steps,
+            "trpo/step_fraction": info.step_fraction,
             "trpo/accepted": float(info.accepted),
             "trpo/gradient_norm": info.gradient_norm,
             "time/sampling_s": sampling,

@@ -39,13 +39,6 @@ def test_padding_rewards_do_not_count_even_nan():
     assert torch.isfinite(Episodes(**fields).returns_per_task()).all()
 
 
-def test_concat_tasks():
-    a, b = Episodes(**make()), Episodes(**make())
-    both = Episodes.concat_tasks([a, b])
-    assert both.num_tasks == 4 and both.lengths.shape == (4, 3)
-    torch.testing.assert_close(both.returns_per_task(), torch.cat([a.returns_per_task()] * 2))
-
-
 @pytest.mark.parametrize(
     "name,value,match",
     [

@@ -56,7 +56,10 @@ def check_learning(history):
 
 def test_short_navigation_run_raises_the_post_adaptation_return():
     torch.set_num_threads(1)
-    check_learning(run(seed=0))
+    history = run(seed=0)
+    check_learning(history)
+    # The logged line search: an accepted step takes a fraction in (0, 1], a rejected one 0.
+    assert all((0 < h["trpo/step_fraction"] <= 1) == bool(h["trpo/accepted"]) for h in history)
 
 
 @pytest.mark.slow

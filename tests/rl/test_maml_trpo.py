@@ -19,7 +19,8 @@ def synthetic_episodes(policy, params, seed, *, terminate_early=True):
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(T, K, E, OBS, generator=g, dtype=torch.float64)
     with torch.no_grad():
-        dist = policy.distribution(params, obs)
+        mean, log_std = policy.mean_and_log_std(params, obs)
+        dist = torch.distributions.Normal(mean, log_std.exp())
         actions = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=g,
                                                         dtype=torch.float64)
         log_probs = dist.log_prob(actions).sum(-1)
