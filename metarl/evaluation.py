@@ -2,21 +2,20 @@
 
 A curve is a per-task array ``[tasks, steps + 1]`` (score after 0..K adaptation steps) for one
 method (MAML, a pretrained baseline, a random initialisation, ...). Every experiment, supervised
-or RL, reports through these functions so results read the same everywhere.
+or RL, reports through these functions (``report`` writes them all) so results read the same
+everywhere.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 Z_95 = 1.959963984540054
 
@@ -96,3 +95,30 @@ def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
         cells = "".join(f"{f'{m:.3f} ± {h:.3f}':>18}" for m, h in zip(s.mean, s.ci95))
         rows.append(f"{label:<{width}}" + cells)
     return "\n".join(rows)
+
+
+def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
+           meta: Mapping[str, object], title: str, table_metric: str | None = None,
+           log_y: bool = False, references: Mapping[str, list[float]] | None = None,
+           side_panel: Callable[[Any], None] | None = None) -> dict[str, object]:
+    """Write ``curve.json``, ``curve.csv`` (``write_curves``) and ``curve.png`` into ``out_dir``;
+    return the JSON with the plain-text table (``format_table``, headed ``table_metric``, default
+    ``metric``) under ``"table"``.
+
+    The figure is the curves with their 95% CIs and ``references`` (``plot_curves``) under
+    ``title``, and, if given, ``side_panel(ax)`` drawn on a second axis beside them.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no backend, no global figure state
+
+    out_dir = Path(out_dir)
+    result = write_curves(out_dir, curves, metric=metric, meta=meta)
+    result["table"] = format_table(curves, metric=table_metric or metric)
+    figure = Figure(figsize=(12 if side_panel else 6.5, 4.5))
+    axes = figure.subplots(1, 2 if side_panel else 1, squeeze=False)
+    plot_curves(axes[0, 0], curves, metric=metric, log_y=log_y, references=references)
+    axes[0, 0].set_title(title)
+    if side_panel:
+        side_panel(axes[0, 1])
+    figure.tight_layout()
+    figure.savefig(out_dir / "curve.png", dpi=120)
+    return result

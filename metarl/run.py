@@ -308,7 +308,6 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[st
     from metarl.config import from_mapping, validate
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.evaluate import RLEvalOptions, evaluate_rl
-    from metarl.rl.trainer import MetaRLTrainer
 
     if args.shots is not None:
         raise ConfigError(f"--shots: only for supervised runs; {checkpoint} is a MAML-TRPO run "
@@ -324,9 +323,7 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[st
                             oracle=Path(args.oracle) if args.oracle else None,
                             pretrain_iterations=args.baseline_iterations, seed=args.seed,
                             progress=not args.no_progress)
-    with MetaRLTrainer(config) as trainer:
-        trainer.load(state, source=str(checkpoint))
-        return evaluate_rl(trainer, out_dir, options)
+    return evaluate_rl(config, state, out_dir, options, source=str(checkpoint))
 
 
 # --- dispatch --------------------------------------------------------------------------------

@@ -31,14 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 import torch
 
 from envs.oracle import ORACLE_SUFFIX
 from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
-from metarl.evaluation import format_table, plot_curves, write_curves
+from metarl.evaluation import report
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.trainer import MetaRLTrainer, build_policy, derive_seed, train
 from metarl.runs import (
@@ -49,9 +48,6 @@ from metarl.runs import (
     load_state_dict_strict,
     new_run_dir,
 )
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 EVALUATION_SEED_OFFSET = 2_000_029
 
@@ -124,12 +120,23 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
     return np.stack(returns, axis=1)
 
 
-def evaluate_rl(trainer: MetaRLTrainer, out_dir: Path, options: RLEvalOptions) -> dict[str, Any]:
-    """Adaptation curves of the meta-trained policy (and baselines); writes curve.json/.csv/
-    .png and TensorBoard events into ``out_dir``; returns the JSON."""
+@dataclass(frozen=True)
+class EvalProtocol:
+    """What every curve of one evaluation shares: the held-out tasks, ``episodes`` sampled per
+    task at each step, the ``step_sizes`` of the K = ``steps`` adaptation steps, the seed."""
+
+    tasks: list[dict]
+    steps: int
+    step_sizes: list[float]
+    episodes: int
+    seed: int
+
+
+def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtocol:
+    """The evaluation protocol of ``options`` for the run ``config``; a ConfigError for a bad
+    option (before anything is built or written)."""
     import envs.registry
 
-    config = trainer.config
     steps = default_steps(config.env) if options.steps is None else options.steps
     sizes = step_sizes([config.fast_lr] + [config.fast_lr * options.later_lr_scale] * (steps - 1),
                        steps) if steps else []
@@ -145,69 +152,121 @@ def evaluate_rl(trainer: MetaRLTrainer, out_dir: Path, options: RLEvalOptions) -
         raise ConfigError(f"--baseline-iterations={options.pretrain_iterations} must be >= 1 for "
                           "MAML-TRPO runs: it trains the pretrained and oracle baselines (0 "
                           "would leave them untrained; the random-init curve shows that)")
-    # Samplers sized for the evaluation, by env and policy (ARCHITECTURE_KEYS): the run's own,
-    # and each baseline's where it differs.
-    evaluators: dict[tuple, MetaRLTrainer] = {}
+    return EvalProtocol(tasks, steps, sizes, episodes, seed)
 
-    def curve(theta: Params, run: MAMLTRPOConfig = config, adapt: bool = True) -> np.ndarray:
-        """Held-out returns of θ, sampled and fine-tuned with ``run``'s env and policy."""
-        key = tuple(_architecture(dataclasses.asdict(run)).values())
-        if key not in evaluators:
-            sized = dataclasses.replace(config, **dict(zip(ARCHITECTURE_KEYS, key)),
-                                        meta_batch_size=options.num_tasks,
-                                        fast_batch_size=episodes)
-            evaluators[key] = trainer if sized == config else MetaRLTrainer(sized)
-        return adaptation_returns(evaluators[key], theta, tasks,
-                                  sizes=sizes if adapt else [0.0] * steps,
-                                  seed=seed + EVALUATION_SEED_OFFSET)
 
+def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
+                options: RLEvalOptions, *, source: str) -> dict[str, Any]:
+    """Adaptation curves of the meta-trained policy of checkpoint ``state`` of the run
+    ``config`` (and baselines); writes curve.json/.csv/.png and TensorBoard events into
+    ``out_dir``; returns the JSON."""
+    protocol = eval_protocol(config, options)
+    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source)
+    log_curves(out_dir, curves)
+    return report(out_dir, curves, metric="mean return", table_metric="return",
+                  meta=rl_meta(config, protocol, int(state["iteration"]), baselines),
+                  title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
+                  references=published_curves(config.env, protocol.steps,
+                                              with_oracle=options.baselines))
+
+
+def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,
+              out_dir: Path, options: RLEvalOptions, *, source: str
+              ) -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
+    """Held-out returns ``[tasks, K + 1]`` of the run's policy (checkpoint ``state``) and, with
+    ``options.baselines``, of the pretrained, random-init and oracle policies (the oracle not
+    fine-tuned); also the baselines used (``baseline_policy``: loaded, or trained under
+    ``out_dir``)."""
     baselines: dict[str, Baseline] = {}
-    try:
-        curves = {"maml": curve(trainer.theta())}
+    with Evaluators(config, protocol) as evaluators:
+        maml = evaluators.trainer(config)
+        maml.load(state, source=source)
+        curves = {"maml": evaluators.curve(maml.theta(), config)}
         if options.baselines:
             baselines["pretrained"] = baseline_policy(config, "pretrained", out_dir, options)
-            curves["pretrained"] = curve(baselines["pretrained"].theta,
-                                         baselines["pretrained"].config)
-            random_policy = build_policy(dataclasses.replace(config, seed=seed + 1),
-                                         trainer.spec.obs_size, trainer.spec.act_size)
-            curves["random init"] = curve({k: v.detach() for k, v in
-                                           random_policy.named_parameters()})
+            curves["pretrained"] = evaluators.curve(baselines["pretrained"].theta,
+                                                    baselines["pretrained"].config)
+            random_policy = build_policy(dataclasses.replace(config, seed=protocol.seed + 1),
+                                         maml.spec.obs_size, maml.spec.act_size)
+            curves["random init"] = evaluators.curve(
+                {k: v.detach() for k, v in random_policy.named_parameters()}, config)
             baselines["oracle"] = baseline_policy(config, "oracle", out_dir, options)
-            curves["oracle"] = curve(baselines["oracle"].theta, baselines["oracle"].config,
-                                     adapt=False)
-    finally:
-        for evaluator in evaluators.values():
-            if evaluator is not trainer:
-                evaluator.close()
+            curves["oracle"] = evaluators.curve(baselines["oracle"].theta,
+                                                baselines["oracle"].config, fine_tune=False)
+    return curves, baselines
 
-    meta = {"env": config.env, "num_tasks": options.num_tasks, "steps": steps,
-            "episodes_per_task": episodes, "step_sizes": sizes, "seed": seed,
-            "iteration": trainer.iteration, "hidden_sizes": list(config.hidden_sizes),
-            "nonlinearity": config.nonlinearity, "normalize_actions": config.normalize_actions,
-            "baselines": {kind: b.describe() for kind, b in baselines.items()},
-            "published_maml": PUBLISHED_MAML.get(config.env),
-            "published_oracle": PUBLISHED_ORACLE.get(config.env)}
-    result = write_curves(out_dir, curves, metric="mean return", meta=meta)
-    result["table"] = format_table(curves, metric="return")
 
+class Evaluators:
+    """A ``MetaRLTrainer`` (policy, MAML-TRPO learner, sampler) sized for the evaluation
+    (``len(tasks)`` tasks x ``episodes`` per task) for each env and policy
+    (``ARCHITECTURE_KEYS``) evaluated: the run's own and each baseline's where it differs.
+    Each is built on first use; all close together."""
+
+    def __init__(self, config: MAMLTRPOConfig, protocol: EvalProtocol):
+        self.config, self.protocol = config, protocol
+        self._trainers: dict[tuple, MetaRLTrainer] = {}
+
+    def trainer(self, run: MAMLTRPOConfig) -> MetaRLTrainer:
+        """The evaluated run's config with ``run``'s env and policy, sized for the evaluation."""
+        key = tuple(_architecture(dataclasses.asdict(run)).values())
+        if key not in self._trainers:
+            self._trainers[key] = MetaRLTrainer(dataclasses.replace(
+                self.config, **dict(zip(ARCHITECTURE_KEYS, key)),
+                meta_batch_size=len(self.protocol.tasks), fast_batch_size=self.protocol.episodes))
+        return self._trainers[key]
+
+    def curve(self, theta: Params, run: MAMLTRPOConfig, *, fine_tune: bool = True) -> np.ndarray:
+        """Held-out returns of θ, sampled and fine-tuned with ``run``'s env and policy (with
+        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself)."""
+        protocol = self.protocol
+        sizes = protocol.step_sizes if fine_tune else [0.0] * protocol.steps
+        return adaptation_returns(self.trainer(run), theta, protocol.tasks, sizes=sizes,
+                                  seed=protocol.seed + EVALUATION_SEED_OFFSET)
+
+    def close(self) -> None:
+        for trainer in self._trainers.values():
+            trainer.close()
+
+    def __enter__(self) -> Evaluators:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def log_curves(out_dir: Path, curves: dict[str, np.ndarray]) -> None:
+    """Each method's mean curve as TensorBoard scalars ``evaluation/{method}_return`` (spaces
+    as underscores), the step being the number of adaptation steps."""
     logger = Logger(out_dir)
     for label, values in curves.items():
         for k, value in enumerate(values.mean(axis=0)):
             logger.scalars({f"evaluation/{label.replace(' ', '_')}_return": value}, k)
     logger.close()
 
-    figure, ax = plt.subplots(figsize=(6.5, 4.5))
+
+def rl_meta(config: MAMLTRPOConfig, protocol: EvalProtocol, iteration: int,
+            baselines: dict[str, Baseline]) -> dict[str, Any]:
+    """What curve.json records besides the curves: the protocol, the evaluated run's
+    iteration and policy, the baselines used and the published numbers."""
+    return {"env": config.env, "num_tasks": len(protocol.tasks), "steps": protocol.steps,
+            "episodes_per_task": protocol.episodes, "step_sizes": protocol.step_sizes,
+            "seed": protocol.seed, "iteration": iteration,
+            "hidden_sizes": list(config.hidden_sizes), "nonlinearity": config.nonlinearity,
+            "normalize_actions": config.normalize_actions,
+            "baselines": {kind: b.describe() for kind, b in baselines.items()},
+            "published_maml": PUBLISHED_MAML.get(config.env),
+            "published_oracle": PUBLISHED_ORACLE.get(config.env)}
+
+
+def published_curves(env: str, steps: int, *, with_oracle: bool) -> dict[str, list[float]]:
+    """The paper's MAML curve (and, ``with_oracle``, its flat oracle line) for ``env`` over
+    0..steps, where it was published: the figure's dashed references."""
     references = {}
-    if config.env in PUBLISHED_MAML:
-        references["MAML (paper)"] = PUBLISHED_MAML[config.env][:steps + 1]
-    if options.baselines and config.env in PUBLISHED_ORACLE:
-        references["oracle (paper)"] = [PUBLISHED_ORACLE[config.env]] * (steps + 1)
-    plot_curves(ax, curves, metric="mean return", references=references)
-    ax.set_title(f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)")
-    figure.tight_layout()
-    figure.savefig(out_dir / "curve.png", dpi=120)
-    plt.close(figure)
-    return result
+    if env in PUBLISHED_MAML:
+        references["MAML (paper)"] = PUBLISHED_MAML[env][:steps + 1]
+    if with_oracle and env in PUBLISHED_ORACLE:
+        references["oracle (paper)"] = [PUBLISHED_ORACLE[env]] * (steps + 1)
+    return references
 
 
 def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path,

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import matplotlib
-import numpy as np
 import torch
 
-from metarl.core.maml import adapt, parameters_of, stack_params
-from metarl.evaluation import format_table, plot_curves, write_curves
-from metarl.supervised.baselines import oracle_inputs, pretrain_jointly, train_sine_oracle
+from metarl.core.maml import Params, adapt, parameters_of, stack_params
+from metarl.evaluation import report
+from metarl.supervised.baselines import pretrain_jointly
 from metarl.supervised.curves import adaptation_curve
-from metarl.supervised.trainer import MetaLearner
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from metarl.supervised.problem import Batch, FewShotProblem
+from metarl.supervised.sine import SineProblem
+from metarl.supervised.trainer import MAMLConfig, MetaLearner
 
 EVALUATION_SEED_OFFSET = 2_000_029
-#: The classification baseline's trained classifier, kept in the output folder for reuse.
-CLASSIFIER_CACHE = "classifier_baseline.pt"
 
 
 @dataclass
@@ -55,82 +52,81 @@ def eval_step_sizes(fast_lr: float, steps: int, later_lr_scale: float) -> list[f
 def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOptions,
                         build_problem: Any) -> dict[str, Any]:
     """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
-    and fine-tuned the same way; for sine also the oracle given amplitude and phase; for
-    classification a classifier of the train classes with its head fine-tuned); writes
-    ``curve.json``, ``curve.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON."""
+    and fine-tuned the same way where the problem is ``pretrainable``, and the problem's own
+    ``baseline_curves``: the sine oracle given amplitude and phase, the Omniglot classifier of
+    the train classes with its head fine-tuned); writes ``curve.json``, ``curve.csv`` and
+    ``curve.png`` into ``out_dir`` and returns the JSON."""
     config = learner.config
     shots = options.shots or config.shots
-    problem = learner.problem
-    if shots != config.shots:
-        problem = build_problem(dataclasses.replace(config, shots=shots))
-        if hasattr(problem, "load_state_dict"):  # the run's saved task state (Omniglot's split)
-            problem.load_state_dict(learner.problem.state_dict(), source="the evaluated run")
+    problem = _problem_with_shots(learner, shots, build_problem)
     seed = config.seed if options.seed is None else options.seed
     sizes = eval_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
-    support, query, true_tasks = problem.meta_batch_with_tasks(
+    support, query, tasks = problem.meta_batch_with_tasks(
         options.num_tasks, generator, query_size=options.query_size, shots=shots)
 
-    methods = {"maml": (learner.model, parameters_of(learner.model))}
+    starts = _starting_points(learner, problem, options, seed)
+    curves = {label: adaptation_curve(*_task_functions(problem, model), params, support, query,
+                                      steps=options.steps, step_size=sizes,
+                                      chunk_size=problem.eval_chunk_size).numpy()
+              for label, (model, params) in starts.items()}
+    if options.baselines:
+        curves.update(problem.baseline_curves(
+            support, query, tasks, steps=options.steps, step_sizes=sizes,
+            iterations=options.baseline_iterations, batch_size=config.meta_batch_size,
+            lr=config.meta_lr, seed=seed, out_dir=out_dir))
+
+    fits = (partial(_plot_sine_fits, problem=problem, methods=starts, support=support,
+                    true_tasks=tasks, sizes=sizes) if isinstance(problem, SineProblem) else None)
+    ways = f"{config.ways}-way " if hasattr(config, "ways") else ""
+    return report(out_dir, curves, metric=problem.metric,
+                  meta=_meta(config, options, shots, query, sizes, seed, learner.iteration),
+                  title=f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
+                        f"({options.num_tasks} tasks, 95% CI)",
+                  log_y=not problem.higher_is_better, side_panel=fits)
+
+
+def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) -> FewShotProblem:
+    """The run's problem, or one rebuilt with ``shots`` support examples per task (keeping the
+    run's saved task state: Omniglot's character split)."""
+    if shots == learner.config.shots:
+        return learner.problem
+    problem = build_problem(dataclasses.replace(learner.config, shots=shots))
+    if hasattr(problem, "load_state_dict"):
+        problem.load_state_dict(learner.problem.state_dict(), source="the evaluated run")
+    return problem
+
+
+def _starting_points(learner: MetaLearner, problem: FewShotProblem, options: EvalOptions,
+                     seed: int) -> dict[str, tuple[Any, Params]]:
+    """Label -> (model, θ) of every method fine-tuned with SGD here: MAML's meta-learned θ and,
+    for a ``pretrainable`` problem with baselines on, a model pretrained on all tasks jointly
+    (the generic non-meta baseline; torch seed ``seed``, task generator ``seed + 1``)."""
+    config = learner.config
+    starts = {"maml": (learner.model, parameters_of(learner.model))}
     if options.baselines and problem.pretrainable:
         torch.manual_seed(seed)
         model = problem.build_model()
-        params = pretrain_jointly(problem, model, iterations=options.baseline_iterations,
-                                  batch_size=config.meta_batch_size, lr=config.meta_lr,
-                                  generator=torch.Generator().manual_seed(seed + 1))
-        methods["pretrained"] = (model, params)
+        starts["pretrained"] = (model, pretrain_jointly(
+            problem, model, iterations=options.baseline_iterations,
+            batch_size=config.meta_batch_size, lr=config.meta_lr,
+            generator=torch.Generator().manual_seed(seed + 1)))
+    return starts
 
-    curves = {}
-    for label, (model, params) in methods.items():
-        losses, scores = _task_functions(problem, model)
-        curves[label] = adaptation_curve(losses, scores, params, support, query,
-                                         steps=options.steps, step_size=sizes,
-                                         chunk_size=problem.eval_chunk_size).numpy()
-    if options.baselines and hasattr(problem, "classifier_baseline"):
-        curves.update(problem.classifier_baseline(
-            support, query, steps=options.steps, step_size=sizes,
-            iterations=options.baseline_iterations, seed=seed + 3,
-            cache=out_dir / CLASSIFIER_CACHE))
-    if options.baselines and has_oracle(problem):
-        oracle = train_sine_oracle(problem.tasks, iterations=options.baseline_iterations,
-                                   batch_size=config.meta_batch_size, points=config.queries,
-                                   lr=config.meta_lr,
-                                   generator=torch.Generator().manual_seed(seed + 2))
-        with torch.no_grad():
-            prediction = oracle(oracle_inputs(query[0], *true_tasks))
-            per_task = problem.task_score(prediction, query[1]).numpy()
-        curves["oracle"] = np.repeat(per_task[:, None], options.steps + 1, axis=1)
 
-    # What the episodes really held: query_size is the query examples per task (for
-    # classification N ways x the run's queries per class, whatever options.query_size says).
+def _meta(config: MAMLConfig, options: EvalOptions, shots: int, query: Batch,
+          sizes: list[float], seed: int, iteration: int) -> dict[str, Any]:
+    """What curve.json records of the evaluation besides the curves. ``query_size`` is what
+    the episodes really held: the query examples per task (for classification N ways x the
+    run's queries per class, whatever ``options.query_size`` says)."""
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
             "query_size": int(query[1].shape[1]), "steps": options.steps,
             "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed,
-            "iteration": learner.iteration,
+            "iteration": iteration,
             "baseline_iterations": options.baseline_iterations if options.baselines else 0}
     if hasattr(config, "ways"):
         meta.update(ways=config.ways, queries_per_class=config.queries)
-    result = write_curves(out_dir, curves, metric=problem.metric, meta=meta)
-    result["table"] = format_table(curves, metric=problem.metric)
-
-    has_fits = true_tasks is not None and hasattr(problem, "tasks")
-    figure, axes = plt.subplots(1, 2 if has_fits else 1, figsize=(12 if has_fits else 6.5, 4.5),
-                                squeeze=False)
-    plot_curves(axes[0, 0], curves, metric=problem.metric, log_y=not problem.higher_is_better)
-    ways = f"{config.ways}-way " if hasattr(config, "ways") else ""
-    axes[0, 0].set_title(f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
-                         f"({options.num_tasks} tasks, 95% CI)")
-    if has_fits:
-        _plot_sine_fits(axes[0, 1], problem, methods, support, true_tasks, sizes)
-    figure.tight_layout()
-    figure.savefig(out_dir / "curve.png", dpi=120)
-    plt.close(figure)
-    return result
-
-
-def has_oracle(problem: Any) -> bool:
-    """Sine tasks are known in closed form, so an oracle given (A, φ) can be trained."""
-    return hasattr(problem, "tasks")
+    return meta
 
 
 def _task_functions(problem: Any, model: Any):
@@ -144,12 +140,13 @@ def _task_functions(problem: Any, model: Any):
 
 
 def _plot_sine_fits(ax, problem, methods, support, true_tasks, sizes, num_shown=3):
-    """True sine, support points and adapted predictions for a few held-out tasks."""
+    """True sine, support points and adapted predictions for a few held-out tasks (the figure's
+    second panel for sine)."""
     amplitude, phase = (t[:num_shown] for t in true_tasks)
     xs, ys = support[0][:num_shown], support[1][:num_shown]
     grid = torch.linspace(-5, 5, 200).expand(num_shown, 200).unsqueeze(-1)
     truth = problem.tasks.evaluate(amplitude, phase, grid)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"maml": "-", "pretrained": ":"}
     for i in range(num_shown):
         colour = colours[i % len(colours)]

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.config import ConfigError, option
-from metarl.core.maml import step_sizes
 from metarl.runs import CheckpointError
 from metarl.supervised.classifier_baseline import (
     cached_classifier,
@@ -181,19 +180,22 @@ class OmniglotProblem:
 
     #: SGD steps of the classifier baseline's "converged" head (a flat reference line).
     converged_head_steps = 100
+    #: The classifier baseline's trained model, kept in ``evaluate``'s output folder for reuse.
+    classifier_cache = "classifier_baseline.pt"
 
-    def classifier_baseline(self, support, query, *, steps: int,
-                            step_size: float | Sequence[float], iterations: int,
-                            seed: int, cache: Path | None = None) -> dict[str, np.ndarray]:
-        """The non-meta baseline's curves ``[tasks, steps + 1]``: a classifier trained on the
-        train split's classes for ``iterations`` Adam steps (batch 64, the meta lr), its head
-        replaced and fine-tuned on each support set with the same ``steps`` SGD steps of size
-        ``step_size`` (one per step, or one for all) as MAML, and, flat, after
-        ``converged_head_steps`` steps of the first size (see ``classifier_baseline.py``).
-        ``cache``: a file keeping the trained classifier for later evaluations."""
-        sizes = step_sizes(step_size, steps)
+    def baseline_curves(self, support, query, tasks, *, steps: int,
+                        step_sizes: Sequence[float], iterations: int, batch_size: int, lr: float,
+                        seed: int, out_dir: Path) -> dict[str, np.ndarray]:
+        """The non-meta baseline's curves ``[tasks, steps + 1]`` (``tasks`` is None here): a
+        classifier trained on the train split's classes for ``iterations`` Adam steps (batch
+        64 images, not ``batch_size`` tasks; ``lr``; seed ``seed + 3``), kept in
+        ``out_dir/classifier_cache`` for later evaluations, its head replaced and fine-tuned on
+        each support set with the same ``steps`` SGD steps of ``step_sizes`` as MAML, and,
+        flat, after ``converged_head_steps`` steps of the first size (see
+        ``classifier_baseline.py``)."""
+        sizes = list(step_sizes)
         model = cached_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
-                                  lr=self.config.meta_lr, seed=seed, cache=cache)
+                                  lr=lr, seed=seed + 3, cache=out_dir / self.classifier_cache)
         model.eval()
         curves: dict[str, list[Tensor]] = {"classifier": [], "classifier_converged": []}
         chunk = self.eval_chunk_size * 4
@@ -212,6 +214,8 @@ class OmniglotProblem:
 
     def meta_batch_with_tasks(self, num_tasks: int, generator: torch.Generator, *,
                               query_size: int, shots: int | None = None):
+        """A test-split ``meta_batch`` (its episodes keep the config's shots and queries), and
+        None: Omniglot has no closed-form tasks."""
         support, query = self.meta_batch(num_tasks, generator, split="test")
         return support, query, None
 

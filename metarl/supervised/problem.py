@@ -6,17 +6,16 @@ the meta-training loop (``trainer.py``) and the adaptation curves (``curves.py``
 Everything is batched over a leading task axis: a meta-batch is ``(support, query)`` with
 ``support = (x [tasks, K, ...], y [tasks, K, ...])``, the model evaluates task-stacked
 parameters with ``task_forward(params, x)``, and losses come back per task, ``[tasks]``.
-
-A problem whose tasks depend on more than its config (Omniglot: the character split, made from
-whatever archives the data folder held) also has ``state_dict()`` and
-``load_state_dict(state, *, source)``; the trainer keeps that state in every checkpoint and
-restores it on ``--resume`` and ``evaluate``.
+Optional hooks are listed in ``FewShotProblem``'s docstring.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -34,7 +33,19 @@ class TaskModel(Protocol):
 
 
 class FewShotProblem(Protocol):
-    """A distribution of few-shot tasks with its model, loss and metric."""
+    """A distribution of few-shot tasks with its model, loss and metric.
+
+    Optional hooks, looked up by name where they are used (a problem without them gets the
+    default behaviour):
+
+    * ``state_dict() -> dict`` and ``load_state_dict(state, *, source)``: for a problem whose
+      tasks depend on more than its config (Omniglot: the character split, made from whatever
+      archives the data folder held). The trainer keeps that state in every checkpoint and
+      restores it on ``--resume`` and ``evaluate``.
+    * ``meta_loss(model, params, support, query, *, num_steps, step_size, first_order)
+      -> (losses [tasks], scores [tasks])``: a faster meta-loss than the trainer's default
+      (all tasks adapted at once on stacked parameters); Omniglot adapts tasks in small groups.
+    """
 
     #: Name of the metric ``task_score`` returns, e.g. ``"mse"`` or ``"accuracy"``.
     metric: str
@@ -58,3 +69,23 @@ class FewShotProblem(Protocol):
                    query_size: int | None = None, shots: int | None = None) -> tuple[Batch, Batch]:
         """Sample ``num_tasks`` tasks of ``split`` ("train" or "test") as (support, query).
         Problems with real splits raise ``ValueError`` for any other name."""
+
+    def meta_batch_with_tasks(self, num_tasks: int, generator: torch.Generator, *,
+                              query_size: int, shots: int | None = None
+                              ) -> tuple[Batch, Batch, Any]:
+        """A held-out ``(support, query)`` for ``evaluate`` (the test split where there is one),
+        with what defines its tasks where the problem knows it in closed form (sine:
+        ``(amplitude [tasks], phase [tasks])``), else None."""
+
+    def baseline_curves(self, support: Batch, query: Batch, tasks: Any, *, steps: int,
+                        step_sizes: Sequence[float], iterations: int, batch_size: int,
+                        lr: float, seed: int, out_dir: Path) -> dict[str, np.ndarray]:
+        """Curves ``[tasks, steps + 1]`` of the problem's own non-meta baselines on a held-out
+        batch (``tasks``: what ``meta_batch_with_tasks`` returned with it), besides the
+        pretrained-on-all-tasks one that ``evaluate`` trains for ``pretrainable`` problems.
+
+        A baseline that adapts takes ``steps`` SGD steps of ``step_sizes`` on each support set,
+        as MAML does; one trained here runs ``iterations`` Adam steps at ``lr`` (``batch_size``
+        tasks per step where it trains on tasks), seeded from the evaluation ``seed``, and may
+        be kept in ``out_dir`` for later evaluations. Sine: the oracle; Omniglot: the
+        classifier."""

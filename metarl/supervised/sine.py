@@ -9,12 +9,16 @@ from the training one (see ``trainer.py``), not a separate split.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from metarl.config import option
+from metarl.supervised.baselines import oracle_inputs, train_sine_oracle
 from metarl.supervised.models import MLP
 from metarl.supervised.trainer import MAMLConfig
 
@@ -97,6 +101,22 @@ class SineProblem:
         support = self.tasks.sample_points(amplitude, phase, shots or self.shots, generator)
         query = self.tasks.sample_points(amplitude, phase, query_size, generator)
         return support, query, (amplitude, phase)
+
+    def baseline_curves(self, support, query, tasks: tuple[Tensor, Tensor], *, steps: int,
+                        step_sizes: Sequence[float], iterations: int, batch_size: int, lr: float,
+                        seed: int, out_dir: Path) -> dict[str, np.ndarray]:
+        """The oracle's curve, flat over ``steps + 1``: an MLP given each task's ``(amplitude,
+        phase)`` (``tasks``), trained for ``iterations`` Adam steps at ``lr`` on ``batch_size``
+        tasks of ``query_size`` points (generator seed ``seed + 2``). It needs no adaptation
+        (``step_sizes`` are unused, nothing is kept in ``out_dir``); its error bounds what an
+        adapted model can reach."""
+        oracle = train_sine_oracle(self.tasks, iterations=iterations, batch_size=batch_size,
+                                   points=self.query_size, lr=lr,
+                                   generator=torch.Generator().manual_seed(seed + 2))
+        with torch.no_grad():
+            prediction = oracle(oracle_inputs(query[0], *tasks))
+            per_task = self.task_score(prediction, query[1]).numpy()
+        return {"oracle": np.repeat(per_task[:, None], steps + 1, axis=1)}
 
 
 @dataclass
