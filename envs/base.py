@@ -35,6 +35,11 @@ from gymnasium.utils import seeding
 from envs.tasks import TaskSpace
 
 
+class NotATaskFamilyError(ValueError):
+    """An env that does not follow the task-family protocol (see ``envs.protocol``); raised
+    with a one-line message saying what is missing (re-exported by ``envs.registry``)."""
+
+
 def usable_cores() -> int:
     """CPUs this process may run on (its affinity mask; all CPUs where there is none)."""
     try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from envs.base import BatchedEnvBase
+from envs.base import BatchedEnvBase, NotATaskFamilyError
 
 
 class LoopBatchedEnv(BatchedEnvBase):
@@ -41,12 +41,12 @@ class LoopBatchedEnv(BatchedEnvBase):
             horizon = getattr(env.unwrapped, "horizon", None) or (
                 env.spec.max_episode_steps if env.spec is not None else None)
         if horizon is None:
-            raise ValueError(f"{self.family} has no horizon: give the env a `horizon` "
+            raise NotATaskFamilyError(f"{self.family} has no horizon: give the env a `horizon` "
                              "attribute, register it with max_episode_steps, or pass horizon=")
         super().__init__(num_envs, horizon=int(horizon), truncate=truncate, mask_done=mask_done)
         if not isinstance(env.observation_space, gym.spaces.Box) or not isinstance(
                 env.action_space, gym.spaces.Box):
-            raise TypeError(f"{self.family}: batched sampling needs Box observation and action "
+            raise NotATaskFamilyError(f"{self.family}: batched sampling needs Box observation and action "
                             f"spaces, got {env.observation_space} and {env.action_space}")
         self.observation_size = int(np.prod(env.observation_space.shape))
         self.action_size = int(np.prod(env.action_space.shape))

@@ -26,16 +26,13 @@ import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils import seeding
 
+from envs.base import NotATaskFamilyError
 from envs.fallback import LoopBatchedEnv
 from envs.protocol import BatchedTaskEnv, TaskEnv
 
 
 class UnknownEnvError(ValueError):
     """The name matches no task family; the message lists the known names."""
-
-
-class NotATaskFamilyError(ValueError):
-    """The name resolves to something that does not follow the task-family protocol."""
 
 
 @dataclass(frozen=True)

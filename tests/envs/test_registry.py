@@ -169,3 +169,20 @@ def test_plugin_with_batched_form_matches_loop_fallback(plugin_path):
                                     _run_line(slow, tasks, [1, 2, 3])):
         np.testing.assert_allclose(np.concatenate(rows_fast), np.concatenate(rows_slow),
                                    rtol=0, atol=1e-7)  # float32 actions in the single env
+
+
+def test_loop_fallback_names_what_a_plugin_lacks(plugin_path):
+    from plugin_family import LineTargetEnv
+
+    class NoHorizon(LineTargetEnv):
+        horizon = None
+
+    class DiscreteActions(LineTargetEnv):
+        def __init__(self, task=None):
+            super().__init__(task)
+            self.action_space = gym.spaces.Discrete(3)
+
+    with pytest.raises(envs.NotATaskFamilyError, match="NoHorizon has no horizon"):
+        LoopBatchedEnv(NoHorizon, 2)
+    with pytest.raises(envs.NotATaskFamilyError, match="needs Box observation and action"):
+        LoopBatchedEnv(DiscreteActions, 2)
