@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,14 @@ def summarize(per_task: np.ndarray) -> CurveSummary:
 
 
 def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
-                 meta: Mapping[str, object] | None = None) -> dict[str, object]:
-    """Write ``curve.json`` and ``curve.csv`` (one row per method and step); return the JSON."""
+                 meta: Mapping[str, object] | None = None,
+                 tasks: Sequence[Mapping[str, object]] | None = None) -> dict[str, object]:
+    """Write ``curve.json`` and ``curve.csv`` (one row per method and step) and the scores they
+    summarise, ``per_task.csv`` (``write_per_task``); return the JSON."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries = {label: summarize(values) for label, values in curves.items()}
+    write_per_task(out_dir / "per_task.csv", curves, metric=metric, tasks=tasks)
     result = {
         "metric": metric,
         **(dict(meta) if meta else {}),
@@ -58,6 +61,39 @@ def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metri
             for step, (m, h) in enumerate(zip(s.mean, s.ci95)):
                 writer.writerow([label, step, f"{m:.6g}", f"{h:.6g}", s.num_tasks])
     return result
+
+
+def write_per_task(path: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
+                   tasks: Sequence[Mapping[str, object]] | None = None) -> None:
+    """One row per method, task and step: the score behind each mean of ``curve.csv``, to see
+    which tasks adaptation serves well (for instance returns against target velocity).
+
+    ``tasks`` (one mapping per row of the curves, e.g. ``{"velocity": 1.27}``) add a column per
+    parameter; a list parameter one per entry (``goal`` -> ``goal_0``, ``goal_1``)."""
+    params = [_flat_task(task) for task in tasks] if tasks is not None else None
+    columns = list(params[0]) if params else []
+    for label, values in curves.items():
+        if params is not None and len(params) != len(values):
+            raise ValueError(f"{label}: {len(values)} tasks scored, {len(params)} tasks "
+                             "described")
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "task", "step", metric, *columns])
+        for label, values in curves.items():
+            for task, row in enumerate(np.asarray(values)):
+                described = [params[task].get(c, "") for c in columns] if params else []
+                for step, value in enumerate(row):
+                    writer.writerow([label, task, step, f"{value:.6g}", *described])
+
+
+def _flat_task(task: Mapping[str, object]) -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in task.items():
+        if isinstance(value, (list, tuple, np.ndarray)):
+            flat.update({f"{key}_{i}": v for i, v in enumerate(np.asarray(value).ravel().tolist())})
+        else:
+            flat[key] = value
+    return flat
 
 
 def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: bool = False,
@@ -100,8 +136,10 @@ def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
 def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
            meta: Mapping[str, object], title: str, table_metric: str | None = None,
            log_y: bool = False, references: Mapping[str, list[float]] | None = None,
-           side_panel: Callable[[Any], None] | None = None) -> dict[str, object]:
-    """Write ``curve.json``, ``curve.csv`` (``write_curves``) and ``curve.png`` into ``out_dir``;
+           side_panel: Callable[[Any], None] | None = None,
+           tasks: Sequence[Mapping[str, object]] | None = None) -> dict[str, object]:
+    """Write ``curve.json``, ``curve.csv``, ``per_task.csv`` (``write_curves``; ``tasks``
+    describe its rows) and ``curve.png`` into ``out_dir``;
     return the JSON with the plain-text table (``format_table``, headed ``table_metric``, default
     ``metric``) under ``"table"``.
 
@@ -111,7 +149,7 @@ def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str
     from matplotlib.figure import Figure  # no pyplot: no backend, no global figure state
 
     out_dir = Path(out_dir)
-    result = write_curves(out_dir, curves, metric=metric, meta=meta)
+    result = write_curves(out_dir, curves, metric=metric, meta=meta, tasks=tasks)
     result["table"] = format_table(curves, metric=table_metric or metric)
     figure = Figure(figsize=(12 if side_panel else 6.5, 4.5))
     axes = figure.subplots(1, 2 if side_panel else 1, squeeze=False)

@@ -265,7 +265,7 @@ def run_evaluate(argv: Sequence[str]) -> int:
     else:
         result = _evaluate_supervised(args, state, saved, checkpoint, out_dir)
     print(result["table"])
-    print(f"wrote {out_dir / 'curve.json'}, curve.csv and curve.png")
+    print(f"wrote {out_dir / 'curve.json'}, curve.csv, per_task.csv and curve.png")
     return 0
 
 

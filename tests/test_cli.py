@@ -1,5 +1,6 @@
 """The command line: smoke runs, resume, evaluate, and one-line errors for bad input."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -65,6 +66,12 @@ def test_evaluate_writes_curve_json_csv_png(tmp_path, capsys):
     assert len(result["methods"]["maml"]["mean"]) == 4
     assert result["num_tasks"] == 20
     assert (run_dir / "evaluation" / "curve.csv").read_text().count("\n") == 1 + 3 * 4
+    with open(run_dir / "evaluation" / "per_task.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 20 * 4  # methods x tasks x steps
+    maml_step_1 = [float(r["mse"]) for r in rows if r["method"] == "maml" and r["step"] == "1"]
+    assert sum(maml_step_1) / 20 == pytest.approx(result["methods"]["maml"]["mean"][1], rel=1e-4)
+    assert all(0.1 <= float(r["amplitude"]) <= 5.0 for r in rows)
     assert (run_dir / "evaluation" / "curve.png").stat().st_size > 10_000
     assert "maml" in capsys.readouterr().out
     assert main(["evaluate", "--run", str(run_dir), "--episodes-per-task", "40"]) == 2

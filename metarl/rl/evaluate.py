@@ -167,7 +167,8 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
                   meta=rl_meta(config, protocol, int(state["iteration"]), baselines),
                   title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
                   references=published_curves(config.env, protocol.steps,
-                                              with_oracle=options.baselines))
+                                              with_oracle=options.baselines),
+                  tasks=protocol.tasks)
 
 
 def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,

@@ -54,8 +54,8 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
     and fine-tuned the same way where the problem is ``pretrainable``, and the problem's own
     ``baseline_curves``: the sine oracle given amplitude and phase, the Omniglot classifier of
-    the train classes with its head fine-tuned); writes ``curve.json``, ``curve.csv`` and
-    ``curve.png`` into ``out_dir`` and returns the JSON."""
+    the train classes with its head fine-tuned); writes ``curve.json``, ``curve.csv``,
+    ``per_task.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON."""
     config = learner.config
     shots = options.shots or config.shots
     problem = _problem_with_shots(learner, shots, build_problem)
@@ -83,7 +83,17 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
                   meta=_meta(config, options, shots, query, sizes, seed, learner.iteration),
                   title=f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
                         f"({options.num_tasks} tasks, 95% CI)",
-                  log_y=not problem.higher_is_better, side_panel=fits)
+                  log_y=not problem.higher_is_better, side_panel=fits,
+                  tasks=_task_rows(problem, tasks))
+
+
+def _task_rows(problem: FewShotProblem, tasks: Any) -> list[dict[str, float]] | None:
+    """What ``per_task.csv`` records of each held-out task: sine's amplitude and phase;
+    nothing for problems without closed-form tasks (Omniglot: the episode's index only)."""
+    if not isinstance(problem, SineProblem):
+        return None
+    amplitude, phase = tasks
+    return [{"amplitude": float(a), "phase": float(p)} for a, p in zip(amplitude, phase)]
 
 
 def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) -> FewShotProblem:

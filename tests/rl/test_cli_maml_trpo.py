@@ -1,5 +1,6 @@
 """``python -m metarl.run maml_trpo`` and ``evaluate`` on RL runs, with tiny budgets."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -67,6 +68,16 @@ def test_evaluate_writes_the_adaptation_curve_with_baselines(tmp_path, monkeypat
     assert result["published_maml"][:2] == [-40.4, -11.7]
     assert result["published_oracle"] == -2.29
     assert (out / "curve.csv").exists() and (out / "curve.png").stat().st_size > 10_000
+    with open(out / "per_task.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 * 3 * 3  # methods x tasks x steps, each with its goal
+    for method, summary in result["methods"].items():
+        for step, mean in enumerate(summary["mean"]):
+            returns = [float(r["mean return"]) for r in rows
+                       if r["method"] == method and r["step"] == str(step)]
+            assert sum(returns) / 3 == pytest.approx(mean, rel=1e-4, abs=1e-4)
+    goals = {(r["goal_0"], r["goal_1"]) for r in rows}
+    assert len(goals) == 3  # every method on the same three held-out goals
     assert list(out.glob("events.out.tfevents.*"))
     assert list((out / "pretrained").glob("*/checkpoint.pt"))
     (oracle_checkpoint,) = (out / "oracle").glob("*/checkpoint.pt")

@@ -1,0 +1,51 @@
+"""Adaptation curves as results: intervals, curve.json/csv and the per-task scores behind them."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from metarl.evaluation import Z_95, summarize, write_curves
+
+
+def read_rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_summary_is_the_mean_and_the_normal_interval():
+    per_task = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 8.0]])
+    s = summarize(per_task)
+    assert s.mean == pytest.approx([2.0, 4.0])
+    assert s.ci95 == pytest.approx([Z_95 * 2.0 / np.sqrt(3), Z_95 * np.sqrt(13) / np.sqrt(3)])
+    with pytest.raises(ValueError, match="tasks >= 2"):
+        summarize(np.zeros((1, 3)))
+
+
+def test_per_task_rows_hold_every_score_with_its_task(tmp_path):
+    curves = {"maml": np.array([[1.0, 2.0], [3.0, 5.0]]), "random init": np.zeros((2, 2))}
+    tasks = [{"goal": [0.5, -0.25], "mass": 1.0}, {"goal": [1.5, 2.0], "mass": 2.0}]
+    result = write_curves(tmp_path, curves, metric="return", tasks=tasks)
+    rows = read_rows(tmp_path / "per_task.csv")
+    assert list(rows[0]) == ["method", "task", "step", "return", "goal_0", "goal_1", "mass"]
+    assert len(rows) == 2 * 2 * 2
+    maml_task_1 = [r for r in rows if r["method"] == "maml" and r["task"] == "1"]
+    assert [float(r["return"]) for r in maml_task_1] == [3.0, 5.0]
+    assert {(r["goal_0"], r["goal_1"], r["mass"]) for r in maml_task_1} == {("1.5", "2.0", "2.0")}
+    assert result["methods"]["maml"]["mean"] == [2.0, 3.5]
+    assert json.loads((tmp_path / "curve.json").read_text())["methods"] == result["methods"]
+
+
+def test_per_task_rows_without_task_parameters_number_the_tasks(tmp_path):
+    write_curves(tmp_path, {"maml": np.array([[0.2], [0.4], [0.6]])}, metric="accuracy")
+    rows = read_rows(tmp_path / "per_task.csv")
+    assert [(r["task"], r["accuracy"]) for r in rows] == [("0", "0.2"), ("1", "0.4"),
+                                                          ("2", "0.6")]
+
+
+def test_tasks_that_do_not_match_the_scores_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="3 tasks scored, 2 tasks described"):
+        write_curves(tmp_path, {"maml": np.zeros((3, 2))}, metric="return",
+                     tasks=[{"velocity": 0.1}, {"velocity": 0.2}])
+    assert not list(tmp_path.iterdir())  # nothing half-written
