@@ -1,13 +1,12 @@
 """Activation functions, written for speed on CPU and for derivatives of any order.
 
-``tanh``: ``torch.tanh`` in the CPU build of PyTorch is slow (measured on 2 cores, 2.56M
-floats: 3.4-4.0 ms, against 0.55 ms for ``torch.sigmoid`` and 1.1 ms for ``torch.exp``), and in
-a MAML-TRPO step on navigation_2d it was the most expensive operation, ahead of the matmuls.
-This one computes ``1 - 2 / (exp(2x) + 1)`` (equal to ``torch.tanh`` to 2e-7 in float32; about
-2 ms with the allocator settings of ``metarl.allocator``), with the derivative ``1 - y²`` from
-its output as differentiable operations, so the inner update's second-order graph
-(``create_graph=True``), double backward, forward-mode AD and ``torch.func.vmap`` all work
-through it.
+``tanh``: ``torch.tanh`` in the CPU build of PyTorch is slow, and in a MAML-TRPO step on
+navigation_2d it was the most expensive operation, ahead of the matmuls (``bench/activations.py``
+times both; its numbers are in docs/results.md, Performance). This one computes
+``1 - 2 / (exp(2x) + 1)`` (equal to ``torch.tanh`` to 2e-7 in float32), with the derivative
+``1 - y²`` from its output as differentiable operations, so the inner update's second-order
+graph (``create_graph=True``), double backward, forward-mode AD and ``torch.func.vmap`` all
+work through it.
 """
 
 from __future__ import annotations
