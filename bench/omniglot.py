@@ -1,7 +1,7 @@
 """Seconds per Omniglot MAML meta-iteration: the toolkit's batched tasks next to a plain loop.
 
     python bench/omniglot.py [--data-dir ../shared/data/omniglot] [--meta-batch-size 32]
-        [--ways 5] [--shots 1] [--queries 15] [--rounds 3] [--threads 1]
+        [--ways 5] [--shots 1] [--queries 15] [--rounds 3] [--threads 1] [--bfloat16]
 
 One second-order meta-iteration (adapt every task with one step of lr 0.4 on its support set,
 query cross-entropy, backward) on the same meta-batch, timed for ``MetaLearner.meta_loss``
@@ -16,6 +16,12 @@ Why both: on a shared virtual machine the wall clock also counts time the hyperv
 this process's core to someone else (steal), which varies from round to round; the CPU
 seconds do not, and at ``--threads 1`` they are the wall time of a quiet machine. With more
 threads the CPU seconds add up all threads, so the wall clock is the number that matters.
+
+``--bfloat16`` also times both under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+(convolutions and matmuls in bfloat16, the rest float32; not a training option of the
+toolkit, a measurement of what lower precision would buy) and adds ``bf16_...`` seconds, the
+speedup of the batched bfloat16 path over the float32 loop, and the relative error of its
+meta-gradient against the float32 one.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time both under bfloat16 autocast")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,11 +81,24 @@ def main() -> None:
         meta_loss_loop(learner.model, params, episode, step_size=config.fast_lr).loss.mean() \
             .backward()
 
-    wall = {"batched": [], "loop": []}
-    cpu = {"batched": [], "loop": []}
-    batched(), loop()  # warm-up (the first pass also pays for fresh memory pages)
+    def in_bfloat16(run):
+        def autocast_run() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                run()
+        return autocast_run
+
+    variants = {"batched": batched, "loop": loop}
+    if args.bfloat16:
+        variants.update(bf16_batched=in_bfloat16(batched), bf16_loop=in_bfloat16(loop))
+    gradients = {}
+    for name, run in variants.items():  # warm-up (the first pass also pays for fresh pages)
+        learner.model.zero_grad(set_to_none=True)
+        run()
+        gradients[name] = torch.cat([p.grad.flatten() for p in learner.model.parameters()])
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, run in (("batched", batched), ("loop", loop)):
+        for name, run in variants.items():
             learner.model.zero_grad(set_to_none=True)
             start, start_cpu = time.perf_counter(), time.process_time()
             run()
@@ -91,6 +112,19 @@ def main() -> None:
               "cpu_speedup": round(plain_cpu / ours_cpu, 3), "meta_batch_size": args.meta_batch_size,
               "ways": args.ways, "shots": args.shots, "queries": args.queries,
               "rounds": args.rounds, **common.machine()}
+    if args.bfloat16:
+        reference = gradients["batched"]
+        bf16, bf16_cpu = statistics.median(wall["bf16_batched"]), statistics.median(cpu["bf16_batched"])
+        result.update({
+            "bf16_seconds_per_iteration": round(bf16, 3),
+            "bf16_loop_seconds_per_iteration": round(statistics.median(wall["bf16_loop"]), 3),
+            "bf16_cpu_seconds_per_iteration": round(bf16_cpu, 3),
+            "bf16_loop_cpu_seconds_per_iteration": round(statistics.median(cpu["bf16_loop"]), 3),
+            "bf16_cpu_speedup_over_float32_loop": round(plain_cpu / bf16_cpu, 3),
+            "bf16_gradient_relative_error": round(float(
+                (gradients["bf16_batched"] - reference).norm() / reference.norm()), 4),
+            "loop_gradient_relative_error": round(float(
+                (gradients["loop"] - reference).norm() / reference.norm()), 6)})
     print(json.dumps(result))
 
 
