@@ -123,6 +123,11 @@ class MetaRLTrainer:
         return {
             "returns/step_0": train.returns_per_task().mean().item(),
             f"returns/step_{config.num_steps}": valid.returns_per_task().mean().item(),
+            # Early termination (the ant falling or jumping out of its healthy height) shows
+            # here before it shows in the returns.
+            "episodes/length_step_0": train.lengths.float().mean().item(),
+            f"episodes/length_step_{config.num_steps}": valid.lengths.float().mean().item(),
+            "policy/std": self.policy.log_std.detach().exp().mean().item(),
             "trpo/kl": info.kl,
             "trpo/surrogate_improvement": info.surrogate_improvement,
             "trpo/line_search_steps": info.line_search_steps,

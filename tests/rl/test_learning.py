@@ -74,3 +74,20 @@ def test_iteration_seeds_are_independent_streams():
              for purpose in ("tasks", "train", "valid", "subsample")}
     assert len(seeds) == 200
     assert derive_seed(0, 3, "train") == derive_seed(0, 3, "train")
+
+
+def test_a_step_logs_episode_lengths_and_the_policy_std():
+    torch.set_num_threads(1)
+    nav = MAMLTRPOConfig(env="navigation_2d", meta_batch_size=2, fast_batch_size=2,
+                         hidden_sizes=(8, 8), num_workers=1)
+    with MetaRLTrainer(nav) as trainer:
+        values = trainer.step()
+        std = trainer.policy.log_std.detach().exp().mean().item()
+    assert values["episodes/length_step_0"] == values["episodes/length_step_1"] == 100
+    assert values["policy/std"] == pytest.approx(std) and std != pytest.approx(1.0)  # stepped
+    # The ant under the initial policy (σ = 1) jumps or falls out of its healthy height.
+    ant = MAMLTRPOConfig(env="ant_dir", meta_batch_size=2, fast_batch_size=2,
+                         hidden_sizes=(8, 8), num_workers=1, cg_iters=2)
+    with MetaRLTrainer(ant) as trainer:
+        values = trainer.step()
+    assert 1 <= values["episodes/length_step_0"] < 200
