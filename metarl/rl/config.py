@@ -41,6 +41,10 @@ class MAMLTRPOConfig:
                                            minimum=0)
     nonlinearity: str = option("tanh", "policy hidden activation (paper: relu)",
                                choices=("tanh", "relu"))
+    init_std: float = option(1.0, "initial standard deviation of the policy's actions (rllab's "
+                             "init_std); a smaller one keeps early exploration from ending "
+                             "episodes at a termination bound (the ant's healthy height)",
+                             minimum=0.0)
     normalize_actions: bool = option(False, "policy acts in [-1, 1], mapped onto the env's "
                                      "action bounds (rllab's normalize, as in the MAML paper)")
     curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "

@@ -11,6 +11,7 @@ parameters and the iteration counter are the whole training state.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def env_sizes(env: str) -> tuple[int, int]:
 def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> GaussianMLPPolicy:
     torch.manual_seed(config.seed)
     return GaussianMLPPolicy(obs_size, act_size, hidden_sizes=config.hidden_sizes,
-                             nonlinearity=config.nonlinearity)
+                             nonlinearity=config.nonlinearity,
+                             init_log_std=math.log(config.init_std))
 
 
 class MetaRLTrainer:

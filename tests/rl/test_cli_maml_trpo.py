@@ -332,3 +332,22 @@ def test_a_plug_in_env_the_sampler_cannot_serve_exits_2_with_one_line(tmp_path, 
     err = capsys.readouterr().err
     assert "batched env has observations of size 2" in err and err.count("\n") == 1
     assert not out.exists()  # no run directory left behind
+
+
+def test_init_std_sets_the_initial_policy_and_stays_fixed_on_resume(tmp_path, capsys):
+    import math
+
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.trainer import build_policy
+
+    policy = build_policy(MAMLTRPOConfig(init_std=0.5), 2, 2)
+    assert torch.allclose(policy.log_std, torch.full((2,), math.log(0.5)))
+    assert main(["maml_trpo", *TINY, "--num-batches", "0", "--init-std", "0.25",
+                 "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["config"]["init_std"] == 0.25
+    assert torch.allclose(state["policy"]["log_std"], torch.full((2,), math.log(0.25)))
+    capsys.readouterr()
+    assert main(["maml_trpo", "--resume", str(run_dir), "--init-std", "1.0"]) == 2
+    assert "init_std (saved 0.25, new 1.0)" in capsys.readouterr().err
