@@ -1,0 +1,79 @@
+"""How long a randomly acting ant stays within its healthy height, by action noise and clock.
+
+    python experiments/ant_survival.py [--sigmas 1 0.5 0.3] [--control-steps 0.02 0.05]
+        [--episodes 30] [--seed 0]
+
+The ant families end an episode when the torso height leaves [0.2, 1.0] (spec.md section 1).
+A Gaussian policy starts by acting almost at random, with its initial standard deviation σ
+(``--init-std``, 1.0 by default as in rllab). This script plays episodes of 200 actions
+drawn from N(0, σ²) (clipped to the action bounds) on the ant model of ``envs.ant``, each
+action held for one control step (Gymnasium v5: 0.05 s, five 0.01 s physics steps; rllab's
+ant of the MAML paper: 0.02 s), from the same kind of perturbed start, and prints per σ and
+control step the mean and median episode length and the share of episodes that last all 200
+steps, as a Markdown table. docs/results.md (ant_dir) quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import mujoco
+import numpy as np
+
+HORIZON = 200
+
+
+def episode_length(model: mujoco.MjModel, data: mujoco.MjData, sigma: float, substeps: int,
+                   rng: np.random.Generator) -> int:
+    """Actions survived (1..HORIZON) by one episode of N(0, sigma²) actions."""
+    from envs.ant import HEALTHY_Z_RANGE
+
+    mujoco.mj_resetData(model, data)
+    data.qpos[:] = model.qpos0 + rng.uniform(-0.1, 0.1, model.nq)
+    data.qvel[:] = rng.normal(0.0, 0.1, model.nv)
+    low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    for t in range(HORIZON):
+        data.ctrl[:] = np.clip(rng.normal(0.0, sigma, model.nu), low, high)
+        mujoco.mj_step(model, data, substeps)
+        if not HEALTHY_Z_RANGE[0] <= data.qpos[2] <= HEALTHY_Z_RANGE[1]:
+            return t + 1
+    return HORIZON
+
+
+def main(argv: list[str] | None = None) -> int:
+    from envs.ant import ant_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 0.5, 0.3])
+    parser.add_argument("--control-steps", type=float, nargs="+", default=[0.02, 0.05],
+                        help="seconds each action is held (multiples of the 0.01 s timestep)")
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    model = ant_model()
+    timestep = model.opt.timestep
+    substeps = {}
+    for step in args.control_steps:
+        count = round(step / timestep)
+        if count < 1 or abs(count * timestep - step) > 1e-9:
+            parser.error(f"--control-steps {step:g}: must be a positive multiple of the model's "
+                         f"timestep {timestep:g} s")
+        substeps[step] = count
+    if args.episodes < 1 or any(s <= 0 for s in args.sigmas):
+        parser.error("--episodes must be >= 1 and every --sigmas value > 0")
+    data = mujoco.MjData(model)
+    print("| control step (s) | σ | mean length | median length | full episodes |")
+    print("|---|---|---|---|---|")
+    for step, count in substeps.items():
+        for sigma in args.sigmas:
+            rng = np.random.default_rng(args.seed)
+            lengths = np.array([episode_length(model, data, sigma, count, rng)
+                                for _ in range(args.episodes)])
+            print(f"| {step:g} | {sigma:g} | {lengths.mean():.0f} | {np.median(lengths):.0f} | "
+                  f"{np.mean(lengths == HORIZON):.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
