@@ -45,6 +45,10 @@ class MAMLTRPOConfig:
                              "init_std); a smaller one keeps early exploration from ending "
                              "episodes at a termination bound (the ant's healthy height)",
                              minimum=0.0)
+    init_mean_scale: float = option(1.0, "factor on the policy's initial output-layer weights "
+                                    "(1: Xavier, as rllab); 0.01 starts the mean near 0, so the "
+                                    "first actions are N(0, init_std^2) noise",
+                                    minimum=0.0, exclusive_minimum=False)
     normalize_actions: bool = option(False, "policy acts in [-1, 1], mapped onto the env's "
                                      "action bounds (rllab's normalize, as in the MAML paper)")
     curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "

@@ -47,6 +47,9 @@ class GaussianMLPPolicy(nn.Module):
             the MAML paper used 100-100 relu).
         nonlinearity: one of ``NONLINEARITIES``.
         init_log_std: initial value of every log-std entry.
+        init_output_scale: factor on the output layer's initial (Xavier) weights; a small one
+            starts the mean near 0 whatever the observation, so that the first actions are the
+            N(0, σ²) noise of ``init_log_std`` alone.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class GaussianMLPPolicy(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         nonlinearity: str = "tanh",
         init_log_std: float = 0.0,
+        init_output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         _activation(nonlinearity)
@@ -73,6 +77,8 @@ class GaussianMLPPolicy(nn.Module):
         for layer in self.layers:
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.layers[-1].weight.mul_(float(init_output_scale))
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, log_std)`` of the module's own parameters on ``obs [..., obs]``."""

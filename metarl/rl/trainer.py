@@ -58,7 +58,8 @@ def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> Gaussi
     torch.manual_seed(config.seed)
     return GaussianMLPPolicy(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                              nonlinearity=config.nonlinearity,
-                             init_log_std=math.log(config.init_std))
+                             init_log_std=math.log(config.init_std),
+                             init_output_scale=config.init_mean_scale)
 
 
 class MetaRLTrainer:

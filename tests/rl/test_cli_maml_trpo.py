@@ -351,3 +351,17 @@ def test_init_std_sets_the_initial_policy_and_stays_fixed_on_resume(tmp_path, ca
     capsys.readouterr()
     assert main(["maml_trpo", "--resume", str(run_dir), "--init-std", "1.0"]) == 2
     assert "init_std (saved 0.25, new 1.0)" in capsys.readouterr().err
+
+
+def test_init_mean_scale_starts_the_mean_near_zero():
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.trainer import build_policy
+
+    obs = torch.randn(256, 20, generator=torch.Generator().manual_seed(0)) * 3
+    default = build_policy(MAMLTRPOConfig(), 20, 6)
+    small = build_policy(MAMLTRPOConfig(init_mean_scale=0.01), 20, 6)
+    torch.testing.assert_close(small.layers[-1].weight, default.layers[-1].weight * 0.01)
+    torch.testing.assert_close(small.layers[0].weight, default.layers[0].weight)  # same seed
+    with torch.no_grad():
+        assert default(obs)[0].abs().mean() > 0.3
+        assert small(obs)[0].abs().mean() < 0.01
