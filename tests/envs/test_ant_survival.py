@@ -1,0 +1,36 @@
+"""``experiments/ant_survival.py``: episode lengths of a randomly acting ant, one line errors."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ant_survival.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("ant_survival", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gentle_noise_keeps_the_ant_upright_and_both_tables_print(capsys):
+    script = load()
+    assert script.main(["--sigmas", "0.1", "--control-steps", "0.05", "--episodes", "2",
+                        "--policies", "0.1:0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| 0.05 | 0.1 | 200 | 200 | 100% |"  # σ = 0.1 never leaves [0.2, 1]
+    (row,) = [line for line in lines if line.startswith("| 0.1 | 0 |")]
+    assert row.endswith("| 100% |")  # a zero-mean policy of σ = 0.1: the same noise
+
+
+def test_bad_options_are_refused_naming_the_value(capsys):
+    script = load()
+    for argv, named in ((["--control-steps", "0.015"], "--control-steps 0.015"),
+                        (["--policies", "0.3"], "--policies 0.3"),
+                        (["--policies", "0:1"], "--policies 0:1")):
+        with pytest.raises(SystemExit) as stop:
+            script.main(argv)
+        assert stop.value.code == 2
+        assert named in capsys.readouterr().err.splitlines()[-1]
