@@ -49,9 +49,9 @@ train_and_evaluate() {
 
 train_and_evaluate 5way1shot "${ITERS_5W1S:-3000}" --ways 5 --shots 1 \
     --meta-batch-size "${META_BATCH:-8}"
-train_and_evaluate 5way5shot "${ITERS_5W5S:-800}" --ways 5 --shots 5 \
+train_and_evaluate 5way5shot "${ITERS_5W5S:-2000}" --ways 5 --shots 5 \
     --meta-batch-size "${META_BATCH:-8}"
-train_and_evaluate 20way1shot "${ITERS_20W1S:-300}" --ways 20 --shots 1 \
+train_and_evaluate 20way1shot "${ITERS_20W1S:-1500}" --ways 20 --shots 1 \
     --meta-batch-size "${META_BATCH_20W:-4}"
 
 python experiments/omniglot_table.py "$OUT"

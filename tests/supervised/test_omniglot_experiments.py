@@ -83,6 +83,6 @@ def test_reproduce_script_checkpoints_often_and_restarts_runs_without_a_checkpoi
     assert not stopped.exists() and f"{stopped}: stopped before its first checkpoint" in result.stderr
     assert trains[0].startswith(f"-m metarl.run maml --task omniglot --data-dir DATA "
                                 f"--output-dir {out / '5way1shot'}")
-    assert trains[1].startswith(f"-m metarl.run maml --resume {unfinished} --num-batches 800")
+    assert trains[1].startswith(f"-m metarl.run maml --resume {unfinished} --num-batches 2000")
     assert "--meta-batch-size 4" in trains[2]
     assert sum(c.startswith("-m metarl.run evaluate") for c in calls) == 3
