@@ -1,9 +1,7 @@
 """Adaptation curves as results: intervals, curve.json/csv and the per-task scores behind them."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,20 +51,13 @@ def test_tasks_that_do_not_match_the_scores_are_refused(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
-def load_per_task_table():
-    spec = importlib.util.spec_from_file_location(
-        "per_task_table", Path(__file__).resolve().parents[1] / "experiments" / "per_task_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_per_task_table_groups_an_evaluation_by_a_task_parameter(tmp_path, capsys):
+def test_per_task_table_groups_an_evaluation_by_a_task_parameter(tmp_path, capsys,
+                                                                experiment_script):
     curves = {"maml": np.array([[-10.0, -2.0], [-20.0, -4.0], [-30.0, -9.0]]),
               "oracle": np.zeros((3, 2))}
     write_curves(tmp_path, curves, metric="mean return",
                  tasks=[{"velocity": 0.2}, {"velocity": 0.4}, {"velocity": 2.0}])
-    script = load_per_task_table()
+    script = experiment_script("per_task_table")
     assert script.main([str(tmp_path / "per_task.csv"), "--by", "velocity",
                         "--bins", "0", "1", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()

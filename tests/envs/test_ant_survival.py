@@ -1,22 +1,10 @@
 """``experiments/ant_survival.py``: episode lengths of a randomly acting ant, one line errors."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ant_survival.py"
 
-
-def load():
-    spec = importlib.util.spec_from_file_location("ant_survival", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gentle_noise_keeps_the_ant_upright_and_both_tables_print(capsys):
-    script = load()
+def test_gentle_noise_keeps_the_ant_upright_and_both_tables_print(experiment_script, capsys):
+    script = experiment_script("ant_survival")
     assert script.main(["--sigmas", "0.1", "--control-steps", "0.05", "--episodes", "2",
                         "--policies", "0.1:0"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -25,8 +13,8 @@ def test_gentle_noise_keeps_the_ant_upright_and_both_tables_print(capsys):
     assert row.endswith("| 100% |")  # a zero-mean policy of σ = 0.1: the same noise
 
 
-def test_bad_options_are_refused_naming_the_value(capsys):
-    script = load()
+def test_bad_options_are_refused_naming_the_value(experiment_script, capsys):
+    script = experiment_script("ant_survival")
     for argv, named in ((["--control-steps", "0.015"], "--control-steps 0.015"),
                         (["--policies", "0.3"], "--policies 0.3"),
                         (["--policies", "0:1"], "--policies 0:1")):

@@ -1,6 +1,5 @@
 """``experiments/reproduce_rl.py`` with a tiny budget: its files, continuing, refusing bad input."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +23,8 @@ def figures() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("reproduce_rl", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(experiment_script):
+    return experiment_script("reproduce_rl")
 
 
 class Stopped(Exception):

@@ -4,7 +4,6 @@ commands would."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -29,14 +28,6 @@ if [ "$3" = "evaluate" ]; then mkdir -p "$5/evaluation" && touch "$5/evaluation/
 """
 
 
-def load_table():
-    spec = importlib.util.spec_from_file_location("omniglot_table",
-                                                  EXPERIMENTS / "omniglot_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_run(out: Path, setting: str, config: dict, curve: dict) -> None:
     run = out / setting / "maml__omniglot__0__20261123-160000"
     (run / "evaluation").mkdir(parents=True)
@@ -44,7 +35,7 @@ def write_run(out: Path, setting: str, config: dict, curve: dict) -> None:
     (run / "evaluation" / "curve.json").write_text(json.dumps(curve))
 
 
-def test_table_labels_rows_with_the_evaluated_ways_and_shots(tmp_path):
+def test_table_labels_rows_with_the_evaluated_ways_and_shots(tmp_path, experiment_script):
     methods = {"maml": {"mean": [0.2, 0.9], "ci95": [0.01, 0.02]}}
     config = {"ways": 5, "shots": 1, "meta_batch_size": 8}
     # evaluate --shots 5 on a 1-shot run: the curve is 5-shot.
@@ -53,7 +44,7 @@ def test_table_labels_rows_with_the_evaluated_ways_and_shots(tmp_path):
     # A curve.json from before the ways were recorded: the run's config fills in.
     write_run(tmp_path, "20way1shot", {**config, "ways": 20},
               {"iteration": 20, "shots": 1, "methods": methods})
-    lines = load_table().rows(tmp_path)
+    lines = experiment_script("omniglot_table").rows(tmp_path)
     assert lines[2] == "| 5-way 5-shot | MAML (ours) | 10 × 8 | 20.0 ± 1.0 | 90.0 ± 2.0 |"
     assert lines[3].startswith("| 20-way 1-shot | MAML (ours) | 20 × 8 |")
 

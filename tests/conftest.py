@@ -1,0 +1,24 @@
+"""Fixtures shared by every test folder."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture(scope="session")
+def experiment_script():
+    """``experiment_script("reproduce_rl")``: the script ``experiments/NAME.py`` imported as a
+    module (scripts are not a package), so a test can call its functions and ``main``."""
+    loaded = {}
+
+    def load(name: str):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+            loaded[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded[name])
+        return loaded[name]
+
+    return load
