@@ -11,6 +11,7 @@ import yaml
 from metarl.core.maml import stack_params
 from metarl.run import main
 
+PLUGIN_DIR = Path(__file__).resolve().parents[1] / "envs"
 BUILTIN_ENVS = ["navigation_2d", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal"]
 TINY = ["--num-batches", "2", "--meta-batch-size", "2", "--fast-batch-size", "2",
         "--hidden-sizes", "8", "8", "--cg-iters", "2", "--num-workers", "1", "--no-progress"]
@@ -274,63 +275,17 @@ def test_evaluate_refuses_an_adapting_run_as_a_baseline_and_zero_baseline_iterat
     assert not (run_dir / "evaluation" / "pretrained").exists()  # refused before any training
 
 
-BAD_PLUGINS = '''
-import gymnasium as gym
-import numpy as np
-
-from envs.fallback import LoopBatchedEnv
-
-
-class UnboundedLine(gym.Env):
-    """Its actions are unbounded."""
-
-    horizon = 5
-    obs_size = 1
-
-    def __init__(self, task=None):
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.obs_size,))
-        self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
-        self.task = task or {"target": 0.0}
-
-    def sample_tasks(self, n):
-        return [{"target": 0.0}] * n
-
-    def set_task(self, task):
-        self.task = dict(task)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(self.obs_size), {}
-
-    def step(self, action):
-        return np.zeros(self.obs_size), 0.0, False, False, {}
-
-
-class WideLine(UnboundedLine):
-    obs_size = 2
-
-
-class MismatchedLine(UnboundedLine):
-    """Its batched form observes two numbers, its single env one."""
-
-    @staticmethod
-    def batched_cls(num_envs, *, num_threads=None, horizon=None):
-        return LoopBatchedEnv(WideLine, num_envs, horizon=horizon or 5)
-'''
-
-
 def test_a_plug_in_env_the_sampler_cannot_serve_exits_2_with_one_line(tmp_path, monkeypatch,
                                                                         capsys):
-    (tmp_path / "metarl_bad_plugins.py").write_text(BAD_PLUGINS)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     out = tmp_path / "runs"
     # --num-workers 0: sharded over processes for a plug-in; refused before any worker starts
-    assert main(["maml_trpo", "--env", "metarl_bad_plugins:UnboundedLine", "--normalize-actions",
+    assert main(["maml_trpo", "--env", "faulty_families:UnboundedLine", "--normalize-actions",
                  *TINY, "--num-workers", "0", "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "metarl_bad_plugins:UnboundedLine has low=[-inf]" in err
+    assert "faulty_families:UnboundedLine has low=[-inf]" in err
     assert "--no-normalize-actions" in err and err.count("\n") == 1
-    assert main(["maml_trpo", "--env", "metarl_bad_plugins:MismatchedLine",
+    assert main(["maml_trpo", "--env", "faulty_families:MismatchedLine",
                  "--no-normalize-actions", *TINY, "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert "batched env has observations of size 2" in err and err.count("\n") == 1

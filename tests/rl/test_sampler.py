@@ -4,7 +4,6 @@ import dataclasses
 from dataclasses import fields
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -193,34 +192,10 @@ def test_plugin_family_without_batched_form_runs_through_the_fallback(monkeypatc
     assert (batch.rewards.sum(0) < 0).all()
 
 
-class DivergingLine(gym.Env):
-    """Its observation becomes NaN at the third step when the target is positive."""
+def test_non_finite_state_ends_the_episode_as_terminated_and_stays_finite(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    from faulty_families import DivergingLine
 
-    horizon = 20
-
-    def __init__(self, task=None):
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float64)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.task = task or {"target": 0.0}
-
-    def sample_tasks(self, n):
-        return [{"target": 0.0}] * n
-
-    def set_task(self, task):
-        self.task = dict(task)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._t = 0
-        return np.zeros(1), {}
-
-    def step(self, action):
-        self._t += 1
-        value = np.nan if self._t == 3 and self.task["target"] > 0 else float(self._t)
-        return np.array([value]), -1.0, False, False, {}
-
-
-def test_non_finite_state_ends_the_episode_as_terminated_and_stays_finite():
     family = TaskFamily("diverging_line", None, DivergingLine, None, 20)
     spec = PolicySpec(1, 1, (8,))
     tasks = [{"target": 1.0}, {"target": -1.0}]
@@ -264,15 +239,11 @@ def test_make_sampler_in_process_has_no_subprocess(num_workers):
     sampler.close()  # idempotent
 
 
-class UnboundedLine(DivergingLine):
-    """Its actions are unbounded: there is no [-1, 1] -> [low, high] map."""
+def test_normalized_actions_need_finite_bounds_a_config_error_before_any_worker_starts(
+        monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    from faulty_families import UnboundedLine
 
-    def __init__(self, task=None):
-        super().__init__(task)
-        self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float32)
-
-
-def test_normalized_actions_need_finite_bounds_a_config_error_before_any_worker_starts():
     family = TaskFamily("unbounded_line", None, UnboundedLine, None, 20)
     spec = PolicySpec(1, 1, (8,), normalize_actions=True)
     with pytest.raises(ConfigError, match=r"normalize_actions=True \(--normalize-actions\) "
