@@ -6,6 +6,14 @@ from pathlib import Path
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TEST_ENVS = Path(__file__).resolve().parent / "envs"
+
+
+@pytest.fixture
+def plugin_envs(monkeypatch):
+    """``tests/envs`` on sys.path for the test: its plug-in families (``plugin_family``,
+    ``faulty_families``) importable by name, as worker processes import them."""
+    monkeypatch.syspath_prepend(str(TEST_ENVS))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import yaml
 from metarl.core.maml import stack_params
 from metarl.run import main
 
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "envs"
 BUILTIN_ENVS = ["navigation_2d", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal"]
 TINY = ["--num-batches", "2", "--meta-batch-size", "2", "--fast-batch-size", "2",
         "--hidden-sizes", "8", "8", "--cg-iters", "2", "--num-workers", "1", "--no-progress"]
@@ -275,9 +274,8 @@ def test_evaluate_refuses_an_adapting_run_as_a_baseline_and_zero_baseline_iterat
     assert not (run_dir / "evaluation" / "pretrained").exists()  # refused before any training
 
 
-def test_a_plug_in_env_the_sampler_cannot_serve_exits_2_with_one_line(tmp_path, monkeypatch,
+def test_a_plug_in_env_the_sampler_cannot_serve_exits_2_with_one_line(tmp_path, plugin_envs,
                                                                         capsys):
-    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     out = tmp_path / "runs"
     # --num-workers 0: sharded over processes for a plug-in; refused before any worker starts
     assert main(["maml_trpo", "--env", "faulty_families:UnboundedLine", "--normalize-actions",

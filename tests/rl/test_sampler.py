@@ -2,7 +2,6 @@
 
 import dataclasses
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
 from metarl.rl.sampler import BatchedSampler, PolicySpec, episode_seeds, make_sampler
-
-PLUGIN_DIR = Path(__file__).resolve().parents[1] / "envs"
 
 
 def spec_of(name: str, hidden=(8, 8)) -> PolicySpec:
@@ -178,8 +175,7 @@ def test_seeds_depend_on_task_index_and_episode_not_on_episode_count():
         episode_seeds(-1, 0, 1, 1, 1)
 
 
-def test_plugin_family_without_batched_form_runs_through_the_fallback(monkeypatch):
-    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+def test_plugin_family_without_batched_form_runs_through_the_fallback(plugin_envs):
     name = "plugin_family:LineTargetEnv"
     spec = PolicySpec(1, 1, (8, 8))
     tasks = [{"target": 0.5}, {"target": -0.5}]
@@ -192,8 +188,7 @@ def test_plugin_family_without_batched_form_runs_through_the_fallback(monkeypatc
     assert (batch.rewards.sum(0) < 0).all()
 
 
-def test_non_finite_state_ends_the_episode_as_terminated_and_stays_finite(monkeypatch):
-    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+def test_non_finite_state_ends_the_episode_as_terminated_and_stays_finite(plugin_envs):
     from faulty_families import DivergingLine
 
     family = TaskFamily("diverging_line", None, DivergingLine, None, 20)
@@ -240,8 +235,7 @@ def test_make_sampler_in_process_has_no_subprocess(num_workers):
 
 
 def test_normalized_actions_need_finite_bounds_a_config_error_before_any_worker_starts(
-        monkeypatch):
-    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+        plugin_envs):
     from faulty_families import UnboundedLine
 
     family = TaskFamily("unbounded_line", None, UnboundedLine, None, 20)

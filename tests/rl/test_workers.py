@@ -25,7 +25,6 @@ from metarl.rl.sampler import PolicySpec, make_sampler
 from metarl.rl.workers import ProcessSampler, WorkerError
 
 HERE = Path(__file__).resolve().parent
-PLUGIN_DIR = HERE.parent / "envs"
 
 
 class SlowLine(gym.Env):
@@ -93,9 +92,8 @@ def assert_gone(pids: list[int], within: float = 3.0) -> None:
 
 
 @pytest.fixture
-def test_envs_path(monkeypatch):
+def test_envs_path(monkeypatch, plugin_envs):
     monkeypatch.syspath_prepend(str(HERE))
-    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
 
 
 def test_one_and_two_workers_give_identical_episodes():
