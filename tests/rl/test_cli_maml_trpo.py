@@ -29,9 +29,10 @@ def test_every_builtin_env_trains_and_writes_its_run_directory(env, tmp_path):
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["env"] == env and saved["algo"] == "maml_trpo"
     assert saved["max_kl"] == 0.01  # the shipped experiments/maml_trpo/{env}.yaml defaults
-    # The ant starts with small actions: at σ = 1 it leaves its healthy height at once.
-    assert (saved["init_std"], saved["init_mean_scale"]) == (
-        (0.3, 0.01) if env.startswith("ant") else (1.0, 1.0))
+    # The ant starts with small actions (at σ = 1 it leaves its healthy height at once), and
+    # so does cheetah_vel (it adapts better from there).
+    gentle = env.startswith("ant") or env == "cheetah_vel"
+    assert (saved["init_std"], saved["init_mean_scale"]) == ((0.3, 0.01) if gentle else (1.0, 1.0))
     assert list(run_dir.glob("events.out.tfevents.*"))
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 2 and state["algo"] == "maml_trpo"
