@@ -16,9 +16,11 @@ Meta-trains with the shipped defaults (``experiments/maml_trpo/{env}.yaml``) in 
 (or a machine's per-command time limit) loses at most one chunk; running the same command again
 continues where it stopped. A run directory without a checkpoint (stopped before its first
 one) is skipped with a notice, and a new run is started. Then ``evaluate --baselines``
-(pretrained, random init, oracle) on ``--num-tasks`` (default 40) held-out tasks (with the
-paper's test batch of 4000 env steps: 40 episodes per task for navigation_2d, whose horizon is
-100, the run's 20 for the MuJoCo families), and a Markdown section for docs/results.md (our
+(pretrained, random init, oracle) on ``--num-tasks`` (default 40) held-out tasks, with the
+paper's test batches of 4000 env steps per task drawn as its sampler drew them (``evaluate
+--env-steps-per-task 4000``: 40 episodes side by side for navigation_2d, whose horizon is 100,
+20 for the MuJoCo families, more where episodes end early; ``--episodes-per-task N`` samples
+a fixed N instead), and a Markdown section for docs/results.md (our
 curve next to the paper's, with CIs, the plot, the commands, seed, iterations, wall time and
 machine) is written to ``RUN/evaluation/results_section.md`` and printed. Only with
 ``--publish`` is the plot copied to this repository's ``docs/figures/{env}.png``, where the
@@ -54,9 +56,8 @@ from metarl.rl.config import MAMLTRPOConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: The paper's test batches were 4000 env steps (spec.md section 3): episodes of each env's
-#: horizon. MuJoCo's 20 equal the training's fast_batch_size; navigation's 40 do not.
-PAPER_TEST_EPISODES = {"navigation_2d": 40}
+#: The paper's test batches: env steps per task and step (spec.md section 3).
+PAPER_TEST_STEPS = 4000
 #: Options this script sets itself; after ``--`` they are refused.
 OWN_KEYS = ("env", "seed", "num_batches", "output_dir")
 #: Options that do not change what a run computes (the same episodes for any number of
@@ -190,7 +191,7 @@ def section(env: str, run_dir: Path, result: dict, commands: list[str], wall_s: 
         f"## {env}",
         "",
         f"Mean return over {result['num_tasks']} held-out tasks after 0..{steps - 1} "
-        f"policy-gradient steps ({result['episodes_per_task']} episodes per task and step; "
+        f"policy-gradient steps ({batch_size(result)} per task and step; "
         f"step sizes {result['step_sizes']}), ± 95% CI. Policy {result['hidden_sizes']} "
         f"{result['nonlinearity']}; {result['iteration']} meta-iterations, seed "
         f"{result['seed']}.",
@@ -204,6 +205,14 @@ def section(env: str, run_dir: Path, result: dict, commands: list[str], wall_s: 
         f"{os.cpu_count()} cores ({cpu}), {time.strftime('%Y-%m-%d')}.",
         "",
     ])
+
+
+def batch_size(result: dict[str, Any]) -> str:
+    """The evaluation batch of ``curve.json``'s ``result``, in words."""
+    if result.get("env_steps_per_task"):
+        return (f"batches of {result['env_steps_per_task']} env steps, "
+                f"{result['episodes_per_task']} episodes side by side")
+    return f"{result['episodes_per_task']} episodes"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,8 +230,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="held-out evaluation tasks, >= 2 (default: evaluate's, 40)")
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="evaluation episodes per task and step (default: the paper's test "
-                             "batch of 4000 env steps, 40 episodes for navigation_2d; the "
-                             "run's fast_batch_size otherwise)")
+                             "batches of 4000 env steps, drawn as its sampler drew them)")
     parser.add_argument("--later-lr-scale", type=float, default=None,
                         help="evaluation step size of steps 2.. / fast_lr (default: 0.5, the "
                              "paper's)")
@@ -270,10 +278,10 @@ def main(argv: list[str] | None = None) -> None:
         evaluate += ["--baseline-iterations", str(args.pretrain_iterations)]
     if args.num_tasks is not None:
         evaluate += ["--num-tasks", str(args.num_tasks)]
-    episodes = (PAPER_TEST_EPISODES.get(args.env) if args.episodes_per_task is None
-                else args.episodes_per_task)
-    if episodes is not None:
-        evaluate += ["--episodes-per-task", str(episodes)]
+    if args.episodes_per_task is None:
+        evaluate += ["--env-steps-per-task", str(PAPER_TEST_STEPS)]
+    else:
+        evaluate += ["--episodes-per-task", str(args.episodes_per_task)]
     if args.later_lr_scale is not None:
         evaluate += ["--later-lr-scale", str(args.later_lr_scale)]
     run(*evaluate)

@@ -229,6 +229,12 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="RL: episodes sampled per task and step (default: the run's "
                              "fast_batch_size; the paper's test batches were 4000 env steps)")
+    parser.add_argument("--env-steps-per-task", type=int, default=None, metavar="N",
+                        help="RL: instead of a number of episodes, batches of N env steps per "
+                             "task drawn as the paper's rllab sampler drew them (N / horizon "
+                             "episodes side by side, back to back, completed ones kept; the "
+                             "paper's: 4000). Where episodes end early this holds more, and "
+                             "more of the short, episodes")
     parser.add_argument("--later-lr-scale", type=float, default=None,
                         help="step size of steps 2.. as a fraction of fast_lr (default: the "
                              "paper's, 0.5 for RL and 1 for supervised runs)")
@@ -244,7 +250,8 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     for name, minimum in (("num_tasks", 2), ("steps", 0), ("baseline_iterations", 0),
-                          ("shots", 1), ("episodes_per_task", 1), ("seed", 0)):
+                          ("shots", 1), ("episodes_per_task", 1), ("env_steps_per_task", 1),
+                          ("seed", 0)):
         value = getattr(args, name)
         if value is not None and value < minimum:
             raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
@@ -273,6 +280,7 @@ def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) ->
     from metarl.config import from_mapping, validate
 
     rl_only = [flag for flag, value in (("--episodes-per-task", args.episodes_per_task),
+                                        ("--env-steps-per-task", args.env_steps_per_task),
                                         ("--pretrained", args.pretrained),
                                         ("--oracle", args.oracle)) if value is not None]
     if rl_only:
@@ -316,6 +324,7 @@ def _evaluate_rl(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[st
     validate(config)
     options = RLEvalOptions(num_tasks=args.num_tasks or 40, steps=args.steps,
                             episodes_per_task=args.episodes_per_task,
+                            env_steps_per_task=args.env_steps_per_task,
                             later_lr_scale=0.5 if args.later_lr_scale is None
                             else args.later_lr_scale,
                             baselines=bool(args.baselines),

@@ -2,13 +2,16 @@
 
 ``T`` is the horizon. An episode of length L occupies steps ``0 .. L-1``; ``mask`` is 1 there and
 0 after (termination before the horizon, or a shorter horizon: fixed horizons are masks). Values
-at masked steps are padding and carry no meaning. ``terminated`` says whether an episode ended by
+at masked steps are padding and carry no meaning. An episode of length 0 is an empty slot, so
+tasks can hold different numbers of episodes (``metarl.rl.step_budget``); it contributes nothing
+to any masked sum and does not count in ``returns_per_task``. ``terminated`` says whether an episode ended by
 termination (its last state is terminal) rather than truncation; see ``metarl.rl.returns``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
@@ -100,5 +103,29 @@ class Episodes:
         return int(self.lengths.sum())
 
     def returns_per_task(self) -> Tensor:
-        """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t``."""
-        return torch.where(self.mask != 0, self.rewards, 0.0).sum(0).mean(-1)
+        """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t`` over
+        its episodes (not its empty slots)."""
+        returns = torch.where(self.mask != 0, self.rewards, 0.0).sum(0)
+        present = self.lengths > 0
+        if bool(present.all()):
+            return returns.mean(-1)
+        return returns.sum(-1) / present.sum(-1).clamp_min(1).to(returns)
+
+
+def concat_episodes(batches: Sequence[Episodes]) -> Episodes:
+    """The episodes of several batches of the same tasks and horizon, side by side: batch b's
+    episode e of task k becomes episode ``b * E + e`` (with E per batch)."""
+    return Episodes(**{f.name: torch.cat([getattr(b, f.name) for b in batches],
+                                         dim=1 if f.name in ("lengths", "terminated") else 2)
+                       for f in fields(Episodes)})
+
+
+def keep_episodes(episodes: Episodes, keep: Tensor) -> Episodes:
+    """``episodes`` with the episodes where ``keep [K, E]`` is False emptied (length 0)."""
+    if keep.shape != episodes.lengths.shape or keep.dtype != torch.bool:
+        raise ValueError(f"keep must be a bool tensor of shape {tuple(episodes.lengths.shape)}, "
+                         f"got {keep.dtype} {tuple(keep.shape)}")
+    lengths = torch.where(keep, episodes.lengths, torch.zeros_like(episodes.lengths))
+    steps = torch.arange(episodes.horizon).view(-1, 1, 1)
+    return replace(episodes, lengths=lengths, mask=(steps < lengths).to(episodes.mask),
+                   terminated=episodes.terminated & keep)

@@ -4,7 +4,10 @@ For k = 0..K: sample ``episodes_per_task`` episodes (default: the run's ``fast_b
 every held-out task with the policy after k vanilla policy-gradient steps, record the mean
 undiscounted return, then take the next step on those episodes (α = fast_lr for the first step,
 α·later_lr_scale after; the paper's scale was 0.5 and its test batches 4000 env steps, i.e. 40
-navigation episodes of 100 or 20 MuJoCo episodes of 200).
+navigation episodes of 100 or 20 MuJoCo episodes of 200). With ``env_steps_per_task`` the batches
+are drawn as the paper's sampler drew them instead: a fixed number of env steps per task, which
+holds more episodes, and more of the short ones, where episodes end early
+(:mod:`metarl.rl.step_budget`).
 Held-out tasks come from ``seed + EVALUATION_SEED_OFFSET``, disjoint from training's seeds.
 
 Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all tasks jointly
@@ -39,6 +42,7 @@ from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
 from metarl.evaluation import report
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
+from metarl.rl.step_budget import sample_env_steps, slots_for
 from metarl.rl.trainer import MetaRLTrainer, build_policy, derive_seed, train
 from metarl.runs import (
     CHECKPOINT_NAME,
@@ -72,6 +76,7 @@ class RLEvalOptions:
     steps: int | None = None  # default: 4 for navigation_2d, 3 otherwise
     later_lr_scale: float = 0.5
     episodes_per_task: int | None = None  # default: the run's fast_batch_size
+    env_steps_per_task: int | None = None  # instead: batches of this many env steps (rllab's)
     baselines: bool = False
     pretrained: Path | None = None
     oracle: Path | None = None
@@ -102,15 +107,20 @@ def default_steps(env: str) -> int:
 
 
 def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict], *,
-                       sizes: list[float], seed: int) -> np.ndarray:
+                       sizes: list[float], seed: int, env_steps: int | None = None
+                       ) -> np.ndarray:
     """Mean return of each task after 0..len(sizes) policy-gradient steps: ``[tasks, K + 1]``.
 
-    A step of size 0 is not taken (the oracle's curve: the same policy on fresh episodes)."""
+    Each step samples the trainer's ``fast_batch_size`` episodes per task, or with
+    ``env_steps`` a batch of that many env steps per task (``sample_env_steps``). A step of
+    size 0 is not taken (the oracle's curve: the same policy on fresh episodes)."""
     learner = trainer.learner
     params = {k: v.detach() for k, v in stack_params(theta, len(tasks)).items()}
     returns = []
     for k in range(len(sizes) + 1):
-        episodes = trainer.sampler.sample(tasks, params, seed=derive_seed(seed, k, "valid"))
+        step_seed = derive_seed(seed, k, "valid")
+        episodes = (trainer.sampler.sample(tasks, params, seed=step_seed) if env_steps is None
+                    else sample_env_steps(trainer.sampler, tasks, params, step_seed, env_steps))
         returns.append(episodes.returns_per_task().numpy())
         if k < len(sizes) and sizes[k] != 0:
             start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
@@ -123,13 +133,15 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
 @dataclass(frozen=True)
 class EvalProtocol:
     """What every curve of one evaluation shares: the held-out tasks, ``episodes`` sampled per
-    task at each step, the ``step_sizes`` of the K = ``steps`` adaptation steps, the seed."""
+    task at each step (with ``env_steps``, the episodes run side by side in batches of that
+    many env steps), the ``step_sizes`` of the K = ``steps`` adaptation steps, the seed."""
 
     tasks: list[dict]
     steps: int
     step_sizes: list[float]
     episodes: int
     seed: int
+    env_steps: int | None = None
 
 
 def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtocol:
@@ -148,11 +160,22 @@ def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtoco
     if episodes < 1 or not options.later_lr_scale > 0:
         raise ConfigError(f"episodes_per_task={episodes} must be >= 1 and later_lr_scale="
                           f"{options.later_lr_scale} > 0")
+    env_steps = options.env_steps_per_task
+    if env_steps is not None:
+        horizon = envs.registry.resolve(config.env).horizon
+        if options.episodes_per_task is not None:
+            raise ConfigError(f"give episodes_per_task={options.episodes_per_task} or "
+                              f"env_steps_per_task={env_steps}, not both: one sizes the "
+                              "evaluation batch by episodes, the other by env steps")
+        if env_steps < horizon:
+            raise ConfigError(f"env_steps_per_task={env_steps} must be >= the horizon of "
+                              f"{config.env} ({horizon}): a batch holds at least one episode")
+        episodes = slots_for(env_steps, horizon)
     if options.pretrain_iterations is not None and options.pretrain_iterations < 1:
         raise ConfigError(f"--baseline-iterations={options.pretrain_iterations} must be >= 1 for "
                           "MAML-TRPO runs: it trains the pretrained and oracle baselines (0 "
                           "would leave them untrained; the random-init curve shows that)")
-    return EvalProtocol(tasks, steps, sizes, episodes, seed)
+    return EvalProtocol(tasks, steps, sizes, episodes, seed, env_steps)
 
 
 def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
@@ -222,7 +245,8 @@ class Evaluators:
         protocol = self.protocol
         sizes = protocol.step_sizes if fine_tune else [0.0] * protocol.steps
         return adaptation_returns(self.trainer(run), theta, protocol.tasks, sizes=sizes,
-                                  seed=protocol.seed + EVALUATION_SEED_OFFSET)
+                                  seed=protocol.seed + EVALUATION_SEED_OFFSET,
+                                  env_steps=protocol.env_steps)
 
     def close(self) -> None:
         for trainer in self._trainers.values():
@@ -250,7 +274,8 @@ def rl_meta(config: MAMLTRPOConfig, protocol: EvalProtocol, iteration: int,
     """What curve.json records besides the curves: the protocol, the evaluated run's
     iteration and policy, the baselines used and the published numbers."""
     return {"env": config.env, "num_tasks": len(protocol.tasks), "steps": protocol.steps,
-            "episodes_per_task": protocol.episodes, "step_sizes": protocol.step_sizes,
+            "episodes_per_task": protocol.episodes, "env_steps_per_task": protocol.env_steps,
+            "step_sizes": protocol.step_sizes,
             "seed": protocol.seed, "iteration": iteration,
             "hidden_sizes": list(config.hidden_sizes), "nonlinearity": config.nonlinearity,
             "normalize_actions": config.normalize_actions,

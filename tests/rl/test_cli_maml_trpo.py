@@ -143,6 +143,29 @@ def test_evaluate_takes_the_test_batch_and_later_step_size(tmp_path, capsys, mon
     assert "--episodes-per-task=0 must be >= 1" in capsys.readouterr().err
 
 
+def test_evaluate_draws_batches_of_env_steps_like_the_paper(tmp_path, capsys, monkeypatch):
+    import metarl.rl.evaluate as rl_evaluate
+
+    budgets = []
+    original = rl_evaluate.sample_env_steps
+    monkeypatch.setattr(rl_evaluate, "sample_env_steps", lambda sampler, *a: budgets.append(
+        (sampler.episodes_per_task, a[-1])) or original(sampler, *a))
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
+                 "--env-steps-per-task", "300", "--no-progress"]) == 0
+    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    # navigation_2d's horizon is 100: three episodes side by side, one batch per step.
+    assert budgets == [(3, 300), (3, 300)]
+    assert result["env_steps_per_task"] == 300 and result["episodes_per_task"] == 3
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--env-steps-per-task", "300",
+                 "--episodes-per-task", "3"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run_dir), "--env-steps-per-task", "99"]) == 2
+    assert "must be >= the horizon of navigation_2d (100)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["maml_trpo", "--env", "cheetah_speed"], "unknown"),
     (["maml_trpo", "--max-kl", "0"], "max_kl=0.0 must be > 0"),

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from metarl.rl.episodes import Episodes
+from metarl.rl.episodes import Episodes, concat_episodes, keep_episodes
 
 
 def make(t=4, k=2, e=3, lengths=None):
@@ -37,6 +37,27 @@ def test_padding_rewards_do_not_count_even_nan():
     fields = make()
     fields["rewards"][3, 0, 1] = float("nan")
     assert torch.isfinite(Episodes(**fields).returns_per_task()).all()
+
+
+def test_concatenated_batches_sit_side_by_side():
+    a, b = Episodes(**make()), Episodes(**make(lengths=torch.tensor([[1, 1, 1], [2, 2, 2]])))
+    both = concat_episodes([a, b])
+    assert both.episodes_per_task == 6 and both.num_steps == a.num_steps + b.num_steps
+    assert torch.equal(both.lengths[:, 3:], b.lengths) and torch.equal(both.rewards[..., :3], a.rewards)
+
+
+def test_emptied_episodes_count_nowhere():
+    fields = make()
+    ep = Episodes(**fields)
+    keep = torch.tensor([[True, False, True], [False, False, True]])
+    kept = keep_episodes(ep, keep)
+    assert kept.lengths.tolist() == [[4, 0, 1], [0, 0, 4]] and kept.num_steps == 9
+    assert not kept.terminated[~keep].any()
+    r = fields["rewards"]
+    expected = [(r[:4, 0, 0].sum() + r[:1, 0, 2].sum()) / 2, r[:4, 1, 2].sum()]
+    torch.testing.assert_close(kept.returns_per_task(), torch.stack(expected))
+    with pytest.raises(ValueError, match="keep must be a bool tensor of shape"):
+        keep_episodes(ep, keep.float())
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,21 @@ def test_the_script_as_a_program_reports_an_existing_run_without_publishing(tmp_
     assert figures() == before and not (tmp_path / "docs").exists()
 
 
+def test_the_paper_test_batches_are_the_default(script, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert metarl_main(["maml_trpo", "--num-batches", "1", *TRAINING, "--no-progress",
+                        "--output-dir", str(out / "navigation_2d")]) == 0
+    calls = []
+    monkeypatch.setattr(script, "run", in_process(calls))
+    script.main(["--env", "navigation_2d", "--num-batches", "1", "--num-tasks", "2",
+                 "--pretrain-iterations", "1", "--out", str(out), "--skip-training"])
+    (evaluate,) = calls
+    assert evaluate[evaluate.index("--env-steps-per-task") + 1] == "4000"
+    (run_dir,) = (out / "navigation_2d").iterdir()
+    section = (run_dir / "evaluation" / "results_section.md").read_text()
+    assert "(batches of 4000 env steps, 40 episodes side by side per task and step;" in section
+
+
 def test_a_resume_that_does_not_advance_stops(script, tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert metarl_main(["maml_trpo", "--num-batches", "1", *TRAINING, "--no-progress",
