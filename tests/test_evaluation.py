@@ -67,3 +67,25 @@ def test_per_task_table_groups_an_evaluation_by_a_task_parameter(tmp_path, capsy
         script.main([str(tmp_path / "per_task.csv"), "--by", "goal"])
     with pytest.raises(SystemExit, match="no method 'random'; methods: maml, oracle"):
         script.main([str(tmp_path / "per_task.csv"), "--by", "velocity", "--method", "random"])
+
+
+def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, experiment_script):
+    folders = []
+    for seed, curve in ((0, [[-40.0, -4.0], [-40.0, -2.0]]), (1, [[-38.0, -2.0], [-38.0, -2.0]])):
+        folder = tmp_path / f"s{seed}"
+        write_curves(folder, {"maml": np.array(curve)}, metric="return",
+                     meta={"env": "navigation_2d", "num_tasks": 2, "seed": 0, "run_seed": seed,
+                           "iteration": 100, "published_maml": [-40.4, -11.7, -3.3]})
+        folders.append(str(folder))
+    script = experiment_script("seed_table")
+    assert script.main(folders) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| seed 0 | 100 | -40.00 | -3.00 |"
+    assert lines[3] == "| seed 1 | 100 | -38.00 | -2.00 |"
+    # mean -39 / -2.5; standard deviation over the two seeds sqrt(2) / sqrt(0.5)
+    assert lines[4] == f"| mean of 2 | | **-39.00** ± {Z_95:.2f} | **-2.50** ± {Z_95 / 2:.2f} |"
+    assert lines[5] == "| paper | | -40.40 | -11.70 |"
+    with pytest.raises(SystemExit, match="no method 'oracle'; methods: maml"):
+        script.main([*folders, "--method", "oracle"])
+    with pytest.raises(SystemExit, match="no such file"):
+        script.main([str(tmp_path / "nowhere")])
