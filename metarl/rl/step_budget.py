@@ -8,8 +8,8 @@ then were dropped. Where no episode ends early this is exactly S episodes. Where
 early (navigation_2d's point reaching its goal, an ant falling) the batch holds more of them,
 and more of the short ones: a slot whose episodes end sooner completes more of them in the same
 time, so the mean return over the batch leans towards the episodes that reached the goal
-quickly (on navigation_2d after adaptation, 0.3 to 0.7 better than the mean over a fixed number
-of episodes; docs/results.md).
+quickly (on navigation_2d after adaptation, 0.3 to 1.3 better than a fixed number of episodes;
+docs/results.md).
 
 Here slot s's j-th episode is episode ``s`` of round j: each round samples one episode per slot
 with the ordinary fixed-count sampler (round 0 with the given seed, so it is the fixed-count
