@@ -3,7 +3,8 @@
     python experiments/seed_table.py EVAL_DIR [EVAL_DIR ...] [--method maml]
 
 Each ``EVAL_DIR`` holds the ``curve.json`` of one ``evaluate`` (for instance of runs that differ
-only in ``--seed``, all evaluated with the same ``--seed`` so on the same held-out tasks). One
+only in ``--seed``, all evaluated with the same ``--seed`` so on the same held-out tasks); they
+must share the evaluation protocol (``PROTOCOL``: tasks, steps, step sizes, batches). One
 row per directory: the training seed, its meta-iterations and ``--method``'s mean return after
 each step; then the mean over the rows with a 95% interval over seeds (1.96 standard errors of
 the per-seed means: how much the result moves with the training seed, which one run's interval
@@ -20,6 +21,11 @@ import sys
 from pathlib import Path
 
 from metarl.evaluation import Z_95
+
+#: What must agree between the evaluations of one table: the held-out tasks and how each step
+#: was sampled and taken.
+PROTOCOL = ("env", "num_tasks", "seed", "steps", "step_sizes", "episodes_per_task",
+            "env_steps_per_task")
 
 
 def read(folder: Path, method: str) -> dict:
@@ -69,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="maml")
     args = parser.parse_args(argv)
     results = [(folder, read(folder, args.method)) for folder in args.folders]
-    tasks = {(r["env"], r["num_tasks"], r["seed"]) for _, r in results}
-    if len(tasks) > 1:
-        print("note: these evaluations are not on the same held-out tasks (env, tasks, "
-              f"evaluation seed: {sorted(tasks)})", file=sys.stderr)
+    for key in PROTOCOL:
+        values = {json.dumps(result.get(key)) for _, result in results}
+        if len(values) > 1:
+            raise SystemExit(f"error: these evaluations differ in {key} "
+                             f"({', '.join(sorted(values))}); a mean over seeds needs the same "
+                             "protocol: "
+                             f"{', '.join(PROTOCOL)}")
     rows = [(f"seed {result.get('run_seed', '?')}", result) for _, result in results]
     print("\n".join(table(rows, args.method)))
     return 0

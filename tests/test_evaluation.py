@@ -89,3 +89,8 @@ def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, ex
         script.main([*folders, "--method", "oracle"])
     with pytest.raises(SystemExit, match="no such file"):
         script.main([str(tmp_path / "nowhere")])
+    other = json.loads((tmp_path / "s1" / "curve.json").read_text())
+    other["env_steps_per_task"] = 4000
+    (tmp_path / "s1" / "curve.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="differ in env_steps_per_task"):
+        script.main(folders)

@@ -4,8 +4,9 @@
 0 after (termination before the horizon, or a shorter horizon: fixed horizons are masks). Values
 at masked steps are padding and carry no meaning. An episode of length 0 is an empty slot, so
 tasks can hold different numbers of episodes (``metarl.rl.step_budget``); it contributes nothing
-to any masked sum and does not count in ``returns_per_task``. ``terminated`` says whether an episode ended by
-termination (its last state is terminal) rather than truncation; see ``metarl.rl.returns``.
+to any masked sum and does not count in ``returns_per_task``. ``terminated`` says whether an
+episode ended by termination (its last state is terminal) rather than truncation; see
+``metarl.rl.returns``.
 """
 
 from __future__ import annotations
@@ -104,12 +105,12 @@ class Episodes:
 
     def returns_per_task(self) -> Tensor:
         """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t`` over
-        its episodes (not its empty slots)."""
+        its episodes (not its empty slots; NaN for a task with none)."""
         returns = torch.where(self.mask != 0, self.rewards, 0.0).sum(0)
         present = self.lengths > 0
         if bool(present.all()):
             return returns.mean(-1)
-        return returns.sum(-1) / present.sum(-1).clamp_min(1).to(returns)
+        return returns.sum(-1) / present.sum(-1).to(returns)
 
 
 def concat_episodes(batches: Sequence[Episodes]) -> Episodes:

@@ -56,6 +56,8 @@ def test_emptied_episodes_count_nowhere():
     r = fields["rewards"]
     expected = [(r[:4, 0, 0].sum() + r[:1, 0, 2].sum()) / 2, r[:4, 1, 2].sum()]
     torch.testing.assert_close(kept.returns_per_task(), torch.stack(expected))
+    nothing = keep_episodes(ep, torch.tensor([[False] * 3, [True] * 3]))
+    assert nothing.returns_per_task()[0].isnan()  # no episodes: no mean, not a return of 0
     with pytest.raises(ValueError, match="keep must be a bool tensor of shape"):
         keep_episodes(ep, keep.float())
 

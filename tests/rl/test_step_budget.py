@@ -39,7 +39,7 @@ def test_short_episodes_fill_the_budget_and_running_ones_are_dropped():
     # Two slots. Slot 0: episodes of 10 steps; slot 1: one of 100. Budget 100 steps:
     # at t=100 slot 0 has completed 10 episodes (100 steps) and slot 1 its one (100).
     # The count reaches 100 at t=100; everything completed by then is kept.
-    lengths = np.array([[[10, 100]]] * 12)  # [R=12, K=1, S=2]; slot 1's later ones never end in time
+    lengths = np.array([[[10, 100]]] * 12)  # [R=12, K=1, S=2]
     keep = completed_within_budget(lengths, 100)
     assert keep[:, 0, 0].tolist() == [True] * 10 + [False] * 2
     assert keep[:, 0, 1].tolist() == [True] + [False] * 11
@@ -61,6 +61,42 @@ def test_tasks_are_independent():
     keep = completed_within_budget(lengths, 200)
     assert keep[:, 0].sum() == 4  # t=100: two per slot
     assert keep[:, 1].sum() == 2 and keep[0, 1].all()
+
+
+def rllab_loop(lengths, steps):
+    """The sampler's loop, one time step at a time: the kept episodes, or None if a slot runs
+    out of sampled episodes before the budget is reached."""
+    rounds, tasks, slots = lengths.shape
+    keep = np.zeros(lengths.shape, dtype=bool)
+    for k in range(tasks):
+        current, left, done, t = [0] * slots, [int(lengths[0, k, s]) for s in range(slots)], 0, 0
+        while done < steps:
+            t += 1
+            for s in range(slots):
+                if current[s] >= rounds:
+                    return None  # this slot's next episode was never sampled
+                left[s] -= 1
+                if left[s] == 0:
+                    keep[current[s], k, s] = True
+                    done += int(lengths[current[s], k, s])
+                    current[s] += 1
+                    left[s] = int(lengths[current[s], k, s]) if current[s] < rounds else 0
+    return keep
+
+
+def test_the_kept_episodes_are_the_plain_loops():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        r, k, s = rng.integers(1, 5, size=3)
+        horizon = int(rng.integers(1, 12))
+        full = rng.random() < 0.5  # mostly full-length episodes, or any length
+        lengths = np.where(rng.random((r, k, s)) < (0.8 if full else 0.0), horizon,
+                           rng.integers(1, horizon + 1, size=(r, k, s)))
+        steps = int(rng.integers(1, 3 * s * horizon + 1))
+        expected, got = rllab_loop(lengths, steps), completed_within_budget(lengths, steps)
+        assert (got is None) == (expected is None), (lengths.tolist(), steps)
+        if got is not None:
+            assert np.array_equal(got, expected), (lengths.tolist(), steps)
 
 
 def test_bad_lengths_are_refused():
@@ -98,6 +134,17 @@ def test_sampled_batches_hold_the_budget_and_round_zero_is_the_fixed_batch():
     per_task = batch.returns_per_task()  # over the kept episodes only, not the empty slots
     assert per_task[1] == pytest.approx(fixed.returns_per_task()[1].item())
     assert per_task[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_each_round_samples_fresh_episodes():
+    spec, sampler = navigation_sampler(episodes=1)
+    policy = GaussianMLPPolicy(spec.obs_size, spec.act_size, hidden_sizes=spec.hidden_sizes)
+    params = {k: v.detach() for k, v in parameters_of(policy).items()}
+    tasks = [{"goal": [0.4, -0.4]}, {"goal": [-0.3, 0.2]}]
+    with sampler:  # one slot, episodes that run the full 100 steps: 150 steps need two rounds
+        batch = sample_env_steps(sampler, tasks, params, seed=3, steps=150)
+    assert batch.lengths.tolist() == [[100, 100], [100, 100]]
+    assert not torch.equal(batch.actions[:, :, 0], batch.actions[:, :, 1])
 
 
 def test_the_sampler_must_run_the_slots_of_the_budget():
