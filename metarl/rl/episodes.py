@@ -107,10 +107,7 @@ class Episodes:
         """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t`` over
         its episodes (not its empty slots; NaN for a task with none)."""
         returns = torch.where(self.mask != 0, self.rewards, 0.0).sum(0)
-        present = self.lengths > 0
-        if bool(present.all()):
-            return returns.mean(-1)
-        return returns.sum(-1) / present.sum(-1).to(returns)
+        return returns.sum(-1) / (self.lengths > 0).sum(-1).to(returns)
 
 
 def concat_episodes(batches: Sequence[Episodes]) -> Episodes:
