@@ -38,7 +38,7 @@ import numpy as np
 # `envs` package; drop it before importing the package.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-envs = importlib.import_module("envs")
+envs = importlib.import_module("metarl.envs")
 
 
 class RawPhysics:

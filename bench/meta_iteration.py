@@ -29,7 +29,7 @@ _spec.loader.exec_module(common)
 
 
 def main() -> None:
-    import envs
+    from metarl import envs
     from metarl.config import resolve
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.trainer import MetaRLTrainer

@@ -41,7 +41,7 @@ import torch
 # the `envs` package; drop it before importing the package.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-envs = importlib.import_module("envs")
+envs = importlib.import_module("metarl.envs")
 _spec = importlib.util.spec_from_file_location("bench_common", _HERE / "common.py")
 common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)

@@ -9,7 +9,7 @@ f ∈ [-1, 1]; per step (dt = 0.1)::
 
 Observation (x, v); horizon 100; it never terminates. Train it with
 ``python -m metarl.run maml_trpo --env examples.point_mass:PointMassEnv`` (from the
-repository root), or register a short name with ``envs.register_family``.
+repository root), or register a short name with ``metarl.envs.register_family``.
 """
 
 from __future__ import annotations

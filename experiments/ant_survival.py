@@ -6,7 +6,7 @@
 The ant families end an episode when the torso height leaves [0.2, 1.0] (spec.md section 1).
 A Gaussian policy starts by acting almost at random, with its initial standard deviation σ
 (``--init-std``, 1.0 by default as in rllab). This script plays episodes of 200 actions
-drawn from N(0, σ²) (clipped to the action bounds) on the ant model of ``envs.ant``, each
+drawn from N(0, σ²) (clipped to the action bounds) on the ant model of ``metarl.envs.ant``, each
 action held for one control step (Gymnasium v5: 0.05 s, five 0.01 s physics steps; rllab's
 ant of the MAML paper: 0.02 s), from the same kind of perturbed start, and prints per σ and
 control step the mean and median episode length and the share of episodes that last all 200
@@ -33,7 +33,7 @@ HORIZON = 200
 def episode_length(model: mujoco.MjModel, data: mujoco.MjData, sigma: float, substeps: int,
                    rng: np.random.Generator) -> int:
     """Actions survived (1..HORIZON) by one episode of N(0, sigma²) actions."""
-    from envs.ant import HEALTHY_Z_RANGE
+    from metarl.envs.ant import HEALTHY_Z_RANGE
 
     mujoco.mj_resetData(model, data)
     data.qpos[:] = model.qpos0 + rng.uniform(-0.1, 0.1, model.nq)
@@ -48,7 +48,7 @@ def episode_length(model: mujoco.MjModel, data: mujoco.MjData, sigma: float, sub
 
 
 def main(argv: list[str] | None = None) -> int:
-    from envs.ant import ant_model
+    from metarl.envs.ant import ant_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 0.5, 0.3])
@@ -104,7 +104,7 @@ def policy_lengths(init_std: float, init_mean_scale: float, episodes: int,
     """Episode lengths of ant_dir (direction +1) under a fresh policy of these settings."""
     import torch
 
-    from envs.ant import AntDirEnv
+    from metarl.envs.ant import AntDirEnv
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.trainer import build_policy
 

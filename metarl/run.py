@@ -100,8 +100,8 @@ def run_maml(argv: Sequence[str]) -> int:
 def run_maml_trpo(argv: Sequence[str]) -> int:
     """``maml_trpo --env NAME``: meta-RL with MAML-TRPO."""
     env, saved = _pre_parse(argv, "env", "maml_trpo", default="navigation_2d")
-    import envs.registry
-    from envs.oracle import ORACLE_SUFFIX
+    from metarl import envs
+    from metarl.envs.oracle import ORACLE_SUFFIX
 
     envs.registry.resolve(env)  # an unknown name fails here, listing the known ones
     from metarl.rl.config import MAMLTRPOConfig
@@ -365,7 +365,7 @@ def _write_run_config(run_dir: Path, algo: str, config: Any) -> None:
 
 def _domain_errors() -> tuple[type[Exception], ...]:
     """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
-    import envs.registry
+    from metarl import envs
     from metarl.supervised.omniglot import OmniglotError
 
     return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError, OmniglotError)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from envs.oracle import ORACLE_SUFFIX
+from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.config import ConfigError, option
 from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
 

@@ -13,7 +13,7 @@ Held-out tasks come from ``seed + EVALUATION_SEED_OFFSET``, disjoint from traini
 Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all tasks jointly
 (multi-task TRPO: the same trainer with ``num_steps: 0``, or an existing such run given with
 ``--pretrained DIR``), a random initialisation, and the oracle: multi-task TRPO on the family's
-oracle (``ENV+oracle``, :mod:`envs.oracle`), whose policy observes the task's parameters, so it
+oracle (``ENV+oracle``, :mod:`metarl.envs.oracle`), whose policy observes the task's parameters, so it
 needs no adaptation and bounds what adaptation can reach (or an existing such run, ``--oracle
 DIR``). Each baseline run is built, sampled and fine-tuned with its own policy
 (``ARCHITECTURE_KEYS``: hidden sizes, nonlinearity, normalize_actions), so a relu 100-100
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.oracle import ORACLE_SUFFIX
+from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
 from metarl.evaluation import report
@@ -147,7 +147,7 @@ class EvalProtocol:
 def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtocol:
     """The evaluation protocol of ``options`` for the run ``config``; a ConfigError for a bad
     option (before anything is built or written)."""
-    import envs.registry
+    from metarl import envs
 
     steps = default_steps(config.env) if options.steps is None else options.steps
     sizes = step_sizes([config.fast_lr] + [config.fast_lr * options.later_lr_scale] * (steps - 1),

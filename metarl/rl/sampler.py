@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import envs
-from envs.base import usable_cores
-from envs.fallback import LoopBatchedEnv
-from envs.registry import NotATaskFamilyError, TaskFamily
+from metarl import envs
+from metarl.envs.base import usable_cores
+from metarl.envs.fallback import LoopBatchedEnv
+from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
@@ -228,7 +228,7 @@ class BatchedSampler:
     """Samples ``episodes_per_task`` episodes of each of ``num_tasks`` tasks in this process.
 
     Args:
-        env: task family name (see ``envs.registry.resolve``) or a resolved ``TaskFamily``.
+        env: task family name (see ``metarl.envs.registry.resolve``) or a resolved ``TaskFamily``.
         spec: the policy's shape.
         num_tasks: K, tasks per ``sample`` call.
         episodes_per_task: E.
@@ -452,7 +452,7 @@ def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int
     """The sampler the trainer uses: in-process (``num_workers=1``) or sharded over processes.
 
     Args:
-        env_name: task family (``envs.registry.resolve``).
+        env_name: task family (``metarl.envs.registry.resolve``).
         spec: the policy's shape.
         num_tasks, episodes_per_task: K and E of every ``sample`` call.
         num_workers: processes; 1 samples in this process (no subprocess). None: the usable

@@ -45,7 +45,7 @@ def derive_seed(seed: int, iteration: int, purpose: str) -> int:
 
 def env_sizes(env: str) -> tuple[int, int]:
     """Observation and action sizes of a task family."""
-    import envs.registry
+    from metarl import envs
 
     probe = envs.registry.make(env)
     try:
@@ -94,7 +94,7 @@ class MetaRLTrainer:
 
     def step(self) -> dict[str, float]:
         """One meta-iteration (spec.md section 2, steps 1-5); returns the values to log."""
-        import envs.registry
+        from metarl import envs
 
         config, learner, it = self.config, self.learner, self.iteration
         tasks = envs.registry.sample_tasks(config.env, config.meta_batch_size,

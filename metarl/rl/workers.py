@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import envs
-from envs.registry import TaskFamily
+from metarl import envs
+from metarl.envs.registry import TaskFamily
 from metarl.rl.episodes import Episodes
 from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.fallback import LoopBatchedEnv
+from metarl.envs.fallback import LoopBatchedEnv
 
 
 class DivergingLine(gym.Env):

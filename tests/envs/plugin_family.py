@@ -12,8 +12,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.base import BatchedEnvBase, BatchOfOneEnv
-from envs.tasks import TaskSpace, Uniform
+from metarl.envs.base import BatchedEnvBase, BatchOfOneEnv
+from metarl.envs.tasks import TaskSpace, Uniform
 
 
 class LineTargetEnv(gym.Env):

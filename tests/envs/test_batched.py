@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-import envs
+from metarl import envs
 
 SEEDS = [11, 12, 13]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import envs
+from metarl import envs
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import envs
-from envs.oracle import OracleFamily, task_features
+from metarl import envs
+from metarl.envs.oracle import OracleFamily, task_features
 
 
 def test_task_features_flatten_the_values_in_key_order():

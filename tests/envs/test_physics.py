@@ -5,10 +5,10 @@ import mujoco
 import numpy as np
 import pytest
 
-import envs
-from envs.ant import ant_model, contact_wrenches
-from envs.half_cheetah import half_cheetah_model
-from envs.kinematics import TreeKinematics
+from metarl import envs
+from metarl.envs.ant import ant_model, contact_wrenches
+from metarl.envs.half_cheetah import half_cheetah_model
+from metarl.envs.kinematics import TreeKinematics
 
 
 @pytest.mark.parametrize("build", [half_cheetah_model, ant_model])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
-from envs.fallback import LoopBatchedEnv
+from metarl import envs
+from metarl.envs.fallback import LoopBatchedEnv
 
 BUILTINS = {
     "navigation_2d": ("metarl/Navigation2D-v0", 100, 2),
@@ -63,7 +63,7 @@ def test_unknown_name_lists_known_names():
     with pytest.raises(envs.UnknownEnvError, match="cannot import module"):
         envs.resolve("no_such_package.module:Env")
     with pytest.raises(envs.UnknownEnvError, match="has no class"):
-        envs.resolve("envs.ant:NoSuchEnv")
+        envs.resolve("metarl.envs.ant:NoSuchEnv")
 
 
 def test_gym_env_without_task_methods_is_rejected():
@@ -72,7 +72,7 @@ def test_gym_env_without_task_methods_is_rejected():
 
 
 def test_builtin_by_module_class_uses_its_batched_form():
-    batch = envs.make_batched("envs.half_cheetah:HalfCheetahVelEnv", 2, num_threads=0)
+    batch = envs.make_batched("metarl.envs.half_cheetah:HalfCheetahVelEnv", 2, num_threads=0)
     assert type(batch).__name__ == "BatchedHalfCheetahVel" and batch.horizon == 200
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-import envs
-from envs.tasks import TaskError
+from metarl import envs
+from metarl.envs.tasks import TaskError
 
 DISTRIBUTIONS = {  # spec.md section 1
     "navigation_2d": ("goal", -0.5, 0.5),

@@ -15,7 +15,7 @@ def small_config(seed: int) -> MAMLTRPOConfig:
 
 
 def test_one_meta_step_improves_the_post_adaptation_surrogate_on_navigation():
-    import envs
+    from metarl import envs
 
     torch.set_num_threads(1)
     with MetaRLTrainer(small_config(0)) as trainer:

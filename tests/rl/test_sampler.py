@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import envs
-from envs.registry import NotATaskFamilyError, TaskFamily
+from metarl import envs
+from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import envs.registry
+from metarl import envs
 from metarl.core.maml import parameters_of
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec, make_sampler

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-import envs
+from metarl import envs
 from metarl.core.maml import stack_params
 from metarl.rl import sampler as sampler_module
 from metarl.rl.episodes import Episodes

@@ -26,7 +26,7 @@ Batched form (N instances, one task each, one call per step)::
     obs = batch.reset(seeds=range(800))             # [800, 20]
     obs, reward, terminated, truncated, info = batch.step(actions)   # actions [800, 6]
 
-Bring your own family: see :mod:`envs.protocol` (a Gymnasium env with ``sample_tasks`` and
+Bring your own family: see :mod:`metarl.envs.protocol` (a Gymnasium env with ``sample_tasks`` and
 ``set_task`` is enough; select it with ``--env package.module:ClassName`` or
 :func:`register_family`).
 
@@ -39,8 +39,8 @@ followed by its task's parameters, for the oracle baseline), ``navigation``, ``h
 ``ant`` (the families).
 """
 
-from envs.protocol import BatchedTaskEnv, TaskEnv
-from envs.registry import (
+from metarl.envs.protocol import BatchedTaskEnv, TaskEnv
+from metarl.envs.registry import (
     NotATaskFamilyError,
     TaskFamily,
     UnknownEnvError,
@@ -52,7 +52,7 @@ from envs.registry import (
     resolve,
     sample_tasks,
 )
-from envs.tasks import TaskError
+from metarl.envs.tasks import TaskError
 
 register_builtins()
 

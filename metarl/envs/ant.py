@@ -18,7 +18,7 @@ whole ant's COM) and ``v_x = (c_x' - c_x) / dt``:
   (``info["non_finite"]``); horizon 200.
 
 qpos, qvel, xmat and c are those of the state after the control step (xmat and c by
-:mod:`envs.kinematics`). ``cfrc_ext`` (the external contact wrench on each body, about the
+:mod:`metarl.envs.kinematics`). ``cfrc_ext`` (the external contact wrench on each body, about the
 COM, ``[torque, force]``) is not part of MuJoCo's state and no sensor reports it directly.
 It is rebuilt exactly from MuJoCo's own sensors, evaluated in C inside ``mujoco.rollout``:
 per body b one ``contact`` sensor (``reduce="netforce"``: net force ``F_b``, torque ``T_b``
@@ -41,9 +41,9 @@ import functools
 import mujoco
 import numpy as np
 
-from envs.kinematics import TreeKinematics
-from envs.mujoco_batch import BatchedMujocoEnv, MujocoTaskEnv, gymnasium_asset
-from envs.tasks import Choice, TaskSpace, Uniform
+from metarl.envs.kinematics import TreeKinematics
+from metarl.envs.mujoco_batch import BatchedMujocoEnv, MujocoTaskEnv, gymnasium_asset
+from metarl.envs.tasks import Choice, TaskSpace, Uniform
 
 CTRL_COST_WEIGHT = 0.005
 CONTACT_COST_WEIGHT = 0.0005

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from envs.base import BatchedEnvBase, BatchOfOneEnv
-from envs.tasks import TaskSpace, Uniform
+from metarl.envs.base import BatchedEnvBase, BatchOfOneEnv
+from metarl.envs.tasks import TaskSpace, Uniform
 
 MAX_STEP = 0.1
 GOAL_TOLERANCE = 0.01

@@ -36,7 +36,7 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
-from envs.base import BatchedEnvBase, BatchOfOneEnv, usable_cores
+from metarl.envs.base import BatchedEnvBase, BatchOfOneEnv, usable_cores
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 _CTRL = int(mujoco.mjtState.mjSTATE_CTRL)

@@ -5,7 +5,7 @@ interface of the built-in batched classes (``set_tasks``, ``reset(seeds)``, ``st
 ``info["non_finite"]``, horizon truncation, masking of finished instances), so the
 sampler needs no special case. It steps the envs one after another in Python: correct
 and general, but a family that needs speed should provide a batched class (see
-:mod:`envs.protocol`).
+:mod:`metarl.envs.protocol`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from envs.base import BatchedEnvBase, NotATaskFamilyError
+from metarl.envs.base import BatchedEnvBase, NotATaskFamilyError
 
 
 class LoopBatchedEnv(BatchedEnvBase):

@@ -19,8 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.protocol import BatchedTaskEnv
-from envs.registry import TaskFamily, UnknownEnvError
+from metarl.envs.protocol import BatchedTaskEnv
+from metarl.envs.registry import TaskFamily, UnknownEnvError
 
 ORACLE_SUFFIX = "+oracle"
 

@@ -32,12 +32,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
-from envs.tasks import TaskSpace
+from metarl.envs.tasks import TaskSpace
 
 
 class NotATaskFamilyError(ValueError):
-    """An env that does not follow the task-family protocol (see ``envs.protocol``); raised
-    with a one-line message saying what is missing (re-exported by ``envs.registry``)."""
+    """An env that does not follow the task-family protocol (see ``metarl.envs.protocol``); raised
+    with a one-line message saying what is missing (re-exported by ``metarl.envs.registry``)."""
 
 
 def usable_cores() -> int:

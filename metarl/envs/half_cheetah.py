@@ -23,9 +23,9 @@ import functools
 import mujoco
 import numpy as np
 
-from envs.kinematics import TreeKinematics
-from envs.mujoco_batch import BatchedMujocoEnv, MujocoTaskEnv, gymnasium_asset
-from envs.tasks import Choice, TaskSpace, Uniform
+from metarl.envs.kinematics import TreeKinematics
+from metarl.envs.mujoco_batch import BatchedMujocoEnv, MujocoTaskEnv, gymnasium_asset
+from metarl.envs.tasks import Choice, TaskSpace, Uniform
 
 CTRL_COST_WEIGHT = 0.05
 

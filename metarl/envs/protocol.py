@@ -21,18 +21,18 @@ all a family needs: select it with
 - ``--env package.module:MyTaskEnv`` (imported on demand), or
 - a Gymnasium id after ``gymnasium.register(id="my/Task-v0", entry_point=...,
   max_episode_steps=100)``, or
-- a short name after ``envs.register_family("my_task", MyTaskEnv)`` in your own code
+- a short name after ``metarl.envs.register_family("my_task", MyTaskEnv)`` in your own code
   (also registers the Gymnasium id ``metarl/my_task-v0`` unless you give ``env_id``).
 
 **Optional batched form** (:class:`BatchedTaskEnv`): a class that steps N instances, one
-task each, in one call. Without one, :class:`envs.fallback.LoopBatchedEnv` loops over N
+task each, in one call. Without one, :class:`metarl.envs.fallback.LoopBatchedEnv` loops over N
 single envs behind the same interface; with one (``register_family(...,
 batched=MyBatched)`` or a class attribute ``batched_cls = MyBatched`` on the env), the
 sampler gets the fast path. Its constructor is ``MyBatched(num_envs, *, num_threads=None,
 horizon=None)``; it must reset instance i exactly as the single env's
 ``reset(seed=seeds[i])`` and produce the same transitions. Deriving from
-:class:`envs.base.BatchedEnvBase` gives the bookkeeping (task validation, seeding,
-truncation, masking, non-finite flags) for free, and :class:`envs.base.BatchOfOneEnv` then
+:class:`metarl.envs.base.BatchedEnvBase` gives the bookkeeping (task validation, seeding,
+truncation, masking, non-finite flags) for free, and :class:`metarl.envs.base.BatchOfOneEnv` then
 makes the single Gymnasium env out of the batched class, so the family is written once
 (as the built-ins are; ``tests/envs/plugin_family.py`` has a small example of both ways).
 """

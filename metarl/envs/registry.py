@@ -9,10 +9,10 @@ A name given to ``--env`` (or to :func:`make` / :func:`make_batched`) is resolve
    ``package.module:Some/Id-v0``, a Gymnasium id registered by importing that module;
 4. any other Gymnasium id whose env follows the protocol (``max_episode_steps`` = horizon);
 5. any of these followed by ``+oracle``: that family's oracle, whose observations end with the
-   task's parameters (:mod:`envs.oracle`; the oracle baseline of ``evaluate --baselines``).
+   task's parameters (:mod:`metarl.envs.oracle`; the oracle baseline of ``evaluate --baselines``).
 
 Anything else raises :class:`UnknownEnvError` listing the known short names. The protocol
-a family follows is described in :mod:`envs.protocol`.
+a family follows is described in :mod:`metarl.envs.protocol`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils import seeding
 
-from envs.base import NotATaskFamilyError
-from envs.fallback import LoopBatchedEnv
-from envs.protocol import BatchedTaskEnv, TaskEnv
+from metarl.envs.base import NotATaskFamilyError
+from metarl.envs.fallback import LoopBatchedEnv
+from metarl.envs.protocol import BatchedTaskEnv, TaskEnv
 
 
 class UnknownEnvError(ValueError):
@@ -138,7 +138,7 @@ def resolve(name: str) -> TaskFamily:
     if name in _FAMILIES:
         return _FAMILIES[name]
     if name.endswith("+oracle") and name not in _RESOLVED:
-        from envs.oracle import oracle_family  # imports this module
+        from metarl.envs.oracle import oracle_family  # imports this module
 
         _RESOLVED[name] = oracle_family(resolve(name[:-len("+oracle")]))
     for family in _FAMILIES.values():
@@ -226,15 +226,15 @@ def _family_from_gym_id(name: str, env_id: str) -> TaskFamily:
 
 
 _BUILTINS = [  # short name, Gymnasium id, single env, batched form, horizon (spec.md §1)
-    ("navigation_2d", "metarl/Navigation2D-v0", "envs.navigation:Navigation2DEnv",
-     "envs.navigation:BatchedNavigation2D", 100),
-    ("cheetah_vel", "metarl/HalfCheetahVel-v0", "envs.half_cheetah:HalfCheetahVelEnv",
-     "envs.half_cheetah:BatchedHalfCheetahVel", 200),
-    ("cheetah_dir", "metarl/HalfCheetahDir-v0", "envs.half_cheetah:HalfCheetahDirEnv",
-     "envs.half_cheetah:BatchedHalfCheetahDir", 200),
-    ("ant_vel", "metarl/AntVel-v0", "envs.ant:AntVelEnv", "envs.ant:BatchedAntVel", 200),
-    ("ant_dir", "metarl/AntDir-v0", "envs.ant:AntDirEnv", "envs.ant:BatchedAntDir", 200),
-    ("ant_goal", "metarl/AntGoal-v0", "envs.ant:AntGoalEnv", "envs.ant:BatchedAntGoal", 200),
+    ("navigation_2d", "metarl/Navigation2D-v0", "metarl.envs.navigation:Navigation2DEnv",
+     "metarl.envs.navigation:BatchedNavigation2D", 100),
+    ("cheetah_vel", "metarl/HalfCheetahVel-v0", "metarl.envs.half_cheetah:HalfCheetahVelEnv",
+     "metarl.envs.half_cheetah:BatchedHalfCheetahVel", 200),
+    ("cheetah_dir", "metarl/HalfCheetahDir-v0", "metarl.envs.half_cheetah:HalfCheetahDirEnv",
+     "metarl.envs.half_cheetah:BatchedHalfCheetahDir", 200),
+    ("ant_vel", "metarl/AntVel-v0", "metarl.envs.ant:AntVelEnv", "metarl.envs.ant:BatchedAntVel", 200),
+    ("ant_dir", "metarl/AntDir-v0", "metarl.envs.ant:AntDirEnv", "metarl.envs.ant:BatchedAntDir", 200),
+    ("ant_goal", "metarl/AntGoal-v0", "metarl.envs.ant:AntGoalEnv", "metarl.envs.ant:BatchedAntGoal", 200),
 ]
 
 
