@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.config import ConfigError, option
+from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
 
 

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
+from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.evaluation import report
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.step_budget import sample_env_steps, slots_for

@@ -40,11 +40,11 @@ import torch
 from torch import Tensor
 
 from metarl import envs
+from metarl.config import ConfigError
+from metarl.core.maml import stack_params
 from metarl.envs.base import usable_cores
 from metarl.envs.fallback import LoopBatchedEnv
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
-from metarl.config import ConfigError
-from metarl.core.maml import stack_params
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import HALF_LOG_2PI, NONLINEARITIES, mean_and_log_std
 

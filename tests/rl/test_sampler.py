@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from metarl import envs
-from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
+from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
 from metarl.rl.sampler import BatchedSampler, PolicySpec, episode_seeds, make_sampler
