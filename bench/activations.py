@@ -19,10 +19,6 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def timed(function, rounds: int) -> tuple[float, float]:

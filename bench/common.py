@@ -1,8 +1,7 @@
 """Shared by the benchmark scripts: the raw-physics reference and machine facts.
 
-The scripts run as ``python bench/NAME.py`` and drop ``bench/`` from ``sys.path`` (where
-``bench/envs.py`` would shadow the ``envs`` package), so they load this file by path with
-``load_common()``.
+The scripts run as ``python bench/NAME.py``, which puts ``bench/`` first on ``sys.path``, so
+they ``import common``.
 """
 
 from __future__ import annotations

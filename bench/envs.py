@@ -21,24 +21,17 @@ last printed line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import mujoco
 import mujoco.rollout
 import numpy as np
 
-# `python bench/envs.py` puts bench/ first on sys.path, where this file would shadow the
-# `envs` package; drop it before importing the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-envs = importlib.import_module("metarl.envs")
+from metarl import envs
 
 
 class RawPhysics:

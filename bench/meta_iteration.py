@@ -14,18 +14,10 @@ line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import statistics
-import sys
-from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-_spec = importlib.util.spec_from_file_location("bench_common", _HERE / "common.py")
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+import common  # bench/common.py: bench/ is first on sys.path when run as a script
 
 
 def main() -> None:

@@ -35,18 +35,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-_spec = importlib.util.spec_from_file_location("bench_common", _HERE / "common.py")
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
 
 
 def main() -> None:

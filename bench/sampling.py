@@ -24,30 +24,21 @@ perfect packing onto the cores would reach. The last printed line is one JSON ob
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
+import common  # bench/common.py: bench/ is first on sys.path when run as a script
 import mujoco
 import mujoco.rollout
 import torch
 
-# `python bench/sampling.py` puts bench/ first on sys.path, where bench/envs.py would shadow
-# the `envs` package; drop it before importing the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-envs = importlib.import_module("metarl.envs")
-_spec = importlib.util.spec_from_file_location("bench_common", _HERE / "common.py")
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from metarl import envs
+from metarl.rl import policy as policy_module
+from metarl.rl import sampler as sampler_module
+
 cpu_seconds, time_raw_physics = common.cpu_seconds, common.time_raw_physics
-sampler_module = importlib.import_module("metarl.rl.sampler")
-policy_module = importlib.import_module("metarl.rl.policy")
 
 DEFAULT_SIZES = {"navigation_2d": (20, 20)}  # (tasks, episodes per task); others: (40, 20)
 
