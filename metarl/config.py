@@ -6,7 +6,8 @@ a lower bound in ``field(metadata=...)``. The same metadata builds the command-l
 run directory. Values are resolved in this order, later ones winning:
 
 1. the dataclass defaults;
-2. the experiment file ``experiments/{algo}/{task}.yaml`` shipped with metarl (spec defaults);
+2. the experiment file ``experiments/{algo}/{task}.yaml`` shipped with metarl (the paper's
+   settings for that task);
 3. a user file given with ``--config FILE``;
 4. flags given on the command line.
 
@@ -199,21 +200,70 @@ def to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
-def add_flags(parser: argparse.ArgumentParser, config_cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One flag per config field; defaults are None so only explicit flags override."""
+def add_flags(parser: argparse.ArgumentParser, config_cls: type, *,
+              skip: tuple[str, ...] = (), shown_defaults: Mapping[str, str] | None = None) -> None:
+    """One flag per config field, its help text ending with the effective default.
+
+    The flags' own defaults are None, so only explicit flags override the YAML layers; the help
+    shows instead ``shown_defaults[name]`` (see :func:`default_texts`), else the dataclass
+    default. ``parser`` may also be an argument group of one.
+    """
+    if shown_defaults is None:
+        shown_defaults = default_texts(config_cls())
     for f in dataclasses.fields(config_cls):
         if f.name in skip:
             continue
         base = _base_type(field_types(config_cls)[f.name])
-        kwargs: dict[str, Any] = {"default": None, "help": f.metadata.get("help", "")}
+        text = f.metadata.get("help", "").replace("%", "%%")
+        shown = shown_defaults.get(f.name)
+        if shown is not None:
+            text += f" (default: {shown.replace('%', '%%')})"
+        kwargs: dict[str, Any] = {"default": None, "help": text}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is tuple:
-            kwargs["nargs"] = "+"
-            kwargs["metavar"] = "N"
         else:
-            kwargs["metavar"] = f.name.upper()
+            kwargs["metavar"] = _metavar(f, base)
+            if typing.get_origin(base) is tuple:
+                kwargs["nargs"] = "+"
         parser.add_argument(flag_name(f.name), dest=f.name, **kwargs)
+
+
+def _metavar(f: dataclasses.Field, base: Any) -> str:
+    """How a help page names a field's value: its choices, else N (int), X (float), the field's
+    name in capitals (str)."""
+    choices = f.metadata.get("choices")
+    if choices is not None:
+        return "{" + ",".join(str(c) for c in choices) + "}"
+    if typing.get_origin(base) is tuple:
+        base = typing.get_args(base)[0]
+    return {int: "N", float: "X"}.get(base, f.name.upper())
+
+
+def default_text(value: Any) -> str:
+    """A value as a help page shows it: lists space-separated (as typed on the command line),
+    booleans as on/off, an empty string as "none"."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(default_text(item) for item in value)
+    if value is None or value == "":
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_texts(config: Any) -> dict[str, str]:
+    """Every field of ``config`` as :func:`default_text` shows it."""
+    return {f.name: default_text(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def shipped_defaults(config_cls: type[C], algo: str, task: str) -> C:
+    """What a new run takes for every option it is not given: the dataclass defaults overlaid
+    with ``experiments/{algo}/{task}.yaml`` where metarl ships one."""
+    config = config_cls()
+    shipped = experiment_file(algo, task)
+    if shipped.is_file():
+        config = from_mapping(config_cls, read_yaml(shipped), source=str(shipped), base=config)
+    return config
 
 
 def explicit_flags(args: argparse.Namespace, config_cls: type) -> dict[str, Any]:
@@ -234,10 +284,7 @@ def resolve(config_cls: type[C], *, algo: str, task: str, config_file: str | Non
     if base is not None:
         config = from_mapping(config_cls, base, source="the saved run config")
     else:
-        config = config_cls()
-        shipped = experiment_file(algo, task)
-        if shipped.is_file():
-            config = from_mapping(config_cls, read_yaml(shipped), source=str(shipped), base=config)
+        config = shipped_defaults(config_cls, algo, task)
     saved = config
     if config_file is not None:
         config = from_mapping(config_cls, read_yaml(config_file), source=config_file, base=config)

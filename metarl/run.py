@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import math
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,10 +30,13 @@ from metarl.config import (
     ConfigError,
     add_flags,
     coerce,
+    default_texts,
+    experiment_file,
     explicit_flags,
     flag_name,
     read_yaml,
     resolve,
+    shipped_defaults,
     to_dict,
 )
 from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME, CheckpointError, new_run_dir
@@ -79,13 +83,15 @@ def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
 
 def run_maml(argv: Sequence[str]) -> int:
     """``maml --task NAME``: supervised MAML."""
+    if _wants_help(argv):
+        _maml_help().print_help()
+        return 0
     task, saved = _pre_parse(argv, "task", "maml", default="sine")
     tasks = supervised_tasks()
     if task not in tasks:
         raise ConfigError(f"task={task!r} is not valid; choose from: {', '.join(tasks)}")
     config_cls, build_problem = tasks[task]
-    args, config = _parse_config(argv, "maml", task, config_cls, saved,
-                                 f"Supervised MAML on {task} (spec.md section 4).")
+    args, config = _parse_config(argv, "maml", task, config_cls, saved, MAML_HELP)
 
     from metarl.supervised.trainer import MetaLearner, train
 
@@ -108,7 +114,7 @@ def run_maml_trpo(argv: Sequence[str]) -> int:
 
     # ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults
     args, config = _parse_config(argv, "maml_trpo", env.removesuffix(ORACLE_SUFFIX),
-                                 MAMLTRPOConfig, saved, f"MAML-TRPO on {env} (spec.md section 2).")
+                                 MAMLTRPOConfig, saved, MAML_TRPO_HELP)
     from metarl.rl.trainer import MetaRLTrainer, train
 
     with MetaRLTrainer(config) as trainer:
@@ -152,21 +158,160 @@ def _pre_parse(argv: Sequence[str], key: str, algo: str, *,
 
 def _parse_config(argv, algo, task, config_cls, saved, description):
     selector = "env" if algo == "maml_trpo" else "task"
-    parser = Parser(prog=f"python -m metarl.run {algo}", description=description)
-    parser.add_argument("--config", metavar="FILE",
-                        help=f"YAML file of options; flags override it (--{selector} too, which "
-                             f"picks the shipped defaults: flag, else the file's {selector}: "
-                             f"key, else the resumed run's)")
-    parser.add_argument("--resume", metavar="DIR",
-                        help="continue the run in DIR exactly as it started; only "
-                             f"{', '.join(RESUME_MAY_CHANGE[algo])} may change")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_flags(parser, config_cls)
+    defaults = shipped_defaults(config_cls, algo, task)
+    parser = _command_parser(algo, description + _defaults_note(algo, selector, task))
+    _add_run_flags(parser, algo, selector)
+    add_flags(parser, config_cls, shown_defaults=default_texts(defaults))
     args = parser.parse_args(argv)
     config = resolve(config_cls, algo=algo, task=task, config_file=args.config,
                      flags=explicit_flags(args, config_cls), base=saved,
                      may_change=RESUME_MAY_CHANGE[algo])
     return args, config
+
+
+# --- help pages ------------------------------------------------------------------------------
+
+#: ``python -m metarl.run --help``.
+HELP = """\
+usage: python -m metarl.run COMMAND [options]
+
+Meta-learning with MAML (Finn, Abbeel & Levine, 2017): few-shot supervised learning and
+meta-reinforcement learning on one MAML core.
+
+commands:
+  maml        meta-train a model on a few-shot task: sine regression or Omniglot
+  maml_trpo   meta-train a policy with MAML-TRPO on a family of RL tasks
+  evaluate    the adaptation curve of a trained run on held-out tasks, with baselines
+
+examples:
+  python -m metarl.run maml --task sine --num-batches 5000
+  python -m metarl.run maml_trpo --env navigation_2d --num-batches 100
+  python -m metarl.run evaluate --run runs/maml_trpo__navigation_2d__0__20261123-150000
+
+Each command's options, with their defaults: python -m metarl.run COMMAND --help.
+Every option is also a YAML key (--config FILE). More in the repository: README.md, and
+docs/tasks.md (the task families), docs/protocol.md (the algorithm, the defaults and the
+evaluation protocol), docs/results.md (published numbers and how they were made).
+"""
+
+#: The description of ``maml --help``.
+MAML_HELP = """\
+Meta-train a model with supervised MAML: each meta-iteration adapts the model to a batch of
+sampled tasks with gradient steps on their support examples, then takes an Adam step on the
+adapted models' loss on the query examples.
+
+tasks (--task):
+  sine        sine-wave regression: amplitude in [0.1, 5], phase in [0, pi], x in [-5, 5];
+              an MLP 1-40-40-1 learns from K points
+  omniglot    N-way K-shot classification of handwritten characters with the 4-block conv
+              net; needs the Omniglot zips in --data-dir (or --download)
+"""
+
+#: The description of ``maml_trpo --help``.
+MAML_TRPO_HELP = """\
+Meta-train a Gaussian MLP policy with MAML-TRPO: each meta-iteration samples episodes on a
+batch of tasks, adapts the policy to each task with policy-gradient steps, samples again with
+the adapted policies and improves the starting policy with a TRPO step through the adaptation.
+
+task families (--env):
+  navigation_2d   a point moves to a goal in [-0.5, 0.5]^2 (100 steps)
+  cheetah_vel     half-cheetah runs at a target velocity in [0, 2] (200 steps)
+  cheetah_dir     half-cheetah runs forward or backward (200 steps)
+  ant_vel         ant runs at a target velocity in [0, 3] (200 steps)
+  ant_dir         ant runs forward or backward (200 steps)
+  ant_goal        ant walks to a goal position in [-3, 3]^2 (200 steps)
+  NAME+oracle     NAME with the task appended to every observation (the oracle baseline)
+  a Gymnasium id or package.module:Class of your own (README: "Your own task family")
+"""
+
+#: The description of ``evaluate --help``.
+EVALUATE_HELP = """\
+The adaptation curve of a trained run: its score on held-out tasks after 0..K adaptation steps
+(mean with a 95% confidence interval), next to the baselines. Supervised runs: MSE (sine) or
+accuracy (Omniglot); MAML-TRPO runs: the mean return. Writes curve.json, curve.csv, curve.png,
+per_task.csv and TensorBoard events into --output.
+"""
+
+#: Example lines at the foot of each command's help page.
+EXAMPLES = {
+    "maml": ("python -m metarl.run maml --task sine --num-batches 5000 --shots 5",
+             "python -m metarl.run maml --task omniglot --ways 5 --shots 1 --data-dir DIR",
+             "python -m metarl.run maml --resume runs/maml__sine__0__20261123-140000 "
+             "--num-batches 100000"),
+    "maml_trpo": ("python -m metarl.run maml_trpo --env navigation_2d --num-batches 100",
+                  "python -m metarl.run maml_trpo --env cheetah_vel --hidden-sizes 100 100 "
+                  "--nonlinearity relu",
+                  "python -m metarl.run maml_trpo --env cheetah_vel+oracle --num-steps 0"),
+    "evaluate": ("python -m metarl.run evaluate --run runs/maml__sine__0__20261123-140000",
+                 "python -m metarl.run evaluate --run RUN_DIR --baselines "
+                 "--env-steps-per-task 4000"),
+}
+
+
+def _wants_help(argv: Sequence[str]) -> bool:
+    return "-h" in argv or "--help" in argv
+
+
+def _command_parser(algo: str, description: str) -> Parser:
+    """A command's parser, its page headed by ``description`` and ending with examples."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[algo])
+    return Parser(prog=f"python -m metarl.run {algo}", description=description, epilog=epilog,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _defaults_note(algo: str, selector: str, task: str) -> str:
+    """Where the defaults on a training command's page come from."""
+    shipped = f"experiments/{algo}/{task}.yaml"
+    source = (f"built-in values overlaid with {shipped} (the paper's settings)"
+              if experiment_file(algo, task).is_file() else
+              f"the built-in values (metarl ships no {shipped})")
+    return _wrap(f"Defaults shown are {task}'s: {source}; --{selector} NAME --help shows "
+                 f"another's. A --config FILE overrides them, and flags override the file.")
+
+
+def _wrap(paragraph: str) -> str:
+    """A paragraph for a raw description, wrapped as the rest of it is."""
+    return "\n" + textwrap.fill(paragraph, width=94) + "\n"
+
+
+def _add_run_flags(parser: Parser, algo: str, selector: str) -> None:
+    """The options of a training command that are not config fields."""
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"YAML file of options; flags override it (--{selector} too, which "
+                             f"picks the shipped defaults: flag, else the file's {selector}: "
+                             f"key, else the resumed run's) (default: none)")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR exactly as it started; only "
+                             f"{', '.join(RESUME_MAY_CHANGE[algo])} may change "
+                             f"(default: start a new run)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide the progress bar (default: shown)")
+
+
+def _maml_help() -> Parser:
+    """The page of ``maml --help``: the options of every task, each with its default per task."""
+    tasks = supervised_tasks()
+    parser = _command_parser("maml", MAML_HELP + _wrap(
+        "Defaults: built-in values overlaid with experiments/maml/TASK.yaml (the paper's "
+        "settings). A --config FILE overrides them, and flags override the file."))
+    _add_run_flags(parser, "maml", "task")
+    defaults = {name: default_texts(shipped_defaults(cls, "maml", name))
+                for name, (cls, _) in tasks.items()}
+    fields = {name: set(texts) for name, texts in defaults.items()}
+    common = set.intersection(*fields.values())
+    shown = {}
+    for field in common:
+        values = {name: texts[field] for name, texts in defaults.items()}
+        shown[field] = (next(iter(values.values())) if len(set(values.values())) == 1 else
+                        ", ".join(f"{value} for {name}" for name, value in values.items()))
+    shown["task"] = "sine"
+    first, *_ = tasks.values()
+    add_flags(parser.add_argument_group("options of every task"), first[0],
+              skip=tuple(fields[next(iter(tasks))] - common), shown_defaults=shown)
+    for name, (cls, _) in tasks.items():
+        add_flags(parser.add_argument_group(f"{name} only"), cls, skip=tuple(common),
+                  shown_defaults=defaults[name])
+    return parser
 
 
 def _run_dir(args, algo: str, task: str, config: Any, load: Callable[..., None]) -> Path:
@@ -206,27 +351,30 @@ def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) ->
 # --- evaluate --------------------------------------------------------------------------------
 
 def run_evaluate(argv: Sequence[str]) -> int:
-    parser = Parser(prog="python -m metarl.run evaluate",
-                    description="Adaptation curve of a trained run on held-out tasks.")
+    parser = _command_parser("evaluate", EVALUATE_HELP)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", metavar="DIR", help="run directory (uses its checkpoint.pt)")
-    source.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file")
-    parser.add_argument("--num-tasks", type=int, default=None,
+    source.add_argument("--run", metavar="DIR",
+                        help="run directory, evaluated at its checkpoint.pt (required, or "
+                             "--checkpoint)")
+    source.add_argument("--checkpoint", metavar="FILE",
+                        help="a checkpoint file (required, or --run)")
+    parser.add_argument("--num-tasks", type=int, default=None, metavar="N",
                         help="held-out tasks (default: 600 sine, 1000 Omniglot, 40 RL)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=int, default=None, metavar="K",
                         help="adaptation steps K (default: 10 sine; Omniglot: the run's "
                              "eval_steps, 3 in the paper's setting; RL: 4 navigation, 3 "
                              "otherwise)")
-    parser.add_argument("--shots", type=int, default=None,
+    parser.add_argument("--shots", type=int, default=None, metavar="K",
                         help="supervised: support examples per task (default: the run's)")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
-                        help="add the baselines (default: on for supervised runs; for RL, "
-                             "pretrained-on-all-tasks, random-init and oracle curves, off by "
-                             "default)")
-    parser.add_argument("--baseline-iterations", type=int, default=None,
-                        help="training iterations of the pretrained baseline (and the RL "
-                             "oracle; default: 10000 supervised; RL: the run's num_batches)")
-    parser.add_argument("--episodes-per-task", type=int, default=None,
+                        help="add the paper's baselines: a model pretrained on all tasks and "
+                             "fine-tuned the same way (Omniglot: a classifier of the training "
+                             "classes), an oracle given the task (sine, RL) and a random "
+                             "initialisation (RL) (default: on for supervised runs, off for RL)")
+    parser.add_argument("--baseline-iterations", type=int, default=None, metavar="N",
+                        help="training iterations of the pretrained baseline and the RL oracle "
+                             "(default: 10000 supervised; RL: the run's num_batches)")
+    parser.add_argument("--episodes-per-task", type=int, default=None, metavar="N",
                         help="RL: episodes sampled per task and step (default: the run's "
                              "fast_batch_size; the paper's test batches were 4000 env steps)")
     parser.add_argument("--env-steps-per-task", type=int, default=None, metavar="N",
@@ -234,20 +382,25 @@ def run_evaluate(argv: Sequence[str]) -> int:
                              "task drawn as the paper's rllab sampler drew them (N / horizon "
                              "episodes side by side, back to back, completed ones kept; the "
                              "paper's: 4000). Where episodes end early this holds more, and "
-                             "more of the short, episodes")
-    parser.add_argument("--later-lr-scale", type=float, default=None,
+                             "more of the short, episodes (default: off, --episodes-per-task)")
+    parser.add_argument("--later-lr-scale", type=float, default=None, metavar="X",
                         help="step size of steps 2.. as a fraction of fast_lr (default: the "
                              "paper's, 0.5 for RL and 1 for supervised runs)")
     parser.add_argument("--pretrained", metavar="DIR",
                         help="RL: an existing multi-task TRPO run (num_steps: 0) as the "
-                             "pretrained baseline")
+                             "pretrained baseline (default: --baselines trains one, kept in "
+                             "OUTPUT/pretrained)")
     parser.add_argument("--oracle", metavar="DIR",
                         help="RL: an existing multi-task TRPO run on ENV+oracle (the policy "
-                             "observes the task) as the oracle baseline")
-    parser.add_argument("--seed", type=int, default=None, help="evaluation seed (default: the run's)")
+                             "observes the task) as the oracle baseline (default: --baselines "
+                             "trains one, kept in OUTPUT/oracle)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="evaluation seed; held-out tasks are drawn apart from training's "
+                             "(default: the run's)")
     parser.add_argument("--output", metavar="DIR",
                         help="where to write results (default: RUN/evaluation)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (default: shown)")
     args = parser.parse_args(argv)
     for name, minimum in (("num_tasks", 2), ("steps", 0), ("baseline_iterations", 0),
                           ("shots", 1), ("episodes_per_task", 1), ("env_steps_per_task", 1),
@@ -373,9 +526,8 @@ def _domain_errors() -> tuple[type[Exception], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: python -m metarl.run {{{','.join(COMMANDS)}}} [options]  (--help for each)"
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip() + "\n\n" + usage)
+        print(HELP, end="")
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     try:

@@ -17,9 +17,9 @@ from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
 class MAMLTRPOConfig:
     """MAML-TRPO. ``num_steps: 0`` trains plain multi-task TRPO (the "pretrained" baseline)."""
 
-    env: str = option("navigation_2d", "task family: short name (navigation_2d, cheetah_vel, "
-                      "cheetah_dir, ant_vel, ant_dir, ant_goal), Gymnasium id, or "
-                      f"package.module:Class; NAME{ORACLE_SUFFIX} is the oracle of NAME (the "
+    env: str = option("navigation_2d", "task family: a short name (navigation_2d, "
+                      "cheetah_vel, cheetah_dir, ant_vel, ant_dir, ant_goal), a Gymnasium id, "
+                      f"or package.module:Class; NAME{ORACLE_SUFFIX} is NAME's oracle (the "
                       "policy also observes the task)")
     num_batches: int = option(500, "meta-iterations", minimum=0, exclusive_minimum=False)
     meta_batch_size: int = option(20, "tasks per meta-iteration", minimum=0)
@@ -54,9 +54,8 @@ class MAMLTRPOConfig:
     curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "
                             "current point, cheaper) or exact (double backprop)", choices=CURVATURES)
     hvp_subsample: float = option(0.2, "fraction of each task's episodes used for the curvature "
-                                  "products, in (0, 1] (1.0: all; 0.2 learned alike at a third "
-                                  "of the step time on navigation_2d and cheetah_vel)",
-                                  minimum=0.0)
+                                  "products, in (0, 1] (1.0: all; the line search always checks "
+                                  "all of them)", minimum=0.0)
     num_workers: int = option(0, "sampler worker processes (0: choose for this machine)",
                               minimum=0, exclusive_minimum=False)
     torch_threads: int = option(0, "PyTorch threads of the learner process (0: PyTorch's "

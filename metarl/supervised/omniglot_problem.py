@@ -57,10 +57,12 @@ class OmniglotConfig(MAMLConfig):
     queries: int = option(15, "query images per class for the meta-loss", minimum=0)
     eval_steps: int = option(3, "inner steps in the held-out adaptation curve", minimum=0,
                              exclusive_minimum=False)
-    data_dir: str = option("data/omniglot", "folder holding the Omniglot zips (e.g. "
-                           "../shared/data/omniglot for the two small background subsets)")
+    data_dir: str = option("data/omniglot", "folder holding the Omniglot zips "
+                           "(images_background.zip and images_evaluation.zip, or the two small "
+                           "background subsets)")
     download: bool = option(False, "download the full zips into --data-dir if missing")
-    cache_dir: str = option("", "preprocessed-array cache (empty: ~/.cache/metarl/omniglot)")
+    cache_dir: str = option("", "folder of the preprocessed-array cache; none: "
+                            "~/.cache/metarl/omniglot")
     ways: int = option(5, "N: classes per episode", minimum=0)
     rotations: bool = option(True, "add each character's 90/180/270-degree rotations as classes")
     split_seed: int = option(0, "seed of the class-disjoint character split", minimum=0,
