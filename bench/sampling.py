@@ -2,7 +2,7 @@
 
     python bench/sampling.py --env cheetah_vel [--num-workers N] [--rounds 5]
 
-Spec defaults (spec.md section 2): navigation_2d 20 tasks x 20 episodes x 100 steps, the
+The paper's defaults (docs/protocol.md): navigation_2d 20 tasks x 20 episodes x 100 steps, the
 MuJoCo families 40 x 20 x 200; a 64-64 tanh Gaussian MLP policy with task-stacked parameters
 (each task its own, as after adaptation). Measured in one run, in alternating rounds:
 

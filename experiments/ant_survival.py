@@ -3,7 +3,7 @@
     python experiments/ant_survival.py [--sigmas 1 0.5 0.3] [--control-steps 0.02 0.05]
         [--episodes 30] [--seed 0] [--policies 1:1 0.3:1 0.3:0.01]
 
-The ant families end an episode when the torso height leaves [0.2, 1.0] (spec.md section 1).
+The ant families end an episode when the torso height leaves [0.2, 1.0] (docs/tasks.md).
 A Gaussian policy starts by acting almost at random, with its initial standard deviation σ
 (``--init-std``, 1.0 by default as in rllab). This script plays episodes of 200 actions
 drawn from N(0, σ²) (clipped to the action bounds) on the ant model of ``metarl.envs.ant``, each

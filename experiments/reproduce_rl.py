@@ -56,7 +56,7 @@ from metarl.rl.config import MAMLTRPOConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: The paper's test batches: env steps per task and step (spec.md section 3).
+#: The paper's test batches: env steps per task and step (docs/protocol.md).
 PAPER_TEST_STEPS = 4000
 #: Options this script sets itself; after ``--`` they are refused.
 OWN_KEYS = ("env", "seed", "num_batches", "output_dir")

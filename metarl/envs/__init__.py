@@ -1,6 +1,6 @@
 """Task-distribution Gymnasium environments for meta-reinforcement learning.
 
-Importing this package registers the six families of spec.md section 1:
+Importing this package registers the six families of docs/tasks.md:
 
 ============== ============================ ===================== ======= =====
 short name     Gymnasium id                 task                  horizon obs

@@ -1,4 +1,4 @@
-"""Ant task families: ``ant_vel``, ``ant_dir``, ``ant_goal`` (spec.md section 1).
+"""Ant task families: ``ant_vel``, ``ant_dir``, ``ant_goal`` (docs/tasks.md).
 
 Model: Gymnasium's ``ant.xml`` (v5; RK4, timestep 0.01), frame_skip 5, dt = 0.05 s, plus
 sensors that give the contact forces without a Python loop over instances (below).

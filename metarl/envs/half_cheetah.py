@@ -1,4 +1,4 @@
-"""HalfCheetah task families: ``cheetah_vel`` and ``cheetah_dir`` (spec.md section 1).
+"""HalfCheetah task families: ``cheetah_vel`` and ``cheetah_dir`` (docs/tasks.md).
 
 Model: Gymnasium's ``half_cheetah.xml`` (v5), timestep 0.01, frame_skip 5, dt = 0.05 s.
 Its deprecated ``settotalmass="14"`` compiler attribute is applied after compiling

@@ -1,4 +1,4 @@
-"""2D navigation: a point agent moves to a goal (``navigation_2d``, spec.md section 1).
+"""2D navigation: a point agent moves to a goal (``navigation_2d``, docs/tasks.md).
 
 State: position ``p [N, 2]``, starting at (0, 0). Task ``{"goal": [x, y]}``, goal ~
 U[-0.5, 0.5]^2. Per step, with action ``a [N, 2]``::

@@ -1,4 +1,4 @@
-"""Oracle families: every observation followed by its task's parameters (spec.md section 3 (c)).
+"""Oracle families: every observation followed by its task's parameters (the oracle of docs/protocol.md).
 
 The MAML paper measures adaptation against an *oracle*: a policy that receives the task as
 input, trained on all tasks jointly. It needs no adaptation and bounds what a few gradient

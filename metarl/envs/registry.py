@@ -225,7 +225,7 @@ def _family_from_gym_id(name: str, env_id: str) -> TaskFamily:
     return TaskFamily(name, env_id, None, batched, horizon)
 
 
-_BUILTINS = [  # short name, Gymnasium id, single env, batched form, horizon (spec.md §1)
+_BUILTINS = [  # short name, Gymnasium id, single env, batched form, horizon (docs/tasks.md)
     ("navigation_2d", "metarl/Navigation2D-v0", "metarl.envs.navigation:Navigation2DEnv",
      "metarl.envs.navigation:BatchedNavigation2D", 100),
     ("cheetah_vel", "metarl/HalfCheetahVel-v0", "metarl.envs.half_cheetah:HalfCheetahVelEnv",
@@ -239,7 +239,7 @@ _BUILTINS = [  # short name, Gymnasium id, single env, batched form, horizon (sp
 
 
 def register_builtins() -> None:
-    """Register the six families of spec.md section 1 (idempotent)."""
+    """Register the six families of docs/tasks.md (idempotent)."""
     for name, env_id, env_cls, batched, horizon in _BUILTINS:
         if name not in _FAMILIES:
             register_family(name, env_cls, batched=batched, env_id=env_id, horizon=horizon)

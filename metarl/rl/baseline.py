@@ -1,6 +1,6 @@
 """The linear-feature baseline (Duan et al. 2016), fitted afresh for every task, all tasks at once.
 
-Features of the observation o_t at step t of its episode (spec.md section 2)::
+Features of the observation o_t at step t of its episode (docs/protocol.md)::
 
     x_t = m_t [o_t, o_t², τ, τ², τ³, 1],   τ = t / 100,
 

@@ -1,4 +1,4 @@
-"""The options of a MAML-TRPO run (spec.md section 2), with their defaults and valid ranges.
+"""The options of a MAML-TRPO run (docs/protocol.md), with their defaults and valid ranges.
 
 The per-environment defaults of the paper live in ``experiments/maml_trpo/{env}.yaml``.
 """

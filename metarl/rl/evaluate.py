@@ -1,4 +1,4 @@
-"""``evaluate`` for MAML-TRPO runs: the adaptation curve on held-out tasks (spec.md section 3).
+"""``evaluate`` for MAML-TRPO runs: the adaptation curve on held-out tasks (docs/protocol.md).
 
 For k = 0..K: sample ``episodes_per_task`` episodes (default: the run's ``fast_batch_size``) of
 every held-out task with the policy after k vanilla policy-gradient steps, record the mean
@@ -55,7 +55,7 @@ from metarl.runs import (
 
 EVALUATION_SEED_OFFSET = 2_000_029
 
-#: MAML's published mean returns after 0..3 steps (spec.md section 3; navigation also step 4).
+#: MAML's published mean returns after 0..3 steps (docs/protocol.md; navigation also step 4).
 PUBLISHED_MAML = {
     "navigation_2d": [-40.4, -11.7, -3.3, -3.2, -3.35],
     "cheetah_vel": [-129.5, -78.6, -66.6, -60.8],
@@ -63,7 +63,7 @@ PUBLISHED_MAML = {
     "ant_vel": [30.6, 96.7, 100.1, 101.4],
     "ant_dir": [8.7, 499.2, 500.7, 499.1],
 }
-#: The oracle's published mean return (spec.md section 3).
+#: The oracle's published mean return (docs/protocol.md).
 PUBLISHED_ORACLE = {"navigation_2d": -2.29, "cheetah_vel": -54.5, "cheetah_dir": 442.7,
                     "ant_vel": 107.9, "ant_dir": 524.8}
 

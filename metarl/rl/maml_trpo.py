@@ -1,4 +1,4 @@
-"""MAML-TRPO (Finn et al. 2017, Algorithm 3; spec.md section 2).
+"""MAML-TRPO (Finn et al. 2017, Algorithm 3; docs/protocol.md).
 
 One meta-iteration, given episodes D_i of every task i sampled with θ and episodes D'_i sampled
 with the adapted θ'_i::
@@ -104,7 +104,7 @@ class MAMLTRPO:
         self.policy = policy
         self.settings = settings
 
-    # --- the pieces of spec.md section 2 -------------------------------------------------------
+    # --- the pieces of the meta-iteration (docs/protocol.md) ------------------------------------
 
     def process(self, episodes: Episodes) -> TaskData:
         """Fit the baseline per task, compute GAE and normalise per task (step 2 / 4)."""

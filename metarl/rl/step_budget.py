@@ -1,6 +1,6 @@
 """Batches of a fixed number of env steps per task, drawn as rllab's sampler drew them.
 
-The paper's test batches were 4000 env steps per task (spec.md section 3). rllab's vectorised
+The paper's test batches were 4000 env steps per task (docs/protocol.md). rllab's vectorised
 sampler stepped ``S = steps // horizon`` environments of the task side by side (at most 100),
 each starting a new episode as soon as its last one ended, and stopped after the first time step
 at which the episodes completed so far held at least ``steps`` env steps; episodes still running

@@ -93,7 +93,7 @@ class MetaRLTrainer:
         return {k: v.detach().clone() for k, v in parameters_of(self.policy).items()}
 
     def step(self) -> dict[str, float]:
-        """One meta-iteration (spec.md section 2, steps 1-5); returns the values to log."""
+        """One meta-iteration (docs/protocol.md, steps 1-5); returns the values to log."""
         from metarl import envs
 
         config, learner, it = self.config, self.learner, self.iteration

@@ -1,4 +1,4 @@
-"""The 4-block convolutional network of MAML's Omniglot experiments (spec.md section 4).
+"""The 4-block convolutional network of MAML's Omniglot experiments (docs/tasks.md).
 
 Each block is ``3x3 conv (64 filters, padding 1) -> batch norm -> ReLU -> 2x2 max-pool``; four
 blocks take a ``[B, 1, 28, 28]`` image to ``[B, 64, 1, 1]`` (28 -> 14 -> 7 -> 3 -> 1), and a

@@ -1,4 +1,4 @@
-"""Omniglot N-way K-shot classification for the supervised MAML trainer (spec.md section 4).
+"""Omniglot N-way K-shot classification for the supervised MAML trainer (docs/tasks.md).
 
 Characters are split into train/test from ``split_seed`` (class-disjoint on (alphabet,
 character)). The split and the names of the archives it was made from are saved in every

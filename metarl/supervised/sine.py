@@ -1,4 +1,4 @@
-"""Sine-wave regression (Finn et al. 2017, section 5.1; spec.md section 4).
+"""Sine-wave regression (Finn et al. 2017, section 5.1; docs/tasks.md).
 
 A task is y = A sin(x - φ) with amplitude A ~ U[0.1, 5.0] and phase φ ~ U[0, π]; inputs
 x ~ U[-5, 5]. The model is an MLP 1-40-40-1 with ReLU, trained with the MSE loss. The
@@ -121,7 +121,7 @@ class SineProblem:
 
 @dataclass
 class SineConfig(MAMLConfig):
-    """Sine regression with the paper's settings (spec.md section 4)."""
+    """Sine regression with the paper's settings (docs/protocol.md)."""
 
     hidden_sizes: tuple[int, ...] = option((40, 40), "hidden layer sizes of the MLP", minimum=0)
 

@@ -39,7 +39,7 @@ HELD_OUT_SEED_OFFSET = 1_000_003
 
 @dataclass
 class MAMLConfig:
-    """Options shared by every supervised MAML experiment (spec.md section 4)."""
+    """Options shared by every supervised MAML experiment (docs/protocol.md)."""
 
     task: str = option("sine", "few-shot task family", choices=("sine", "omniglot"))
     num_batches: int = option(70000, "meta-iterations (meta-batches) to train for", minimum=0,

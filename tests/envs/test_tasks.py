@@ -6,7 +6,7 @@ import pytest
 from metarl import envs
 from metarl.envs.tasks import TaskError
 
-DISTRIBUTIONS = {  # spec.md section 1
+DISTRIBUTIONS = {  # docs/tasks.md
     "navigation_2d": ("goal", -0.5, 0.5),
     "cheetah_vel": ("velocity", 0.0, 2.0),
     "cheetah_dir": ("direction", None, None),
