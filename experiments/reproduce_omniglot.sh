@@ -7,8 +7,8 @@
 #
 #   bash experiments/reproduce_omniglot.sh [DATA_DIR] [OUT]
 #
-# Budgets default to what fits a 2-core CPU session (meta-batch 8 or 4 instead of 32, a few
-# hundred to 3000 meta-iterations instead of 60000); set ITERS_5W1S, ITERS_5W5S, ITERS_20W1S,
+# Budgets default to the runs of docs/results.md, made on a 2-core CPU (meta-batch 8 or 4
+# instead of 32, 1500 to 3000 meta-iterations instead of 60000); set ITERS_5W1S, ITERS_5W5S, ITERS_20W1S,
 # META_BATCH (the 5-way runs), META_BATCH_20W (the 20-way run) and BASELINE_ITERS to change
 # them, and CHECKPOINT_EVERY (default 100) for how many meta-iterations a run may lose when it
 # is interrupted. Running the command again resumes unfinished runs from their last checkpoint

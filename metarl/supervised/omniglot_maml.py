@@ -16,15 +16,12 @@ against finite differences):
   the reference for tests and benchmarks.
 
 Why groups of two on a CPU (``convnet.CPU_GROUP_SIZE``; ``convnet.task_slices`` decides the
-groups for ``meta_loss`` and ``ConvNet.task_forward`` alike). The numbers are those of
-docs/results.md (Omniglot, "Speed", with the commands and machine): one second-order
-meta-iteration (5-way 1-shot, 15 queries, meta-batch 32, meta-loss + backward) on the 2-core
-CPU takes, in CPU seconds on one thread (session 5), 2.81 s in groups of two, 3.97 s in groups
-of four, 3.65 s one task per call (channels_last) and 3.55 s as the plain loop; on two threads,
-wall clock (``python bench/omniglot.py --threads 2``), 1.675 s in groups of two against 2.113 s
-for the loop (1.26x). Bigger groups spill the caches (each op's working set grows with the
-group), and an earlier measurement found all 32 tasks in one group and ``adapt_vmapped``
-(``torch.func.vmap``) slower than the loop too. On a GPU all tasks go in one group.
+groups for ``meta_loss`` and ``ConvNet.task_forward`` alike): on the development CPU a
+second-order meta-iteration ran fastest in groups of two, ahead of groups of four, one task per
+call and the plain loop (``python bench/omniglot.py``; the measurements are in
+docs/results.md, Performance, and docs/results-history.md, Omniglot speed). Bigger groups spill
+the caches (each op's working set grows with the group), and all 32 tasks in one group and
+``adapt_vmapped`` (``torch.func.vmap``) were slower than the loop too. On a GPU all tasks go in one group.
 ``adapt_vmapped`` is also unusable here for a second reason: through ``F.batch_norm`` in
 training mode its *second-order* meta-gradient is wrong (vmap's batch-norm backward batching
 rule, pytorch/functorch#534; first order is right), see the xfail test.
