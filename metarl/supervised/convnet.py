@@ -24,8 +24,8 @@ Two equivalent ways to run the network on many tasks at once, both pure in their
 
 How many tasks go into one grouped convolution is decided here, once, by ``task_slices``
 (used by ``ConvNet.task_forward`` and ``omniglot_maml.meta_loss``): ``CPU_GROUP_SIZE`` on a CPU,
-every task on any other device. The measurements behind it are in ``omniglot_maml``'s docstring
-and docs/results.md (Omniglot, "Speed").
+every task on any other device. Why, in ``omniglot_maml``'s docstring; the measurements in
+docs/results.md (Performance).
 """
 
 from __future__ import annotations
