@@ -1,7 +1,7 @@
 """Typed experiment configs: defaults, YAML files, command-line flags and validation.
 
 A config is a dataclass; each field carries its help text and, optionally, its valid choices or
-a lower bound in ``field(metadata=...)``. The same metadata builds the command-line flags
+its range in ``field(metadata=...)`` (see :func:`option`). The same metadata builds the command-line flags
 (``num_batches`` -> ``--num-batches``), checks values, and writes the resolved config into the
 run directory. Values are resolved in this order, later ones winning:
 
@@ -37,18 +37,67 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the value and what would be valid."""
 
 
+#: The largest seed: NumPy's and PyTorch's generators take any seed in [0, 2**32 - 1] (and the
+#: offsets metarl adds for held-out tasks), beyond it some raise.
+SEED_MAX = 2**32 - 1
+#: The most PyTorch threads or worker processes a run may ask for: far above any machine's
+#: useful count, and below the thread counts at which OpenMP crashes instead of failing.
+THREADS_MAX = 256
+#: Every int must fit a 64-bit integer, the widest that torch and NumPy take.
+INT_MAX = 2**63 - 1
+
+
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
-           exclusive_minimum: bool = True) -> Any:
+           exclusive_minimum: bool = True, maximum: float | None = None,
+           exclusive_maximum: bool = False, metavar: str | None = None) -> Any:
     """A config field with its help text and its validity rule.
 
     ``minimum`` with ``exclusive_minimum=True`` means "must be > minimum" (e.g. learning rates),
-    otherwise ">= minimum".
+    otherwise ">= minimum"; ``maximum`` likewise "<= maximum", or "< maximum" with
+    ``exclusive_maximum=True``. Every number must also be finite, and every int at most
+    ``INT_MAX``, declared or not. ``metavar`` names the value on a help page (``DIR``).
     """
     metadata = {"help": help, "choices": choices, "minimum": minimum,
-                "exclusive_minimum": exclusive_minimum}
+                "exclusive_minimum": exclusive_minimum, "maximum": maximum,
+                "exclusive_maximum": exclusive_maximum, "metavar": metavar}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def seed_option(default: int, help: str) -> Any:
+    """A seed field: an int in [0, SEED_MAX]."""
+    return option(default, help, minimum=0, exclusive_minimum=False, maximum=SEED_MAX)
+
+
+def range_text(metadata: Mapping[str, Any]) -> str:
+    """A field's declared range as its error messages say it: "> 0", "<= 1", "in [0, 1)"; ""
+    where none is declared."""
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    low_open = metadata.get("exclusive_minimum", True)
+    high_open = metadata.get("exclusive_maximum", False)
+    if low is not None and high is not None:
+        return (f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}"
+                f"{')' if high_open else ']'}")
+    if low is not None:
+        return f"{'>' if low_open else '>='} {_bound(low)}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {_bound(high)}"
+    return ""
+
+
+def _bound(value: float) -> str:
+    """A bound as typed: ints in full (4294967295), floats shortest (0.5, 1e-05)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _in_range(item: float, metadata: Mapping[str, Any]) -> bool:
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    if low is not None and not (item > low if metadata.get("exclusive_minimum", True)
+                                else item >= low):
+        return False
+    return high is None or (item < high if metadata.get("exclusive_maximum", False)
+                            else item <= high)
 
 
 def flag_name(field_name: str) -> str:
@@ -133,28 +182,37 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 
 
 def validate(config: Any) -> None:
-    """Check every field against its choices and bounds; raise ConfigError naming the first bad one."""
+    """Check every field against its choices and range (every number finite, every int at most
+    ``INT_MAX``); raise ConfigError naming the first bad one."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
             valid = ", ".join(str(c) for c in choices)
             raise ConfigError(f"{f.name}={value!r} is not valid; choose from: {valid}")
-        minimum = f.metadata.get("minimum")
-        if minimum is None or value is None:
-            continue
-        items = value if isinstance(value, tuple) else (value,)
-        for item in items:
-            if not isinstance(item, (int, float)) or math.isnan(item):
-                raise ConfigError(f"{f.name}={value!r} must be a number")
-            if f.metadata.get("exclusive_minimum", True):
-                if not item > minimum:
-                    raise ConfigError(f"{f.name}={value!r} must be > {minimum:g}")
-            elif not item >= minimum:
-                raise ConfigError(f"{f.name}={value!r} must be >= {minimum:g}")
+        if value is not None:
+            _check_numbers(f.name, value, f.metadata)
     check = getattr(config, "check", None)
     if check is not None:
         check()
+
+
+def _check_numbers(name: str, value: Any, metadata: Mapping[str, Any]) -> None:
+    """The range rule of :func:`option` for one field's value (or each item of a tuple)."""
+    bounded = metadata.get("minimum") is not None or metadata.get("maximum") is not None
+    wanted = range_text(metadata)
+    for item in value if isinstance(value, tuple) else (value,):
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            if bounded:
+                raise ConfigError(f"{name}={value!r} must be a number {wanted}")
+            continue
+        if not math.isfinite(item):
+            raise ConfigError(f"{name}={value!r} must be a finite number"
+                              + (f" {wanted}" if wanted else ""))
+        if not _in_range(item, metadata):
+            raise ConfigError(f"{name}={value!r} must be {wanted}")
+        if isinstance(item, int) and abs(item) > INT_MAX:
+            raise ConfigError(f"{name}={value!r} must be at most {INT_MAX} (a 64-bit integer)")
 
 
 def from_mapping(config_cls: type[C], values: Mapping[str, Any], *, source: str,
@@ -230,7 +288,9 @@ def add_flags(parser: argparse.ArgumentParser, config_cls: type, *,
 
 def _metavar(f: dataclasses.Field, base: Any) -> str:
     """How a help page names a field's value: its choices, else N (int), X (float), the field's
-    name in capitals (str)."""
+    name in capitals (str), unless the field declares its own."""
+    if f.metadata.get("metavar") is not None:
+        return f.metadata["metavar"]
     choices = f.metadata.get("choices")
     if choices is not None:
         return "{" + ",".join(str(c) for c in choices) + "}"

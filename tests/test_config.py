@@ -38,7 +38,7 @@ def test_values_are_coerced_from_strings_and_lists():
     ({"rate": 0.0}, "rate=0.0 must be > 0"),
     ({"count": -1}, "count=-1 must be >= 0"),
     ({"sizes": (4, 0)}, "sizes=(4, 0) must be > 0"),
-    ({"rate": float("nan")}, "rate=nan must be a number"),
+    ({"rate": float("nan")}, "rate=nan must be a finite number > 0"),
 ])
 def test_validation_names_the_bad_value(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

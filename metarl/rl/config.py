@@ -8,14 +8,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from metarl.config import ConfigError, option
+from metarl.config import THREADS_MAX, option, seed_option
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
 
 
 @dataclass
 class MAMLTRPOConfig:
-    """MAML-TRPO. ``num_steps: 0`` trains plain multi-task TRPO (the "pretrained" baseline)."""
+    """MAML-TRPO. ``num_steps: 0`` trains plain multi-task TRPO (the "pretrained" baseline).
+
+    Constructed directly, a config holds the built-in defaults only: not the shipped
+    ``experiments/maml_trpo/{env}.yaml`` of its env (``MAMLTRPOConfig(env="navigation_2d")``
+    acts without ``normalize_actions``, where the command line's run normalises), and it is not
+    validated. ``metarl.experiment.make_config("maml_trpo", env=...)`` builds the config the
+    command line would, from the same layers, validated.
+    """
 
     env: str = option("navigation_2d", "task family: a short name (navigation_2d, "
                       "cheetah_vel, cheetah_dir, ant_vel, ant_dir, ant_goal), a Gymnasium id, "
@@ -34,9 +41,11 @@ class MAMLTRPOConfig:
                                exclusive_minimum=False)
     ls_max_steps: int = option(15, "line-search backtracking steps", minimum=0)
     ls_backtrack_ratio: float = option(0.8, "line-search step shrink factor, in (0, 1)",
-                                       minimum=0.0)
-    gamma: float = option(0.99, "discount factor, in [0, 1]", minimum=0.0, exclusive_minimum=False)
-    gae_lambda: float = option(1.0, "GAE lambda, in [0, 1]", minimum=0.0, exclusive_minimum=False)
+                                       minimum=0.0, maximum=1.0, exclusive_maximum=True)
+    gamma: float = option(0.99, "discount factor, in [0, 1]", minimum=0.0, exclusive_minimum=False,
+                          maximum=1.0)
+    gae_lambda: float = option(1.0, "GAE lambda, in [0, 1]", minimum=0.0, exclusive_minimum=False,
+                               maximum=1.0)
     hidden_sizes: tuple[int, ...] = option((64, 64), "policy hidden layer sizes (paper: 100 100)",
                                            minimum=0)
     nonlinearity: str = option("tanh", "policy hidden activation (paper: relu)",
@@ -55,31 +64,23 @@ class MAMLTRPOConfig:
                             "current point, cheaper) or exact (double backprop)", choices=CURVATURES)
     hvp_subsample: float = option(0.2, "fraction of each task's episodes used for the curvature "
                                   "products, in (0, 1] (1.0: all; the line search always checks "
-                                  "all of them)", minimum=0.0)
+                                  "all of them)", minimum=0.0, maximum=1.0)
     num_workers: int = option(0, "sampler worker processes (0: choose for this machine)",
-                              minimum=0, exclusive_minimum=False)
+                              minimum=0, exclusive_minimum=False, maximum=THREADS_MAX)
     torch_threads: int = option(0, "PyTorch threads of the learner process (0: PyTorch's "
                                 "default, one per core, fastest on a quiet machine); use 1 on a "
                                 "machine busy with other jobs (measurements: docs/results.md, "
-                                "Performance)", minimum=0, exclusive_minimum=False)
+                                "Performance)", minimum=0, exclusive_minimum=False,
+                                maximum=THREADS_MAX)
     checkpoint_every: int = option(10, "iterations between checkpoints (one is always written at "
                                    "the end)", minimum=0)
-    seed: int = option(0, "random seed (initialisation, tasks, episodes)", minimum=0,
-                       exclusive_minimum=False)
+    seed: int = seed_option(0, "random seed (initialisation, tasks, episodes)")
     output_dir: str = option("runs", "folder in which run directories are created")
 
     @property
     def task(self) -> str:
         """The run-directory name component (``{algo}__{env}__{seed}__{time}``)."""
         return self.env.replace("/", "-").replace(":", "-")
-
-    def check(self) -> None:
-        """Bounds that a single minimum cannot express."""
-        if self.ls_backtrack_ratio >= 1.0:
-            raise ConfigError(f"ls_backtrack_ratio={self.ls_backtrack_ratio} must be < 1")
-        for name in ("gamma", "gae_lambda", "hvp_subsample"):
-            if getattr(self, name) > 1.0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be <= 1")
 
     def settings(self) -> TRPOSettings:
         """The optimisation settings of ``MAMLTRPO``: the fields of the same names."""

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metarl.config import ConfigError, option
+from metarl.config import option, seed_option
 from metarl.runs import CheckpointError
 from metarl.supervised.classifier_baseline import (
     cached_classifier,
@@ -65,14 +65,9 @@ class OmniglotConfig(MAMLConfig):
                             "~/.cache/metarl/omniglot")
     ways: int = option(5, "N: classes per episode", minimum=0)
     rotations: bool = option(True, "add each character's 90/180/270-degree rotations as classes")
-    split_seed: int = option(0, "seed of the class-disjoint character split", minimum=0,
-                             exclusive_minimum=False)
+    split_seed: int = seed_option(0, "seed of the class-disjoint character split")
     test_fraction: float = option(0.25, "fraction of characters held out for testing",
-                                  minimum=0.0)
-
-    def check(self) -> None:
-        if self.test_fraction >= 1.0:
-            raise ConfigError(f"test_fraction={self.test_fraction} must be < 1")
+                                  minimum=0.0, maximum=1.0, exclusive_maximum=True)
 
 
 class OmniglotProblem:
