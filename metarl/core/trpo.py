@@ -242,6 +242,8 @@ class LineSearchResult:
         improvement: surrogate improvement of the accepted step (of the last one tried if
             rejected; NaN if none was tried).
         kl: mean KL of the accepted step (likewise).
+        non_finite: rejected because the full step was not finite or every fraction tried gave
+            a non-finite improvement or KL (not merely too little improvement or too much KL).
     """
 
     accepted: bool
@@ -249,6 +251,7 @@ class LineSearchResult:
     steps_tried: int
     improvement: float
     kl: float
+    non_finite: bool = False
 
 
 def line_search(
@@ -279,13 +282,16 @@ def line_search(
         raise ValueError(f"backtrack_ratio must be in (0, 1), got {backtrack_ratio}")
     improvement = kl = math.nan
     if not bool(torch.isfinite(full_step).all()):
-        return LineSearchResult(False, 0.0, 0, improvement, kl)
+        return LineSearchResult(False, 0.0, 0, improvement, kl, non_finite=True)
+    all_non_finite = True
     for i in range(max_steps):
         frac = backtrack_ratio**i
         improvement, kl = (float(x) for x in evaluate(frac * full_step))
-        if math.isfinite(improvement) and math.isfinite(kl) and improvement > 0.0 and kl <= max_kl:
+        finite = math.isfinite(improvement) and math.isfinite(kl)
+        if finite and improvement > 0.0 and kl <= max_kl:
             return LineSearchResult(True, frac, i + 1, improvement, kl)
-    return LineSearchResult(False, 0.0, max_steps, improvement, kl)
+        all_non_finite &= not finite
+    return LineSearchResult(False, 0.0, max_steps, improvement, kl, non_finite=all_non_finite)
 
 
 def _check_scalar(x: Tensor, name: str) -> None:

@@ -13,9 +13,11 @@ reset-noise code.
   Gymnasium env gets from ``reset(seed=seeds[i])``;
 - ``step`` counts steps per instance and reports ``truncated`` at the horizon; it skips
   instances whose episode has ended (``info["active"]`` is False, reward 0, observation
-  repeated) until the next reset; any instance whose physics diverged or whose
-  observation/reward is non-finite is flagged in ``info["non_finite"]``, terminated, and
-  its observation and reward are replaced by zeros so it cannot poison the batch.
+  repeated) until the next reset; any instance whose physics diverged (the subclass flags
+  it in ``info["non_finite"]``) or whose action was non-finite is flagged in
+  ``info["non_finite"]``, terminated, and its observation and reward are replaced by zeros so
+  it cannot poison the batch. NaN/inf observations or rewards after a finite action that the
+  subclass did not flag are a fault of the family: :class:`NotATaskFamilyError` naming it.
 
 Subclasses implement ``_apply_tasks(tasks)``, ``_reset_instances(rngs) -> obs [N, obs]``
 and ``_step_active(actions [k, act], index) -> (obs [k, obs], reward [k], terminated [k],
@@ -38,6 +40,22 @@ from metarl.envs.tasks import TaskSpace
 class NotATaskFamilyError(ValueError):
     """An env that does not follow the task-family protocol (see ``metarl.envs.protocol``); raised
     with a one-line message saying what is missing (re-exported by ``metarl.envs.registry``)."""
+
+
+def non_finite_output_error(family: str, method: str, count: int, total: int, *,
+                            at: np.ndarray | None = None) -> NotATaskFamilyError:
+    """The error for a family whose ``method`` (``"reset"`` or ``"step"``) returned NaN/inf
+    observations or rewards in ``count`` of ``total`` instances without flagging them (``at``:
+    the episode steps where it did)."""
+    where = "" if at is None or not len(at) else (
+        f" at episode step {int(np.min(at))}" if np.min(at) == np.max(at)
+        else f" at episode steps {int(np.min(at))}-{int(np.max(at))}")
+    return NotATaskFamilyError(
+        f"{family}: {method} returned non-finite (NaN/inf) observations or rewards in {count} of "
+        f"{total} instances{where}" + (" after finite actions" if method == "step" else "")
+        + "; a task family must return finite values"
+        + (", or flag a diverged state with info['non_finite'] = True (its episode then ends "
+           "as terminated, counted as non-finite)" if method == "step" else ""))
 
 
 def usable_cores() -> int:
@@ -154,7 +172,13 @@ class BatchedEnvBase:
             obs, reward, terminated, info = self._scatter(
                 index, np.empty((0, self.observation_size)), np.empty(0), np.empty(0, bool), {})
         non_finite = info.get("non_finite", np.zeros(self.num_envs, dtype=bool))
-        non_finite = non_finite | (active & ~(np.isfinite(obs).all(axis=1) & np.isfinite(reward)))
+        bad_values = active & ~(np.isfinite(obs).all(axis=1) & np.isfinite(reward))
+        if bad_values.any():  # rare: the per-row checks below cost nothing otherwise
+            undeclared = bad_values & ~non_finite & np.isfinite(actions).all(axis=1)
+            if undeclared.any():
+                raise non_finite_output_error(self.family, "step", int(undeclared.sum()),
+                                              self.num_envs, at=self._elapsed[undeclared] + 1)
+            non_finite = non_finite | bad_values
         obs[non_finite] = 0.0
         reward[non_finite] = 0.0
         terminated |= non_finite

@@ -26,17 +26,18 @@ class LoopBatchedEnv(BatchedEnvBase):
         num_envs: number of instances.
         horizon: steps per episode; default: the env's ``horizon`` attribute, else its
             registration's ``max_episode_steps``.
+        family: the family's name in error messages (default: the env's class name).
     """
 
     horizon = 0  # set per instance in __init__
 
     def __init__(self, make_env: Callable[[], gym.Env], num_envs: int, *,
                  horizon: int | None = None, num_threads: int | None = None,
-                 truncate: bool = True, mask_done: bool = True):
+                 truncate: bool = True, mask_done: bool = True, family: str | None = None):
         del num_threads  # the loop runs on the calling thread
         self.envs = [make_env() for _ in range(num_envs)]
         env = self.envs[0]
-        self.family = type(env.unwrapped).__name__
+        self.family = family or type(env.unwrapped).__name__
         if horizon is None:
             horizon = getattr(env.unwrapped, "horizon", None) or (
                 env.spec.max_episode_steps if env.spec is not None else None)

@@ -69,14 +69,18 @@ class TaskFamily:
             return _load(self.batched)(num_envs, num_threads=num_threads, horizon=horizon,
                                        **kwargs)
         return LoopBatchedEnv(lambda: self.make(max_episode_steps=horizon, **kwargs), num_envs,
-                              horizon=horizon or self.horizon)
+                              horizon=horizon or self.horizon, family=self.name)
 
     def sample_tasks(self, n: int, seed: int) -> list[dict]:
-        """``n`` tasks: the env's ``sample_tasks(n)`` with ``np_random`` seeded by ``seed``."""
+        """``n`` tasks: the env's ``sample_tasks(n)`` with ``np_random`` seeded by ``seed``;
+        ``NotATaskFamilyError`` unless they are a list of ``n`` dicts that its ``set_task``
+        accepts."""
         env = self.make()
         try:
             env.unwrapped.np_random = seeding.np_random(seed)[0]
-            return env.unwrapped.sample_tasks(n)
+            tasks = env.unwrapped.sample_tasks(n)
+            check_sampled_tasks(self.name, n, tasks, env.unwrapped.set_task)
+            return tasks
         finally:
             env.close()
 
@@ -84,6 +88,10 @@ class TaskFamily:
 _FAMILIES: dict[str, TaskFamily] = {}
 _RESOLVED: dict[str, TaskFamily] = {}
 _SHORT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+#: The forms a name can take: a short name or Gymnasium id (``ns/Name-v0``), or
+#: ``package.module:ClassName`` (or ``package.module:Some/Id-v0``).
+_NAME_OR_ID = re.compile(r"[A-Za-z0-9_][\w./-]*")
+_IMPORT_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_][\w./-]*")
 
 
 def register_family(name: str, env_cls: type | str, *, batched: type | str | None = None,
@@ -145,6 +153,8 @@ def resolve(name: str) -> TaskFamily:
         if family.env_id == name:
             return family
     if name not in _RESOLVED:
+        if not (_IMPORT_SPEC if ":" in name else _NAME_OR_ID).fullmatch(name):
+            raise UnknownEnvError(f"invalid env {name!r}; {_known_hint()}")
         if ":" in name:
             _RESOLVED[name] = _resolve_import(name)
         elif name in gym.registry:
@@ -178,8 +188,39 @@ def sample_tasks(name: str, n: int, seed: int) -> list[dict]:
 # -- helpers ---------------------------------------------------------------------------
 def _known_hint() -> str:
     return ("known task families: " + ", ".join(known_names())
-            + " (or a Gymnasium id of one, or package.module:ClassName of a task env; "
-            "NAME+oracle for the family's oracle)")
+            + " (valid forms: a known name, a Gymnasium id of a task env such as "
+            "metarl/Navigation2D-v0, or package.module:ClassName of a task env; NAME+oracle for "
+            "the family's oracle)")
+
+
+def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
+    """``NotATaskFamilyError`` unless ``tasks``, what family ``name``'s ``sample_tasks(n)``
+    returned, is a list of exactly ``n`` dicts, each accepted by the family's ``set_task``."""
+    call = f"{name}: sample_tasks({n})"
+    rule = f"it must return a list of exactly {n} task dicts"
+    if not isinstance(tasks, list):
+        raise NotATaskFamilyError(f"{call} returned {type(tasks).__name__} "
+                                  f"{_short_repr(tasks)}; {rule}")
+    if len(tasks) != n:
+        raise NotATaskFamilyError(f"{call} returned {len(tasks)} tasks; {rule}")
+    checked: set[int] = set()
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise NotATaskFamilyError(f"{call} returned {type(task).__name__} "
+                                      f"{_short_repr(task)} as task {i}; {rule}")
+        if id(task) in checked:  # a family may repeat one dict object
+            continue
+        try:
+            set_task(task)
+        except (ValueError, TypeError, KeyError) as error:
+            raise NotATaskFamilyError(f"{call} returned task {i} = {_short_repr(task)}, which "
+                                      f"its own set_task refuses: {error}") from error
+        checked.add(id(task))
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _load(target: type | str) -> Any:
@@ -192,7 +233,7 @@ def _check_protocol(env_cls: Any, name: str) -> None:
         raise NotATaskFamilyError(
             f"{name!r} ({env_cls!r}) is not a task family: it lacks {missing}. A task family "
             "is a Gymnasium env with sample_tasks(n) -> list[dict] and set_task(task); "
-            "see envs.protocol")
+            "see metarl.envs.protocol")
 
 
 def _resolve_import(name: str) -> TaskFamily:

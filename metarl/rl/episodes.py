@@ -6,13 +6,15 @@ at masked steps are padding and carry no meaning. An episode of length 0 is an e
 tasks can hold different numbers of episodes (``metarl.rl.step_budget``); it contributes nothing
 to any masked sum and does not count in ``returns_per_task``. ``terminated`` says whether an
 episode ended by termination (its last state is terminal) rather than truncation; see
-``metarl.rl.returns``.
+``metarl.rl.returns``. ``non_finite`` marks the episodes that ended at a non-finite state (the
+env flagged a diverged state, or the policy's action was non-finite): terminated there, with
+observation and reward 0 at that step, and counted so that the run can report them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
@@ -30,6 +32,8 @@ class Episodes:
         mask: ``[T, K, E]`` floating, 1.0 for the first ``lengths[k, e]`` steps, 0.0 after.
         lengths: ``[K, E]`` integer episode lengths (valid steps), at most T.
         terminated: ``[K, E]`` bool, True where the episode ended by termination.
+        non_finite: ``[K, E]`` bool, True where it ended at a non-finite state (then also
+            terminated); default: none did.
     """
 
     observations: Tensor
@@ -39,8 +43,11 @@ class Episodes:
     mask: Tensor
     lengths: Tensor
     terminated: Tensor
+    non_finite: Tensor = field(default=None)  # type: ignore[assignment]  # None: all False
 
     def __post_init__(self) -> None:
+        if self.non_finite is None:
+            self.non_finite = torch.zeros_like(self.terminated, dtype=torch.bool)
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, Tensor):
@@ -55,6 +62,7 @@ class Episodes:
             "mask": (t, k, e),
             "lengths": (k, e),
             "terminated": (k, e),
+            "non_finite": (k, e),
         }
         for name, shape in expected.items():
             actual = tuple(getattr(self, name).shape)
@@ -73,8 +81,12 @@ class Episodes:
                 )
         if self.lengths.is_floating_point() or self.lengths.dtype == torch.bool:
             raise TypeError(f"Episodes.lengths must be an integer tensor, got {self.lengths.dtype}")
-        if self.terminated.dtype != torch.bool:
-            raise TypeError(f"Episodes.terminated must be bool, got {self.terminated.dtype}")
+        for name in ("terminated", "non_finite"):
+            if getattr(self, name).dtype != torch.bool:
+                raise TypeError(f"Episodes.{name} must be bool, got {getattr(self, name).dtype}")
+        if bool((self.non_finite & ~self.terminated).any()):
+            raise ValueError("Episodes.non_finite marks episodes that are not terminated; an "
+                             "episode that reaches a non-finite state ends there as terminated")
         steps = torch.arange(t, device=self.lengths.device).view(t, 1, 1)
         if not torch.equal(self.mask, (steps < self.lengths).to(self.mask)):
             raise ValueError(
@@ -103,6 +115,11 @@ class Episodes:
         """Valid environment steps in the batch (the sum of ``lengths``)."""
         return int(self.lengths.sum())
 
+    def non_finite_actions(self) -> Tensor:
+        """``[K, E]`` bool: the episodes in which the policy took a non-finite action (at a
+        valid step; masked steps hold zeros)."""
+        return ~torch.isfinite(self.actions).all(dim=-1).all(dim=0)
+
     def returns_per_task(self) -> Tensor:
         """Mean undiscounted episode return of each task ``[K]``: ``mean_e Σ_t m_t r_t`` over
         its episodes (not its empty slots; NaN for a task with none)."""
@@ -113,8 +130,9 @@ class Episodes:
 def concat_episodes(batches: Sequence[Episodes]) -> Episodes:
     """The episodes of several batches of the same tasks and horizon, side by side: batch b's
     episode e of task k becomes episode ``b * E + e`` (with E per batch)."""
+    per_episode = ("lengths", "terminated", "non_finite")  # [K, E]; the others [T, K, E, ...]
     return Episodes(**{f.name: torch.cat([getattr(b, f.name) for b in batches],
-                                         dim=1 if f.name in ("lengths", "terminated") else 2)
+                                         dim=1 if f.name in per_episode else 2)
                        for f in fields(Episodes)})
 
 
@@ -126,4 +144,4 @@ def keep_episodes(episodes: Episodes, keep: Tensor) -> Episodes:
     lengths = torch.where(keep, episodes.lengths, torch.zeros_like(episodes.lengths))
     steps = torch.arange(episodes.horizon).view(-1, 1, 1)
     return replace(episodes, lengths=lengths, mask=(steps < lengths).to(episodes.mask),
-                   terminated=episodes.terminated & keep)
+                   terminated=episodes.terminated & keep, non_finite=episodes.non_finite & keep)

@@ -10,6 +10,10 @@ with the adapted θ'_i::
     g = ∇L,  s ≈ H⁻¹ g (CG, H = ∇²KL + damping),  β = sqrt(2 δ / sᵀHs)
     θ ← θ + fracᵢ β s   for the first fracᵢ = ratioⁱ improving L with KL ≤ δ, else θ unchanged
 
+A non-finite L or g at the current θ is a ``NonFiniteError`` (nothing can be learned from that
+batch, and θ is left as it was); a step rejected because the step or every KL and surrogate the
+line search tried was non-finite is reported in ``StepInfo.rejected_non_finite``.
+
 All K tasks are handled at once: the policy evaluates task-stacked parameters ``[K, ...]`` with
 batched matmuls, and ``metarl.core.maml.adapt`` adapts every task in one autograd call.
 
@@ -41,6 +45,7 @@ from metarl.core.trpo import (
     trpo_full_step,
     unflatten,
 )
+from metarl.nonfinite import NonFiniteError
 from metarl.rl.baseline import baseline_values
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, gaussian_kl, gaussian_log_prob
@@ -82,6 +87,9 @@ class StepInfo:
     line_search_steps: int
     step_fraction: float
     gradient_norm: float
+    #: rejected because the full step, or the KL or surrogate at every fraction tried, was
+    #: non-finite (``LineSearchResult.non_finite``)
+    rejected_non_finite: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,13 @@ class MAMLTRPO:
         if adapted is None:
             adapted = self.adapt(theta, train_data)
         objective = self.surrogate(adapted, valid_data)
+        base = objective.item()
+        if not math.isfinite(base):
+            raise NonFiniteError(f"the surrogate is {base}")
         g = flat_grad(objective, theta, retain_graph=False)
+        bad = int((~torch.isfinite(g)).sum())
+        if bad:
+            raise NonFiniteError(f"the meta-gradient is non-finite ({bad} of {g.numel()} entries)")
         adapted_now = {k: v.detach() for k, v in adapted.items()}
         with torch.no_grad():
             old = self.policy.mean_and_log_std(adapted_now, valid.observations)
@@ -174,7 +188,6 @@ class MAMLTRPO:
                                            adapted_now=adapted_now)
         full_step = trpo_full_step(g, curvature, max_kl=s.max_kl, cg_iters=s.cg_iters)
 
-        base = objective.item()
         theta_flat = flatten({k: v.detach() for k, v in theta.items()})
 
         def evaluate(step: Tensor) -> tuple[float, float]:
@@ -195,7 +208,7 @@ class MAMLTRPO:
                 for name, p in theta.items():
                     p.add_(update[name])
         return StepInfo(result.accepted, result.kl, result.improvement, result.steps_tried,
-                        result.step_fraction, g.norm().item())
+                        result.step_fraction, g.norm().item(), result.non_finite)
 
     def curvature_product(self, theta: Params, train: TaskData, valid: TaskData,
                           generator: torch.Generator | None, *,
@@ -258,7 +271,7 @@ def take_episodes(episodes: Episodes, index: Tensor) -> Episodes:
         observations=episodes.observations[:, :, index], actions=episodes.actions[:, :, index],
         rewards=episodes.rewards[:, :, index], log_probs=episodes.log_probs[:, :, index],
         mask=episodes.mask[:, :, index], lengths=episodes.lengths[:, index],
-        terminated=episodes.terminated[:, index])
+        terminated=episodes.terminated[:, index], non_finite=episodes.non_finite[:, index])
 
 
 def _masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -9,8 +9,11 @@ One call of :meth:`BatchedSampler.sample` runs the ``K·E`` episodes of a meta-b
 
 and returns an :class:`~metarl.rl.episodes.Episodes` batch ``[T, K, E, ...]``. Instance
 ``k·E + e`` of the batched env plays episode e of task k. An episode ends at termination,
-truncation or a non-finite state (counted as terminated); later steps are masked (mask 0, zeros
-in every array) and the instance is no longer stepped.
+truncation or a non-finite state (counted as terminated, and marked in ``Episodes.non_finite``);
+later steps are masked (mask 0, zeros in every array) and the instance is no longer stepped. An
+env that returns NaN/inf from ``reset``, or from ``step`` after a finite action without
+flagging the state in ``info["non_finite"]``, breaks the protocol: ``NotATaskFamilyError``
+naming the family, the method and how many instances did so.
 
 Seeding: episode e of task k depends only on ``(seed, task_offset + k, e)`` and the parameters.
 Per task, ``SeedSequence(seed, spawn_key=(k, 0))`` gives the env reset seeds of its E episodes
@@ -42,9 +45,10 @@ from torch import Tensor
 from metarl import envs
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
-from metarl.envs.base import usable_cores
+from metarl.envs.base import non_finite_output_error, usable_cores
 from metarl.envs.fallback import LoopBatchedEnv
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
+from metarl.nonfinite import NonFiniteError, all_finite, non_finite_summary
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import HALF_LOG_2PI, NONLINEARITIES, mean_and_log_std
 
@@ -91,7 +95,8 @@ def check_params(params: Mapping[str, Tensor], spec: PolicySpec,
     """Validate sampling parameters; returns ``(params, shared)``.
 
     ``params`` are either all shared (``{name: shape}``) or all task-stacked
-    (``{name: [num_tasks, *shape]}``), CPU float32, with the names of ``spec.param_shapes()``.
+    (``{name: [num_tasks, *shape]}``), CPU float32, with the names of ``spec.param_shapes()``,
+    and finite (``NonFiniteError`` otherwise: a non-finite policy has nothing to sample).
     """
     shapes = spec.param_shapes()
     if set(params) != set(shapes):
@@ -111,6 +116,9 @@ def check_params(params: Mapping[str, Tensor], spec: PolicySpec,
             raise TypeError(f"params[{name!r}] must be a CPU float32 tensor, got {p.dtype} on "
                             f"{p.device}")
         out[name] = p.detach()
+    if not all_finite(out.values()):
+        raise NonFiniteError(f"the policy parameters to sample with are non-finite "
+                             f"({non_finite_summary(out)})")
     return out, shared
 
 
@@ -158,7 +166,8 @@ def episode_seeds(seed: int, task_index: int, episodes: int,
 
 @dataclass
 class EpisodeBuffers:
-    """Numpy arrays the sampler writes: ``[T, K, E, ...]``, ``lengths``/``terminated [K, E]``.
+    """Numpy arrays the sampler writes: ``[T, K, E, ...]``; ``lengths``, ``terminated`` and
+    ``non_finite`` ``[K, E]``.
 
     They may be views into shared memory (one worker's slice of tasks); :meth:`to_episodes`
     turns them into an :class:`Episodes` batch.
@@ -170,6 +179,7 @@ class EpisodeBuffers:
     log_probs: np.ndarray
     lengths: np.ndarray
     terminated: np.ndarray
+    non_finite: np.ndarray
 
     @staticmethod
     def shapes(horizon: int, num_tasks: int, episodes: int, obs_size: int, act_size: int
@@ -180,7 +190,8 @@ class EpisodeBuffers:
                 "rewards": (tke, np.dtype(np.float32)),
                 "log_probs": (tke, np.dtype(np.float32)),
                 "lengths": (tke[1:], np.dtype(np.int64)),
-                "terminated": (tke[1:], np.dtype(np.bool_))}
+                "terminated": (tke[1:], np.dtype(np.bool_)),
+                "non_finite": (tke[1:], np.dtype(np.bool_))}
 
     @classmethod
     def allocate(cls, *dims: int) -> EpisodeBuffers:
@@ -192,7 +203,7 @@ class EpisodeBuffers:
         return EpisodeBuffers(
             self.observations[:, start:stop], self.actions[:, start:stop],
             self.rewards[:, start:stop], self.log_probs[:, start:stop],
-            self.lengths[start:stop], self.terminated[start:stop])
+            self.lengths[start:stop], self.terminated[start:stop], self.non_finite[start:stop])
 
     def to_episodes(self, copy: bool = True) -> Episodes:
         """An :class:`Episodes` batch (copies unless ``copy=False``; mask from ``lengths``)."""
@@ -204,7 +215,7 @@ class EpisodeBuffers:
         return Episodes(observations=tensor(self.observations), actions=tensor(self.actions),
                         rewards=tensor(self.rewards), log_probs=tensor(self.log_probs),
                         mask=(steps < lengths).to(torch.float32), lengths=lengths,
-                        terminated=tensor(self.terminated))
+                        terminated=tensor(self.terminated), non_finite=tensor(self.non_finite))
 
 
 @dataclass
@@ -327,10 +338,15 @@ class BatchedSampler:
             seeds.append(reset_seeds)
         out.lengths[...] = 0
         out.terminated[...] = False
+        out.non_finite[...] = False
         for group in self._groups:
             group.params = {name: p[group.start:group.stop] for name, p in params.items()}
             group.env.set_tasks([task for task in tasks[group.start:group.stop] for _ in range(e)])
             group.obs = group.env.reset([s for row in seeds[group.start:group.stop] for s in row])
+            finite = np.isfinite(group.obs).all(axis=1)
+            if not finite.all():
+                raise non_finite_output_error(self.family.name, "reset", int((~finite).sum()),
+                                              len(finite))
             group.alive[:] = True
         return np.ascontiguousarray(noise.transpose(2, 0, 1, 3))
 
@@ -395,11 +411,17 @@ class BatchedSampler:
         obs, reward, terminated, truncated, info = step
         s = slice(group.start, group.stop)
         alive = group.alive
-        non_finite = np.asarray(info.get("non_finite", False)) | ~np.isfinite(reward) \
-            | ~np.isfinite(obs).all(axis=1)
+        bad_values = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
+        non_finite = np.asarray(info.get("non_finite", False)) | bad_values
         if non_finite.any():  # keep the arrays finite; the env should have zeroed these
+            flagged = np.asarray(info.get("non_finite", False))
+            undeclared = alive & bad_values & ~flagged & np.isfinite(group.clipped).all(axis=1)
+            if undeclared.any():  # envs derived from BatchedEnvBase raise this themselves
+                raise non_finite_output_error(self.family.name, "step", int(undeclared.sum()),
+                                              len(alive), at=np.array([t + 1]))
             obs = np.where(non_finite[:, None], 0.0, obs)
             reward = np.where(non_finite, 0.0, reward)
+            _rows(out.non_finite[s])[...] |= alive & non_finite
         _rows(out.rewards[t, s])[...] = reward
         ended = terminated | non_finite
         _rows(out.lengths[s])[...] += alive

@@ -11,7 +11,9 @@ crosses the process boundary per step.
 Failure handling: the main process waits on every worker's pipe *and* process sentinel, so a
 worker that raises (its traceback comes back as text) or dies (e.g. SIGKILL, seen at once through
 the sentinel) becomes a :class:`WorkerError` right away and the other workers are shut down; the
-sampler is unusable afterwards. Workers ignore SIGINT: on Ctrl-C the main process gets the
+sampler is unusable afterwards. The errors that report a fault of the task family or a
+non-finite value (``FORWARDED``: a NaN from ``reset``, a task ``set_task`` refuses) are not
+bugs of the sampler: they come back as themselves, with their one-line message. Workers ignore SIGINT: on Ctrl-C the main process gets the
 ``KeyboardInterrupt``, terminates them and re-raises. Workers are daemons, exit when their pipe
 closes (the main process ended), and ``close()`` (also run by a finalizer at garbage collection
 or interpreter exit) stops and reaps them.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import pickle
 import signal
 import sys
 import traceback
@@ -41,7 +44,9 @@ import torch
 from torch import Tensor
 
 from metarl import envs
-from metarl.envs.registry import TaskFamily
+from metarl.envs.registry import NotATaskFamilyError, TaskFamily
+from metarl.envs.tasks import TaskError
+from metarl.nonfinite import NonFiniteError
 from metarl.rl.episodes import Episodes
 from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
 
@@ -54,6 +59,11 @@ _START_HINT = (". Workers re-import the main script (forkserver start method): a
 
 class WorkerError(RuntimeError):
     """A sampler worker raised or died; the message holds its traceback or exit status."""
+
+
+#: Errors a worker sends back as themselves (raised again in the main process), not as a
+#: WorkerError with a traceback: faults of the task family and non-finite values.
+FORWARDED = (NotATaskFamilyError, TaskError, NonFiniteError)
 
 
 class ProcessSampler:
@@ -162,6 +172,8 @@ class ProcessSampler:
                         hint = _START_HINT if what == "start" else ""
                         raise WorkerError(f"sampler worker {w} (pid {proc.pid}) died during "
                                           f"{what} ({_exit_status(proc)}){hint}") from None
+                    if kind == "raise":
+                        raise payload
                     if kind == "error":
                         raise WorkerError(f"sampler worker {w} (pid {proc.pid}, tasks "
                                           f"{self.bounds[w]}:{self.bounds[w + 1]}) failed during "
@@ -285,8 +297,8 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
                 raise ValueError(f"the env's horizon is {sampler.horizon}, the main process "
                                  f"expected {horizon}")
             conn.send(("ready", None))
-        except Exception:  # any failure is sent to the main process, which raises WorkerError
-            conn.send(("error", traceback.format_exc()))
+        except Exception as error:  # sent to the main process, which raises it there
+            conn.send(_failure(error))
             return
         while True:
             message = conn.recv()
@@ -298,13 +310,25 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
                           for name, p in params_all.items()}
                 sampler.sample(tasks, params, seed, out=buffers)
                 conn.send(("done", None))
-            except Exception:  # forwarded with its traceback, raised there as WorkerError
-                conn.send(("error", traceback.format_exc()))
+            except Exception as error:  # sent to the main process, which raises it there
+                conn.send(_failure(error))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the main process is gone: exit quietly
     finally:
         if sampler is not None:
             sampler.close()
+
+
+def _failure(error: Exception) -> tuple[str, object]:
+    """The message that reports ``error`` (being handled) to the main process: ``("raise",
+    error)`` for a ``FORWARDED`` error that pickles, else ``("error", traceback text)``."""
+    if isinstance(error, FORWARDED):
+        try:
+            pickle.loads(pickle.dumps(error))
+            return "raise", error
+        except Exception:  # an error that does not survive pickling goes as text
+            pass
+    return "error", traceback.format_exc()
 
 
 def _ensure_registered(family: TaskFamily) -> None:

@@ -275,6 +275,18 @@ def test_line_search_rejects_nan_and_kl_violating_steps():
     assert not res.accepted and res.steps_tried == 0 and not calls
 
 
+def test_line_search_says_whether_it_rejected_for_non_finite_values():
+    nan_only = line_search(lambda s: (float("nan"), 0.0), torch.ones(3), max_kl=0.01, max_steps=4)
+    assert nan_only.non_finite and not nan_only.accepted
+    nan_step = line_search(lambda s: (1.0, 0.0), torch.tensor([float("inf")]), max_kl=0.01)
+    assert nan_step.non_finite and nan_step.steps_tried == 0
+    # Non-finite at the full step, then finite but too far: an ordinary rejection.
+    mixed = line_search(lambda s: (float("nan"), 0.0) if s.item() == 1.0 else (1.0, 0.5),
+                        torch.ones(1), max_kl=0.01, max_steps=3)
+    assert not mixed.accepted and not mixed.non_finite
+    assert not line_search(lambda s: (1.0, 0.0), torch.ones(1), max_kl=0.01).non_finite
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="backtrack_ratio"):
         line_search(lambda s: (1.0, 0.0), torch.ones(1), max_kl=0.01, backtrack_ratio=1.0)

@@ -7,6 +7,7 @@ import torch
 
 from metarl.core.maml import parameters_of
 from metarl.core.trpo import flatten, unflatten
+from metarl.nonfinite import NonFiniteError
 from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO, TRPOSettings, subsample_index, take_episodes
 from metarl.rl.policy import GaussianMLPPolicy
@@ -131,9 +132,41 @@ def test_step_with_the_callers_adaptation_equals_the_step_that_adapts_itself(set
 def test_rejected_step_leaves_the_policy_unchanged(setup):
     learner, policy, train, valid = setup
     before = flatten({k: v.detach().clone() for k, v in parameters_of(policy).items()})
+    # One fraction of a step sized for KL 1: the quadratic model is off that far, the step
+    # breaks the KL bound (23) and is rejected for that, with finite values.
+    far = MAMLTRPO(policy, dataclasses.replace(learner.settings, max_kl=1.0, ls_max_steps=1))
+    info = far.step(far.process(train), far.process(valid))
+    assert not info.accepted and info.kl > 1.0 and not info.rejected_non_finite
+    assert torch.equal(flatten(parameters_of(policy)).detach(), before)
+    # Sized for KL 10⁴, the KL at every fraction tried overflows: rejected as non-finite.
+    huge = MAMLTRPO(policy, dataclasses.replace(learner.settings, max_kl=1e4, ls_max_steps=2))
+    info = huge.step(huge.process(train), huge.process(valid))
+    assert not info.accepted and info.rejected_non_finite
+    assert torch.equal(flatten(parameters_of(policy)).detach(), before)
+
+
+def test_a_non_finite_surrogate_is_an_error_and_leaves_the_policy_unchanged(setup):
+    learner, policy, train, valid = setup
+    before = flatten({k: v.detach().clone() for k, v in parameters_of(policy).items()})
     poisoned = dataclasses.replace(valid, log_probs=valid.log_probs * float("nan"))
-    info = learner.step(learner.process(train), learner.process(poisoned))
-    assert not info.accepted
+    with pytest.raises(NonFiniteError, match="the surrogate is nan"):
+        learner.step(learner.process(train), learner.process(poisoned))
+    assert torch.equal(flatten(parameters_of(policy)).detach(), before)
+
+
+def test_a_non_finite_meta_gradient_is_an_error(setup):
+    learner, policy, train, valid = setup
+    huge = MAMLTRPO(policy, dataclasses.replace(learner.settings, fast_lr=1e38))
+    with pytest.raises(NonFiniteError, match=r"the meta-gradient is non-finite \(\d+ of \d+ "):
+        huge.step(huge.process(train), huge.process(valid))
+
+
+def test_a_step_rejected_for_non_finite_curvature_says_so(setup):
+    learner, policy, train, valid = setup
+    before = flatten({k: v.detach().clone() for k, v in parameters_of(policy).items()})
+    broken = MAMLTRPO(policy, dataclasses.replace(learner.settings, cg_damping=float("nan")))
+    info = broken.step(broken.process(train), broken.process(valid))
+    assert not info.accepted and info.rejected_non_finite and info.line_search_steps == 0
     assert torch.equal(flatten(parameters_of(policy)).detach(), before)
 
 

@@ -11,6 +11,7 @@ from metarl import envs
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
+from metarl.nonfinite import NonFiniteError
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
 from metarl.rl.sampler import BatchedSampler, PolicySpec, episode_seeds, make_sampler
@@ -188,18 +189,63 @@ def test_plugin_family_without_batched_form_runs_through_the_fallback(plugin_env
     assert (batch.rewards.sum(0) < 0).all()
 
 
-def test_non_finite_state_ends_the_episode_as_terminated_and_stays_finite(plugin_envs):
-    from faulty_families import DivergingLine
+def test_a_flagged_non_finite_state_ends_the_episode_as_terminated_counted_and_finite(
+        plugin_envs):
+    from faulty_families import FlaggedLine
 
-    family = TaskFamily("diverging_line", None, DivergingLine, None, 20)
+    family = TaskFamily("flagged_line", None, FlaggedLine, None, 20)
     spec = PolicySpec(1, 1, (8,))
     tasks = [{"target": 1.0}, {"target": -1.0}]
     batch = sample(family, tasks, policy_params(spec), spec=spec)
     assert batch.lengths.tolist() == [[3] * 3, [20] * 3]
     assert batch.terminated.tolist() == [[True] * 3, [False] * 3]
+    assert batch.non_finite.tolist() == [[True] * 3, [False] * 3]
+    assert not batch.non_finite_actions().any()  # the env diverged, not the policy
     for array in (batch.observations, batch.actions, batch.rewards, batch.log_probs):
         assert torch.isfinite(array).all()
     assert (batch.rewards[:2, 0] == -1).all() and (batch.rewards[2:, 0] == 0).all()
+
+
+@pytest.mark.parametrize(("name", "method", "count"), [
+    ("DivergingLine", "step", "3 of 6 instances at episode step 3"),  # BatchedEnvBase finds it
+    ("RawBatchedLine", "step", "3 of 6 instances at episode step 3"),  # the sampler finds it
+    ("NanRewardLine", "step", "6 of 6 instances at episode step 2"),
+    ("NanResetLine", "reset", "6 of 6 instances"),
+])
+def test_nan_from_the_env_that_it_did_not_flag_is_a_fault_of_the_family(plugin_envs, name,
+                                                                        method, count):
+    import faulty_families
+
+    env_cls = getattr(faulty_families, name)
+    family = TaskFamily(f"faulty_families:{name}", None, env_cls,
+                        getattr(env_cls, "batched_cls", None), 20)
+    spec = PolicySpec(1, 1, (8,))
+    tasks = [{"target": 1.0}, {"target": -1.0}]
+    with pytest.raises(NotATaskFamilyError) as error:
+        sample(family, tasks, policy_params(spec), spec=spec)
+    assert str(error.value).startswith(f"faulty_families:{name}: {method} returned non-finite "
+                                       f"(NaN/inf) observations or rewards in {count}")
+
+
+def test_non_finite_actions_of_a_finite_policy_are_marked_not_hidden():
+    spec = spec_of("navigation_2d")
+    params = {name: torch.full_like(p, 1e38) for name, p in policy_params(spec).items()}
+    params["log_std"] = torch.zeros(spec.act_size)
+    batch = sample("navigation_2d", envs.sample_tasks("navigation_2d", 2, seed=0), params)
+    # The mean overflows to inf; the env clips the action, so the episodes run on, but the
+    # batch says which ones the policy broke (and the stored actions are not finite).
+    assert batch.non_finite_actions().all() and not batch.non_finite.any()
+    assert not torch.isfinite(batch.actions[0]).all()
+
+
+def test_a_non_finite_policy_is_refused_before_sampling():
+    spec = spec_of("navigation_2d")
+    params = policy_params(spec)
+    params["layers.0.weight"] = params["layers.0.weight"].clone()
+    params["layers.0.weight"][0, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"the policy parameters to sample with are "
+                                             r"non-finite \(layers.0.weight: 1 of 16 values\)"):
+        sample("navigation_2d", envs.sample_tasks("navigation_2d", 2, seed=0), params)
 
 
 def test_bad_arguments_raise_clear_errors():

@@ -18,6 +18,7 @@ import torch
 
 from metarl import envs
 from metarl.core.maml import stack_params
+from metarl.envs.registry import NotATaskFamilyError
 from metarl.rl import sampler as sampler_module
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy
@@ -189,6 +190,19 @@ def test_worker_exception_surfaces_with_its_traceback(test_envs_path):
     assert_gone(pids)  # the failure shut the whole sampler down
     with pytest.raises(RuntimeError, match="after close"):
         sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
+
+
+def test_a_fault_of_the_family_in_a_worker_surfaces_as_itself_in_one_line(test_envs_path):
+    spec = PolicySpec(1, 1, (8,))
+    sampler = make_sampler("faulty_families:DivergingLine", spec, num_tasks=2,
+                           episodes_per_task=1, num_workers=2)
+    pids = sampler.pids
+    with pytest.raises(NotATaskFamilyError) as error:  # not a WorkerError with a traceback
+        sampler.sample([{"target": -1.0}, {"target": 1.0}], params_for(spec), seed=0)
+    assert str(error.value).startswith(
+        "faulty_families:DivergingLine: step returned non-finite (NaN/inf) observations or "
+        "rewards in 1 of 1 instances at episode step 3") and "\n" not in str(error.value)
+    assert_gone(pids)
 
 
 def test_killed_worker_surfaces_within_seconds(test_envs_path):
