@@ -263,17 +263,19 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = find_run(out, args.env, args.seed)
     if run_dir is None:
         raise SystemExit(f"error: no run of {args.env} with seed {args.seed} under {out}")
+    # A plug-in env (package.module:Class) is imported only where the command line names it.
+    plugin = ["--env", args.env] if ":" in args.env else []
     while not args.skip_training and (done := iteration_of(run_dir)) < args.num_batches:
         target = min(done + args.chunk, args.num_batches)
-        run("maml_trpo", "--resume", str(run_dir), "--num-batches", str(target), "--no-progress",
-            *machine)
+        run("maml_trpo", "--resume", str(run_dir), *plugin, "--num-batches", str(target),
+            "--no-progress", *machine)
         if iteration_of(run_dir) <= done:
             raise SystemExit(f"error: resuming {run_dir} at iteration {done} did not advance it "
                              f"(its checkpoint is still at {iteration_of(run_dir)}); stopping "
                              "rather than trying again forever")
     commands = [training_command(args.env, run_dir)]
 
-    evaluate = ["evaluate", "--run", str(run_dir), "--baselines", "--no-progress"]
+    evaluate = ["evaluate", "--run", str(run_dir), *plugin, "--baselines", "--no-progress"]
     if args.pretrain_iterations is not None:
         evaluate += ["--baseline-iterations", str(args.pretrain_iterations)]
     if args.num_tasks is not None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from metarl.files import atomic_open, ensure_dir
+
 Z_95 = 1.959963984540054
 
 
@@ -44,7 +46,7 @@ def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metri
     """Write ``curve.json`` and ``curve.csv`` (one row per method and step) and the scores they
     summarise, ``per_task.csv`` (``write_per_task``); return the JSON."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     summaries = {label: summarize(values) for label, values in curves.items()}
     write_per_task(out_dir / "per_task.csv", curves, metric=metric, tasks=tasks)
     result = {
@@ -53,8 +55,9 @@ def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metri
         "methods": {label: {"mean": s.mean, "ci95": s.ci95, "num_tasks": s.num_tasks}
                     for label, s in summaries.items()},
     }
-    (out_dir / "curve.json").write_text(json.dumps(result, indent=2) + "\n")
-    with open(out_dir / "curve.csv", "w", newline="") as handle:
+    with atomic_open(out_dir / "curve.json", "w") as handle:
+        handle.write(json.dumps(result, indent=2) + "\n")
+    with atomic_open(out_dir / "curve.csv", "w") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "step", metric, "ci95", "num_tasks"])
         for label, s in summaries.items():
@@ -76,7 +79,7 @@ def write_per_task(path: str | Path, curves: Mapping[str, np.ndarray], *, metric
         if params is not None and len(params) != len(values):
             raise ValueError(f"{label}: {len(values)} tasks scored, {len(params)} tasks "
                              "described")
-    with open(path, "w", newline="") as handle:
+    with atomic_open(path, "w") as handle:
         writer = csv.writer(handle)
         writer.writerow(["method", "task", "step", metric, *columns])
         for label, values in curves.items():
@@ -158,5 +161,6 @@ def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str
     if side_panel:
         side_panel(axes[0, 1])
     figure.tight_layout()
-    figure.savefig(out_dir / "curve.png", dpi=120)
+    with atomic_open(out_dir / "curve.png", "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120)
     return result

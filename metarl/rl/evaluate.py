@@ -30,6 +30,7 @@ after one step).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from metarl.runs import (
     CHECKPOINT_NAME,
     CheckpointError,
     Logger,
-    load_checkpoint,
+    load_run_checkpoint,
     load_state_dict_strict,
     new_run_dir,
 )
@@ -325,8 +326,8 @@ def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path,
                                       config.seed)
                 train(pre, pre_dir, progress=options.progress)
             checkpoint = pre_dir / CHECKPOINT_NAME
-    state = load_checkpoint(checkpoint)
-    saved = state.get("config") or {}
+    state = load_run_checkpoint(checkpoint, algo="maml_trpo")
+    saved = state["config"]
     if saved.get("env") != env:
         raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {saved.get('env')!r}; "
                               f"the {kind} baseline of this run must be trained on {env!r}")
@@ -337,7 +338,7 @@ def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path,
     # Its own policy (keys it lacks, as in MetaRLTrainer.load: the evaluated run's).
     own = from_mapping(MAMLTRPOConfig, {k: saved[k] for k in ARCHITECTURE_KEYS if k in saved},
                        source=str(checkpoint), base=config)
-    policy = build_policy(own, *_sizes(state["policy"]))
+    policy = build_policy(own, *_sizes(state["policy"], source=str(checkpoint)))
     load_state_dict_strict(policy, state["policy"], source=str(checkpoint))
     return Baseline({k: v.detach() for k, v in policy.named_parameters()}, own, checkpoint,
                     int(state["iteration"]))
@@ -348,8 +349,8 @@ def _trained_baseline(folder: Path, pre_config: MAMLTRPOConfig) -> Path | None:
     env and policy and at least its ``num_batches`` iterations (None if there is none)."""
     want = _architecture(dataclasses.asdict(pre_config))
     for checkpoint in sorted(folder.glob("*/" + CHECKPOINT_NAME), reverse=True):
-        state = load_checkpoint(checkpoint)
-        saved = state.get("config") or {}
+        state = load_run_checkpoint(checkpoint, algo="maml_trpo")
+        saved = state["config"]
         if (saved.get("num_steps") == 0 and _architecture(saved) == want
                 and int(state["iteration"]) >= pre_config.num_batches):
             return checkpoint
@@ -363,8 +364,13 @@ def _architecture(config: dict[str, Any]) -> dict[str, Any]:
             for k, v in ((k, config.get(k)) for k in ARCHITECTURE_KEYS)}
 
 
-def _sizes(policy_state: dict[str, torch.Tensor]) -> tuple[int, int]:
-    weights = sorted(k for k in policy_state if k.endswith(".weight"))
-    first = policy_state["layers.0.weight"]
-    last = policy_state[max(weights, key=lambda k: int(k.split(".")[1]))]
-    return first.shape[1], last.shape[0]
+def _sizes(policy_state: dict[str, torch.Tensor], *, source: str) -> tuple[int, int]:
+    """Observation and action sizes of a saved policy: the input width of ``layers.0.weight``
+    and the output width of the last layer's weight (each ``[out, in]``)."""
+    layers = sorted(int(key.split(".")[1]) for key in policy_state
+                    if re.fullmatch(r"layers\.\d+\.weight", key))
+    weights = [policy_state[f"layers.{i}.weight"] for i in layers]
+    if not layers or layers[0] != 0 or any(weight.dim() != 2 for weight in weights):
+        raise CheckpointError(f"{source} holds no policy of weights layers.0.weight .. "
+                              f"layers.N.weight [out, in]; its keys: {sorted(policy_state)}")
+    return weights[0].shape[1], weights[-1].shape[0]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from metarl.checkpoint_format import check_run_state
 from metarl.core.maml import Params, parameters_of
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.maml_trpo import MAMLTRPO
@@ -27,7 +28,6 @@ from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec, make_sampler
 from metarl.runs import (
     CHECKPOINT_NAME,
-    CheckpointError,
     Logger,
     check_compatible,
     load_state_dict_strict,
@@ -149,13 +149,14 @@ class MetaRLTrainer:
                 "iteration": self.iteration, "config": dataclasses.asdict(self.config)}
 
     def load(self, state: dict[str, Any], *, source: str) -> None:
-        if state.get("algo") != "maml_trpo":
-            raise CheckpointError(f"{source} is not a maml_trpo checkpoint "
-                                  f"(algo={state.get('algo')!r})")
-        check_compatible(state.get("config", {}), dataclasses.asdict(self.config),
+        """Restore a checkpoint of ``state()``, checked first against the schema of MAML-TRPO
+        checkpoints (a CheckpointError names what is missing or wrong) and this run's env and
+        policy (``ARCHITECTURE_KEYS``)."""
+        check_run_state(state, source=source, algo="maml_trpo")
+        check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS, source=source)
         load_state_dict_strict(self.policy, state["policy"], source=source)
-        self.iteration = int(state["iteration"])
+        self.iteration = state["iteration"]
 
 
 def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> dict[str, float]:

@@ -20,12 +20,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from metarl.checkpoint_format import CheckpointError, check_run_state
 from metarl.config import option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.runs import (
     CHECKPOINT_NAME,
     Logger,
     check_compatible,
+    load_optimizer_strict,
     load_state_dict_strict,
     save_checkpoint,
 )
@@ -148,16 +150,23 @@ class MetaLearner:
         return state
 
     def load(self, state: dict[str, Any], *, source: str) -> None:
-        """Restore a checkpoint of ``state()``; the problem's saved state first (a checkpoint
-        without one, written before it was saved, keeps the problem as built)."""
-        check_compatible(state.get("config", {}), dataclasses.asdict(self.config),
+        """Restore a checkpoint of ``state()``, checked first against the schema of this task's
+        checkpoints (a CheckpointError names what is missing or wrong); the problem's saved
+        state first (a checkpoint without one, written before it was saved, keeps the problem
+        as built)."""
+        check_run_state(state, source=source, algo="maml")
+        check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS + TASK_KEYS, source=source)
         if state.get("problem") is not None and hasattr(self.problem, "load_state_dict"):
             self.problem.load_state_dict(state["problem"], source=source)
         load_state_dict_strict(self.model, state["model"], source=source)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        self.iteration = int(state["iteration"])
+        load_optimizer_strict(self.optimizer, state["optimizer"], source=source)
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{source}: the saved task-stream generator state does not "
+                                  f"fit ({' '.join(str(error).split())[:200]})") from None
+        self.iteration = state["iteration"]
 
 
 def held_out_batch(problem: FewShotProblem, config: MAMLConfig, num_tasks: int,

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from metarl.files import atomic_open, ensure_dir
 from metarl.supervised.omniglot.archives import (
     FULL_ARCHIVES,
     KNOWN_ARCHIVES,
@@ -180,17 +180,11 @@ def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, key: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    """Write ``arrays`` to ``path`` atomically (``metarl.files.atomic_open``: an unwritable
+    folder is an OutputPathError, a full disk a WriteError, and neither leaves a partial
+    file)."""
+    with atomic_open(path, "wb") as f:
+        np.savez(f, key=np.array(key), **arrays)
 
 
 def load_omniglot(
@@ -215,7 +209,9 @@ def load_omniglot(
     decoded when no cache for exactly these archives exists.
 
     Raises:
-        DataDirNotFoundError, ArchiveNotFoundError, ChecksumError (all ``OmniglotError``).
+        DataDirNotFoundError, ArchiveNotFoundError, ChecksumError (all ``OmniglotError``);
+        ``metarl.files.OutputPathError`` when the cache must be written and ``cache_dir`` is
+        a file or not writable, ``metarl.files.WriteError`` when the disk is full.
     """
     data_dir = Path(data_dir)
     if download:
@@ -230,6 +226,8 @@ def load_omniglot(
     cache_path = Path(cache_dir or default_cache_dir()) / f"omniglot_{IMAGE_SIZE}px_{key}.npz"
     arrays = _read_cache(cache_path, key) if use_cache and cache_path.is_file() else None
     if arrays is None:
+        if use_cache:  # fail before decoding, not after, if the cache cannot be written
+            ensure_dir(cache_path.parent)
         logger.info("decoding %s (once; cached at %s)", ", ".join(names), cache_path)
         arrays = _decode_archives(paths)
         if use_cache:
