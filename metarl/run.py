@@ -41,6 +41,7 @@ from metarl.config import (
 from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME, CheckpointError, new_run_dir
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 1  # a value became non-finite: training stopped, its last checkpoint intact
 EXIT_INTERRUPTED = 130
 
 #: The settings a resumed run may change: none alters what the run computes (RL episodes are
@@ -424,6 +425,13 @@ def _write_run_config(run_dir: Path, algo: str, config: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_NAME, lambda handle: handle.write(text.encode()))
 
 
+def _non_finite_errors() -> type[Exception]:
+    """Training that diverged, or a policy that turned non-finite while it was evaluated."""
+    from metarl.nonfinite import NonFiniteError
+
+    return NonFiniteError
+
+
 def _domain_errors() -> tuple[type[Exception], ...]:
     """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
     from metarl import envs
@@ -445,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, CheckpointError, *_domain_errors()) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except _non_finite_errors() as error:  # what was saved before is intact
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
     except Interrupted as interrupted:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED

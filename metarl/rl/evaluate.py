@@ -42,9 +42,10 @@ from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.evaluation import report
+from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.step_budget import sample_env_steps, slots_for
-from metarl.rl.trainer import MetaRLTrainer, build_policy, derive_seed, train
+from metarl.rl.trainer import MetaRLTrainer, build_policy, check_actions, derive_seed, train
 from metarl.runs import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -108,20 +109,30 @@ def default_steps(env: str) -> int:
 
 
 def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict], *,
-                       sizes: list[float], seed: int, env_steps: int | None = None
-                       ) -> np.ndarray:
+                       sizes: list[float], seed: int, env_steps: int | None = None,
+                       non_finite: list[int] | None = None) -> np.ndarray:
     """Mean return of each task after 0..len(sizes) policy-gradient steps: ``[tasks, K + 1]``.
 
     Each step samples the trainer's ``fast_batch_size`` episodes per task, or with
     ``env_steps`` a batch of that many env steps per task (``sample_env_steps``). A step of
-    size 0 is not taken (the oracle's curve: the same policy on fresh episodes)."""
+    size 0 is not taken (the oracle's curve: the same policy on fresh episodes).
+
+    A policy that is non-finite, or acts non-finitely, after some step is a ``NonFiniteError``:
+    its episodes would end at once with reward 0 and score better than any real policy.
+    ``non_finite``: if given, receives for each step the number of episodes that ended at a
+    non-finite state the env flagged (a diverged physics step)."""
     learner = trainer.learner
     params = {k: v.detach() for k, v in stack_params(theta, len(tasks)).items()}
     returns = []
     for k in range(len(sizes) + 1):
+        after = f"after {k} adaptation step{'' if k == 1 else 's'}"
+        require_finite(params, f"the policy {after}")
         step_seed = derive_seed(seed, k, "valid")
         episodes = (trainer.sampler.sample(tasks, params, seed=step_seed) if env_steps is None
                     else sample_env_steps(trainer.sampler, tasks, params, step_seed, env_steps))
+        check_actions(episodes, after)
+        if non_finite is not None:
+            non_finite.append(int(episodes.non_finite.sum()))
         returns.append(episodes.returns_per_task().numpy())
         if k < len(sizes) and sizes[k] != 0:
             start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
@@ -185,39 +196,67 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
     ``config`` (and baselines); writes curve.json/.csv/.png and TensorBoard events into
     ``out_dir``; returns the JSON."""
     protocol = eval_protocol(config, options)
-    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source)
+    non_finite: dict[str, list[int]] = {}
+    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source,
+                                  non_finite=non_finite)
     log_curves(out_dir, curves)
-    return report(out_dir, curves, metric="mean return", table_metric="return",
-                  meta=rl_meta(config, protocol, int(state["iteration"]), baselines),
-                  title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
-                  references=published_curves(config.env, protocol.steps,
-                                              with_oracle=options.baselines),
-                  tasks=protocol.tasks)
+    meta = rl_meta(config, protocol, int(state["iteration"]), baselines)
+    meta["non_finite_episodes"] = non_finite
+    result = report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
+                    title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
+                    references=published_curves(config.env, protocol.steps,
+                                                with_oracle=options.baselines),
+                    tasks=protocol.tasks)
+    if any(any(counts) for counts in non_finite.values()):
+        result["table"] += "\n" + non_finite_note(non_finite)
+    return result
+
+
+def non_finite_note(non_finite: dict[str, list[int]]) -> str:
+    """The line under the table when episodes ended at a non-finite env state: how many, per
+    method and step (they end there as terminated, and count in the returns as they are)."""
+    parts = [f"{label} " + ", ".join(f"step {k}: {n}" for k, n in enumerate(counts) if n)
+             for label, counts in non_finite.items() if any(counts)]
+    return ("non-finite episodes (the env flagged a diverged state; they end there as "
+            "terminated): " + "; ".join(parts))
 
 
 def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,
-              out_dir: Path, options: RLEvalOptions, *, source: str
+              out_dir: Path, options: RLEvalOptions, *, source: str,
+              non_finite: dict[str, list[int]] | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
     """Held-out returns ``[tasks, K + 1]`` of the run's policy (checkpoint ``state``) and, with
     ``options.baselines``, of the pretrained, random-init and oracle policies (the oracle not
     fine-tuned); also the baselines used (``baseline_policy``: loaded, or trained under
-    ``out_dir``)."""
+    ``out_dir``). ``non_finite``: if given, receives each curve's episodes per step that
+    ended at a non-finite env state; a policy that turns non-finite is a ``NonFiniteError``
+    naming the curve."""
     baselines: dict[str, Baseline] = {}
+    counts = {} if non_finite is None else non_finite
+
+    def curve(label: str, theta: Params, run: MAMLTRPOConfig, **kwargs: Any) -> np.ndarray:
+        counts[label] = []
+        try:
+            return evaluators.curve(theta, run, non_finite=counts[label], **kwargs)
+        except NonFiniteError as error:
+            raise NonFiniteError(f"evaluating {label} on {config.env}: {error}") from error
+
     with Evaluators(config, protocol) as evaluators:
         maml = evaluators.trainer(config)
         maml.load(state, source=source)
-        curves = {"maml": evaluators.curve(maml.theta(), config)}
+        curves = {"maml": curve("maml", maml.theta(), config)}
         if options.baselines:
             baselines["pretrained"] = baseline_policy(config, "pretrained", out_dir, options)
-            curves["pretrained"] = evaluators.curve(baselines["pretrained"].theta,
-                                                    baselines["pretrained"].config)
+            curves["pretrained"] = curve("pretrained", baselines["pretrained"].theta,
+                                         baselines["pretrained"].config)
             random_policy = build_policy(dataclasses.replace(config, seed=protocol.seed + 1),
                                          maml.spec.obs_size, maml.spec.act_size)
-            curves["random init"] = evaluators.curve(
-                {k: v.detach() for k, v in random_policy.named_parameters()}, config)
+            curves["random init"] = curve(
+                "random init", {k: v.detach() for k, v in random_policy.named_parameters()},
+                config)
             baselines["oracle"] = baseline_policy(config, "oracle", out_dir, options)
-            curves["oracle"] = evaluators.curve(baselines["oracle"].theta,
-                                                baselines["oracle"].config, fine_tune=False)
+            curves["oracle"] = curve("oracle", baselines["oracle"].theta,
+                                     baselines["oracle"].config, fine_tune=False)
     return curves, baselines
 
 
@@ -240,14 +279,16 @@ class Evaluators:
                 meta_batch_size=len(self.protocol.tasks), fast_batch_size=self.protocol.episodes))
         return self._trainers[key]
 
-    def curve(self, theta: Params, run: MAMLTRPOConfig, *, fine_tune: bool = True) -> np.ndarray:
+    def curve(self, theta: Params, run: MAMLTRPOConfig, *, fine_tune: bool = True,
+              non_finite: list[int] | None = None) -> np.ndarray:
         """Held-out returns of θ, sampled and fine-tuned with ``run``'s env and policy (with
-        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself)."""
+        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself); ``non_finite`` as in
+        ``adaptation_returns``."""
         protocol = self.protocol
         sizes = protocol.step_sizes if fine_tune else [0.0] * protocol.steps
         return adaptation_returns(self.trainer(run), theta, protocol.tasks, sizes=sizes,
                                   seed=protocol.seed + EVALUATION_SEED_OFFSET,
-                                  env_steps=protocol.env_steps)
+                                  env_steps=protocol.env_steps, non_finite=non_finite)
 
     def close(self) -> None:
         for trainer in self._trainers.values():

@@ -6,11 +6,19 @@ determined by its config and its iteration counter, and resuming from a checkpoi
 iteration ``i`` continues exactly as the uninterrupted run would have. The linear baseline is
 refitted from scratch for every task batch and TRPO keeps no optimiser state, so the policy's
 parameters and the iteration counter are the whole training state.
+
+Non-finite values: a meta-iteration whose policy acts non-finitely, whose adapted parameters,
+surrogate or meta-gradient are non-finite, or whose step leaves θ non-finite stops training with
+a ``DivergenceError`` before anything of it is saved. Episodes that end at a non-finite env state
+(a diverged physics step, flagged by the env) are counted in ``episodes/non_finite``, and a TRPO
+step rejected because its KL or surrogate was non-finite in ``trpo/rejected_nonfinite`` (the
+number of such rejections in a row), with a warning after ``REJECTED_IN_A_ROW_WARNING``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -19,10 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from metarl.checkpoint_format import check_run_state
 from metarl.core.maml import Params, parameters_of
+from metarl.nonfinite import DivergenceError, NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
+from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec, make_sampler
@@ -35,6 +46,14 @@ from metarl.runs import (
 )
 
 PURPOSES = {"tasks": 0, "train": 1, "valid": 2, "subsample": 3}
+
+#: Warn when this many TRPO steps in a row were rejected for a non-finite KL or surrogate. Each
+#: leaves θ unchanged, so a streak means the policy has stopped learning; one or two can pass
+#: (the next iteration samples fresh episodes), but five fresh batches failing alike point at
+#: θ or the settings (a step size that overflows), not at one unlucky batch.
+REJECTED_IN_A_ROW_WARNING = 5
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(seed: int, iteration: int, purpose: str) -> int:
@@ -54,6 +73,15 @@ def env_sizes(env: str) -> tuple[int, int]:
         probe.close()
 
 
+def check_family_tasks(config: MAMLTRPOConfig) -> None:
+    """Draw the first meta-iteration's tasks once, so that a family whose ``sample_tasks`` breaks
+    the protocol fails (``NotATaskFamilyError``) before anything is built or written."""
+    from metarl import envs
+
+    envs.registry.sample_tasks(config.env, config.meta_batch_size,
+                               seed=derive_seed(config.seed, 0, "tasks"))
+
+
 def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> GaussianMLPPolicy:
     torch.manual_seed(config.seed)
     return GaussianMLPPolicy(obs_size, act_size, hidden_sizes=config.hidden_sizes,
@@ -70,6 +98,7 @@ class MetaRLTrainer:
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         obs_size, act_size = env_sizes(config.env)
+        check_family_tasks(config)
         self.policy = build_policy(config, obs_size, act_size)
         self.learner = MAMLTRPO(self.policy, config.settings())
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
@@ -79,6 +108,8 @@ class MetaRLTrainer:
                                     episodes_per_task=config.fast_batch_size,
                                     num_workers=config.num_workers or None)
         self.iteration = 0
+        self.rejected_non_finite = 0  # TRPO steps rejected for non-finite values, in a row
+        self._warned_non_finite = False
 
     def close(self) -> None:
         self.sampler.close()
@@ -103,6 +134,7 @@ class MetaRLTrainer:
         theta = self.theta()
         train = self.sampler.sample(tasks, theta, seed=derive_seed(config.seed, it, "train"))
         sampled_train = time.perf_counter()
+        check_actions(train, "before adaptation")
         train_data = learner.process(train)
         adapted = None
         if config.num_steps == 0:  # plain multi-task TRPO: the pre-update episodes are all
@@ -112,14 +144,20 @@ class MetaRLTrainer:
             # θ'_i with its graph to θ: sampled with here, differentiated in learner.step.
             adapted = learner.adapt(parameters_of(self.policy), train_data)
             adapted_at = time.perf_counter()
+            require_finite(adapted, f"the adapted policy (inner step size {config.fast_lr:g})")
             valid = self.sampler.sample(tasks, {k: v.detach() for k, v in adapted.items()},
                                         seed=derive_seed(config.seed, it, "valid"))
             sampled_valid = time.perf_counter()
+            check_actions(valid, "after adaptation")
             valid_data = learner.process(valid)
         generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
         info = learner.step(train_data, valid_data, generator, adapted=adapted)
         done = time.perf_counter()
+        require_finite(parameters_of(self.policy), "the policy after the TRPO step")
         self.iteration += 1
+        non_finite = int(train.non_finite.sum()) + (int(valid.non_finite.sum())
+                                                    if config.num_steps else 0)
+        self._note_non_finite(non_finite, info.rejected_non_finite)
 
         sampling = (sampled_train - start) + (sampled_valid - adapted_at)
         env_steps = int(train.num_steps) + (int(valid.num_steps) if config.num_steps else 0)
@@ -137,12 +175,30 @@ class MetaRLTrainer:
             "trpo/step_fraction": info.step_fraction,
             "trpo/accepted": float(info.accepted),
             "trpo/gradient_norm": info.gradient_norm,
+            "trpo/rejected_nonfinite": self.rejected_non_finite,
+            "episodes/non_finite": non_finite,
             "time/sampling_s": sampling,
             "time/adaptation_s": adapted_at - sampled_train,
             "time/optimisation_s": done - sampled_valid,
             "time/iteration_s": done - start,
             "time/env_steps_per_s": env_steps / max(sampling, 1e-9),
         }
+
+    def _note_non_finite(self, episodes: int, rejected: bool) -> None:
+        """Count this iteration's rejection in the streak; warn at the first episodes that
+        ended non-finite and after ``REJECTED_IN_A_ROW_WARNING`` rejections in a row."""
+        self.rejected_non_finite = self.rejected_non_finite + 1 if rejected else 0
+        streak = self.rejected_non_finite
+        if streak and streak % REJECTED_IN_A_ROW_WARNING == 0:
+            log.warning("warning: iteration %d: the TRPO step was rejected for a non-finite KL "
+                        "or surrogate in %d iterations in a row, so the policy has not changed "
+                        "since iteration %d (trpo/rejected_nonfinite)", self.iteration, streak,
+                        self.iteration - streak)
+        if episodes and not self._warned_non_finite:
+            self._warned_non_finite = True
+            log.warning("warning: iteration %d: %d episodes of %s ended at a non-finite state "
+                        "the env flagged (they end there as terminated; counted per iteration "
+                        "in episodes/non_finite)", self.iteration, episodes, self.config.env)
 
     def state(self) -> dict[str, Any]:
         return {"algo": "maml_trpo", "policy": self.policy.state_dict(),
@@ -159,9 +215,22 @@ class MetaRLTrainer:
         self.iteration = state["iteration"]
 
 
+def check_actions(episodes: Episodes, when: str) -> None:
+    """``NonFiniteError`` if the policy took a non-finite action in any episode (``when``:
+    which batch, for the message)."""
+    bad = episodes.non_finite_actions()
+    if bool(bad.any()):
+        raise NonFiniteError(f"the policy's actions {when} are non-finite in {int(bad.sum())} of "
+                             f"{bad.numel()} episodes")
+
+
 def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> dict[str, float]:
     """Train from ``trainer.iteration`` to ``num_batches``; log every iteration, checkpoint
-    atomically every ``checkpoint_every`` iterations and at the end."""
+    atomically every ``checkpoint_every`` iterations and at the end.
+
+    A non-finite iteration raises ``DivergenceError`` before its state is saved, naming the
+    last checkpoint written (every value in it finite).
+    """
     config = trainer.config
     curve = ["returns/step_0", f"returns/step_{config.num_steps}"] if config.num_steps else [
         "returns/step_0"]
@@ -170,24 +239,41 @@ def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> di
                                "time (s)": ["time/sampling_s", "time/adaptation_s",
                                             "time/optimisation_s"]})
     last: dict[str, float] = {}
+    checkpoint = run_dir / CHECKPOINT_NAME
+    saved = trainer.iteration if checkpoint.exists() else None  # the last finite checkpoint
     bar = tqdm(total=config.num_batches, initial=trainer.iteration, disable=not progress,
                desc=f"maml_trpo {config.env}", unit="it", dynamic_ncols=True)
     try:
-        while trainer.iteration < config.num_batches:
-            values = trainer.step()
-            it = trainer.iteration
-            logger.scalars(values, it)
-            last = values
-            after = values.get(f"returns/step_{config.num_steps}", float("nan"))
-            bar.set_postfix_str(
-                f"return before {values['returns/step_0']:.1f} after {after:.1f} | "
-                f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s", refresh=False)
-            bar.update(1)
-            if it % config.checkpoint_every == 0 or it == config.num_batches:
-                save_checkpoint(run_dir / CHECKPOINT_NAME, trainer.state())
-        if not (run_dir / CHECKPOINT_NAME).exists():
-            save_checkpoint(run_dir / CHECKPOINT_NAME, trainer.state())
+        with logging_redirect_tqdm([logging.getLogger("metarl")]):
+            while trainer.iteration < config.num_batches:
+                try:
+                    values = trainer.step()
+                except NonFiniteError as error:
+                    raise DivergenceError(trainer.iteration + 1, str(error),
+                                          checkpoint if saved is not None else None,
+                                          saved) from error
+                it = trainer.iteration
+                logger.scalars(values, it)
+                last = values
+                bar.set_postfix_str(_postfix(values, config.num_steps), refresh=False)
+                bar.update(1)
+                if it % config.checkpoint_every == 0 or it == config.num_batches:
+                    save_checkpoint(checkpoint, trainer.state())
+                    saved = it
+        if not checkpoint.exists():
+            save_checkpoint(checkpoint, trainer.state())
     finally:
         bar.close()
         logger.close()
     return last
+
+
+def _postfix(values: dict[str, float], num_steps: int) -> str:
+    after = values.get(f"returns/step_{num_steps}", float("nan"))
+    text = (f"return before {values['returns/step_0']:.1f} after {after:.1f} | "
+            f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s")
+    if values["episodes/non_finite"]:
+        text += f" | {values['episodes/non_finite']:.0f} non-finite episodes"
+    if values["trpo/rejected_nonfinite"]:
+        text += f" | {values['trpo/rejected_nonfinite']:.0f} non-finite rejections in a row"
+    return text

@@ -6,6 +6,10 @@ parameters with the model's batched ``task_forward``), and takes one Adam step o
 query loss of the adapted parameters::
 
     θ ← θ - β ∇_θ (1/B) Σ_i L_i^query(θ'_i),    θ'_i = adapt(θ, D_i^support)
+
+An iteration whose meta-loss or meta-gradient is non-finite stops before the Adam step, and one
+whose step leaves θ non-finite stops there: ``train`` raises ``DivergenceError`` before any
+checkpoint of that state is written.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tqdm import tqdm
 from metarl.checkpoint_format import CheckpointError, check_run_state
 from metarl.config import option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
+from metarl.nonfinite import DivergenceError, NonFiniteError, require_finite
 from metarl.runs import (
     CHECKPOINT_NAME,
     Logger,
@@ -127,9 +132,14 @@ class MetaLearner:
         support, query = self.problem.meta_batch(self.config.meta_batch_size, self.generator,
                                                  split="train", query_size=self.config.queries)
         loss, score = self.meta_loss(support, query)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"meta_loss is {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        require_finite({name: p.grad for name, p in self.model.named_parameters()
+                        if p.grad is not None}, "the meta-gradient")
         self.optimizer.step()
+        require_finite(dict(self.model.named_parameters()), "the model after the Adam step")
         self.iteration += 1
         return {"train/meta_loss": loss.item(), f"train/post_adaptation_{self.problem.metric}":
                 score.item()}
@@ -185,7 +195,8 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
     """Meta-train from ``learner.iteration`` to ``config.num_batches``; log and checkpoint.
 
     Returns the last logged values. A checkpoint is written atomically every
-    ``checkpoint_every`` iterations and at the end.
+    ``checkpoint_every`` iterations and at the end. A non-finite iteration raises
+    ``DivergenceError`` before its state is saved, naming the last checkpoint written.
     """
     config, problem = learner.config, learner.problem
     tags = curve_tags(problem.metric, config.eval_steps)
@@ -195,12 +206,18 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
     if config.eval_every and config.eval_tasks:
         held_out = held_out_batch(problem, config, config.eval_tasks, query_size=eval_query_size)
     last: dict[str, float] = {}
+    checkpoint = run_dir / CHECKPOINT_NAME
+    saved = learner.iteration if checkpoint.exists() else None  # the last finite checkpoint
     bar = tqdm(total=config.num_batches, initial=learner.iteration, disable=not progress,
                desc=f"maml {config.task}", unit="it", dynamic_ncols=True)
     try:
         while learner.iteration < config.num_batches:
             start = time.perf_counter()
-            values = learner.step()
+            try:
+                values = learner.step()
+            except NonFiniteError as error:
+                raise DivergenceError(learner.iteration + 1, str(error),
+                                      checkpoint if saved is not None else None, saved) from error
             values["time/iteration_s"] = time.perf_counter() - start
             it = learner.iteration
             if held_out is not None and it % config.eval_every == 0:
@@ -216,7 +233,8 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
             logger.scalars(values, it)
             last.update(values)
             if it % config.checkpoint_every == 0 or it == config.num_batches:
-                save_checkpoint(run_dir / CHECKPOINT_NAME, learner.state())
+                save_checkpoint(checkpoint, learner.state())
+                saved = it
             bar.update(1)
         if learner.iteration == 0 or not (run_dir / CHECKPOINT_NAME).exists():
             save_checkpoint(run_dir / CHECKPOINT_NAME, learner.state())

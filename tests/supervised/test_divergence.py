@@ -1,0 +1,92 @@
+"""Supervised MAML that diverges stops with one line and keeps the last finite checkpoint."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl.nonfinite import NonFiniteError
+from metarl.run import main
+from metarl.supervised import sine
+from metarl.supervised.trainer import MetaLearner
+
+TINY = ["--task", "sine", "--meta-batch-size", "2", "--eval-every", "0", "--no-progress"]
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def error_line(err: str) -> str:
+    """The one error line (the run directory is named on stderr before training starts)."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def learner(**changes) -> MetaLearner:
+    config = sine.SineConfig(meta_batch_size=2, **changes)
+    return MetaLearner(sine.build_problem(config), config)
+
+
+def test_a_huge_inner_step_stops_at_iteration_1_without_writing_a_checkpoint(tmp_path, capsys):
+    assert main(["maml", *TINY, "--fast-lr", "1e30", "--num-batches", "3",
+                 "--checkpoint-every", "1", "--output-dir", str(tmp_path)]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line == ("error: diverged at iteration 1: meta_loss is nan; no checkpoint had been "
+                    "written yet, so there is nothing to resume")
+    assert not (only_run_dir(tmp_path) / "checkpoint.pt").exists()
+
+
+def test_divergence_after_a_checkpoint_names_it_and_leaves_it_intact(tmp_path, capsys,
+                                                                     monkeypatch):
+    original = MetaLearner.meta_loss
+
+    def nan_from_iteration_3(self, support, query):
+        loss, score = original(self, support, query)
+        return (loss * float("nan"), score) if self.iteration >= 2 else (loss, score)
+
+    monkeypatch.setattr(MetaLearner, "meta_loss", nan_from_iteration_3)
+    assert main(["maml", *TINY, "--num-batches", "5", "--checkpoint-every", "2",
+                 "--output-dir", str(tmp_path)]) == 1
+    run_dir = only_run_dir(tmp_path)
+    line = error_line(capsys.readouterr().err)
+    assert line == (f"error: diverged at iteration 3: meta_loss is nan; the last finite "
+                    f"checkpoint (iteration 2) is intact: {run_dir / 'checkpoint.pt'}")
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_non_finite_meta_gradient_stops_before_the_adam_step():
+    meta = learner()
+    original = meta.meta_loss
+
+    def nan_gradient(support, query):  # finite value, NaN gradient: 0 · d√x/dx at x = 0
+        loss, score = original(support, query)
+        weight = next(meta.model.parameters())
+        return loss + 0.0 * torch.sqrt(weight - weight.detach()).sum(), score
+
+    meta.meta_loss = nan_gradient
+    before = {k: v.clone() for k, v in meta.model.state_dict().items()}
+    with pytest.raises(NonFiniteError, match=r"^the meta-gradient is non-finite \(\S+: \d+ of "):
+        meta.step()
+    assert meta.iteration == 0 and not meta.optimizer.state  # Adam never stepped
+    for name, value in meta.model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_parameters_that_become_non_finite_in_the_step_are_caught_there():
+    meta = learner()
+
+    class Overflowing(torch.optim.SGD):  # an update that overflows one weight
+        def step(self, closure=None):
+            next(meta.model.parameters()).data[0] = float("inf")
+
+    meta.optimizer = Overflowing(meta.model.parameters(), lr=0.1)
+    with pytest.raises(NonFiniteError, match=r"^the model after the Adam step is non-finite "
+                                             r"\(\S+: 1 of \d+ values\)"):
+        meta.step()
+    assert meta.iteration == 0
