@@ -199,15 +199,15 @@ def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
     call = f"{name}: sample_tasks({n})"
     rule = f"it must return a list of exactly {n} task dicts"
     if not isinstance(tasks, list):
-        raise NotATaskFamilyError(f"{call} returned {type(tasks).__name__} "
-                                  f"{_short_repr(tasks)}; {rule}")
+        raise NotATaskFamilyError(f"{call} returned {_short_repr(tasks)}, not a list; {rule}")
     if len(tasks) != n:
-        raise NotATaskFamilyError(f"{call} returned {len(tasks)} tasks; {rule}")
+        raise NotATaskFamilyError(f"{call} returned {len(tasks)} task"
+                                  f"{'' if len(tasks) == 1 else 's'}; {rule}")
     checked: set[int] = set()
     for i, task in enumerate(tasks):
         if not isinstance(task, dict):
-            raise NotATaskFamilyError(f"{call} returned {type(task).__name__} "
-                                      f"{_short_repr(task)} as task {i}; {rule}")
+            raise NotATaskFamilyError(f"{call} returned {_short_repr(task)} as task {i}, not a "
+                                      f"dict; {rule}")
         if id(task) in checked:  # a family may repeat one dict object
             continue
         try:

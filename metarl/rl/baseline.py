@@ -13,7 +13,9 @@ steps (all its episodes pooled)::
 with G the discounted returns and c = 1e-5. All K systems are factored in one batched Cholesky
 call; a task whose matrix is numerically not positive definite (Cholesky ``info > 0``) or whose
 weights come out non-finite is retried alone with c raised ×10, at most ``max_tries`` times,
-after which ``BaselineFitError`` names the tasks that failed. The normal equations are formed and
+after which ``BaselineFitError`` names the tasks that failed (``NonFiniteBaselineError``, also a
+``NonFiniteError``, where their features or returns hold NaN/inf: observations too large to
+square in float32, say, so that training stops as diverged). The normal equations are formed and
 solved in float64 by default: in float32 the entries of XᵀX (up to ~1e7 for a few thousand
 steps) swamp the regulariser, and rank-deficient features (a constant observation) fail.
 """
@@ -23,11 +25,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from metarl.nonfinite import NonFiniteError
+
 TIME_SCALE = 100.0
 
 
 class BaselineFitError(RuntimeError):
     """The baseline's normal equations stayed ill-conditioned however large the regulariser."""
+
+
+class NonFiniteBaselineError(BaselineFitError, NonFiniteError):
+    """The baseline could not be fitted because its features or returns hold NaN/inf."""
 
 
 def baseline_features(obs_t: Tensor, mask_t: Tensor) -> Tensor:
@@ -155,7 +163,7 @@ def _solve_ridge(x: Tensor, y: Tensor, reg: float, max_tries: int) -> Tensor:
         c *= 10.0
     bad = todo.tolist()
     nonfinite = not bool(torch.isfinite(gram[todo]).all() and torch.isfinite(rhs[todo]).all())
-    raise BaselineFitError(
+    raise (NonFiniteBaselineError if nonfinite else BaselineFitError)(
         f"linear baseline: the normal equations of task(s) {bad} stayed ill-conditioned with "
         f"regulariser {reg:g} raised x10 up to {c / 10:g} ({max_tries} tries)"
         + ("; their features or returns hold NaN/inf at valid steps" if nonfinite else "")

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from metarl.nonfinite import NonFiniteError
 from metarl.rl.baseline import (
     BaselineFitError,
     baseline_features,
@@ -122,8 +123,19 @@ def test_impossible_case_raises_clear_error():
     returns = torch.randn(mask.shape, dtype=torch.float64)
     with pytest.raises(
         BaselineFitError, match=r"task\(s\) \[1\].*1e-05.*0\.1 \(5 tries\).*NaN/inf"
-    ):
+    ) as error:
         fit_linear_baseline(x, returns, mask, max_tries=5)
+    # Non-finite data: also a NonFiniteError, so a training run stops as diverged.
+    assert isinstance(error.value, NonFiniteError)
+
+
+def test_observations_too_large_to_square_are_a_non_finite_error():
+    obs, mask = random_batch(k=2, seed=6)
+    obs = obs.float()
+    obs[1, 0, 0, 0] = 1e20  # finite, but 1e40 overflows float32 in the features
+    returns = torch.randn(mask.shape)
+    with pytest.raises(NonFiniteError, match=r"task\(s\) \[0\].*hold NaN/inf"):
+        baseline_values(obs, returns, mask)
 
 
 def test_unrelated_errors_raise_as_themselves():

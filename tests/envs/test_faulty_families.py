@@ -1,0 +1,63 @@
+"""Plug-in families that break the protocol, and --env names of no valid form: one line naming
+the family and the method at fault (or the valid forms), exit status 2, no traceback."""
+
+import pytest
+
+from metarl import envs
+from metarl.run import main
+
+TINY = ["--num-batches", "1", "--meta-batch-size", "2", "--fast-batch-size", "1",
+        "--hidden-sizes", "4", "--cg-iters", "1", "--num-workers", "1", "--torch-threads", "1",
+        "--no-normalize-actions", "--no-progress"]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("error: ")
+    return err[len("error: "):].rstrip("\n")
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("NoTasks", "sample_tasks(2) returned 0 tasks; it must return a list of exactly 2 task dicts"),
+    ("TooFewTasks", "sample_tasks(2) returned 1 task; it must return a list of exactly 2 task "
+                    "dicts"),
+    ("NoneTasks", "sample_tasks(2) returned None, not a list; it must return a list of exactly "
+                  "2 task dicts"),
+    ("NotDictTasks", "sample_tasks(2) returned 0.0 as task 0, not a dict; it must return a list "
+                     "of exactly 2 task dicts"),
+    ("RefusedTasks", "sample_tasks(2) returned task 0 = {'target': 'far'}, which its own "
+                     "set_task refuses: task['target'] must be a float"),
+])
+def test_a_sample_tasks_that_breaks_the_protocol_is_one_line_before_any_run_directory(
+        tmp_path, capsys, plugin_envs, name, says):
+    out = tmp_path / "runs"
+    assert main(["maml_trpo", "--env", f"faulty_families:{name}", *TINY,
+                 "--output-dir", str(out)]) == 2
+    assert one_error_line(capsys).startswith(f"faulty_families:{name}: {says}")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "method"), [("NanResetLine", "reset"),
+                                              ("NanRewardLine", "step")])
+def test_an_env_that_returns_nan_is_one_line_naming_the_family_and_method(tmp_path, capsys,
+                                                                          plugin_envs, name,
+                                                                          method):
+    assert main(["maml_trpo", "--env", f"faulty_families:{name}", *TINY,
+                 "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
+    assert "Traceback" not in err and len(lines) == 1
+    assert lines[0].startswith(f"error: faulty_families:{name}: {method} returned non-finite "
+                               f"(NaN/inf) observations or rewards in 2 of 2 instances")
+
+
+@pytest.mark.parametrize("name", [":", ".mod:X", "mod:", "a b", "x:Y:Z", "metarl.envs:"])
+def test_an_env_name_of_no_valid_form_lists_the_valid_forms(tmp_path, capsys, name):
+    assert main(["maml_trpo", "--env", name, *TINY, "--output-dir", str(tmp_path)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"invalid env {name!r}; known task families: navigation_2d, ")
+    assert ("valid forms: a known name, a Gymnasium id of a task env such as "
+            "metarl/Navigation2D-v0, or package.module:ClassName of a task env") in line
+    with pytest.raises(envs.UnknownEnvError, match="invalid env"):
+        envs.resolve(name)
