@@ -19,41 +19,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from metarl import help_pages
+from metarl import experiment, help_pages
 from metarl.config import (
     ConfigError,
     add_flags,
-    coerce,
     default_texts,
     explicit_flags,
     flag_name,
-    read_yaml,
-    resolve,
     shipped_defaults,
-    to_dict,
 )
-from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME, CheckpointError, new_run_dir
+from metarl.evaluate_run import EvaluateOptions, output_dir
+from metarl.experiment import RESUME_MAY_CHANGE, supervised_tasks
+from metarl.files import OutputPathError, WriteError
+from metarl.runs import CHECKPOINT_NAME, CheckpointError, resume_hint
 
+EXIT_FAILED = 1  # training stopped by a failure (a sampler worker died); its last checkpoint intact
+EXIT_WRITE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1  # a value became non-finite: training stopped, its last checkpoint intact
-EXIT_INTERRUPTED = 130
-
-#: The settings a resumed run may change: none alters what the run computes (RL episodes are
-#: identical for any number of workers; the supervised held-out curves draw from their own
-#: generator). Any other change is refused, since a resume must continue exactly like the
-#: uninterrupted run (and the restored optimiser state would ignore a new ``meta_lr``).
-RESUME_MAY_CHANGE = {
-    "maml": ("num_batches", "checkpoint_every", "eval_every", "eval_tasks", "eval_steps",
-             "output_dir", "data_dir", "cache_dir", "download"),
-    "maml_trpo": ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
-                  "output_dir"),
-}
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class UsageError(Exception):
@@ -61,7 +53,22 @@ class UsageError(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C during training; the message says whether a checkpoint is there to resume."""
+    """Ctrl-C or SIGTERM during training; the message says whether a checkpoint is there to
+    resume, ``status`` is the exit status (130 or 143)."""
+
+    def __init__(self, message: str, status: int = EXIT_INTERRUPTED):
+        super().__init__(message)
+        self.status = status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run stops as it does on Ctrl-C: the sampler's
+    workers stopped, the last checkpoint intact, the resume hint printed."""
+
+
+class TrainingFailed(Exception):
+    """Training stopped by a failure that is not bad input (a sampler worker died); reported
+    as one line with the resume hint."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,99 +80,57 @@ class Parser(argparse.ArgumentParser):
 
 # --- training commands -----------------------------------------------------------------------
 
-def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
-    """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
-    from metarl.supervised import omniglot_problem, sine
-
-    return {"sine": (sine.SineConfig, sine.build_problem),
-            "omniglot": (omniglot_problem.OmniglotConfig, omniglot_problem.build_problem)}
-
-
 def run_maml(argv: Sequence[str]) -> int:
     """``maml --task NAME``: supervised MAML."""
     if _wants_help(argv):
         _maml_help().print_help()
         return 0
-    task, saved = _pre_parse(argv, "task", "maml", default="sine")
-    tasks = supervised_tasks()
-    if task not in tasks:
-        raise ConfigError(f"task={task!r} is not valid; choose from: {', '.join(tasks)}")
-    config_cls, build_problem = tasks[task]
-    args, config = _parse_config(argv, "maml", task, config_cls, saved, help_pages.MAML_HELP)
-
-    from metarl.supervised.trainer import MetaLearner, train
-
-    learner = MetaLearner(build_problem(config), config)
-    run_dir = _run_dir(args, "maml", task, config, learner.load)
-    with _report_interrupt(run_dir):
-        last = train(learner, run_dir, progress=not args.no_progress)
-    _report(run_dir, learner.iteration, last, ("train/", "adaptation/"))
-    return 0
+    return _train("maml", argv, help_pages.MAML_HELP, ("train/", "adaptation/"))
 
 
 def run_maml_trpo(argv: Sequence[str]) -> int:
     """``maml_trpo --env NAME``: meta-RL with MAML-TRPO."""
-    env, saved = _pre_parse(argv, "env", "maml_trpo", default="navigation_2d")
-    from metarl import envs
-    from metarl.envs.oracle import ORACLE_SUFFIX
+    return _train("maml_trpo", argv, help_pages.MAML_TRPO_HELP, ("returns/",))
 
-    envs.registry.resolve(env)  # an unknown name fails here, listing the known ones
-    from metarl.rl.config import MAMLTRPOConfig
 
-    # ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults
-    args, config = _parse_config(argv, "maml_trpo", env.removesuffix(ORACLE_SUFFIX),
-                                 MAMLTRPOConfig, saved, help_pages.MAML_TRPO_HELP)
-    from metarl.rl.trainer import MetaRLTrainer, train
-
-    with MetaRLTrainer(config) as trainer:
-        run_dir = _run_dir(args, "maml_trpo", config.task, config, trainer.load)
-        with _report_interrupt(run_dir):
-            last = train(trainer, run_dir, progress=not args.no_progress)
-    _report(run_dir, trainer.iteration, last, ("returns/",))
+def _train(algo: str, argv: Sequence[str], description: str, prefixes: tuple[str, ...]) -> int:
+    """Resolve the config (``metarl.experiment.make_config``), train the run
+    (``metarl.experiment.Run``), report the last values."""
+    family, saved = _pre_parse(argv, algo)
+    args, config = _parse_config(argv, algo, family, saved, description)
+    with experiment.Run(config, resume=saved) as run:
+        print(f"run directory: {run.run_dir}", file=sys.stderr)
+        with _report_stop(run.run_dir):
+            last = run.train(progress=not args.no_progress)
+    _report(run.run_dir, run.iteration, last, prefixes)
     return 0
 
 
-def _pre_parse(argv: Sequence[str], key: str, algo: str, *,
-               default: str) -> tuple[str, dict[str, Any] | None]:
-    """The task or env (``key``), which picks the config class and the shipped defaults, and,
-    with ``--resume DIR``, the saved run config.
-
-    The name comes from the ``--task``/``--env`` flag, else the ``--config`` file, else the
-    resumed run, else ``default``; a flag overrides the file, as every flag does.
-    """
+def _pre_parse(argv: Sequence[str], algo: str) -> tuple[str, experiment.SavedRun | None]:
+    """The task or env, which picks the config class and the shipped defaults, and, with
+    ``--resume DIR``, the run to resume (``metarl.experiment.choose_family``, ``open_run``)."""
+    key, _ = experiment.SELECTORS[algo]
     pre = Parser(add_help=False)
     pre.add_argument(flag_name(key), dest="value", default=None)
     pre.add_argument("--config", default=None)
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
-    saved = None
-    if known.resume is not None:
-        saved = _read_run_config(Path(known.resume), expected_algo=algo)
-    in_file = read_yaml(known.config) if known.config is not None else {}
-    if known.value is not None:
-        name, source = known.value, flag_name(key)
-    elif key in in_file:
-        name, source = coerce(key, in_file[key], str), known.config
-    elif saved is not None and key in saved:
-        return str(saved[key]), saved
-    else:
-        name, source = default, "the default"
-    if saved is not None and saved.get(key) != name:
-        raise ConfigError(f"{key}={name!r} (from {source}) does not match the resumed run's "
-                          f"{key}={saved.get(key)!r}; a run resumes with its own {key}")
-    return name, saved
+    saved = None if known.resume is None else experiment.open_run(known.resume, algo)
+    return experiment.choose_family(algo, named=known.value, config_file=known.config,
+                                    saved=saved), saved
 
 
-def _parse_config(argv, algo, task, config_cls, saved, description):
-    selector = "env" if algo == "maml_trpo" else "task"
+def _parse_config(argv, algo, family, saved, description):
+    selector, _ = experiment.SELECTORS[algo]
+    task = experiment.shipped_task(algo, family)
+    config_cls = experiment.config_class(algo, family)
     defaults = shipped_defaults(config_cls, algo, task)
     parser = _command_parser(algo, description + help_pages.defaults_note(algo, selector, task))
     _add_run_flags(parser, algo, selector)
     add_flags(parser, config_cls, shown_defaults=default_texts(defaults))
     args = parser.parse_args(argv)
-    config = resolve(config_cls, algo=algo, task=task, config_file=args.config,
-                     flags=explicit_flags(args, config_cls), base=saved,
-                     may_change=RESUME_MAY_CHANGE[algo])
+    config = experiment.make_config(algo, config_file=args.config, resume=saved,
+                                    **explicit_flags(args, config_cls))
     return args, config
 
 
@@ -223,32 +188,32 @@ def _maml_help() -> Parser:
     return parser
 
 
-def _run_dir(args, algo: str, task: str, config: Any, load: Callable[..., None]) -> Path:
-    """The resumed run's directory (its checkpoint loaded) or a new one; writes config.yaml."""
-    if args.resume is not None:
-        from metarl.runs import load_checkpoint
-
-        run_dir = Path(args.resume)
-        load(load_checkpoint(run_dir / CHECKPOINT_NAME), source=str(run_dir))
-    else:
-        run_dir = new_run_dir(config.output_dir, algo, task, config.seed)
-    _write_run_config(run_dir, algo, config)
-    print(f"run directory: {run_dir}", file=sys.stderr)
-    return run_dir
-
-
 @contextlib.contextmanager
-def _report_interrupt(run_dir: Path) -> Iterator[None]:
-    """Turn Ctrl-C into Interrupted, saying whether ``run_dir`` holds a checkpoint to resume
-    (checkpoints are written atomically, so one that exists is intact)."""
+def _report_stop(run_dir: Path) -> Iterator[None]:
+    """Say with every way training can stop early whether ``run_dir`` holds a checkpoint to
+    resume (checkpoints are written atomically, so one that exists is intact): Ctrl-C and
+    SIGTERM (Interrupted), a failed write (a full disk, a folder made read-only), a sampler
+    worker that died or failed (TrainingFailed, one line)."""
+    from metarl.rl.workers import WorkerError
+
     try:
         yield
-    except KeyboardInterrupt:
-        if (run_dir / CHECKPOINT_NAME).is_file():
-            raise Interrupted(f"interrupted; the last checkpoint is intact: continue with "
-                              f"--resume {run_dir}") from None
-        raise Interrupted(f"interrupted; no checkpoint was written yet in {run_dir}, so there "
-                          f"is nothing to resume") from None
+    except KeyboardInterrupt as interrupt:
+        status = EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+        raise Interrupted(f"interrupted; {resume_hint(run_dir)}", status) from None
+    except (OutputPathError, WriteError) as error:
+        raise type(error)(f"{error}; {resume_hint(run_dir)}") from None
+    except WorkerError as error:
+        raise TrainingFailed(f"{one_line(error)}; {resume_hint(run_dir)}") from None
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message in one line: its first line, and for a forwarded traceback also its
+    last (the exception raised)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) -> None:
@@ -260,6 +225,8 @@ def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) ->
 # --- evaluate --------------------------------------------------------------------------------
 
 def run_evaluate(argv: Sequence[str]) -> int:
+    """``evaluate --run DIR``: the adaptation curves of a saved run
+    (``metarl.experiment.evaluate``)."""
     parser = _command_parser("evaluate", help_pages.EVALUATE_HELP)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="DIR",
@@ -267,134 +234,17 @@ def run_evaluate(argv: Sequence[str]) -> int:
                              "--checkpoint)")
     source.add_argument("--checkpoint", metavar="FILE",
                         help="a checkpoint file (required, or --run)")
-    parser.add_argument("--num-tasks", type=int, default=None, metavar="N",
-                        help="held-out tasks (default: 600 sine, 1000 Omniglot, 40 RL)")
-    parser.add_argument("--steps", type=int, default=None, metavar="K",
-                        help="adaptation steps K (default: 10 sine; Omniglot: the run's "
-                             "eval_steps, 3 in the paper's setting; RL: 4 navigation, 3 "
-                             "otherwise)")
-    parser.add_argument("--shots", type=int, default=None, metavar="K",
-                        help="supervised: support examples per task (default: the run's)")
-    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
-                        help="add the paper's baselines: a model pretrained on all tasks and "
-                             "fine-tuned the same way (Omniglot: a classifier of the training "
-                             "classes), an oracle given the task (sine, RL) and a random "
-                             "initialisation (RL) (default: on for supervised runs, off for RL)")
-    parser.add_argument("--baseline-iterations", type=int, default=None, metavar="N",
-                        help="training iterations of the pretrained baseline and the RL oracle "
-                             "(default: 10000 supervised; RL: the run's num_batches)")
-    parser.add_argument("--episodes-per-task", type=int, default=None, metavar="N",
-                        help="RL: episodes sampled per task and step (default: the run's "
-                             "fast_batch_size; the paper's test batches were 4000 env steps)")
-    parser.add_argument("--env-steps-per-task", type=int, default=None, metavar="N",
-                        help="RL: instead of a number of episodes, batches of N env steps per "
-                             "task drawn as the paper's rllab sampler drew them (N / horizon "
-                             "episodes side by side, back to back, completed ones kept; the "
-                             "paper's: 4000). Where episodes end early this holds more, and "
-                             "more of the short, episodes (default: off, --episodes-per-task)")
-    parser.add_argument("--later-lr-scale", type=float, default=None, metavar="X",
-                        help="step size of steps 2.. as a fraction of fast_lr (default: the "
-                             "paper's, 0.5 for RL and 1 for supervised runs)")
-    parser.add_argument("--pretrained", metavar="DIR",
-                        help="RL: an existing multi-task TRPO run (num_steps: 0) as the "
-                             "pretrained baseline (default: --baselines trains one, kept in "
-                             "OUTPUT/pretrained)")
-    parser.add_argument("--oracle", metavar="DIR",
-                        help="RL: an existing multi-task TRPO run on ENV+oracle (the policy "
-                             "observes the task) as the oracle baseline (default: --baselines "
-                             "trains one, kept in OUTPUT/oracle)")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="evaluation seed; held-out tasks are drawn apart from training's "
-                             "(default: the run's)")
-    parser.add_argument("--output", metavar="DIR",
-                        help="where to write results (default: RUN/evaluation)")
+    add_flags(parser, EvaluateOptions, shown_defaults={})  # each help text says its default
     parser.add_argument("--no-progress", action="store_true",
                         help="hide progress bars (default: shown)")
     args = parser.parse_args(argv)
-    for name, minimum in (("num_tasks", 2), ("steps", 0), ("baseline_iterations", 0),
-                          ("shots", 1), ("episodes_per_task", 1), ("env_steps_per_task", 1),
-                          ("seed", 0)):
-        value = getattr(args, name)
-        if value is not None and value < minimum:
-            raise ConfigError(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
-    if args.later_lr_scale is not None and not 0 < args.later_lr_scale < math.inf:
-        raise ConfigError(f"--later-lr-scale={args.later_lr_scale} must be a number > 0")
-
     checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
-    run_dir = checkpoint.parent
-    from metarl.runs import load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    saved = dict(state.get("config") or {})
-    if not saved:
-        raise CheckpointError(f"checkpoint {checkpoint} holds no config; is it a metarl checkpoint?")
-    out_dir = Path(args.output) if args.output else run_dir / "evaluation"
-    if state.get("algo") == "maml_trpo":
-        result = _evaluate_rl(args, state, saved, checkpoint, out_dir)
-    else:
-        result = _evaluate_supervised(args, state, saved, checkpoint, out_dir)
+    options = explicit_flags(args, EvaluateOptions)
+    result = experiment.evaluate(checkpoint, progress=not args.no_progress, **options)
     print(result["table"])
+    out_dir = output_dir(checkpoint, EvaluateOptions(output=options.get("output")))
     print(f"wrote {out_dir / 'curve.json'}, curve.csv, per_task.csv and curve.png")
     return 0
-
-
-def _evaluate_supervised(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
-    from metarl.config import from_mapping, validate
-
-    rl_only = [flag for flag, value in (("--episodes-per-task", args.episodes_per_task),
-                                        ("--env-steps-per-task", args.env_steps_per_task),
-                                        ("--pretrained", args.pretrained),
-                                        ("--oracle", args.oracle)) if value is not None]
-    if rl_only:
-        raise ConfigError(f"{', '.join(rl_only)}: only for MAML-TRPO runs; {checkpoint} is a "
-                          f"supervised {saved.get('task')!r} run")
-    task = saved.get("task")
-    tasks = supervised_tasks()
-    if task not in tasks:
-        raise CheckpointError(f"checkpoint {checkpoint} is for task {task!r}; "
-                              f"evaluate knows: {', '.join(tasks)}")
-    config_cls, build_problem = tasks[task]
-    config = from_mapping(config_cls, saved, source=str(checkpoint))
-    validate(config)
-
-    from metarl.supervised.evaluate import EvalOptions, evaluate_supervised
-    from metarl.supervised.trainer import MetaLearner
-
-    learner = MetaLearner(build_problem(config), config)
-    learner.load(state, source=str(checkpoint))
-    default_tasks, default_steps = (1000, config.eval_steps) if task == "omniglot" else (600, 10)
-    options = EvalOptions(num_tasks=args.num_tasks or default_tasks,
-                          steps=default_steps if args.steps is None else args.steps,
-                          shots=args.shots,
-                          baseline_iterations=10000 if args.baseline_iterations is None
-                          else args.baseline_iterations,
-                          baselines=args.baselines is not False, seed=args.seed,
-                          later_lr_scale=1.0 if args.later_lr_scale is None
-                          else args.later_lr_scale)
-    return evaluate_supervised(learner, out_dir, options, build_problem)
-
-
-def _evaluate_rl(args, state, saved, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
-    from metarl.config import from_mapping, validate
-    from metarl.rl.config import MAMLTRPOConfig
-    from metarl.rl.evaluate import RLEvalOptions, evaluate_rl
-
-    if args.shots is not None:
-        raise ConfigError(f"--shots: only for supervised runs; {checkpoint} is a MAML-TRPO run "
-                          f"(use --episodes-per-task for the evaluation batch)")
-    config = from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint))
-    validate(config)
-    options = RLEvalOptions(num_tasks=args.num_tasks or 40, steps=args.steps,
-                            episodes_per_task=args.episodes_per_task,
-                            env_steps_per_task=args.env_steps_per_task,
-                            later_lr_scale=0.5 if args.later_lr_scale is None
-                            else args.later_lr_scale,
-                            baselines=bool(args.baselines),
-                            pretrained=Path(args.pretrained) if args.pretrained else None,
-                            oracle=Path(args.oracle) if args.oracle else None,
-                            pretrain_iterations=args.baseline_iterations, seed=args.seed,
-                            progress=not args.no_progress)
-    return evaluate_rl(config, state, out_dir, options, source=str(checkpoint))
 
 
 # --- dispatch --------------------------------------------------------------------------------
@@ -404,25 +254,6 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "maml_trpo": run_maml_trpo,
     "evaluate": run_evaluate,
 }
-
-
-def _read_run_config(run_dir: Path, *, expected_algo: str) -> dict[str, Any]:
-    if not run_dir.is_dir():
-        raise ConfigError(f"--resume {run_dir}: no such run directory")
-    saved = read_yaml(run_dir / CONFIG_NAME)
-    algo = saved.pop("algo", expected_algo)
-    if algo != expected_algo:
-        raise ConfigError(f"--resume {run_dir} is a {algo!r} run, not {expected_algo!r}")
-    return saved
-
-
-def _write_run_config(run_dir: Path, algo: str, config: Any) -> None:
-    import yaml
-
-    from metarl.runs import atomic_write_bytes
-
-    text = yaml.safe_dump({"algo": algo, **to_dict(config)}, sort_keys=False)
-    atomic_write_bytes(run_dir / CONFIG_NAME, lambda handle: handle.write(text.encode()))
 
 
 def _non_finite_errors() -> type[Exception]:
@@ -447,22 +278,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     try:
-        if command not in COMMANDS:
-            raise UsageError(f"unknown algorithm {command!r}; choose from: {', '.join(COMMANDS)}")
-        return COMMANDS[command](rest)
-    except (UsageError, ConfigError, CheckpointError, *_domain_errors()) as error:
+        with _sigterm_as_interrupt():
+            if command not in COMMANDS:
+                raise UsageError(f"unknown algorithm {command!r}; choose from: "
+                                 f"{', '.join(COMMANDS)}")
+            return COMMANDS[command](rest)
+    except (UsageError, ConfigError, CheckpointError, OutputPathError,
+            *_domain_errors()) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except WriteError as error:  # a full disk: what was saved before is intact
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except _non_finite_errors() as error:  # what was saved before is intact
         print(f"error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
+    except TrainingFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except Interrupted as interrupted:
         print(interrupted, file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:  # evaluate, or training before its run directory was ready
+        return interrupted.status
+    except KeyboardInterrupt as interrupt:  # evaluate, or training before its run was ready
         print("interrupted" if command == "evaluate" else "interrupted before training started",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread (it
+    unwinds like Ctrl-C); the previous handler is restored after. Elsewhere than in the main
+    thread, where no handler can be installed, SIGTERM keeps its action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
 
 
 if __name__ == "__main__":

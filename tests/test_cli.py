@@ -107,10 +107,10 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
     (["maml", "--resume", "/nonexistent/run"], "no such run directory"),
     (["evaluate", "--run", "/nonexistent/run"], "checkpoint not found"),
     (["maml", "--bogus-flag", "1"], "unrecognized arguments: --bogus-flag 1"),
-    (["maml_trpo", "--seed", "-1"], "seed=-1 must be >= 0"),
-    (["maml", "--seed", "-2"], "seed=-2 must be >= 0"),
-    (["maml", "--task", "omniglot", "--split-seed", "-1"], "split_seed=-1 must be >= 0"),
-    (["evaluate", "--run", "/nonexistent/run", "--seed", "-1"], "--seed=-1 must be >= 0"),
+    (["maml_trpo", "--seed", "-1"], "seed=-1 must be in [0, 4294967295]"),
+    (["maml", "--seed", "-2"], "seed=-2 must be in [0, 4294967295]"),
+    (["maml", "--task", "omniglot", "--split-seed", "-1"], "split_seed=-1 must be in [0, "),
+    (["evaluate", "--run", "/nonexistent/run", "--seed", "-1"], "seed=-1 must be in [0, "),
 ])
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
     assert main(argv) == 2

@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from metarl.checkpoint_format import CheckpointError, check_run_state
-from metarl.config import option
+from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.nonfinite import DivergenceError, NonFiniteError, require_finite
 from metarl.runs import (
@@ -46,7 +46,12 @@ HELD_OUT_SEED_OFFSET = 1_000_003
 
 @dataclass
 class MAMLConfig:
-    """Options shared by every supervised MAML experiment (docs/protocol.md)."""
+    """Options shared by every supervised MAML experiment (docs/protocol.md).
+
+    Constructed directly, a config holds the built-in defaults only, not the task's shipped
+    ``experiments/maml/{task}.yaml``, and is not validated;
+    ``metarl.experiment.make_config("maml", task=...)`` builds the one the command line would.
+    """
 
     task: str = option("sine", "few-shot task family", choices=("sine", "omniglot"))
     num_batches: int = option(70000, "meta-iterations (meta-batches) to train for", minimum=0,
@@ -67,8 +72,11 @@ class MAMLConfig:
                              exclusive_minimum=False)
     checkpoint_every: int = option(1000, "iterations between checkpoints (one is always written "
                                    "at the end)", minimum=0)
-    seed: int = option(0, "random seed (initialisation and task sampling)", minimum=0,
-                       exclusive_minimum=False)
+    seed: int = seed_option(0, "random seed (initialisation and task sampling)")
+    torch_threads: int = option(0, "PyTorch threads (0: PyTorch's default, one per core); a "
+                                "small model runs fastest on one, and on a machine busy with "
+                                "other jobs every model does", minimum=0,
+                                exclusive_minimum=False, maximum=THREADS_MAX)
     output_dir: str = option("runs", "folder in which run directories are created")
 
 

@@ -1,0 +1,377 @@
+"""Build, train, resume and evaluate a run from Python, exactly as the command line does.
+
+::
+
+    from metarl import experiment
+
+    config = experiment.make_config("maml_trpo", env="navigation_2d", num_batches=10)
+    run_dir = experiment.train(config)                  # runs/maml_trpo__navigation_2d__0__...
+    more = experiment.make_config("maml_trpo", resume=run_dir, num_batches=20)
+    experiment.train(more, resume=run_dir)              # continues to iteration 20
+    print(experiment.evaluate(run_dir, num_tasks=10)["table"])
+
+:func:`make_config` resolves a config from the layers ``python -m metarl.run`` uses, later ones
+winning: the config class's built-in defaults, the shipped ``experiments/{algo}/{task}.yaml``, a
+``config_file``, then the keyword overrides (one per flag, ``num_batches=10`` for
+``--num-batches 10``); the result is validated. A config class constructed directly holds its
+built-in defaults only. ``python -m metarl.run`` is these functions behind argparse, so a script
+and the command line cannot differ. A script whose sampler uses worker processes (the MuJoCo
+families) must keep its top-level code under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metarl.config import (
+    ConfigError,
+    check_unchanged,
+    coerce,
+    flag_name,
+    from_mapping,
+    read_yaml,
+    resolve,
+    to_dict,
+    validate,
+)
+from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME
+
+#: The config key that picks each algorithm's config class and shipped defaults, and its default.
+SELECTORS = {"maml": ("task", "sine"), "maml_trpo": ("env", "navigation_2d")}
+
+#: The settings a resumed run may change: none alters what the run computes (RL episodes are
+#: identical for any number of workers; the supervised held-out curves draw from their own
+#: generator). Any other change is refused, since a resume must continue exactly like the
+#: uninterrupted run (and the restored optimiser state would ignore a new ``meta_lr``).
+RESUME_MAY_CHANGE = {
+    "maml": ("num_batches", "checkpoint_every", "eval_every", "eval_tasks", "eval_steps",
+             "torch_threads", "output_dir", "data_dir", "cache_dir", "download"),
+    "maml_trpo": ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
+                  "output_dir"),
+}
+
+
+def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
+    """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
+    from metarl.supervised import omniglot_problem, sine
+
+    return {"sine": (sine.SineConfig, sine.build_problem),
+            "omniglot": (omniglot_problem.OmniglotConfig, omniglot_problem.build_problem)}
+
+
+def config_class(algo: str, family: str) -> type:
+    """The config class of ``algo`` on ``family`` (a supervised task, or any RL env)."""
+    _selector(algo)
+    if algo == "maml_trpo":
+        from metarl.rl.config import MAMLTRPOConfig
+
+        return MAMLTRPOConfig
+    tasks = supervised_tasks()
+    if family not in tasks:
+        raise ConfigError(f"task={family!r} is not valid; choose from: {', '.join(tasks)}")
+    return tasks[family][0]
+
+
+def shipped_task(algo: str, family: str) -> str:
+    """The name of ``family``'s shipped defaults: ENV+oracle (the policy also observes the
+    task) starts from ENV's."""
+    if algo == "maml_trpo":
+        from metarl.envs.oracle import ORACLE_SUFFIX
+
+        return family.removesuffix(ORACLE_SUFFIX)
+    return family
+
+
+def algo_of(config: Any) -> str:
+    """``"maml"`` or ``"maml_trpo"``, from the class of ``config``."""
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.supervised.trainer import MAMLConfig
+
+    if isinstance(config, MAMLTRPOConfig):
+        return "maml_trpo"
+    if isinstance(config, MAMLConfig):
+        return "maml"
+    raise TypeError(f"not a metarl run config: {type(config).__name__}; build one with "
+                    f"make_config")
+
+
+def _selector(algo: str) -> tuple[str, str]:
+    if algo not in SELECTORS:
+        raise ConfigError(f"algo={algo!r} is not valid; choose from: {', '.join(SELECTORS)}")
+    return SELECTORS[algo]
+
+
+# --- resuming ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A run to resume: its directory, its checkpoint's state, and the config it continues
+    with (``values``): the checkpoint's own, with ``config.yaml``'s values of the settings a
+    resume may change (see :func:`open_run`)."""
+
+    run_dir: Path
+    algo: str
+    state: Mapping[str, Any]
+    values: Mapping[str, Any]
+
+    @property
+    def iteration(self) -> int:
+        """The iteration the checkpoint was saved at, where the resumed run continues."""
+        return int(self.state["iteration"])
+
+
+def open_run(run_dir: str | Path, algo: str) -> SavedRun:
+    """The run in ``run_dir`` to resume, its checkpoint loaded and checked.
+
+    The checkpoint's config is the authority: ``config.yaml`` may differ from it only in the
+    settings a resume may change (``RESUME_MAY_CHANGE``, e.g. a longer ``num_batches``); any
+    other difference is a ConfigError naming the key, since the checkpoint's state was made
+    with the checkpoint's config.
+    """
+    from metarl.runs import load_run_checkpoint
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run directory")
+    state = load_run_checkpoint(run_dir / CHECKPOINT_NAME, algo=algo)
+    saved = dict(state["config"])
+    return SavedRun(run_dir, algo, state, {**saved, **_editable_values(run_dir, algo, saved)})
+
+
+def _editable_values(run_dir: Path, algo: str, saved: dict[str, Any]) -> dict[str, Any]:
+    """``config.yaml``'s values of the settings a resume may change (and of any the checkpoint
+    lacks); a ConfigError where it differs from the checkpoint's config ``saved`` on another."""
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    edited = read_yaml(path)
+    edited_algo = edited.pop("algo", algo)
+    if edited_algo != algo:
+        raise ConfigError(f"{path} is the config of a {edited_algo!r} run, not {algo!r}")
+    key, default = _selector(algo)
+    config_cls = config_class(algo, str(saved.get(key, default)))
+    checkpointed = from_mapping(config_cls, saved, source=f"the checkpoint of {run_dir}")
+    in_file = from_mapping(config_cls, edited, source=str(path), base=checkpointed)
+    may_change = RESUME_MAY_CHANGE[algo]
+    changed = [f"{name}={getattr(in_file, name)!r} (checkpoint: {getattr(checkpointed, name)!r})"
+               for name in edited
+               if name in saved and name not in may_change
+               and getattr(in_file, name) != getattr(checkpointed, name)]
+    if changed:
+        raise ConfigError(f"{path} was edited to {'; '.join(changed)}: a resumed run continues "
+                          f"exactly like the uninterrupted one, so it may change only "
+                          f"{', '.join(may_change)}; restore the checkpoint's value or start a "
+                          f"new run")
+    return {name: value for name, value in edited.items()
+            if name in may_change or name not in saved}
+
+
+def check_resumable(saved: SavedRun, config: Any) -> None:
+    """Fail when ``config`` differs from the run it resumes outside ``RESUME_MAY_CHANGE``, or
+    would stop before the checkpoint's iteration (nothing on disk is changed)."""
+    checkpointed = from_mapping(type(config), saved.values, source=f"the checkpoint of "
+                                f"{saved.run_dir}")
+    check_unchanged(checkpointed, config, may_change=RESUME_MAY_CHANGE[saved.algo])
+    if config.num_batches < saved.iteration:
+        raise ConfigError(f"num_batches={config.num_batches} is below the iteration of the "
+                          f"checkpoint in {saved.run_dir}, {saved.iteration}; a resumed run "
+                          f"continues from there: give num_batches >= {saved.iteration}")
+
+
+def _saved(resume: str | Path | SavedRun | None, algo: str) -> SavedRun | None:
+    if resume is None or isinstance(resume, SavedRun):
+        return resume
+    return open_run(resume, algo)
+
+
+# --- configs -------------------------------------------------------------------------------------
+
+def choose_family(algo: str, *, named: Any = None, config_file: str | Path | None = None,
+                  saved: SavedRun | None = None) -> str:
+    """The task or env that picks the config class and the shipped defaults: ``named`` (the
+    ``--task``/``--env`` flag), else the ``config_file``'s, else the resumed run's, else the
+    algorithm's default. A resumed run keeps its own; an env is checked to exist."""
+    key, default = _selector(algo)
+    in_file = read_yaml(config_file) if config_file is not None else {}
+    if named is not None:
+        name, source = coerce(key, named, str), flag_name(key)
+    elif key in in_file:
+        name, source = coerce(key, in_file[key], str), str(config_file)
+    elif saved is not None:
+        name = str(saved.values.get(key, default))
+        if key == "env":
+            check_plugin_named(name, None, source=f"--resume {saved.run_dir}")
+        return name
+    else:
+        name, source = default, "the default"
+    if saved is not None and saved.values.get(key, default) != name:
+        raise ConfigError(f"{key}={name!r} (from {source}) does not match the resumed run's "
+                          f"{key}={saved.values.get(key)!r}; a run resumes with its own {key}")
+    if key == "env":
+        from metarl import envs
+
+        envs.registry.resolve(name)  # an unknown name fails here, listing the known ones
+    return name
+
+
+def check_plugin_named(env: str, given: str | None, *, source: str) -> None:
+    """Refuse ``env``, read from a run or a checkpoint, where resolving it would import a module
+    (``package.module:Class``) that the caller did not name with ``--env`` (``given``): loading
+    a run must not run code it names. Short names and Gymnasium ids import nothing."""
+    from metarl.envs.oracle import ORACLE_SUFFIX
+
+    if given is not None and given != env:
+        raise ConfigError(f"--env {given!r} does not match the env of {source}, {env!r}; "
+                          "--env names the env the run was trained on")
+    if ":" in env.removesuffix(ORACLE_SUFFIX) and given is None:
+        raise ConfigError(f"{source} was trained on the plug-in env {env!r}, which would be "
+                          f"imported to load it; name it on the command line to allow that: "
+                          f"--env {env}")
+
+
+def make_config(algo: str, *, config_file: str | Path | None = None,
+                resume: str | Path | SavedRun | None = None, **overrides: Any) -> Any:
+    """The validated config of a new run of ``algo`` (``"maml"`` or ``"maml_trpo"``), or of
+    the run in ``resume`` continued, exactly as ``python -m metarl.run ALGO`` resolves it.
+
+    New run: built-in defaults < ``experiments/{algo}/{task}.yaml`` < ``config_file`` <
+    ``overrides``; the task or env comes from ``overrides`` (``task=``/``env=``), else the
+    file. Resumed run: the checkpoint's config (see :func:`open_run`) < ``config_file`` <
+    ``overrides``, which may change only ``RESUME_MAY_CHANGE[algo]``. Raises ConfigError on
+    anything invalid, naming the value and what would be valid.
+    """
+    saved = _saved(resume, algo)
+    key, _ = _selector(algo)
+    family = choose_family(algo, named=overrides.get(key), config_file=config_file, saved=saved)
+    config = resolve(config_class(algo, family), algo=algo, task=shipped_task(algo, family),
+                     config_file=None if config_file is None else str(config_file),
+                     flags=overrides, base=None if saved is None else saved.values,
+                     may_change=RESUME_MAY_CHANGE[algo])
+    if saved is not None:
+        check_resumable(saved, config)
+    return config
+
+
+def use_torch_threads(threads: int) -> None:
+    """PyTorch's thread count for this process (0: leave PyTorch's own, one per core)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+class Run:
+    """A run ready to train: the trainer of ``config`` (its checkpoint loaded when resuming)
+    and its directory, where ``config.yaml`` now holds ``config``. A context manager: leaving
+    it stops the sampler's worker processes.
+
+    Args:
+        config: from :func:`make_config` (a directly built one is validated here).
+        resume: the run directory ``config`` continues (or its :class:`SavedRun`).
+    """
+
+    def __init__(self, config: Any, *, resume: str | Path | SavedRun | None = None):
+        self.algo = algo_of(config)
+        validate(config)
+        saved = _saved(resume, self.algo)
+        if saved is not None:
+            check_resumable(saved, config)
+        self.config = config
+        use_torch_threads(config.torch_threads)
+        self.trainer = self._build_trainer()
+        try:
+            self.run_dir = self._open_dir(saved)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build_trainer(self) -> Any:
+        if self.algo == "maml_trpo":
+            from metarl.rl.trainer import MetaRLTrainer
+
+            return MetaRLTrainer(self.config)
+        from metarl.supervised.trainer import MetaLearner
+
+        _, build_problem = supervised_tasks()[self.config.task]
+        return MetaLearner(build_problem(self.config), self.config)
+
+    def _open_dir(self, saved: SavedRun | None) -> Path:
+        """The resumed run's directory (its checkpoint loaded) or a new one; writes
+        config.yaml once the trainer holds the checkpoint."""
+        from metarl.runs import new_run_dir, remove_stale_temp_files
+
+        if saved is not None:
+            run_dir = saved.run_dir
+            remove_stale_temp_files(run_dir)  # of writes cut short when the run was killed
+            self.trainer.load(dict(saved.state), source=str(run_dir))
+        else:
+            run_dir = new_run_dir(self.config.output_dir, self.algo, self.config.task,
+                                  self.config.seed)
+        write_run_config(run_dir, self.algo, self.config)
+        return run_dir
+
+    @property
+    def iteration(self) -> int:
+        """Meta-iterations done."""
+        return self.trainer.iteration
+
+    def train(self, *, progress: bool = False) -> dict[str, float]:
+        """Train to ``config.num_batches``, checkpointing as configured; returns the values
+        logged last."""
+        if self.algo == "maml_trpo":
+            from metarl.rl.trainer import train
+        else:
+            from metarl.supervised.trainer import train
+        return train(self.trainer, self.run_dir, progress=progress)
+
+    def close(self) -> None:
+        """Stop the sampler's worker processes (idempotent)."""
+        close = getattr(self.trainer, "close", None)  # only RL trainers hold processes
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def train(config: Any, *, resume: str | Path | SavedRun | None = None,
+          progress: bool = False) -> Path:
+    """Train a run of ``config`` (a new one, or the one in ``resume`` continued); returns its
+    directory. Ctrl-C raises KeyboardInterrupt; the last checkpoint is intact."""
+    with Run(config, resume=resume) as run:
+        run.train(progress=progress)
+    return run.run_dir
+
+
+def write_run_config(run_dir: Path, algo: str, config: Any) -> None:
+    """``config.yaml``: the resolved config of the run, written atomically."""
+    import yaml
+
+    from metarl.runs import atomic_write_bytes
+
+    text = yaml.safe_dump({"algo": algo, **to_dict(config)}, sort_keys=False)
+    atomic_write_bytes(run_dir / CONFIG_NAME, lambda handle: handle.write(text.encode()))
+
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+def evaluate(source: str | Path, *, progress: bool = False, **options: Any) -> dict[str, Any]:
+    """Evaluate a run directory (at its ``checkpoint.pt``) or a checkpoint file exactly as
+    ``python -m metarl.run evaluate`` does, with ``options`` as its flags
+    (``metarl.evaluate_run.EvaluateOptions``: ``num_tasks=``, ``steps=``, ``baselines=``, ...).
+    Writes ``curve.json``, ``curve.csv``, ``per_task.csv`` and ``curve.png`` into ``output``,
+    else ``RUN/evaluation``; returns the result, ``result["table"]`` its printed summary."""
+    from metarl.evaluate_run import EvaluateOptions, checkpoint_path, evaluate_checkpoint
+
+    chosen = from_mapping(EvaluateOptions, options, source="the evaluation options")
+    validate(chosen)
+    return evaluate_checkpoint(checkpoint_path(source), chosen, progress=progress)
