@@ -72,6 +72,16 @@ def test_junk_is_a_checkpoint_error(tmp_path, junk):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("command", ["evaluate", "resume"])
+def test_a_junk_checkpoint_is_one_line_for_evaluate_and_resume(command, sine_copy, capsys):
+    (sine_copy / "checkpoint.pt").write_text("junk\n")
+    argv = (["evaluate", "--run", str(sine_copy)] if command == "evaluate"
+            else ["maml", "--resume", str(sine_copy), "--no-progress"])
+    assert main(argv) == 2
+    assert "checkpoint.pt is corrupt or unreadable" in one_error_line(capsys)
+    assert (sine_copy / "checkpoint.pt").read_text() == "junk\n"
+
+
 def test_every_truncation_and_changed_byte_is_refused_or_changes_nothing(tmp_path):
     """Whatever torch.load trips over (zip, pickle, struct, unicode, key and index errors),
     and whatever it loads with a changed value, ends as a CheckpointError."""
