@@ -15,8 +15,13 @@ A task family is **a Gymnasium environment with two more methods** (:class:`Task
         # plus the usual reset(seed=..., options=...) and 5-tuple step(action);
         # Box observation and action spaces.
 
-Tasks are plain dicts (JSON/YAML-friendly values) so they log, save and compare. That is
-all a family needs: select it with
+Tasks are plain dicts (JSON/YAML-friendly values) so they log, save and compare.
+Observations and rewards must be finite: a step whose state diverged says so with
+``info["non_finite"] = True`` (its episode then ends there as terminated and is counted as
+non-finite in the run's logs and in ``evaluate``'s output). A ``sample_tasks`` that returns
+anything but a list of ``n`` task dicts its ``set_task`` accepts, or NaN/inf from ``reset`` or
+from an unflagged ``step``, stops a run with one line naming the family and the method
+(``NotATaskFamilyError``). That is all a family needs: select it with
 
 - ``--env package.module:MyTaskEnv`` (imported on demand), or
 - a Gymnasium id after ``gymnasium.register(id="my/Task-v0", entry_point=...,
@@ -50,7 +55,8 @@ class TaskEnv(Protocol):
     """A Gymnasium env that is a distribution of tasks (checked on ``env.unwrapped``)."""
 
     def sample_tasks(self, n: int) -> list[dict]:
-        """``n`` tasks drawn from the family's distribution with ``self.np_random``."""
+        """A list of exactly ``n`` task dicts drawn from the family's distribution with
+        ``self.np_random``."""
         ...
 
     def set_task(self, task: dict) -> None:
@@ -85,8 +91,9 @@ class BatchedTaskEnv(Protocol):
         """``actions [N, action_size]`` -> ``(obs, reward, terminated, truncated, info)``.
 
         ``info["non_finite"] [N]`` flags instances whose state diverged (their episode is
-        terminated, their obs/reward zeroed); ``truncated`` is True at ``horizon`` steps.
-        Instances whose episode ended are not stepped until the next reset.
+        terminated, their obs/reward zeroed); any other NaN/inf after a finite action is a
+        fault of the family. ``truncated`` is True at ``horizon`` steps. Instances whose
+        episode ended are not stepped until the next reset.
         """
         ...
 
