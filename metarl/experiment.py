@@ -87,13 +87,14 @@ def shipped_task(algo: str, family: str) -> str:
 
 def algo_of(config: Any) -> str:
     """``"maml"`` or ``"maml_trpo"``, from the class of ``config``."""
-    from metarl.rl.config import MAMLTRPOConfig
     from metarl.supervised.trainer import MAMLConfig
+
+    if isinstance(config, MAMLConfig):
+        return "maml"
+    from metarl.rl.config import MAMLTRPOConfig
 
     if isinstance(config, MAMLTRPOConfig):
         return "maml_trpo"
-    if isinstance(config, MAMLConfig):
-        return "maml"
     raise TypeError(f"not a metarl run config: {type(config).__name__}; build one with "
                     f"make_config")
 

@@ -194,8 +194,6 @@ def _report_stop(run_dir: Path) -> Iterator[None]:
     resume (checkpoints are written atomically, so one that exists is intact): Ctrl-C and
     SIGTERM (Interrupted), a failed write (a full disk, a folder made read-only), a sampler
     worker that died or failed (TrainingFailed, one line)."""
-    from metarl.rl.workers import WorkerError
-
     try:
         yield
     except KeyboardInterrupt as interrupt:
@@ -203,7 +201,9 @@ def _report_stop(run_dir: Path) -> Iterator[None]:
         raise Interrupted(f"interrupted; {resume_hint(run_dir)}", status) from None
     except (OutputPathError, WriteError) as error:
         raise type(error)(f"{error}; {resume_hint(run_dir)}") from None
-    except WorkerError as error:
+    except Exception as error:
+        if not isinstance(error, _worker_errors()):  # imported only once something failed
+            raise
         raise TrainingFailed(f"{one_line(error)}; {resume_hint(run_dir)}") from None
 
 
@@ -263,6 +263,13 @@ def _non_finite_errors() -> type[Exception]:
     return NonFiniteError
 
 
+def _worker_errors() -> type[Exception]:
+    """A sampler worker process that failed or died."""
+    from metarl.rl.workers import WorkerError
+
+    return WorkerError
+
+
 def _domain_errors() -> tuple[type[Exception], ...]:
     """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
     from metarl import envs
@@ -295,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DIVERGED
     except TrainingFailed as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except _worker_errors() as error:  # a worker that failed before training started
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     except Interrupted as interrupted:
         print(interrupted, file=sys.stderr)

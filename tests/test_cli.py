@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +113,24 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
     (["maml", "--seed", "-2"], "seed=-2 must be in [0, 4294967295]"),
     (["maml", "--task", "omniglot", "--split-seed", "-1"], "split_seed=-1 must be in [0, "),
     (["evaluate", "--run", "/nonexistent/run", "--seed", "-1"], "seed=-1 must be in [0, "),
+    (["maml", "--fast-lr", "inf"], "fast_lr=inf must be a finite number > 0"),
+    (["maml", "--meta-lr", "inf"], "meta_lr=inf must be a finite number > 0"),
+    (["maml", "--meta-lr", "nan"], "meta_lr=nan must be a finite number > 0"),
+    (["maml_trpo", "--max-kl", "inf"], "max_kl=inf must be a finite number > 0"),
+    (["maml_trpo", "--init-std", "inf"], "init_std=inf must be a finite number > 0"),
+    (["maml_trpo", "--cg-damping", "1e999"], "cg_damping=inf must be a finite number >= 0"),
+    (["maml", "--seed", "4294967296"], "seed=4294967296 must be in [0, 4294967295]"),
+    (["maml_trpo", "--seed", str(2**64)], f"seed={2**64} must be in [0, 4294967295]"),
+    (["maml", "--num-batches", str(2**63)], "must be at most 9223372036854775807"),
+    (["maml", "--torch-threads", "100000"], "torch_threads=100000 must be in [0, 256]"),
+    (["maml_trpo", "--torch-threads", "-1"], "torch_threads=-1 must be in [0, 256]"),
+    (["maml_trpo", "--num-workers", "1000"], "num_workers=1000 must be in [0, 256]"),
+    (["evaluate", "--run", "/nonexistent/run", "--torch-threads", "257"],
+     "torch_threads=257 must be in [0, 256]"),
+    (["evaluate", "--run", "/nonexistent/run", "--later-lr-scale", "inf"],
+     "later_lr_scale=inf must be a finite number > 0"),
+    (["evaluate", "--run", "/nonexistent/run", "--seed", "4294967296"],
+     "seed=4294967296 must be in [0, 4294967295]"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
     assert main(argv) == 2
@@ -249,3 +269,96 @@ def test_ctrl_c_says_whether_a_checkpoint_exists(tmp_path, capsys, monkeypatch):
     run_dir = only_run_dir(tmp_path / "late")
     err = capsys.readouterr().err
     assert f"the last checkpoint is intact: continue with --resume {run_dir}" in err
+
+
+def test_resume_takes_the_checkpoints_config_not_an_edited_config_yaml(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    config, checkpoint = run_dir / "config.yaml", run_dir / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    edited = config.read_text().replace("fast_lr: 0.01", "fast_lr: 0.02")
+    config.write_text(edited)
+    capsys.readouterr()
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "30", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{config} was edited to fast_lr=0.02 (checkpoint: 0.01)" in err
+    assert "may change only num_batches, " in err and err.count("\n") == 1
+    assert config.read_text() == edited and checkpoint.read_bytes() == before
+    # what a resume may change may be edited there: it is taken, the rest from the checkpoint
+    config.write_text(edited.replace("fast_lr: 0.02", "fast_lr: 0.01").replace(
+        "checkpoint_every: 10", "checkpoint_every: 5"))
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "25", "--no-progress"]) == 0
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["iteration"] == 25 and state["config"]["checkpoint_every"] == 5
+    assert state["config"]["fast_lr"] == 0.01
+
+
+def test_resume_below_the_checkpoints_iteration_is_refused_and_changes_nothing(tmp_path,
+                                                                               capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    capsys.readouterr()
+    assert main(["maml", "--resume", str(run_dir), "--num-batches", "10", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (f"num_batches=10 is below the iteration of the checkpoint in {run_dir}, 20" in err
+            and "give num_batches >= 20" in err and err.count("\n") == 1)
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    config = run_dir / "config.yaml"  # the same from an edited config.yaml
+    config.write_text(config.read_text().replace("num_batches: 20", "num_batches: 5"))
+    assert main(["maml", "--resume", str(run_dir), "--no-progress"]) == 2
+    assert "num_batches=5 is below the iteration" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, capsys, monkeypatch):
+    import metarl.supervised.trainer as trainer
+
+    real_train = trainer.train
+
+    def terminated_after_training(*args, **kwargs):
+        real_train(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises on return from the call
+        raise AssertionError("SIGTERM did not stop the run")
+
+    handler = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(trainer, "train", terminated_after_training)
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 143
+    run_dir = only_run_dir(tmp_path)
+    err = capsys.readouterr().err
+    assert err.endswith(f"interrupted; the last checkpoint is intact: continue with --resume "
+                        f"{run_dir}\n")
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is handler  # restored when main returns
+
+
+def test_every_command_takes_torch_threads_and_sine_runs_on_one(tmp_path, monkeypatch):
+    from metarl import experiment
+
+    assert experiment.make_config("maml", task="sine").torch_threads == 1
+    assert experiment.make_config("maml", task="omniglot").torch_threads == 0
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path / "a")]) == 0
+    assert threads == [1]
+    assert main(["maml", *TINY, "--torch-threads", "2", "--output-dir", str(tmp_path / "b")]) == 0
+    run_dir = only_run_dir(tmp_path / "b")
+    assert threads == [1, 2]
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "1",
+                 "--no-baselines", "--torch-threads", "3"]) == 0
+    assert threads == [1, 2, 3]
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "1",
+                 "--no-baselines", "--output", str(tmp_path / "eval")]) == 0
+    assert threads == [1, 2, 3, 2]  # the run's own
+
+
+def test_a_forwarded_worker_traceback_is_reported_in_one_line():
+    from metarl.rl.workers import WorkerError
+    from metarl.run import one_line
+
+    error = WorkerError("sampler worker 0 (pid 7, tasks 0:2) failed during sample:\n"
+                        "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                        "ValueError: the goal is out of reach\n")
+    assert one_line(error) == ("sampler worker 0 (pid 7, tasks 0:2) failed during sample: "
+                               "ValueError: the goal is out of reach")
+    assert one_line(WorkerError("sampler worker 1 is gone (exit code 1)")) == (
+        "sampler worker 1 is gone (exit code 1)")

@@ -110,3 +110,72 @@ def test_shipped_sine_experiment_holds_the_paper_defaults():
     assert (config.num_batches, config.meta_batch_size, config.fast_lr, config.meta_lr,
             config.shots, config.hidden_sizes, config.num_steps) == (
         70000, 25, 0.01, 0.001, 10, (40, 40), 1)
+
+
+def config_classes():
+    from metarl.evaluate_run import EvaluateOptions
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.supervised.omniglot_problem import OmniglotConfig
+
+    return [SineConfig, OmniglotConfig, MAMLTRPOConfig, EvaluateOptions]
+
+
+def numeric_fields(config_cls):
+    """(name, type) of every int and float field, tuples of them included."""
+    import dataclasses
+
+    from metarl.config import field_types
+
+    found = []
+    for f in dataclasses.fields(config_cls):
+        text = str(field_types(config_cls)[f.name])
+        for kind in (float, int):
+            if kind.__name__ in text and "bool" not in text:
+                found.append((f.name, kind))
+                break
+    return found
+
+
+@pytest.mark.parametrize("config_cls", config_classes(), ids=lambda c: c.__name__)
+def test_every_numeric_field_refuses_non_finite_and_out_of_range_values(config_cls):
+    import dataclasses
+
+    from metarl.config import INT_MAX, field_types
+
+    fields = numeric_fields(config_cls)
+    assert len(fields) >= 8
+    for name, kind in fields:
+        is_tuple = "tuple" in str(field_types(config_cls)[name])
+        bad = ([float("inf"), float("nan"), -float("inf")] if kind is float
+               else [INT_MAX + 1, -(INT_MAX + 1)])
+        for value in bad:
+            config = dataclasses.replace(config_cls(), **{name: (value,) if is_tuple else value})
+            with pytest.raises(ConfigError, match=f"^{name}="):
+                validate(config)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"fraction": 1.0}, r"fraction=1.0 must be in \(0, 1\)"),
+    ({"fraction": 0.0}, r"fraction=0.0 must be in \(0, 1\)"),
+    ({"share": 1.5}, r"share=1.5 must be in \[0, 1\]"),
+    ({"cap": 5}, "cap=5 must be <= 4"),
+    ({"seed": 2**32}, r"seed=4294967296 must be in \[0, 4294967295\]"),
+    ({"seed": -1}, r"seed=-1 must be in \[0, 4294967295\]"),
+    ({"share": float("inf")}, r"share=inf must be a finite number in \[0, 1\]"),
+    ({"free": float("-inf")}, "free=-inf must be a finite number$"),
+])
+def test_a_declared_range_is_checked_and_said_in_the_message(values, message):
+    from metarl.config import seed_option
+
+    @dataclass
+    class Ranged:
+        fraction: float = option(0.5, "open at both ends", minimum=0.0, maximum=1.0,
+                                 exclusive_maximum=True)
+        share: float = option(0.5, "closed", minimum=0.0, exclusive_minimum=False, maximum=1.0)
+        cap: int = option(1, "at most 4", maximum=4)
+        seed: int = seed_option(0, "a seed")
+        free: float = option(0.0, "no range, finite still")
+
+    validate(Ranged(fraction=0.999, share=1.0, cap=4, seed=2**32 - 1, free=-1e300))
+    with pytest.raises(ConfigError, match=message):
+        validate(from_mapping(Ranged, values, source="test"))

@@ -2,6 +2,11 @@
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -345,3 +350,120 @@ def test_init_mean_scale_starts_the_mean_near_zero():
     with torch.no_grad():
         assert default(obs)[0].abs().mean() > 0.3
         assert small(obs)[0].abs().mean() < 0.01
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def gone(pids: list[int], timeout_s: float = 10.0) -> bool:
+    """Whether every process in ``pids`` has ended within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+WORKERS = [*TINY, "--checkpoint-every", "1", "--num-workers", "2"]  # two iterations
+
+
+def test_sigterm_stops_the_workers_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from metarl.rl.trainer import MetaRLTrainer
+
+    real_step, workers = MetaRLTrainer.step, []
+
+    def terminated_at_the_first_step(self):
+        workers.extend(self.sampler.pids)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises on return from the call
+        return real_step(self)
+
+    monkeypatch.setattr(MetaRLTrainer, "step", terminated_at_the_first_step)
+    assert main(["maml_trpo", *WORKERS, "--output-dir", str(tmp_path)]) == 143
+    run_dir = only_run_dir(tmp_path)
+    err = capsys.readouterr().err
+    assert err.endswith(f"interrupted; no checkpoint was written yet in {run_dir}, so there is "
+                        f"nothing to resume\n")
+    assert len(workers) == 2 and gone(workers)
+
+
+def test_a_dead_worker_is_one_line_with_the_resume_hint(tmp_path, capsys, monkeypatch):
+    from metarl.rl.trainer import MetaRLTrainer
+
+    real_step, killed = MetaRLTrainer.step, []
+
+    def a_worker_killed_at_the_second_step(self):
+        if self.iteration == 1 and not killed:
+            killed.append(self.sampler.pids[1])
+            os.kill(killed[0], signal.SIGKILL)
+            assert gone(killed)
+        return real_step(self)
+
+    monkeypatch.setattr(MetaRLTrainer, "step", a_worker_killed_at_the_second_step)
+    assert main(["maml_trpo", *WORKERS, "--output-dir", str(tmp_path)]) == 1
+    run_dir = only_run_dir(tmp_path)
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith("error: sampler worker 1 ") and "killed by signal SIGKILL" in last
+    assert last.endswith(f"the last checkpoint is intact: continue with --resume {run_dir}")
+    assert "Traceback" not in err and err.count("\n") == 2  # the run directory, the error
+    assert main(["maml_trpo", "--resume", str(run_dir), "--no-progress"]) == 0  # from 1 to 2
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] == 2
+
+
+def test_resume_refuses_a_config_yaml_edited_outside_what_may_change(tmp_path, capsys):
+    assert main(["maml_trpo", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("max_kl: 0.01", "max_kl: 0.05").replace(
+        "num_workers: 1", "num_workers: 2"))
+    capsys.readouterr()
+    assert main(["maml_trpo", "--resume", str(run_dir), "--num-batches", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "was edited to max_kl=0.05 (checkpoint: 0.01)" in err and "num_workers=" not in err
+    assert err.count("\n") == 1
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), read from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_stops_the_run_and_every_worker(tmp_path):
+    """As ``timeout`` or a job scheduler does it: the run, its forkserver and its workers all
+    get SIGTERM at once."""
+    command = [sys.executable, "-m", "metarl.run", "maml_trpo", "--env", "cheetah_vel", *TINY,
+               "--num-batches", "1000", "--checkpoint-every", "1", "--num-workers", "2",
+               "--output-dir", str(tmp_path)]
+    with subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE,
+                          text=True) as process:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        below = descendants(process.pid)
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+        err = process.stderr.read()
+    run_dir = only_run_dir(tmp_path)
+    assert err.splitlines()[-1] == (f"interrupted; the last checkpoint is intact: continue "
+                                    f"with --resume {run_dir}")
+    assert "Traceback" not in err
+    assert len(below) >= 2 and gone(below)
