@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from metarl.config import THREADS_MAX, option
 from metarl.supervised.baselines import oracle_inputs, train_sine_oracle
 from metarl.supervised.models import MLP
-from metarl.supervised.trainer import MAMLConfig
+from metarl.supervised.trainer import TORCH_THREADS_HELP, MAMLConfig
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,8 @@ class SineConfig(MAMLConfig):
     """Sine regression with the paper's settings (docs/protocol.md)."""
 
     hidden_sizes: tuple[int, ...] = option((40, 40), "hidden layer sizes of the MLP", minimum=0)
-    torch_threads: int = option(1, "PyTorch threads (0: PyTorch's default, one per core); the "
-                                "small MLP runs fastest on one", minimum=0,
-                                exclusive_minimum=False, maximum=THREADS_MAX)
+    torch_threads: int = option(1, TORCH_THREADS_HELP, minimum=0, exclusive_minimum=False,
+                                maximum=THREADS_MAX)
 
 
 def build_problem(config: SineConfig) -> SineProblem:

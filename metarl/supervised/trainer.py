@@ -44,6 +44,12 @@ from metarl.supervised.problem import FewShotProblem
 HELD_OUT_SEED_OFFSET = 1_000_003
 
 
+#: What ``torch_threads`` means, for every task (their defaults differ).
+TORCH_THREADS_HELP = ("PyTorch threads (0: PyTorch's default, one per core); a small model such "
+                      "as sine's runs fastest on one, and so does every model on a machine busy "
+                      "with other jobs")
+
+
 @dataclass
 class MAMLConfig:
     """Options shared by every supervised MAML experiment (docs/protocol.md).
@@ -73,10 +79,8 @@ class MAMLConfig:
     checkpoint_every: int = option(1000, "iterations between checkpoints (one is always written "
                                    "at the end)", minimum=0)
     seed: int = seed_option(0, "random seed (initialisation and task sampling)")
-    torch_threads: int = option(0, "PyTorch threads (0: PyTorch's default, one per core); a "
-                                "small model runs fastest on one, and on a machine busy with "
-                                "other jobs every model does", minimum=0,
-                                exclusive_minimum=False, maximum=THREADS_MAX)
+    torch_threads: int = option(0, TORCH_THREADS_HELP, minimum=0, exclusive_minimum=False,
+                                maximum=THREADS_MAX)
     output_dir: str = option("runs", "folder in which run directories are created")
 
 
