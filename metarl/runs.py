@@ -199,8 +199,14 @@ class Logger:
         purge_step = resumed_after + 1 if resumed_after else None
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         if multiline:
-            charts = {title: ["Multiline", list(tags)] for title, tags in multiline.items()}
-            self.writer.add_custom_scalars({"metarl": charts})
+            self.layout(multiline)
+
+    def layout(self, multiline: Mapping[str, Sequence[str]]) -> None:
+        """Write the custom-scalars layout: one chart per title, of its tags. Write it when the
+        tags exist (with their first values): a chart of tags not yet written names nothing.
+        Writing it again, as a resumed run does, changes nothing."""
+        charts = {title: ["Multiline", list(tags)] for title, tags in multiline.items()}
+        self.writer.add_custom_scalars({"metarl": charts})
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():

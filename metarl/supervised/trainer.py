@@ -212,8 +212,8 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
     """
     config, problem = learner.config, learner.problem
     tags = curve_tags(problem.metric, config.eval_steps)
-    logger = Logger(run_dir, resumed_after=learner.iteration,
-                    multiline={f"adaptation curve ({problem.metric})": tags})
+    logger = Logger(run_dir, resumed_after=learner.iteration)
+    layout = {f"adaptation curve ({problem.metric})": tags}  # written with the tags' first values
     held_out = None
     if config.eval_every and config.eval_tasks:
         held_out = held_out_batch(problem, config, config.eval_tasks, query_size=eval_query_size)
@@ -239,6 +239,9 @@ def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
                                          chunk_size=problem.eval_chunk_size)
                 means = curve.mean(dim=0)
                 values.update({tag: m.item() for tag, m in zip(tags, means)})
+                if layout:
+                    logger.layout(layout)
+                    layout = {}
                 bar.set_postfix_str(_postfix(values, problem.metric, means), refresh=False)
             elif it % 10 == 0:
                 bar.set_postfix_str(_postfix(values, problem.metric, None), refresh=False)
