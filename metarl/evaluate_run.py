@@ -33,9 +33,11 @@ class EvaluateOptions:
                                     "of the training classes), an oracle given the task (sine, "
                                     "RL) and a random initialisation (RL) (default: on for "
                                     "supervised runs, off for RL)")
-    baseline_iterations: int | None = option(None, "training iterations of the pretrained "
-                                             "baseline and the RL oracle (default: 10000 "
-                                             "supervised; RL: the run's num_batches)",
+    baseline_iterations: int | None = option(None, "training iterations of the baselines: "
+                                             "the pretrained model, the sine oracle, the "
+                                             "Omniglot classifier, the RL oracle (default: "
+                                             "supervised, as many as the run was trained, at "
+                                             "most 10000; RL: the run's num_batches)",
                                              minimum=0, exclusive_minimum=False)
     episodes_per_task: int | None = option(None, "RL: episodes sampled per task and step "
                                            "(default: the run's fast_batch_size; the paper's "
@@ -93,11 +95,11 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluateOptions, *,
     out_dir = output_dir(checkpoint, options)
     if state["algo"] == "maml_trpo":
         return _evaluate_rl(options, state, saved, checkpoint, out_dir, progress)
-    return _evaluate_supervised(options, state, saved, checkpoint, out_dir)
+    return _evaluate_supervised(options, state, saved, checkpoint, out_dir, progress)
 
 
 def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Path,
-                         out_dir: Path) -> dict[str, Any]:
+                         out_dir: Path, progress: bool) -> dict[str, Any]:
     from metarl.config import validate
     from metarl.experiment import supervised_tasks, use_torch_threads
 
@@ -127,11 +129,10 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
     measured = EvalOptions(num_tasks=options.num_tasks or default_tasks,
                            steps=default_steps if options.steps is None else options.steps,
                            shots=options.shots,
-                           baseline_iterations=10000 if options.baseline_iterations is None
-                           else options.baseline_iterations,
+                           baseline_iterations=options.baseline_iterations,
                            baselines=options.baselines is not False, seed=options.seed,
                            later_lr_scale=1.0 if options.later_lr_scale is None
-                           else options.later_lr_scale)
+                           else options.later_lr_scale, progress=progress)
     return evaluate_supervised(learner, ensure_dir(out_dir), measured, build_problem)
 
 

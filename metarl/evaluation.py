@@ -99,28 +99,99 @@ def _flat_task(task: Mapping[str, object]) -> dict[str, object]:
     return flat
 
 
+def outlier_curves(means: Mapping[str, Sequence[float]], *, log_y: bool = False,
+                   ratio: float = 4.0) -> list[str]:
+    """The curves that end far from all the others, which squeeze the others into one line
+    (a random initialisation far below MAML, the pretrained model and the oracle, say); empty
+    when there are none.
+
+    ``means``: each method's mean score after 0..K steps. The methods are sorted by their last
+    mean (its log10 with ``log_y``, where every mean is positive) and split at the widest gap
+    between neighbours; the smaller side is far when that gap is at least ``ratio`` times the
+    spread of the larger side's last means, and the larger side holds at least two methods.
+    """
+    last = {label: float(values[-1]) for label, values in means.items() if len(values)}
+    if log_y and all(v > 0 for v in last.values()):
+        last = {label: float(np.log10(v)) for label, v in last.items()}
+    if len(last) < 3 or not all(np.isfinite(v) for v in last.values()):
+        return []
+    order = sorted(last, key=last.get)
+    values = np.array([last[label] for label in order])
+    gaps = np.diff(values)
+    cut = int(np.argmax(gaps)) + 1
+    low, high = order[:cut], order[cut:]
+    far, close = (low, high) if len(low) < len(high) else (high, low)
+    if len(far) == len(close):
+        return []
+    spread = np.ptp([last[label] for label in close])
+    return list(far) if gaps[cut - 1] > 0 and gaps[cut - 1] >= ratio * spread else []
+
+
 def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: bool = False,
-                references: Mapping[str, list[float]] | None = None) -> None:
-    """Mean with a shaded 95% CI per method on ``ax``; optional published reference curves,
-    dashed, in the colour of the method they name (``"oracle (paper)"`` as ``"oracle"``)."""
-    colours = {}
+                references: Mapping[str, Sequence[float]] | None = None,
+                flat: Mapping[str, str] | None = None, first_step: int = 0,
+                colours: Mapping[str, str] | None = None) -> None:
+    """Mean with a shaded 95% CI per method on ``ax``, from adaptation step ``first_step`` on;
+    optional published reference curves, dashed, in the colour of the method they name
+    (``"oracle (paper)"`` as ``"oracle"``).
+
+    ``flat``: methods drawn as a labelled horizontal reference line (their mean, which is the
+    same after every step) instead of a curve, e.g. ``{"classifier_converged": "classifier,
+    head after 100 steps"}``. ``colours``: a colour per method, to keep panels alike (default:
+    ``curve_colours``). Adaptation steps are whole numbers, and so are the x ticks.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    colours = dict(colours or curve_colours(curves))
+    flat = flat or {}
     for label, values in curves.items():
         s = summarize(values)
-        steps = np.arange(len(s.mean))
-        mean, half = np.array(s.mean), np.array(s.ci95)
-        (line,) = ax.plot(steps, mean, marker="o", label=label)
-        ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
-        colours[label.lower()] = line.get_color()
+        mean, half = np.array(s.mean[first_step:]), np.array(s.ci95[first_step:])
+        colour = colours[label]
+        if label in flat:
+            ax.axhline(mean[0], color=colour, linestyle=":", linewidth=2, label=flat[label])
+            ax.axhspan(mean[0] - half[0], mean[0] + half[0], color=colour, alpha=0.12)
+            continue
+        steps = np.arange(first_step, first_step + len(mean))
+        ax.plot(steps, mean, marker="o", label=label, color=colour)
+        ax.fill_between(steps, mean - half, mean + half, alpha=0.25, color=colour)
+    lowered = {label.lower(): colour for label, colour in colours.items()}
     for label, values in (references or {}).items():
-        colour = colours.get(label.split(" (")[0].lower())
-        ax.plot(np.arange(len(values)), values, linestyle="--", marker="x", label=label,
-                color=colour)
+        shown = list(values)[first_step:]
+        steps = np.arange(first_step, first_step + len(shown))
+        ax.plot(steps, shown, linestyle="--", marker="x", label=label,
+                color=lowered.get(label.split(" (")[0].lower()))
     ax.set_xlabel("adaptation steps")
     ax.set_ylabel(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if log_y:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
+
+
+def curve_colours(curves: Mapping[str, object]) -> dict[str, str]:
+    """A colour of matplotlib's cycle for each method, in order."""
+    import matplotlib
+
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(curves)}
+
+
+def plot_zoomed(ax, curves: Mapping[str, np.ndarray], outliers: Sequence[str], *, metric: str,
+                log_y: bool = False, references: Mapping[str, Sequence[float]] | None = None,
+                flat: Mapping[str, str] | None = None) -> None:
+    """The methods that are not ``outliers`` after adaptation (steps 1..K, or step 0 alone when
+    K = 0), on their own axis so that their differences show; the published references of
+    those methods with them."""
+    close = {label: values for label, values in curves.items() if label not in outliers}
+    first = 1 if min(np.shape(v)[1] for v in close.values()) > 1 else 0
+    names = {label.lower() for label in close}
+    shown = {label: values for label, values in (references or {}).items()
+             if label.split(" (")[0].lower() in names}
+    plot_curves(ax, close, metric=metric, log_y=log_y, references=shown, flat=flat,
+                first_step=first, colours=curve_colours(curves))
+    ax.set_title(f"zoomed: without {', '.join(outliers)}", fontsize=10)
 
 
 def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
@@ -137,30 +208,48 @@ def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
 
 
 def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
-           meta: Mapping[str, object], title: str, table_metric: str | None = None,
-           log_y: bool = False, references: Mapping[str, list[float]] | None = None,
+           meta: Mapping[str, object], title: str, iterations: int,
+           table_metric: str | None = None, log_y: bool = False,
+           references: Mapping[str, Sequence[float]] | None = None,
+           flat: Mapping[str, str] | None = None,
            side_panel: Callable[[Any], None] | None = None,
            tasks: Sequence[Mapping[str, object]] | None = None) -> dict[str, object]:
     """Write ``curve.json``, ``curve.csv``, ``per_task.csv`` (``write_curves``; ``tasks``
-    describe its rows) and ``curve.png`` into ``out_dir``;
+    describe its rows) and ``curve.png`` (``curve_figure``) into ``out_dir``;
     return the JSON with the plain-text table (``format_table``, headed ``table_metric``, default
-    ``metric``) under ``"table"``.
-
-    The figure is the curves with their 95% CIs and ``references`` (``plot_curves``) under
-    ``title``, and, if given, ``side_panel(ax)`` drawn on a second axis beside them.
-    """
-    from matplotlib.figure import Figure  # no pyplot: no backend, no global figure state
-
+    ``metric``) under ``"table"``."""
     out_dir = Path(out_dir)
     result = write_curves(out_dir, curves, metric=metric, meta=meta, tasks=tasks)
     result["table"] = format_table(curves, metric=table_metric or metric)
-    figure = Figure(figsize=(12 if side_panel else 6.5, 4.5))
-    axes = figure.subplots(1, 2 if side_panel else 1, squeeze=False)
-    plot_curves(axes[0, 0], curves, metric=metric, log_y=log_y, references=references)
-    axes[0, 0].set_title(title)
-    if side_panel:
-        side_panel(axes[0, 1])
-    figure.tight_layout()
+    figure = curve_figure(curves, metric=metric, title=title, iterations=iterations,
+                          log_y=log_y, references=references, flat=flat, side_panel=side_panel)
     with atomic_open(out_dir / "curve.png", "wb") as handle:
         figure.savefig(handle, format="png", dpi=120)
     return result
+
+
+def curve_figure(curves: Mapping[str, np.ndarray], *, metric: str, title: str, iterations: int,
+                 log_y: bool = False, references: Mapping[str, Sequence[float]] | None = None,
+                 flat: Mapping[str, str] | None = None,
+                 side_panel: Callable[[Any], None] | None = None):
+    """The figure of ``curve.png``: the curves with their 95% CIs, ``references`` and ``flat``
+    reference lines (``plot_curves``) under ``title`` and the number of meta-training
+    ``iterations`` of the evaluated model; beside it, when some curves end far from the others
+    (``outlier_curves``), the others zoomed (``plot_zoomed``), and, if given,
+    ``side_panel(ax)``. A matplotlib ``Figure`` (no pyplot: no backend, no global state)."""
+    from matplotlib.figure import Figure
+
+    outliers = outlier_curves({label: summarize(values).mean for label, values in curves.items()},
+                              log_y=log_y)
+    panels = 1 + bool(outliers) + bool(side_panel)
+    figure = Figure(figsize=(6.5 if panels == 1 else 5.75 * panels, 4.75))
+    axes = list(figure.subplots(1, panels, squeeze=False)[0])
+    plot_curves(axes[0], curves, metric=metric, log_y=log_y, references=references, flat=flat)
+    axes[0].set_title(f"{title}\nafter {iterations:,} meta-training iterations", fontsize=10)
+    if outliers:
+        plot_zoomed(axes[1], curves, outliers, metric=metric, log_y=log_y,
+                    references=references, flat=flat)
+    if side_panel:
+        side_panel(axes[-1])
+    figure.tight_layout()
+    return figure

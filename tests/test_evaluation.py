@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from metarl.evaluation import Z_95, summarize, write_curves
+from metarl.evaluation import Z_95, curve_figure, outlier_curves, report, summarize, write_curves
 
 
 def read_rows(path):
@@ -94,3 +94,62 @@ def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, ex
     (tmp_path / "s1" / "curve.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="differ in env_steps_per_task"):
         script.main(folders)
+
+
+def curves_ending_at(finals, tasks=4):
+    """Per-task curves ``[tasks, 4]`` that start together at -40 and jump near ``finals`` in
+    the first step (a small spread around each mean, so every interval is finite)."""
+    spread = np.linspace(-0.1, 0.1, tasks)[:, None]
+    return {label: np.array([-40.0, final - 1.0, final - 0.5, final])[None, :] + spread
+            for label, final in finals.items()}
+
+
+@pytest.mark.parametrize("finals, log_y, far", [
+    # One curve far from three close ones: it leaves them their own, zoomed panel.
+    ({"maml": -4.6, "pretrained": -4.3, "random init": -42.0, "oracle": -4.2}, False,
+     ["random init"]),
+    ({"maml": 0.11, "pretrained": 1.57, "oracle": 0.009}, True, []),  # evenly spread (log)
+    ({"maml": 0.97, "classifier": 0.905, "classifier_converged": 0.921}, False, []),
+    ({"maml": -4.6, "random init": -42.0}, False, []),  # nothing to zoom in on
+    ({"maml": -4.0, "pretrained": -4.0, "oracle": -4.0}, False, []),  # all alike
+    ({"a": 1.0, "b": 1.1, "c": 9.0, "d": 9.1}, False, []),  # two pairs: neither is the outlier
+])
+def test_a_second_panel_is_needed_only_for_curves_far_from_the_rest(finals, log_y, far):
+    means = {label: [-40.0, final] for label, final in finals.items()}
+    assert outlier_curves(means, log_y=log_y) == far
+
+
+def test_the_figure_says_what_was_trained_and_keeps_close_curves_readable(tmp_path):
+    curves = curves_ending_at({"maml": -4.6, "pretrained": -4.3, "random init": -42.0,
+                               "oracle": -4.2})
+    figure = curve_figure(curves, metric="mean return", title="navigation_2d", iterations=100,
+                          references={"MAML (paper)": [-40.4, -11.7, -3.3, -3.2]})
+    main, zoomed = figure.axes
+    assert "after 100 meta-training iterations" in main.get_title()
+    assert all(float(tick).is_integer() for tick in main.get_xticks())
+    assert "random init" not in [line.get_label() for line in zoomed.get_lines()]
+    assert {"maml", "pretrained", "oracle", "MAML (paper)"} <= {
+        line.get_label() for line in zoomed.get_lines()}
+    low, high = zoomed.get_ylim()
+    assert -20 < low < -11.7 and high < 0  # steps 1..3 of the close curves, not -42 or -40
+    figure.savefig(tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_a_flat_baseline_is_a_labelled_reference_line(tmp_path):
+    flat = np.full((4, 4), 0.92) + np.linspace(-0.01, 0.01, 4)[:, None]
+    curves = {"maml": np.linspace(0.2, 0.97, 4)[None, :] + np.zeros((4, 1)),
+              "classifier": np.linspace(0.2, 0.9, 4)[None, :] + np.zeros((4, 1)),
+              "classifier_converged": flat}
+    result = report(tmp_path, curves, metric="accuracy", meta={}, title="omniglot",
+                    iterations=20, flat={"classifier_converged": "classifier, head after 100 "
+                                                                 "steps"})
+    assert result["methods"]["classifier_converged"]["mean"] == pytest.approx([0.92] * 4)
+    figure = curve_figure(curves, metric="accuracy", title="omniglot", iterations=20,
+                          flat={"classifier_converged": "classifier, head after 100 steps"})
+    (axis,) = figure.axes
+    (line,) = [line for line in axis.get_lines()
+               if line.get_label() == "classifier, head after 100 steps"]
+    assert list(line.get_ydata()) == pytest.approx([0.92, 0.92])
+    assert line.get_marker() in ("None", "")
+    assert (tmp_path / "curve.png").stat().st_size > 10_000

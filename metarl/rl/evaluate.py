@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from metarl.config import ConfigError, from_mapping
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
@@ -110,7 +111,8 @@ def default_steps(env: str) -> int:
 
 def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict], *,
                        sizes: list[float], seed: int, env_steps: int | None = None,
-                       non_finite: list[int] | None = None) -> np.ndarray:
+                       non_finite: list[int] | None = None, progress: bool = False,
+                       desc: str = "adaptation curve") -> np.ndarray:
     """Mean return of each task after 0..len(sizes) policy-gradient steps: ``[tasks, K + 1]``.
 
     Each step samples the trainer's ``fast_batch_size`` episodes per task, or with
@@ -120,25 +122,30 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
     A policy that is non-finite, or acts non-finitely, after some step is a ``NonFiniteError``:
     its episodes would end at once with reward 0 and score better than any real policy.
     ``non_finite``: if given, receives for each step the number of episodes that ended at a
-    non-finite state the env flagged (a diverged physics step)."""
+    non-finite state the env flagged (a diverged physics step). ``progress``: a bar of the
+    steps sampled, headed ``desc``, on stderr."""
     learner = trainer.learner
     params = {k: v.detach() for k, v in stack_params(theta, len(tasks)).items()}
     returns = []
-    for k in range(len(sizes) + 1):
-        after = f"after {k} adaptation step{'' if k == 1 else 's'}"
-        require_finite(params, f"the policy {after}")
-        step_seed = derive_seed(seed, k, "valid")
-        episodes = (trainer.sampler.sample(tasks, params, seed=step_seed) if env_steps is None
-                    else sample_env_steps(trainer.sampler, tasks, params, step_seed, env_steps))
-        check_actions(episodes, after)
-        if non_finite is not None:
-            non_finite.append(int(episodes.non_finite.sum()))
-        returns.append(episodes.returns_per_task().numpy())
-        if k < len(sizes) and sizes[k] != 0:
-            start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
-            adapted = adapt(learner.inner_loss, start, learner.process(episodes),
-                            step_size=sizes[k], first_order=True)
-            params = {name: v.detach() for name, v in adapted.items()}
+    with tqdm(total=len(sizes) + 1, desc=desc, unit="step", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for k in range(len(sizes) + 1):
+            after = f"after {k} adaptation step{'' if k == 1 else 's'}"
+            require_finite(params, f"the policy {after}")
+            step_seed = derive_seed(seed, k, "valid")
+            episodes = (trainer.sampler.sample(tasks, params, seed=step_seed)
+                        if env_steps is None else
+                        sample_env_steps(trainer.sampler, tasks, params, step_seed, env_steps))
+            check_actions(episodes, after)
+            if non_finite is not None:
+                non_finite.append(int(episodes.non_finite.sum()))
+            returns.append(episodes.returns_per_task().numpy())
+            if k < len(sizes) and sizes[k] != 0:
+                start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
+                adapted = adapt(learner.inner_loss, start, learner.process(episodes),
+                                step_size=sizes[k], first_order=True)
+                params = {name: v.detach() for name, v in adapted.items()}
+            bar.update(1)
     return np.stack(returns, axis=1)
 
 
@@ -204,7 +211,7 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
     meta["non_finite_episodes"] = non_finite
     result = report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
                     title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
-                    references=published_curves(config.env, protocol.steps,
+                    iterations=int(state["iteration"]), references=published_curves(config.env, protocol.steps,
                                                 with_oracle=options.baselines),
                     tasks=protocol.tasks)
     if any(any(counts) for counts in non_finite.values()):
@@ -237,11 +244,12 @@ def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProto
     def curve(label: str, theta: Params, run: MAMLTRPOConfig, **kwargs: Any) -> np.ndarray:
         counts[label] = []
         try:
-            return evaluators.curve(theta, run, non_finite=counts[label], **kwargs)
+            return evaluators.curve(theta, run, non_finite=counts[label],
+                                    desc=f"{label}: adaptation curve", **kwargs)
         except NonFiniteError as error:
             raise NonFiniteError(f"evaluating {label} on {config.env}: {error}") from error
 
-    with Evaluators(config, protocol) as evaluators:
+    with Evaluators(config, protocol, progress=options.progress) as evaluators:
         maml = evaluators.trainer(config)
         maml.load(state, source=source)
         curves = {"maml": curve("maml", maml.theta(), config)}
@@ -264,10 +272,12 @@ class Evaluators:
     """A ``MetaRLTrainer`` (policy, MAML-TRPO learner, sampler) sized for the evaluation
     (``len(tasks)`` tasks x ``episodes`` per task) for each env and policy
     (``ARCHITECTURE_KEYS``) evaluated: the run's own and each baseline's where it differs.
-    Each is built on first use; all close together."""
+    Each is built on first use; all close together. ``progress``: a bar of each curve's steps
+    on stderr."""
 
-    def __init__(self, config: MAMLTRPOConfig, protocol: EvalProtocol):
-        self.config, self.protocol = config, protocol
+    def __init__(self, config: MAMLTRPOConfig, protocol: EvalProtocol, *,
+                 progress: bool = False):
+        self.config, self.protocol, self.progress = config, protocol, progress
         self._trainers: dict[tuple, MetaRLTrainer] = {}
 
     def trainer(self, run: MAMLTRPOConfig) -> MetaRLTrainer:
@@ -280,15 +290,17 @@ class Evaluators:
         return self._trainers[key]
 
     def curve(self, theta: Params, run: MAMLTRPOConfig, *, fine_tune: bool = True,
-              non_finite: list[int] | None = None) -> np.ndarray:
+              non_finite: list[int] | None = None,
+              desc: str = "adaptation curve") -> np.ndarray:
         """Held-out returns of θ, sampled and fine-tuned with ``run``'s env and policy (with
-        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself); ``non_finite`` as in
-        ``adaptation_returns``."""
+        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself); ``non_finite`` and
+        ``desc`` (the bar's heading) as in ``adaptation_returns``."""
         protocol = self.protocol
         sizes = protocol.step_sizes if fine_tune else [0.0] * protocol.steps
         return adaptation_returns(self.trainer(run), theta, protocol.tasks, sizes=sizes,
                                   seed=protocol.seed + EVALUATION_SEED_OFFSET,
-                                  env_steps=protocol.env_steps, non_finite=non_finite)
+                                  env_steps=protocol.env_steps, non_finite=non_finite,
+                                  progress=self.progress, desc=desc)
 
     def close(self) -> None:
         for trainer in self._trainers.values():

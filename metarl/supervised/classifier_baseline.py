@@ -11,16 +11,18 @@ Batch norm uses batch statistics as in ``ConvNet`` (the support and the query se
 episode are each normalised as one batch), so the baseline sees its episodes exactly as MAML
 does.
 
-Training the classifier takes minutes, so ``cached_classifier`` keeps it in a file (by default
-``RUN/evaluation/classifier_baseline.pt``) together with what it was trained on; a later
-evaluation of the same run (other step sizes, more episodes) reuses it, and retrains when the
-classes, the images' preprocessing (``omniglot.images.PREPROCESSING``) or the training settings
-differ, or when the saved weights do not fit the model.
+The classifier depends on the train split's classes and its training settings only, not on the
+evaluated run, so ``cached_classifier`` trains it once and keeps it in a cache folder (the
+Omniglot data cache's ``classifiers/``), in a file named by what it was trained on (``training_key``:
+the classes, the images' preprocessing ``omniglot.images.PREPROCESSING``, the settings). Every
+later evaluation with the same split and settings reuses it, whichever run it evaluates; a file
+whose weights do not fit the model, or that cannot be read, is retrained over.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,23 +31,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
+from metarl.core.maml import stack_params
 from metarl.runs import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
-from metarl.supervised.convnet import ConvNet
+from metarl.supervised.convnet import ConvNet, grouped_features, task_slices
 from metarl.supervised.omniglot import EpisodeSampler
 from metarl.supervised.omniglot import images as omniglot_images
 
 
 def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
-                     seed: int) -> ConvNet:
+                     seed: int, progress: bool = False) -> ConvNet:
     """A ``ConvNet`` over all of ``sampler``'s classes, trained with Adam on cross-entropy;
-    each batch draws ``batch_size`` (class, drawing) pairs uniformly."""
+    each batch draws ``batch_size`` (class, drawing) pairs uniformly. ``progress``: a bar of
+    the iterations on stderr."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     # channels_last: oneDNN's faster convolution layout on CPU (0.08 s vs 0.11 s per batch).
     model = ConvNet(sampler.num_classes).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(iterations):
+    for _ in tqdm(range(iterations), desc="classifier baseline: training", unit="it",
+                  disable=not progress, dynamic_ncols=True):
         x, y = sampler.sample_images(batch_size, rng)
         loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y)
         optimizer.zero_grad(set_to_none=True)
@@ -67,36 +73,70 @@ def training_key(sampler: EpisodeSampler, *, iterations: int, batch_size: int, l
             "batch_size": batch_size, "lr": lr, "seed": seed}
 
 
+def classifier_cache_file(cache_dir: str | Path, key: Mapping[str, Any]) -> Path:
+    """Where the classifier trained as ``key`` says is kept: ``cache_dir/classifiers/``, in a
+    file named by a digest of the key."""
+    digest = hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()
+    return Path(cache_dir) / "classifiers" / f"classifier_{digest[:16]}.pt"
+
+
 def cached_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
-                      seed: int, cache: str | Path | None) -> ConvNet:
-    """``train_classifier``, reusing the model saved in ``cache`` when it was trained on the
-    same classes and images with the same settings; otherwise trains and saves it there
-    (atomically). ``cache=None`` always trains. A cache file that is unreadable, or whose
-    weights do not fit the model (missing, unexpected or misshapen keys), is retrained over."""
+                      seed: int, cache_dir: str | Path | None,
+                      progress: bool = False) -> ConvNet:
+    """``train_classifier``, reusing the model kept in ``cache_dir`` when one was trained on the
+    same classes and images with the same settings (``training_key``,
+    ``classifier_cache_file``); otherwise trains it and keeps it there (atomically).
+    ``cache_dir=None`` always trains. A kept file that is unreadable, holds another key, or
+    whose weights do not fit the model (missing, unexpected or misshapen keys) is retrained
+    over."""
     key = training_key(sampler, iterations=iterations, batch_size=batch_size, lr=lr, seed=seed)
-    if cache is not None and Path(cache).is_file():
-        try:
-            saved = load_checkpoint(cache)
-        except CheckpointError:
-            saved = {}
-        if saved.get("key") == key and isinstance(saved.get("model"), Mapping):
-            model = ConvNet(sampler.num_classes).to(memory_format=torch.channels_last)
-            try:
-                load_state_dict_strict(model, saved["model"], source=str(cache))
-                return model
-            except CheckpointError:
-                pass  # weights of another model under a matching key: retrain below
+    cache = None if cache_dir is None else classifier_cache_file(cache_dir, key)
+    if cache is not None and cache.is_file():
+        model = _load_classifier(cache, key, sampler.num_classes)
+        if model is not None:
+            return model
     model = train_classifier(sampler, iterations=iterations, batch_size=batch_size, lr=lr,
-                             seed=seed)
+                             seed=seed, progress=progress)
     if cache is not None:
         save_checkpoint(cache, {"key": key, "model": model.state_dict()})
     return model
 
 
+def _load_classifier(cache: Path, key: Mapping[str, Any], num_classes: int) -> ConvNet | None:
+    """The classifier kept in ``cache`` if it was saved under ``key`` and fits the model, else
+    None (the caller retrains over it)."""
+    try:
+        saved = load_checkpoint(cache)
+    except CheckpointError:
+        return None
+    if saved.get("key") != key or not isinstance(saved.get("model"), Mapping):
+        return None
+    model = ConvNet(num_classes).to(memory_format=torch.channels_last)
+    try:
+        load_state_dict_strict(model, saved["model"], source=str(cache))
+    except CheckpointError:
+        return None  # weights of another model under a matching key
+    return model
+
+
 @torch.no_grad()
-def episode_features(model: ConvNet, x: Tensor) -> Tensor:
-    """``x [T, B, 1, 28, 28] -> [T, B, F]``, each task's batch normalised on its own."""
-    return torch.stack([model.features(images) for images in x])
+def episode_features(model: ConvNet, x: Tensor, *, progress: bool = False,
+                     desc: str = "classifier baseline: features") -> Tensor:
+    """``x [T, B, 1, 28, 28] -> [T, B, F]``: ``model.features`` of each task's images, each
+    task's batch normalised on its own, as grouped convolutions of the shared weights over
+    the task groups of ``task_slices`` (equal to the per-task loop up to float rounding).
+    ``progress``: a bar of the tasks on stderr."""
+    params = {name: p.detach() for name, p in model.named_parameters()
+              if not name.startswith("head.")}
+    parts = []
+    with tqdm(total=x.shape[0], desc=desc, unit="task", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for part in task_slices(x.shape[0], x.device):
+            tasks = part.stop - part.start
+            parts.append(grouped_features(stack_params(params, tasks), x[part],
+                                          num_blocks=model.num_blocks))
+            bar.update(tasks)
+    return torch.cat(parts)
 
 
 def head_finetune_curve(features_support: Tensor, support_y: Tensor, features_query: Tensor,

@@ -127,11 +127,26 @@ def grouped_forward(
 
     Returns:
         logits ``[T, B, ways]``; ``out[t]`` equals ``functional_call(net, params[t], x[t])``
-        (up to float rounding). The T tasks' channels are stacked (``[B, T*C, H, W]``) and each
-        conv uses ``groups=T``; batch norm over the stacked channels normalises each task's
-        channels with that task's own batch statistics, exactly as ``ConvNet`` does. Max-pool
-        comes before ReLU here: ``relu(maxpool(h)) == maxpool(relu(h))`` (both monotone, same
-        gradients), and the ReLU then touches a quarter of the values.
+        (up to float rounding): the head on ``grouped_features``.
+    """
+    feats = grouped_features(params, x, num_blocks=num_blocks, channels_last=channels_last)
+    return torch.baddbmm(
+        params["head.bias"].unsqueeze(1), feats, params["head.weight"].transpose(1, 2)
+    )
+
+
+def grouped_features(
+    params: Params, x: Tensor, *, num_blocks: int = 4, channels_last: bool = True
+) -> Tensor:
+    """The conv blocks of T independent ``ConvNet``s (``grouped_forward``'s arguments; the
+    head's parameters are not needed): features ``[T, B, hidden * s * s]``, ``out[t]`` equal to
+    ``net.features(x[t])`` with task t's parameters (up to float rounding).
+
+    The T tasks' channels are stacked (``[B, T*C, H, W]``) and each conv uses ``groups=T``;
+    batch norm over the stacked channels normalises each task's channels with that task's own
+    batch statistics, exactly as ``ConvNet`` does. Max-pool comes before ReLU here:
+    ``relu(maxpool(h)) == maxpool(relu(h))`` (both monotone, same gradients), and the ReLU then
+    touches a quarter of the values.
     """
     if x.dim() != 5:
         raise ValueError(f"grouped_forward expects inputs [T, B, C, H, W], got {tuple(x.shape)}")
@@ -158,7 +173,4 @@ def grouped_forward(
             eps=BN_EPS,
         )
         h = F.relu(F.max_pool2d(h, 2))
-    feats = h.reshape(batch, tasks, -1).transpose(0, 1)  # [T, B, hidden * s * s]
-    return torch.baddbmm(
-        params["head.bias"].unsqueeze(1), feats, params["head.weight"].transpose(1, 2)
-    )
+    return h.reshape(batch, tasks, -1).transpose(0, 1)  # [T, B, hidden * s * s]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from metarl.core.maml import Params, adapt, stack_params, step_sizes
 
@@ -15,7 +16,8 @@ TaskLosses = Callable[[Params, tuple[Tensor, Tensor]], Tensor]
 
 def adaptation_curve(task_losses: TaskLosses, task_scores: TaskLosses, params: Params,
                      support: tuple[Tensor, Tensor], query: tuple[Tensor, Tensor], *, steps: int,
-                     step_size: float | Sequence[float], chunk_size: int = 200) -> Tensor:
+                     step_size: float | Sequence[float], chunk_size: int = 200,
+                     progress: bool = False, desc: str = "adaptation curve") -> Tensor:
     """Query score after each of ``0..steps`` SGD steps on the support set, per task.
 
     Args:
@@ -27,6 +29,7 @@ def adaptation_curve(task_losses: TaskLosses, task_scores: TaskLosses, params: P
         steps: K, the number of inner steps.
         step_size: α, a float or one value per step.
         chunk_size: tasks per batched call (bounds memory).
+        progress: a bar of the tasks adapted, headed ``desc``, on stderr.
 
     Returns:
         ``[tasks, steps + 1]``: column k is the score after k steps, the same update
@@ -35,17 +38,30 @@ def adaptation_curve(task_losses: TaskLosses, task_scores: TaskLosses, params: P
     sizes = step_sizes(step_size, steps)
     num_tasks = support[0].shape[0]
     chunks = []
-    for begin in range(0, num_tasks, chunk_size):
-        part = slice(begin, begin + chunk_size)
-        sup = (support[0][part], support[1][part])
-        qry = (query[0][part], query[1][part])
-        adapted = {k: v.detach().requires_grad_(True)
-                   for k, v in stack_params(params, sup[0].shape[0]).items()}
-        scores = [task_scores(adapted, qry).detach()]
-        for size in sizes:
-            adapted = adapt(lambda p, d: task_losses(p, d).sum(), adapted, sup,
-                            step_size=size, first_order=True)
-            adapted = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
-            scores.append(task_scores(adapted, qry).detach())
-        chunks.append(torch.stack(scores, dim=1))
+    with tqdm(total=num_tasks, desc=desc, unit="task", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for begin in range(0, num_tasks, chunk_size):
+            part = slice(begin, begin + chunk_size)
+            sup = (support[0][part], support[1][part])
+            qry = (query[0][part], query[1][part])
+            chunks.append(_chunk_curve(task_losses, task_scores, params, sup, qry, sizes))
+            bar.update(sup[0].shape[0])
     return torch.cat(chunks)
+
+
+def _chunk_curve(task_losses: TaskLosses, task_scores: TaskLosses, params: Params,
+                 support: tuple[Tensor, Tensor], query: tuple[Tensor, Tensor],
+                 sizes: Sequence[float]) -> Tensor:
+    """``adaptation_curve`` of one chunk of tasks: ``[tasks, len(sizes) + 1]``. Scores are
+    measured without a graph; only the support loss is differentiated, first order."""
+    adapted = {k: v.detach().requires_grad_(True)
+               for k, v in stack_params(params, support[0].shape[0]).items()}
+    with torch.no_grad():
+        scores = [task_scores(adapted, query)]
+    for size in sizes:
+        adapted = adapt(lambda p, d: task_losses(p, d).sum(), adapted, support,
+                        step_size=size, first_order=True)
+        adapted = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
+        with torch.no_grad():
+            scores.append(task_scores(adapted, query))
+    return torch.stack(scores, dim=1)

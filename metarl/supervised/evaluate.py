@@ -4,6 +4,12 @@ Held-out tasks come from a generator seeded with ``seed + EVALUATION_SEED_OFFSET
 the training stream and from the periodic held-out set logged during training. Every method is
 fine-tuned the same way: ``steps`` SGD steps on the task's K support points, the first of size
 ``fast_lr`` and the later ones ``fast_lr * later_lr_scale`` (1 by default, as in the paper).
+
+The baselines compared with MAML (the pretrained model, the Omniglot classifier) take as many
+Adam steps as the evaluated run was meta-trained for, at most ``MAX_BASELINE_ITERATIONS``: a short
+run is compared with baselines of its own budget, and evaluated in minutes. An oracle (sine's)
+bounds what adaptation can reach, whatever the run, so it takes ``MAX_BASELINE_ITERATIONS``.
+``baseline_iterations`` sets both.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from metarl.supervised.sine import SineProblem
 from metarl.supervised.trainer import MAMLConfig, MetaLearner
 
 EVALUATION_SEED_OFFSET = 2_000_029
+#: The most training iterations a baseline gets by default (``default_baseline_iterations``),
+#: and those of an oracle.
+MAX_BASELINE_ITERATIONS = 10_000
 
 
 @dataclass
@@ -38,10 +47,20 @@ class EvalOptions:
     #: Query points per regression task; classification episodes keep the run's ``queries``
     #: per class (``curve.json`` records what was used).
     query_size: int = 100
-    baseline_iterations: int = 10000
+    #: Training iterations of the baselines (None: ``default_baseline_iterations``, and
+    #: ``MAX_BASELINE_ITERATIONS`` for an oracle).
+    baseline_iterations: int | None = None
     baselines: bool = True
     seed: int | None = None
     later_lr_scale: float = 1.0
+    #: Progress bars on stderr for the baselines' training and the adaptation curves.
+    progress: bool = False
+
+
+def default_baseline_iterations(trained: int) -> int:
+    """The baselines' training iterations for a run meta-trained for ``trained`` iterations:
+    as many, at most ``MAX_BASELINE_ITERATIONS``."""
+    return min(trained, MAX_BASELINE_ITERATIONS)
 
 
 def eval_step_sizes(fast_lr: float, steps: int, later_lr_scale: float) -> list[float]:
@@ -64,27 +83,35 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
     support, query, tasks = problem.meta_batch_with_tasks(
         options.num_tasks, generator, query_size=options.query_size, shots=shots)
+    iterations, oracle_iterations = (
+        (default_baseline_iterations(learner.iteration), MAX_BASELINE_ITERATIONS)
+        if options.baseline_iterations is None else (options.baseline_iterations,) * 2)
 
-    starts = _starting_points(learner, problem, options, seed)
+    starts = _starting_points(learner, problem, options, seed, iterations)
     curves = {label: adaptation_curve(*_task_functions(problem, model), params, support, query,
                                       steps=options.steps, step_size=sizes,
-                                      chunk_size=problem.eval_chunk_size).numpy()
+                                      chunk_size=problem.eval_chunk_size,
+                                      progress=options.progress,
+                                      desc=f"{label}: adaptation curve").numpy()
               for label, (model, params) in starts.items()}
     if options.baselines:
         curves.update(problem.baseline_curves(
             support, query, tasks, steps=options.steps, step_sizes=sizes,
-            iterations=options.baseline_iterations, batch_size=config.meta_batch_size,
-            lr=config.meta_lr, seed=seed, out_dir=out_dir))
+            iterations=iterations, oracle_iterations=oracle_iterations,
+            batch_size=config.meta_batch_size, lr=config.meta_lr, seed=seed,
+            progress=options.progress))
 
     fits = (partial(_plot_sine_fits, problem=problem, methods=starts, support=support,
                     true_tasks=tasks, sizes=sizes) if isinstance(problem, SineProblem) else None)
     ways = f"{config.ways}-way " if hasattr(config, "ways") else ""
-    return report(out_dir, curves, metric=problem.metric,
-                  meta=_meta(config, options, shots, query, sizes, seed, learner.iteration),
+    meta = _meta(config, options, shots, query, sizes, seed, learner.iteration, iterations)
+    if "oracle" in curves:
+        meta["oracle_iterations"] = oracle_iterations
+    return report(out_dir, curves, metric=problem.metric, meta=meta,
                   title=f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
                         f"({options.num_tasks} tasks, 95% CI)",
-                  log_y=not problem.higher_is_better, side_panel=fits,
-                  tasks=_task_rows(problem, tasks))
+                  iterations=learner.iteration, log_y=not problem.higher_is_better,
+                  flat=problem.flat_curves, side_panel=fits, tasks=_task_rows(problem, tasks))
 
 
 def _task_rows(problem: FewShotProblem, tasks: Any) -> list[dict[str, float]] | None:
@@ -108,32 +135,35 @@ def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) ->
 
 
 def _starting_points(learner: MetaLearner, problem: FewShotProblem, options: EvalOptions,
-                     seed: int) -> dict[str, tuple[Any, Params]]:
+                     seed: int, iterations: int) -> dict[str, tuple[Any, Params]]:
     """Label -> (model, θ) of every method fine-tuned with SGD here: MAML's meta-learned θ and,
     for a ``pretrainable`` problem with baselines on, a model pretrained on all tasks jointly
-    (the generic non-meta baseline; torch seed ``seed``, task generator ``seed + 1``)."""
+    for ``iterations`` (the generic non-meta baseline; torch seed ``seed``, task generator
+    ``seed + 1``)."""
     config = learner.config
     starts = {"maml": (learner.model, parameters_of(learner.model))}
     if options.baselines and problem.pretrainable:
         torch.manual_seed(seed)
         model = problem.build_model()
         starts["pretrained"] = (model, pretrain_jointly(
-            problem, model, iterations=options.baseline_iterations,
-            batch_size=config.meta_batch_size, lr=config.meta_lr,
-            generator=torch.Generator().manual_seed(seed + 1)))
+            problem, model, iterations=iterations, batch_size=config.meta_batch_size,
+            lr=config.meta_lr, generator=torch.Generator().manual_seed(seed + 1),
+            progress=options.progress))
     return starts
 
 
 def _meta(config: MAMLConfig, options: EvalOptions, shots: int, query: Batch,
-          sizes: list[float], seed: int, iteration: int) -> dict[str, Any]:
+          sizes: list[float], seed: int, iteration: int,
+          baseline_iterations: int) -> dict[str, Any]:
     """What curve.json records of the evaluation besides the curves. ``query_size`` is what
     the episodes really held: the query examples per task (for classification N ways x the
-    run's queries per class, whatever ``options.query_size`` says)."""
+    run's queries per class, whatever ``options.query_size`` says); ``baseline_iterations``
+    those the baselines were trained for (0 without baselines)."""
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
             "query_size": int(query[1].shape[1]), "steps": options.steps,
             "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed,
             "iteration": iteration,
-            "baseline_iterations": options.baseline_iterations if options.baselines else 0}
+            "baseline_iterations": baseline_iterations if options.baselines else 0}
     if hasattr(config, "ways"):
         meta.update(ways=config.ways, queries_per_class=config.queries)
     return meta

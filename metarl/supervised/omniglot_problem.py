@@ -36,6 +36,7 @@ from metarl.supervised.omniglot import (
     OmniglotImages,
     OmniglotSplit,
     UnknownCharacterError,
+    default_cache_dir,
     load_omniglot,
     split_characters,
 )
@@ -177,37 +178,44 @@ class OmniglotProblem:
 
     #: SGD steps of the classifier baseline's "converged" head (a flat reference line).
     converged_head_steps = 100
-    #: The classifier baseline's trained model, kept in ``evaluate``'s output folder for reuse.
-    classifier_cache = "classifier_baseline.pt"
+    #: Curves drawn as a flat, labelled reference line.
+    flat_curves = {"classifier_converged":
+                   f"classifier, head after {converged_head_steps} steps"}
 
     def baseline_curves(self, support, query, tasks, *, steps: int,
-                        step_sizes: Sequence[float], iterations: int, batch_size: int, lr: float,
-                        seed: int, out_dir: Path) -> dict[str, np.ndarray]:
-        """The non-meta baseline's curves ``[tasks, steps + 1]`` (``tasks`` is None here): a
+                        step_sizes: Sequence[float], iterations: int, oracle_iterations: int,
+                        batch_size: int, lr: float, seed: int,
+                        progress: bool = False) -> dict[str, np.ndarray]:
+        """The non-meta baseline's curves ``[tasks, steps + 1]`` (``tasks`` is None here; there
+        is no oracle, so ``oracle_iterations`` is unused): a
         classifier trained on the train split's classes for ``iterations`` Adam steps (batch
-        64 images, not ``batch_size`` tasks; ``lr``; seed ``seed + 3``), kept in
-        ``out_dir/classifier_cache`` for later evaluations, its head replaced and fine-tuned on
-        each support set with the same ``steps`` SGD steps of ``step_sizes`` as MAML, and,
-        flat, after ``converged_head_steps`` steps of the first size (see
-        ``classifier_baseline.py``)."""
+        64 images, not ``batch_size`` tasks; ``lr``; seed ``seed + 3``), kept in the data cache
+        folder for every later evaluation with the same split and settings
+        (``cached_classifier``), its head replaced and fine-tuned on each support set with the
+        same ``steps`` SGD steps of ``step_sizes`` as MAML, and, flat, after
+        ``converged_head_steps`` steps of the first size (see ``classifier_baseline.py``); all
+        episodes at once. ``progress``: bars of the training and the features on stderr."""
         sizes = list(step_sizes)
         model = cached_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
-                                  lr=lr, seed=seed + 3, cache=out_dir / self.classifier_cache)
+                                  lr=lr, seed=seed + 3, cache_dir=self.cache_dir,
+                                  progress=progress)
         model.eval()
-        curves: dict[str, list[Tensor]] = {"classifier": [], "classifier_converged": []}
-        chunk = self.eval_chunk_size * 4
-        for begin in range(0, support[0].shape[0], chunk):
-            part = slice(begin, begin + chunk)
-            fs = episode_features(model, support[0][part])
-            fq = episode_features(model, query[0][part])
-            args = (fs, support[1][part], fq, query[1][part])
-            curves["classifier"].append(head_finetune_curve(
-                *args, ways=self.config.ways, steps=steps, step_size=sizes))
-            last = head_finetune_curve(*args, ways=self.config.ways,
-                                       steps=self.converged_head_steps,
-                                       step_size=sizes[0] if sizes else self.config.fast_lr)
-            curves["classifier_converged"].append(last[:, -1:].expand(-1, steps + 1))
-        return {label: torch.cat(parts).numpy() for label, parts in curves.items()}
+        features_support = episode_features(model, support[0], progress=progress,
+                                            desc="classifier baseline: support features")
+        features_query = episode_features(model, query[0], progress=progress,
+                                          desc="classifier baseline: query features")
+        args = (features_support, support[1], features_query, query[1])
+        curve = head_finetune_curve(*args, ways=self.config.ways, steps=steps, step_size=sizes)
+        converged = head_finetune_curve(*args, ways=self.config.ways,
+                                        steps=self.converged_head_steps,
+                                        step_size=sizes[0] if sizes else self.config.fast_lr)
+        return {"classifier": curve.numpy(),
+                "classifier_converged": converged[:, -1:].expand(-1, steps + 1).numpy()}
+
+    @property
+    def cache_dir(self) -> Path:
+        """The data cache folder (``--cache-dir``, else ``omniglot.default_cache_dir()``)."""
+        return Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
 
     def meta_batch_with_tasks(self, num_tasks: int, generator: torch.Generator, *,
                               query_size: int, shots: int | None = None):

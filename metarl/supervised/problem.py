@@ -11,8 +11,7 @@ Optional hooks are listed in ``FewShotProblem``'s docstring.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,6 +54,8 @@ class FewShotProblem(Protocol):
     pretrainable: bool
     #: Tasks per batched call when evaluating (bounds memory).
     eval_chunk_size: int
+    #: Curves of ``baseline_curves`` drawn as a flat, labelled reference line: name -> label.
+    flat_curves: Mapping[str, str]
 
     def build_model(self) -> nn.Module:
         """A fresh model (a TaskModel) with the problem's architecture."""
@@ -78,14 +79,17 @@ class FewShotProblem(Protocol):
         ``(amplitude [tasks], phase [tasks])``), else None."""
 
     def baseline_curves(self, support: Batch, query: Batch, tasks: Any, *, steps: int,
-                        step_sizes: Sequence[float], iterations: int, batch_size: int,
-                        lr: float, seed: int, out_dir: Path) -> dict[str, np.ndarray]:
+                        step_sizes: Sequence[float], iterations: int, oracle_iterations: int,
+                        batch_size: int, lr: float, seed: int, progress: bool = False
+                        ) -> dict[str, np.ndarray]:
         """Curves ``[tasks, steps + 1]`` of the problem's own non-meta baselines on a held-out
         batch (``tasks``: what ``meta_batch_with_tasks`` returned with it), besides the
         pretrained-on-all-tasks one that ``evaluate`` trains for ``pretrainable`` problems.
 
         A baseline that adapts takes ``steps`` SGD steps of ``step_sizes`` on each support set,
-        as MAML does; one trained here runs ``iterations`` Adam steps at ``lr`` (``batch_size``
-        tasks per step where it trains on tasks), seeded from the evaluation ``seed``, and may
-        be kept in ``out_dir`` for later evaluations. Sine: the oracle; Omniglot: the
+        as MAML does; one trained here runs ``iterations`` Adam steps at ``lr`` (an oracle,
+        which bounds what adaptation reaches, ``oracle_iterations``; ``batch_size`` tasks per
+        step where it trains on tasks), seeded from the evaluation ``seed``, and may
+        be kept for later evaluations (Omniglot's classifier, in the data cache); ``progress``
+        shows bars of the long phases on stderr. Sine: the oracle; Omniglot: the
         classifier."""

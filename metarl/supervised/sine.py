@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,6 +67,8 @@ class SineProblem:
     #: A model pretrained on all tasks jointly is the paper's baseline for regression.
     pretrainable = True
     eval_chunk_size = 200
+    #: No curve is drawn as a flat reference line.
+    flat_curves: dict[str, str] = {}
 
     def __init__(self, shots: int = 10, query_size: int = 10,
                  hidden_sizes: tuple[int, ...] = (40, 40), tasks: SineTasks | None = None):
@@ -103,16 +104,18 @@ class SineProblem:
         return support, query, (amplitude, phase)
 
     def baseline_curves(self, support, query, tasks: tuple[Tensor, Tensor], *, steps: int,
-                        step_sizes: Sequence[float], iterations: int, batch_size: int, lr: float,
-                        seed: int, out_dir: Path) -> dict[str, np.ndarray]:
+                        step_sizes: Sequence[float], iterations: int, oracle_iterations: int,
+                        batch_size: int, lr: float, seed: int,
+                        progress: bool = False) -> dict[str, np.ndarray]:
         """The oracle's curve, flat over ``steps + 1``: an MLP given each task's ``(amplitude,
-        phase)`` (``tasks``), trained for ``iterations`` Adam steps at ``lr`` on ``batch_size``
-        tasks of ``query_size`` points (generator seed ``seed + 2``). It needs no adaptation
-        (``step_sizes`` are unused, nothing is kept in ``out_dir``); its error bounds what an
-        adapted model can reach."""
-        oracle = train_sine_oracle(self.tasks, iterations=iterations, batch_size=batch_size,
+        phase)`` (``tasks``), trained for ``oracle_iterations`` Adam steps at ``lr`` on
+        ``batch_size`` tasks of ``query_size`` points (generator seed ``seed + 2``;
+        ``progress``: a bar on stderr). It needs no adaptation (``step_sizes`` and ``iterations``, those of baselines
+        compared with MAML, are unused); its error bounds what an adapted model can reach."""
+        oracle = train_sine_oracle(self.tasks, iterations=oracle_iterations, batch_size=batch_size,
                                    points=self.query_size, lr=lr,
-                                   generator=torch.Generator().manual_seed(seed + 2))
+                                   generator=torch.Generator().manual_seed(seed + 2),
+                                   progress=progress)
         with torch.no_grad():
             prediction = oracle(oracle_inputs(query[0], *tasks))
             per_task = self.task_score(prediction, query[1]).numpy()

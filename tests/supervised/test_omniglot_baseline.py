@@ -9,6 +9,7 @@ from metarl.supervised.classifier_baseline import (
     head_finetune_curve,
     train_classifier,
 )
+from metarl.supervised.convnet import ConvNet
 from metarl.supervised.omniglot import EpisodeSampler, split_characters
 from metarl.supervised.omniglot import images as omniglot_images
 
@@ -87,36 +88,64 @@ def test_cached_classifier_is_reused_only_for_the_same_classes_and_settings(omni
     real_train = classifier_baseline.train_classifier
     monkeypatch.setattr(classifier_baseline, "train_classifier",
                         lambda *a, **k: trained.append(k) or real_train(*a, **k))
-    cache = tmp_path / "evaluation" / "classifier_baseline.pt"
+    cache = tmp_path / "cache"
     settings = dict(iterations=2, batch_size=8, lr=1e-3, seed=0)
 
-    first = classifier_baseline.cached_classifier(train, cache=cache, **settings)
-    again = classifier_baseline.cached_classifier(train, cache=cache, **settings)
-    assert len(trained) == 1 and cache.is_file()
+    def kept(sampler, **changed):
+        key = classifier_baseline.training_key(sampler, **{**settings, **changed})
+        return classifier_baseline.classifier_cache_file(cache, key)
+
+    first = classifier_baseline.cached_classifier(train, cache_dir=cache, **settings)
+    again = classifier_baseline.cached_classifier(train, cache_dir=cache, **settings)
+    assert len(trained) == 1 and kept(train).is_file()
     x = train.sample_images(16, np.random.default_rng(0))[0]
     with torch.no_grad():
         assert torch.equal(first(x), again(x))
 
-    classifier_baseline.cached_classifier(train, cache=cache, **{**settings, "iterations": 3})
-    assert len(trained) == 2  # other settings: retrained (and the cache replaced)
+    classifier_baseline.cached_classifier(train, cache_dir=cache, **{**settings, "iterations": 3})
+    assert len(trained) == 2 and kept(train, iterations=3).is_file()  # other settings: trained
+    classifier_baseline.cached_classifier(train, cache_dir=cache, **settings)
+    assert len(trained) == 2  # ... beside the first, which is still reused
     fewer = EpisodeSampler(omniglot, split.train[:-1], ways=5, shots=1, queries=1)
-    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
-    assert len(trained) == 3  # other classes: retrained
-    cache.write_bytes(b"not a checkpoint")
-    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
+    assert len(trained) == 3  # other classes: trained
+    kept(fewer).write_bytes(b"not a checkpoint")
+    classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
     assert len(trained) == 4  # unreadable: retrained over
-    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
+    classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
     assert len(trained) == 4
+    # A file that holds another key under this name: retrained over.
+    kept(fewer).write_bytes(kept(train).read_bytes())
+    classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
+    assert len(trained) == 5
+    # Weights that do not fit the model under a matching key: retrained, not a traceback.
+    saved = torch.load(kept(fewer), weights_only=True)
+    saved["model"].pop("head.bias")
+    torch.save(saved, kept(fewer))
+    model = classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
+    assert len(trained) == 6 and "head.bias" in model.state_dict()
+    classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
+    assert len(trained) == 6
     # Images preprocessed another way (omniglot.images.PREPROCESSING bumped): retrained.
     changed = omniglot_images.PREPROCESSING + "-changed"
     monkeypatch.setattr(omniglot_images, "PREPROCESSING", changed)
-    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
-    assert len(trained) == 5
-    # Weights that do not fit the model under a matching key: retrained, not a traceback.
-    saved = torch.load(cache, weights_only=True)
-    saved["model"].pop("head.bias")
-    torch.save(saved, cache)
-    model = classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
-    assert len(trained) == 6 and "head.bias" in model.state_dict()
-    classifier_baseline.cached_classifier(fewer, cache=cache, **settings)
-    assert len(trained) == 6
+    classifier_baseline.cached_classifier(fewer, cache_dir=cache, **settings)
+    assert len(trained) == 7
+    classifier_baseline.cached_classifier(train, cache_dir=None, **settings)
+    assert len(trained) == 8  # no cache folder: always trained
+
+
+def test_episode_features_equal_the_model_on_each_task(omniglot):
+    """The grouped convolutions of the shared weights give each task's own features, its
+    batch normalised on its own, as the per-task loop does."""
+    torch.manual_seed(0)
+    model = ConvNet(12).to(memory_format=torch.channels_last)
+    x = torch.rand(5, 7, 1, 28, 28)  # an odd number of tasks: the last group is shorter
+    with torch.no_grad():
+        loop = torch.stack([model.features(images) for images in x])
+        assert torch.allclose(episode_features(model, x), loop, atol=1e-4)
+        other = x.clone()
+        other[1] = 2 * other[1] + 1  # another batch for task 1 only
+        changed = episode_features(model, other)
+        assert torch.allclose(changed[0], loop[0], atol=1e-4)  # task 0: its own batch only
+        assert not torch.allclose(changed[1], loop[1], atol=1e-3)

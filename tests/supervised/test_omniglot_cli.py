@@ -37,7 +37,8 @@ def test_omniglot_trains_and_evaluates(tmp_path):
     for method in result["methods"].values():
         assert len(method["mean"]) == 2 and all(0.0 <= a <= 1.0 for a in method["mean"])
     assert result["methods"]["classifier"]["mean"][0] == pytest.approx(0.2)  # zero head: chance
-    assert (run_dir / "evaluation" / "classifier_baseline.pt").is_file()  # kept for reuse
+    # The classifier is kept in the data cache, for every evaluation with this split.
+    assert len(list((tmp_path / "cache" / "classifiers").glob("classifier_*.pt"))) == 1
     # What the episodes held: 5 ways x 2 queries per task (not evaluate's regression default).
     assert (result["ways"], result["shots"], result["queries_per_class"]) == (5, 1, 2)
     assert result["query_size"] == 10

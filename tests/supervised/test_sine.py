@@ -70,3 +70,73 @@ def test_short_training_beats_the_pretrained_baseline_after_one_step(seed):
     assert maml[1] < 0.5 * pretrained[1]
     assert maml[1] < 1.5
     assert maml[1] < maml[0]  # the single step is what helps
+
+
+def tiny_run(tmp_path, **changes):
+    """A sine MetaLearner trained for ``num_batches`` (default 4) small meta-iterations."""
+    from metarl.supervised.trainer import train
+
+    config = SineConfig(**{"num_batches": 4, "meta_batch_size": 2, "eval_every": 3,
+                           "eval_tasks": 4, "eval_steps": 2, "checkpoint_every": 100,
+                           **changes})
+    learner = MetaLearner(SineProblem(), config)
+    train(learner, tmp_path / "run", progress=False)
+    return learner
+
+
+def custom_scalar_layouts(run_dir):
+    """The custom-scalars layouts in a run's TensorBoard events, each as the tags it charts."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    layouts = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "custom_scalars__config__":
+                    layout = layout_pb2.Layout()
+                    layout.ParseFromString(value.tensor.string_val[0])
+                    layouts.append([tag for category in layout.category
+                                    for chart in category.chart
+                                    for tag in chart.multiline.tag])
+    return layouts
+
+
+def test_the_curve_chart_is_laid_out_once_its_tags_are_written(tmp_path):
+    tiny_run(tmp_path, num_batches=2)  # before the first held-out curve (every 3)
+    assert custom_scalar_layouts(tmp_path / "run") == []
+    tiny_run(tmp_path / "later", num_batches=4)
+    tags = ["adaptation/mse_step_0", "adaptation/mse_step_1", "adaptation/mse_step_2"]
+    assert custom_scalar_layouts(tmp_path / "later" / "run") == [tags]
+
+
+def test_evaluate_shows_progress_and_fits_the_baselines_to_the_run(tmp_path, capsys,
+                                                                  monkeypatch):
+    from metarl.supervised import evaluate
+    from metarl.supervised.evaluate import EvalOptions, evaluate_supervised
+
+    monkeypatch.setattr(evaluate, "MAX_BASELINE_ITERATIONS", 7)  # the oracle's: quick here
+    learner = tiny_run(tmp_path, num_batches=5)
+    options = EvalOptions(num_tasks=8, steps=2, progress=True)
+    result = evaluate_supervised(learner, tmp_path / "eval", options, lambda c: SineProblem())
+    err = capsys.readouterr().err
+    for phase in ("pretrained baseline: training", "oracle baseline: training",
+                  "maml: adaptation curve", "pretrained: adaptation curve"):
+        assert phase in err
+    assert "5/5" in err and "7/7" in err  # pretrained as long as the run; the oracle in full
+    assert (result["baseline_iterations"], result["oracle_iterations"]) == (5, 7)
+    assert result["iteration"] == 5
+    assert (tmp_path / "eval" / "curve.png").stat().st_size > 10_000
+    monkeypatch.setattr(evaluate, "report", lambda *args, meta, **kwargs: meta)  # no figure
+    quiet = EvalOptions(num_tasks=8, steps=2, baseline_iterations=3, progress=False)
+    meta = evaluate_supervised(learner, tmp_path / "quiet", quiet, lambda c: SineProblem())
+    assert capsys.readouterr().err == ""
+    assert (meta["baseline_iterations"], meta["oracle_iterations"]) == (3, 3)
+
+
+def test_default_baseline_iterations_follow_the_run_up_to_a_cap():
+    from metarl.supervised.evaluate import MAX_BASELINE_ITERATIONS, default_baseline_iterations
+
+    assert default_baseline_iterations(200) == 200
+    assert default_baseline_iterations(70000) == MAX_BASELINE_ITERATIONS == 10000
+    assert default_baseline_iterations(0) == 0
