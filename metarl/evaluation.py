@@ -100,31 +100,36 @@ def _flat_task(task: Mapping[str, object]) -> dict[str, object]:
 
 
 def outlier_curves(means: Mapping[str, Sequence[float]], *, log_y: bool = False,
-                   ratio: float = 4.0) -> list[str]:
-    """The curves that end far from all the others, which squeeze the others into one line
-    (a random initialisation far below MAML, the pretrained model and the oracle, say); empty
+                   ratio: float = 4.0, squeeze: float = 3.0) -> list[str]:
+    """The curves that end far from all the others and squeeze the others into one line (a
+    random initialisation far below MAML, the pretrained model and the oracle, say); empty
     when there are none.
 
-    ``means``: each method's mean score after 0..K steps. The methods are sorted by their last
-    mean (its log10 with ``log_y``, where every mean is positive) and split at the widest gap
-    between neighbours; the smaller side is far when that gap is at least ``ratio`` times the
-    spread of the larger side's last means, and the larger side holds at least two methods.
+    ``means``: each method's mean score after 0..K steps (log10 of each with ``log_y``, where
+    every mean is positive). The methods are sorted by their last mean and split at the widest
+    gap between neighbours; the smaller side is far when that gap is at least ``ratio`` times
+    the spread of the larger side's last means, the larger side holds at least two methods,
+    and the larger side's means after adaptation (steps 1..K) span at most 1/``squeeze`` of
+    the range of every mean (what one panel shows).
     """
-    last = {label: float(values[-1]) for label, values in means.items() if len(values)}
-    if log_y and all(v > 0 for v in last.values()):
-        last = {label: float(np.log10(v)) for label, v in last.items()}
-    if len(last) < 3 or not all(np.isfinite(v) for v in last.values()):
+    values = {label: np.asarray(v, dtype=np.float64) for label, v in means.items() if len(v)}
+    if log_y and all(np.all(v > 0) for v in values.values()):
+        values = {label: np.log10(v) for label, v in values.items()}
+    if len(values) < 3 or not all(np.all(np.isfinite(v)) for v in values.values()):
         return []
-    order = sorted(last, key=last.get)
-    values = np.array([last[label] for label in order])
-    gaps = np.diff(values)
+    order = sorted(values, key=lambda label: values[label][-1])
+    gaps = np.diff([values[label][-1] for label in order])
     cut = int(np.argmax(gaps)) + 1
     low, high = order[:cut], order[cut:]
     far, close = (low, high) if len(low) < len(high) else (high, low)
-    if len(far) == len(close):
+    if len(far) == len(close) or gaps[cut - 1] == 0:
         return []
-    spread = np.ptp([last[label] for label in close])
-    return list(far) if gaps[cut - 1] > 0 and gaps[cut - 1] >= ratio * spread else []
+    if gaps[cut - 1] < ratio * np.ptp([values[label][-1] for label in close]):
+        return []
+    adapted = np.concatenate([values[label][1:] if len(values[label]) > 1 else values[label]
+                              for label in close])
+    shown = np.ptp(np.concatenate(list(values.values())))
+    return list(far) if squeeze * np.ptp(adapted) <= shown else []
 
 
 def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: bool = False,
@@ -191,7 +196,7 @@ def plot_zoomed(ax, curves: Mapping[str, np.ndarray], outliers: Sequence[str], *
              if label.split(" (")[0].lower() in names}
     plot_curves(ax, close, metric=metric, log_y=log_y, references=shown, flat=flat,
                 first_step=first, colours=curve_colours(curves))
-    ax.set_title(f"zoomed: without {', '.join(outliers)}", fontsize=10)
+    ax.set_title(f"after adaptation, without {', '.join(outliers)} (zoomed)", fontsize=10)
 
 
 def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:

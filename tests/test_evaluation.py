@@ -104,18 +104,24 @@ def curves_ending_at(finals, tasks=4):
             for label, final in finals.items()}
 
 
-@pytest.mark.parametrize("finals, log_y, far", [
+def start_and_end(finals):
+    return {label: [-40.0, final] for label, final in finals.items()}
+
+
+@pytest.mark.parametrize("means, log_y, far", [
     # One curve far from three close ones: it leaves them their own, zoomed panel.
-    ({"maml": -4.6, "pretrained": -4.3, "random init": -42.0, "oracle": -4.2}, False,
-     ["random init"]),
-    ({"maml": 0.11, "pretrained": 1.57, "oracle": 0.009}, True, []),  # evenly spread (log)
-    ({"maml": 0.97, "classifier": 0.905, "classifier_converged": 0.921}, False, []),
-    ({"maml": -4.6, "random init": -42.0}, False, []),  # nothing to zoom in on
-    ({"maml": -4.0, "pretrained": -4.0, "oracle": -4.0}, False, []),  # all alike
-    ({"a": 1.0, "b": 1.1, "c": 9.0, "d": 9.1}, False, []),  # two pairs: neither is the outlier
+    (start_and_end({"maml": -4.6, "pretrained": -4.3, "random init": -42.0, "oracle": -4.2}),
+     False, ["random init"]),
+    ({"maml": [3.2, 0.35, 0.11], "pretrained": [3.2, 2.5, 1.57], "oracle": [0.009] * 3}, True,
+     []),  # spread evenly (on the log axis they are drawn on)
+    # One curve ends far from the others, but they are not squeezed: the panel reads as it is.
+    ({"maml": [0.2, 0.476, 0.443, 0.395], "classifier": [0.2, 0.409, 0.572, 0.581],
+      "classifier_converged": [0.602] * 4}, False, []),
+    (start_and_end({"maml": -4.6, "random init": -42.0}), False, []),  # nothing to zoom in on
+    (start_and_end({"maml": -4.0, "pretrained": -4.0, "oracle": -4.0}), False, []),  # alike
+    (start_and_end({"a": 1.0, "b": 1.1, "c": 9.0, "d": 9.1}), False, []),  # two even pairs
 ])
-def test_a_second_panel_is_needed_only_for_curves_far_from_the_rest(finals, log_y, far):
-    means = {label: [-40.0, final] for label, final in finals.items()}
+def test_a_second_panel_is_needed_only_for_curves_far_from_the_rest(means, log_y, far):
     assert outlier_curves(means, log_y=log_y) == far
 
 
@@ -153,3 +159,22 @@ def test_a_flat_baseline_is_a_labelled_reference_line(tmp_path):
     assert list(line.get_ydata()) == pytest.approx([0.92, 0.92])
     assert line.get_marker() in ("None", "")
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_rl_adaptation_curves_show_a_bar_of_their_steps_on_request(capsys):
+    from metarl import envs
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.evaluate import adaptation_returns
+    from metarl.rl.trainer import MetaRLTrainer
+
+    config = MAMLTRPOConfig(meta_batch_size=2, fast_batch_size=2, hidden_sizes=(8,),
+                            num_workers=1)
+    tasks = envs.registry.sample_tasks("navigation_2d", 2, seed=0)
+    with MetaRLTrainer(config) as trainer:
+        capsys.readouterr()
+        shown = adaptation_returns(trainer, trainer.theta(), tasks, sizes=[0.1, 0.05], seed=0,
+                                   progress=True, desc="maml: adaptation curve")
+        assert "maml: adaptation curve: 100%" in capsys.readouterr().err
+        hidden = adaptation_returns(trainer, trainer.theta(), tasks, sizes=[0.1, 0.05], seed=0)
+        assert capsys.readouterr().err == ""
+    assert shown.shape == (2, 3) and np.array_equal(shown, hidden)  # the bar changes nothing
