@@ -111,8 +111,7 @@ def default_steps(env: str) -> int:
 
 def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict], *,
                        sizes: list[float], seed: int, env_steps: int | None = None,
-                       non_finite: list[int] | None = None, progress: bool = False,
-                       desc: str = "adaptation curve") -> np.ndarray:
+                       progress: bool = False, desc: str = "adaptation curve") -> np.ndarray:
     """Mean return of each task after 0..len(sizes) policy-gradient steps: ``[tasks, K + 1]``.
 
     Each step samples the trainer's ``fast_batch_size`` episodes per task, or with
@@ -120,10 +119,10 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
     size 0 is not taken (the oracle's curve: the same policy on fresh episodes).
 
     A policy that is non-finite, or acts non-finitely, after some step is a ``NonFiniteError``:
-    its episodes would end at once with reward 0 and score better than any real policy.
-    ``non_finite``: if given, receives for each step the number of episodes that ended at a
-    non-finite state the env flagged (a diverged physics step). ``progress``: a bar of the
-    steps sampled, headed ``desc``, on stderr."""
+    its episodes would end at once with reward 0 and score better than any real policy. So is
+    an episode that ended at a non-finite state the env flagged (a diverged physics step): its
+    return stops there, which can read better than an episode run to the end, so no score is
+    given. ``progress``: a bar of the steps sampled, headed ``desc``, on stderr."""
     learner = trainer.learner
     params = {k: v.detach() for k, v in stack_params(theta, len(tasks)).items()}
     returns = []
@@ -137,8 +136,7 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
                         if env_steps is None else
                         sample_env_steps(trainer.sampler, tasks, params, step_seed, env_steps))
             check_actions(episodes, after)
-            if non_finite is not None:
-                non_finite.append(int(episodes.non_finite.sum()))
+            check_env_states(episodes, after)
             returns.append(episodes.returns_per_task().numpy())
             if k < len(sizes) and sizes[k] != 0:
                 start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
@@ -147,6 +145,20 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
                 params = {name: v.detach() for name, v in adapted.items()}
             bar.update(1)
     return np.stack(returns, axis=1)
+
+
+def check_env_states(episodes, after: str) -> None:
+    """``NonFiniteError`` when an episode ended at a non-finite state the env flagged, naming
+    how many and on which of the held-out tasks (``after``: which policy sampled them)."""
+    flagged = episodes.non_finite  # [K tasks, E episodes]
+    if bool(flagged.any()):
+        tasks = flagged.any(dim=1).nonzero().flatten().tolist()
+        raise NonFiniteError(
+            f"{int(flagged.sum())} of {flagged.numel()} episodes of the policy {after} ended at "
+            f"a state the env flagged non-finite (held-out task(s) "
+            f"{', '.join(map(str, tasks[:5]))}{', ...' if len(tasks) > 5 else ''}); their "
+            f"returns stop there and could read better than complete episodes, so no score "
+            f"is given")
 
 
 @dataclass(frozen=True)
@@ -203,49 +215,29 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
     ``config`` (and baselines); writes curve.json/.csv/.png and TensorBoard events into
     ``out_dir``; returns the JSON."""
     protocol = eval_protocol(config, options)
-    non_finite: dict[str, list[int]] = {}
-    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source,
-                                  non_finite=non_finite)
+    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source)
     log_curves(out_dir, curves)
     meta = rl_meta(config, protocol, int(state["iteration"]), baselines)
-    meta["non_finite_episodes"] = non_finite
     result = report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
                     title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
                     iterations=int(state["iteration"]), references=published_curves(config.env, protocol.steps,
                                                 with_oracle=options.baselines),
                     tasks=protocol.tasks)
-    if any(any(counts) for counts in non_finite.values()):
-        result["table"] += "\n" + non_finite_note(non_finite)
     return result
 
 
-def non_finite_note(non_finite: dict[str, list[int]]) -> str:
-    """The line under the table when episodes ended at a non-finite env state: how many, per
-    method and step (they end there as terminated, and count in the returns as they are)."""
-    parts = [f"{label} " + ", ".join(f"step {k}: {n}" for k, n in enumerate(counts) if n)
-             for label, counts in non_finite.items() if any(counts)]
-    return ("non-finite episodes (the env flagged a diverged state; they end there as "
-            "terminated): " + "; ".join(parts))
-
-
 def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,
-              out_dir: Path, options: RLEvalOptions, *, source: str,
-              non_finite: dict[str, list[int]] | None = None
+              out_dir: Path, options: RLEvalOptions, *, source: str
               ) -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
     """Held-out returns ``[tasks, K + 1]`` of the run's policy (checkpoint ``state``) and, with
     ``options.baselines``, of the pretrained, random-init and oracle policies (the oracle not
     fine-tuned); also the baselines used (``baseline_policy``: loaded, or trained under
-    ``out_dir``). ``non_finite``: if given, receives each curve's episodes per step that
-    ended at a non-finite env state; a policy that turns non-finite is a ``NonFiniteError``
-    naming the curve."""
+    ``out_dir``). A non-finite policy or env state is a ``NonFiniteError`` naming the curve."""
     baselines: dict[str, Baseline] = {}
-    counts = {} if non_finite is None else non_finite
 
     def curve(label: str, theta: Params, run: MAMLTRPOConfig, **kwargs: Any) -> np.ndarray:
-        counts[label] = []
         try:
-            return evaluators.curve(theta, run, non_finite=counts[label],
-                                    desc=f"{label}: adaptation curve", **kwargs)
+            return evaluators.curve(theta, run, desc=f"{label}: adaptation curve", **kwargs)
         except NonFiniteError as error:
             raise NonFiniteError(f"evaluating {label} on {config.env}: {error}") from error
 
@@ -290,17 +282,15 @@ class Evaluators:
         return self._trainers[key]
 
     def curve(self, theta: Params, run: MAMLTRPOConfig, *, fine_tune: bool = True,
-              non_finite: list[int] | None = None,
               desc: str = "adaptation curve") -> np.ndarray:
         """Held-out returns of θ, sampled and fine-tuned with ``run``'s env and policy (with
-        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself); ``non_finite`` and
-        ``desc`` (the bar's heading) as in ``adaptation_returns``."""
+        ``fine_tune=False``, steps of size 0: fresh episodes of θ itself); ``desc``: the bar's
+        heading."""
         protocol = self.protocol
         sizes = protocol.step_sizes if fine_tune else [0.0] * protocol.steps
         return adaptation_returns(self.trainer(run), theta, protocol.tasks, sizes=sizes,
                                   seed=protocol.seed + EVALUATION_SEED_OFFSET,
-                                  env_steps=protocol.env_steps, non_finite=non_finite,
-                                  progress=self.progress, desc=desc)
+                                  env_steps=protocol.env_steps, progress=self.progress, desc=desc)
 
     def close(self) -> None:
         for trainer in self._trainers.values():

@@ -2,7 +2,6 @@
 checkpoint, rejected TRPO steps and non-finite episodes are counted and logged, and evaluation
 refuses a policy that turns non-finite."""
 
-import json
 import logging
 from pathlib import Path
 
@@ -124,20 +123,21 @@ def test_evaluate_refuses_a_policy_that_turns_non_finite_while_it_adapts(tmp_pat
     assert not (run_dir / "evaluation" / "curve.json").exists()  # no score for it
 
 
-def test_evaluate_reports_episodes_that_ended_at_a_flagged_non_finite_state(
+def test_evaluate_refuses_to_score_episodes_that_ended_at_a_flagged_non_finite_state(
         tmp_path, capsys, plugin_envs):
     assert main(["maml_trpo", "--env", "faulty_families:FlaggedLine", "--no-normalize-actions",
                  *TINY, "--output-dir", str(tmp_path)]) == 0
     run_dir = only_run_dir(tmp_path)
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run_dir), "--env", "faulty_families:FlaggedLine",
-                 "--num-tasks", "2", "--steps", "1", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    # Held-out task 0 (target 1.0) goes non-finite in its 2 episodes at each step.
-    assert ("non-finite episodes (the env flagged a diverged state; they end there as "
-            "terminated): maml step 0: 2, step 1: 2") in out
-    result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
-    assert result["non_finite_episodes"] == {"maml": [2, 2]}
+                 "--num-tasks", "2", "--steps", "1", "--no-progress"]) == 1
+    # Held-out task 0 (target 1.0) goes non-finite in its 2 episodes: cut short at reward 0,
+    # they would score better than complete ones, so the evaluation names them and stops.
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith("error: evaluating maml on faulty_families:FlaggedLine: 2 of 4 "
+                           "episodes of the policy after 0 adaptation steps ended at a state "
+                           "the env flagged non-finite (held-out task(s) 0)")
+    assert not (run_dir / "evaluation" / "curve.json").exists()  # no score for it
 
 
 def test_an_env_that_emits_nan_unflagged_stops_training_with_one_line(tmp_path, capsys,
