@@ -35,8 +35,10 @@ def timed(function, rounds: int) -> tuple[float, float]:
 def main() -> None:
     import torch
 
-    import metarl  # noqa: F401  (its allocator settings, as in training)
+    from metarl.allocator import tune_malloc
     from metarl.core.activations import tanh
+
+    tune_malloc()  # the allocator settings of training (metarl.allocator)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=20 * 20 * 100 * 64)

@@ -16,6 +16,10 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
+from metarl.allocator import tune_malloc
+
+tune_malloc()  # every bench measures with the allocator settings of training (metarl.allocator)
+
 
 def cpu_seconds(pids: list[int]) -> float:
     """CPU time (user + system) used so far by this process and the processes ``pids``."""

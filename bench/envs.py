@@ -32,6 +32,7 @@ import mujoco.rollout
 import numpy as np
 
 from metarl import envs
+from metarl.allocator import tune_malloc
 
 
 class RawPhysics:
@@ -98,6 +99,7 @@ def run_round(batch, family, tasks, actions, sync_steps):
 
 
 def main() -> None:
+    tune_malloc()  # the allocator settings of training (metarl.allocator)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
     parser.add_argument("--num-tasks", type=int, default=40)

@@ -9,8 +9,10 @@ thresholds stops that: blocks up to 32 MiB come from the heap, and freed heap me
 for reuse (up to 1 GiB of it). This is what the allocators PyTorch recommends for CPU work
 (jemalloc, tcmalloc) do by default.
 
-Applied once when ``metarl`` is imported, on glibc only; ``METARL_KEEP_MALLOC=1`` leaves the
-allocator untouched. Memory use then stays near its peak instead of falling between steps.
+Applied by the command line (``metarl.run.main``) and in every sampler worker process, on glibc
+only; a script of its own calls :func:`tune_malloc`. Importing ``metarl`` leaves the allocator
+alone. ``METARL_KEEP_MALLOC=1`` leaves it untouched everywhere. Memory use then stays near its
+peak instead of falling between steps.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from metarl import experiment, help_pages
+from metarl.allocator import tune_malloc
 from metarl.config import (
     ConfigError,
     add_flags,
@@ -284,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(help_pages.HELP, end="")
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
+    tune_malloc()  # freed tensor memory stays in the process (metarl.allocator)
     try:
         with _sigterm_as_interrupt():
             if command not in COMMANDS:

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from metarl import envs
+from metarl.allocator import tune_malloc
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.envs.tasks import TaskError
 from metarl.nonfinite import NonFiniteError
@@ -278,6 +279,7 @@ class _Layout:
 def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
     """Serve ``sample`` requests for one slice of tasks until told to close or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    tune_malloc()  # as the command line does: freed tensor memory stays in the process
     torch.set_num_threads(1)
     sys.path[:] = sys_path  # before unpickling the family: plug-ins import by module path
     sampler = None
