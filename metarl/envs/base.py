@@ -79,6 +79,10 @@ class BatchedEnvBase:
 
     family: str
     task_space: ClassVar[TaskSpace | None] = None
+    #: Whether one step is heavy work that worker processes share well (MuJoCo physics, a
+    #: loop of Python envs); False for array maths whose per-step cost is fixed overhead, which
+    #: extra processes only duplicate. The sampler's default number of processes follows it.
+    parallel_step: ClassVar[bool] = False
     horizon: int
     observation_size: int
     action_size: int

@@ -30,6 +30,7 @@ class LoopBatchedEnv(BatchedEnvBase):
     """
 
     horizon = 0  # set per instance in __init__
+    parallel_step = True  # each step is N Python env steps
 
     def __init__(self, make_env: Callable[[], gym.Env], num_envs: int, *,
                  horizon: int | None = None, num_threads: int | None = None,

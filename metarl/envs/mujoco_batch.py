@@ -129,6 +129,7 @@ class BatchedMujocoEnv(BatchedEnvBase):
 
     frame_skip = 5
     reset_noise_scale = 0.1
+    parallel_step = True  # mujoco.rollout releases the GIL and threads the physics
 
     def __init__(self, num_envs: int, *, num_threads: int | None = None,
                  horizon: int | None = None, truncate: bool = True, mask_done: bool = True):

@@ -19,8 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.envs.protocol import BatchedTaskEnv
-from metarl.envs.registry import TaskFamily, UnknownEnvError
+from metarl.envs.family import TaskFamily, UnknownEnvError
+from metarl.envs.protocol import BatchedTaskEnv, parallel_step
 
 ORACLE_SUFFIX = "+oracle"
 
@@ -70,11 +70,13 @@ def oracle_family(family: TaskFamily) -> OracleFamily:
 class OracleBatchedEnv:
     """A batched env whose observations end with each instance's task features.
 
-    Other attributes (``physics``, ``tasks``, ...) are the wrapped env's.
+    Other attributes (``physics``, ``tasks``, ...) are the wrapped env's; so is its
+    ``parallel_step``.
     """
 
     def __init__(self, inner: BatchedTaskEnv, feature_size: int):
         self.inner = inner
+        self.parallel_step = parallel_step(inner)
         self.feature_size = int(feature_size)
         self.observation_size = inner.observation_size + self.feature_size
         self._features: np.ndarray | None = None

@@ -35,7 +35,9 @@ single envs behind the same interface; with one (``register_family(...,
 batched=MyBatched)`` or a class attribute ``batched_cls = MyBatched`` on the env), the
 sampler gets the fast path. Its constructor is ``MyBatched(num_envs, *, num_threads=None,
 horizon=None)``; it must reset instance i exactly as the single env's
-``reset(seed=seeds[i])`` and produce the same transitions. Deriving from
+``reset(seed=seeds[i])`` and produce the same transitions. A class attribute
+``parallel_step = True`` says its step is heavy work (physics) that the sampler should share
+over worker processes by default. Deriving from
 :class:`metarl.envs.base.BatchedEnvBase` gives the bookkeeping (task validation, seeding,
 truncation, masking, non-finite flags) for free, and :class:`metarl.envs.base.BatchOfOneEnv` then
 makes the single Gymnasium env out of the batched class, so the family is written once
@@ -100,3 +102,10 @@ class BatchedTaskEnv(Protocol):
     def close(self) -> None:
         """Release resources such as thread pools."""
         ...
+
+
+def parallel_step(env: BatchedTaskEnv) -> bool:
+    """The batched env's optional class attribute ``parallel_step`` (default False): whether
+    its step is heavy work that the sampler should share over worker processes by default
+    (``BatchedEnvBase`` declares it; MuJoCo families and the loop fallback set it)."""
+    return bool(getattr(env, "parallel_step", False))

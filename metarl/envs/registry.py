@@ -8,8 +8,8 @@ A name given to ``--env`` (or to :func:`make` / :func:`make_batched`) is resolve
    ``batched_cls`` names its optional batched form, ``horizon`` its episode length); or
    ``package.module:Some/Id-v0``, a Gymnasium id registered by importing that module;
 4. any other Gymnasium id whose env follows the protocol (``max_episode_steps`` = horizon);
-5. any of these followed by ``+oracle``: that family's oracle, whose observations end with the
-   task's parameters (:mod:`metarl.envs.oracle`; the oracle baseline of ``evaluate --baselines``).
+5. any of these followed by ``+oracle`` (``ORACLE_SUFFIX``): that family's oracle, whose
+   observations end with the task's parameters (:mod:`metarl.envs.oracle`; the oracle baseline of ``evaluate --baselines``).
 
 Anything else raises :class:`UnknownEnvError` listing the known short names. The protocol
 a family follows is described in :mod:`metarl.envs.protocol`.
@@ -19,71 +19,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.envs.registration import load_env_creator
-from gymnasium.utils import seeding
 
 from metarl.envs.base import NotATaskFamilyError
-from metarl.envs.fallback import LoopBatchedEnv
+from metarl.envs.family import TaskFamily, UnknownEnvError
+from metarl.envs.oracle import ORACLE_SUFFIX, oracle_family
 from metarl.envs.protocol import BatchedTaskEnv, TaskEnv
-
-
-class UnknownEnvError(ValueError):
-    """The name matches no task family; the message lists the known names."""
-
-
-@dataclass(frozen=True)
-class TaskFamily:
-    """A resolved task family.
-
-    Attributes:
-        name: short name (``--env``), or the name it was resolved from.
-        env_id: its Gymnasium id, if registered there (then :meth:`make` uses ``gym.make``).
-        env_cls: the single env class, or ``"module:Class"``; None for a foreign gym id.
-        batched: the batched class, ``"module:Class"``, or None (loop fallback).
-        horizon: episode length (``max_episode_steps``); None if the env defines none.
-    """
-
-    name: str
-    env_id: str | None
-    env_cls: type | str | None
-    batched: type | str | None
-    horizon: int | None
-
-    def make(self, *, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
-        """One Gymnasium env, ``TimeLimit``-wrapped at ``max_episode_steps`` (default: the
-        horizon); other kwargs go to the env, e.g. ``task=``."""
-        if self.env_id is not None:
-            return gym.make(self.env_id, max_episode_steps=max_episode_steps, **kwargs)
-        env = _load(self.env_cls)(**kwargs)
-        limit = max_episode_steps or self.horizon
-        return env if limit is None else gym.wrappers.TimeLimit(env, max_episode_steps=limit)
-
-    def make_batched(self, num_envs: int, *, num_threads: int | None = None,
-                     horizon: int | None = None, **kwargs: Any) -> BatchedTaskEnv:
-        """``num_envs`` instances behind the batched API (loop fallback if no batched form)."""
-        if self.batched is not None:
-            return _load(self.batched)(num_envs, num_threads=num_threads, horizon=horizon,
-                                       **kwargs)
-        return LoopBatchedEnv(lambda: self.make(max_episode_steps=horizon, **kwargs), num_envs,
-                              horizon=horizon or self.horizon, family=self.name)
-
-    def sample_tasks(self, n: int, seed: int) -> list[dict]:
-        """``n`` tasks: the env's ``sample_tasks(n)`` with ``np_random`` seeded by ``seed``;
-        ``NotATaskFamilyError`` unless they are a list of ``n`` dicts that its ``set_task``
-        accepts."""
-        env = self.make()
-        try:
-            env.unwrapped.np_random = seeding.np_random(seed)[0]
-            tasks = env.unwrapped.sample_tasks(n)
-            check_sampled_tasks(self.name, n, tasks, env.unwrapped.set_task)
-            return tasks
-        finally:
-            env.close()
-
 
 _FAMILIES: dict[str, TaskFamily] = {}
 _RESOLVED: dict[str, TaskFamily] = {}
@@ -145,10 +88,8 @@ def resolve(name: str) -> TaskFamily:
         raise UnknownEnvError(f"env name must be a string, got {name!r}; {_known_hint()}")
     if name in _FAMILIES:
         return _FAMILIES[name]
-    if name.endswith("+oracle") and name not in _RESOLVED:
-        from metarl.envs.oracle import oracle_family  # imports this module
-
-        _RESOLVED[name] = oracle_family(resolve(name[:-len("+oracle")]))
+    if name.endswith(ORACLE_SUFFIX) and name not in _RESOLVED:
+        _RESOLVED[name] = oracle_family(resolve(name[:-len(ORACLE_SUFFIX)]))
     for family in _FAMILIES.values():
         if family.env_id == name:
             return family
@@ -189,42 +130,8 @@ def sample_tasks(name: str, n: int, seed: int) -> list[dict]:
 def _known_hint() -> str:
     return ("known task families: " + ", ".join(known_names())
             + " (valid forms: a known name, a Gymnasium id of a task env such as "
-            "metarl/Navigation2D-v0, or package.module:ClassName of a task env; NAME+oracle for "
-            "the family's oracle)")
-
-
-def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
-    """``NotATaskFamilyError`` unless ``tasks``, what family ``name``'s ``sample_tasks(n)``
-    returned, is a list of exactly ``n`` dicts, each accepted by the family's ``set_task``."""
-    call = f"{name}: sample_tasks({n})"
-    rule = f"it must return a list of exactly {n} task dicts"
-    if not isinstance(tasks, list):
-        raise NotATaskFamilyError(f"{call} returned {_short_repr(tasks)}, not a list; {rule}")
-    if len(tasks) != n:
-        raise NotATaskFamilyError(f"{call} returned {len(tasks)} task"
-                                  f"{'' if len(tasks) == 1 else 's'}; {rule}")
-    checked: set[int] = set()
-    for i, task in enumerate(tasks):
-        if not isinstance(task, dict):
-            raise NotATaskFamilyError(f"{call} returned {_short_repr(task)} as task {i}, not a "
-                                      f"dict; {rule}")
-        if id(task) in checked:  # a family may repeat one dict object
-            continue
-        try:
-            set_task(task)
-        except (ValueError, TypeError, KeyError) as error:
-            raise NotATaskFamilyError(f"{call} returned task {i} = {_short_repr(task)}, which "
-                                      f"its own set_task refuses: {error}") from error
-        checked.add(id(task))
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _load(target: type | str) -> Any:
-    return load_env_creator(target) if isinstance(target, str) else target
+            "metarl/Navigation2D-v0, or package.module:ClassName of a task env; NAME"
+            f"{ORACLE_SUFFIX} for the family's oracle)")
 
 
 def _check_protocol(env_cls: Any, name: str) -> None:

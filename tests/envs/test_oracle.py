@@ -45,6 +45,7 @@ def test_batched_oracle_steps_exactly_like_its_family():
     for a, b in zip(rest_o[:3], rest_p[:3]):
         np.testing.assert_array_equal(a, b)
     assert hasattr(oracle, "physics")  # the sampler sees MuJoCo through the wrapper
+    assert oracle.parallel_step and plain.parallel_step  # and samples it over processes
     oracle.close()
     plain.close()
 
