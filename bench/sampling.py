@@ -35,8 +35,10 @@ import mujoco.rollout
 import torch
 
 from metarl import envs
+from metarl.envs.base import usable_cores
 from metarl.rl import policy as policy_module
 from metarl.rl import sampler as sampler_module
+from metarl.rl import workers as workers_module
 
 cpu_seconds, time_raw_physics = common.cpu_seconds, common.time_raw_physics
 
@@ -48,7 +50,6 @@ def main() -> None:
     parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
     parser.add_argument("--num-workers", type=int, default=None,
                         help="processes (default: make_sampler's default; 1 = in-process)")
-    parser.add_argument("--num-groups", type=int, default=None, help="overlap groups/process")
     parser.add_argument("--num-threads", type=int, default=None, help="physics threads/process")
     parser.add_argument("--num-tasks", type=int, default=None)
     parser.add_argument("--episodes-per-task", type=int, default=None)
@@ -74,9 +75,9 @@ def main() -> None:
     tasks = family.sample_tasks(num_tasks, args.seed)
 
     start = time.perf_counter()
-    sampler = sampler_module.make_sampler(
+    sampler = workers_module.make_sampler(
         args.env, spec, num_tasks=num_tasks, episodes_per_task=episodes,
-        num_workers=args.num_workers, num_groups=args.num_groups, num_threads=args.num_threads)
+        num_workers=args.num_workers, num_threads=args.num_threads)
     with sampler:
         startup = time.perf_counter() - start
         layout = describe(sampler)
@@ -84,7 +85,7 @@ def main() -> None:
         pids = getattr(sampler, "pids", [])
         # The ceiling: raw physics on as many threads as the sampler runs, at most one per core
         # (2 workers x 2 threads are compared with raw physics on 2 threads, not 4).
-        raw_threads = min(layout["total_threads"], sampler_module.usable_cores())
+        raw_threads = min(layout["total_threads"], usable_cores())
         seconds, rates, raw, ratios, cpu, cpu_ratios = [], [], [], [], [], []
         for r in range(args.rounds):
             start, cpu_start = time.perf_counter(), cpu_seconds(pids)
@@ -120,7 +121,7 @@ def main() -> None:
         "rounds_raw_physics_steps_per_s": [round(x) for x in raw],
         "rounds_ratio": [round(x, 3) for x in ratios],
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cores": sampler_module.usable_cores(),
+        "cores": usable_cores(),
         "torch": torch.__version__,
         "mujoco": mujoco.__version__,
     }
@@ -128,18 +129,18 @@ def main() -> None:
                 f"{result['ratio_vs_raw']}" if raw else "")
     print(f"{args.env}: {result['seconds_per_meta_batch']} s per meta-batch of {num_tasks} x "
           f"{episodes} episodes, {result['env_steps_per_s']} env-steps/s{raw_text} "
-          f"({layout['num_workers']} process(es) x {layout['num_groups']} group(s) x "
-          f"{layout['num_threads']} physics thread(s))")
+          f"({layout['num_workers']} process(es) x {layout['num_threads']} physics "
+          "thread(s))")
     print(json.dumps(result))
 
 
 def describe(sampler) -> dict:
     """Process/thread layout of a sampler made by ``make_sampler``."""
     if isinstance(sampler, sampler_module.BatchedSampler):
-        workers, groups, threads = 1, sampler.num_groups, sampler.num_threads
+        workers, threads = 1, sampler.num_threads
     else:
-        workers, groups, threads = sampler.num_workers, sampler.num_groups, sampler.num_threads
-    return {"num_workers": workers, "num_groups": groups, "num_threads": threads,
+        workers, threads = sampler.num_workers, sampler.num_threads
+    return {"num_workers": workers, "num_threads": threads,
             "total_threads": workers * max(1, threads)}
 
 

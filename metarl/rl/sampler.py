@@ -22,21 +22,16 @@ and ``SeedSequence(seed, spawn_key=(k, 1))`` the generator of its action noise `
 parameters are expanded to ``[K, ...]``): a batched matmul computes every task's rows with the same
 kernel whatever K is, whereas one ``linear`` over all rows may round differently for different
 row counts. Together, the episodes are bitwise identical however the tasks are split over worker
-processes or overlap groups.
+processes.
 
-Overlap (``num_groups=2``, opt-in): the tasks are split into two halves with a batched env each;
-MuJoCo's ``rollout`` releases the GIL, so one half's env step runs in a background thread while
-this thread evaluates the policy of the other half. Measured no faster than lock-step on 2 cores
-(``bench/sampling.py``; docs/results.md, "Performance"), so it is off by default. The process-sharded form is in
-:mod:`metarl.rl.workers`; :func:`make_sampler` chooses between the two.
+The process-sharded form is in :mod:`metarl.rl.workers`, and so is ``make_sampler``, which
+chooses between the two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,7 +41,6 @@ from metarl import envs
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.envs.base import non_finite_output_error, usable_cores
-from metarl.envs.fallback import LoopBatchedEnv
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import NonFiniteError, all_finite, non_finite_summary
 from metarl.rl.episodes import Episodes
@@ -218,23 +212,6 @@ class EpisodeBuffers:
                         terminated=tensor(self.terminated), non_finite=tensor(self.non_finite))
 
 
-@dataclass
-class _Group:
-    """A contiguous slice of the tasks with its own batched env (one overlap group)."""
-
-    start: int  # first task, relative to the sampler
-    stop: int
-    env: envs.BatchedTaskEnv
-    alive: np.ndarray = field(init=False)  # [n] episode still running
-    obs: np.ndarray | None = None  # [n, obs] float64 current observation
-    clipped: np.ndarray = field(init=False)  # [n, act] float64 action given to the env
-    params: dict[str, Tensor] = field(default_factory=dict)  # the group's tasks' [k, ...]
-
-    def __post_init__(self) -> None:
-        self.alive = np.zeros(self.env.num_envs, dtype=bool)
-        self.clipped = np.empty((self.env.num_envs, self.env.action_size))
-
-
 class BatchedSampler:
     """Samples ``episodes_per_task`` episodes of each of ``num_tasks`` tasks in this process.
 
@@ -243,52 +220,41 @@ class BatchedSampler:
         spec: the policy's shape.
         num_tasks: K, tasks per ``sample`` call.
         episodes_per_task: E.
-        num_groups: 1 (lock-step) or 2 (physics of one half of the tasks overlapped with the
-            policy of the other; see the module docstring). Capped at ``num_tasks``.
-        num_threads: physics threads of each group's batched env (None: the env's default).
+        num_threads: physics threads of the batched env (None: the usable cores).
         task_offset: index of this sampler's first task in the meta-batch (for seeding, when
             the meta-batch is split over processes).
     """
 
     def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
-                 episodes_per_task: int, num_groups: int = 1, num_threads: int | None = None,
-                 task_offset: int = 0):
+                 episodes_per_task: int, num_threads: int | None = None, task_offset: int = 0):
         for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if num_groups not in (1, 2):
-            raise ValueError(f"num_groups must be 1 or 2, got {num_groups!r}")
         self.family = env if isinstance(env, TaskFamily) else envs.resolve(env)
         self.spec = spec
         self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
         self.task_offset = int(task_offset)
         self.num_threads = usable_cores() if num_threads is None else int(num_threads)
-        num_groups = min(num_groups, self.num_tasks)
-        bounds = np.linspace(0, self.num_tasks, num_groups + 1).round().astype(int).tolist()
-        self._groups: list[_Group] = []
+        self._env: envs.BatchedTaskEnv | None = self.family.make_batched(
+            self.num_tasks * self.episodes_per_task, num_threads=self.num_threads)
         try:
-            for start, stop in zip(bounds[:-1], bounds[1:]):
-                batch = self.family.make_batched((stop - start) * self.episodes_per_task,
-                                                 num_threads=self.num_threads)
-                self._groups.append(_Group(start, stop, batch))
-            check_env_sizes(self.family, self._groups[0].env, spec)
-            check_action_bounds(self.family, self._groups[0].env, spec)
+            check_env_sizes(self.family, self._env, spec)
+            check_action_bounds(self.family, self._env, spec)
         except BaseException:
             self.close()
             raise
-        env0 = self._groups[0].env
-        self.horizon = int(env0.horizon)
-        self._low, self._high = np.asarray(env0.action_low), np.asarray(env0.action_high)
+        env = self._env
+        self.horizon = int(env.horizon)
+        self._low, self._high = np.asarray(env.action_low), np.asarray(env.action_high)
         self._scale = self._offset = None
         if spec.normalize_actions:
             self._scale = (self._high - self._low) / 2.0
             self._offset = (self._high + self._low) / 2.0
-        self._executor = ThreadPoolExecutor(1, "metarl-physics") if num_groups > 1 else None
+        self._alive = np.zeros(env.num_envs, dtype=bool)  # [K·E] episode still running
+        self._obs: np.ndarray | None = None  # [K·E, obs] float64 current observation
+        self._clipped = np.empty((env.num_envs, env.action_size))  # [K·E, act] given to the env
+        self._params: dict[str, Tensor] = {}  # task-stacked [K, ...]
         self._closed = False
-
-    @property
-    def num_groups(self) -> int:
-        return len(self._groups)
 
     def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int,
                out: EpisodeBuffers | None = None) -> Episodes | None:
@@ -339,95 +305,58 @@ class BatchedSampler:
         out.lengths[...] = 0
         out.terminated[...] = False
         out.non_finite[...] = False
-        for group in self._groups:
-            group.params = {name: p[group.start:group.stop] for name, p in params.items()}
-            group.env.set_tasks([task for task in tasks[group.start:group.stop] for _ in range(e)])
-            group.obs = group.env.reset([s for row in seeds[group.start:group.stop] for s in row])
-            finite = np.isfinite(group.obs).all(axis=1)
-            if not finite.all():
-                raise non_finite_output_error(self.family.name, "reset", int((~finite).sum()),
-                                              len(finite))
-            group.alive[:] = True
+        self._params = dict(params)
+        self._env.set_tasks([task for task in tasks for _ in range(e)])
+        self._obs = self._env.reset([s for row in seeds for s in row])
+        finite = np.isfinite(self._obs).all(axis=1)
+        if not finite.all():
+            raise non_finite_output_error(self.family.name, "reset", int((~finite).sum()),
+                                          len(finite))
+        self._alive[:] = True
         return np.ascontiguousarray(noise.transpose(2, 0, 1, 3))
 
     def _run(self, noise: np.ndarray, out: EpisodeBuffers) -> None:
-        groups = self._groups
-        if len(groups) == 1:
-            (group,) = groups
-            for t in range(self.horizon):
-                if not group.alive.any():
-                    break
-                self._act(group, t, noise, out)
-                self._record(group, t, group.env.step(group.clipped), out)
-            return
-        # Two groups: while one group's env steps in the background, act for the other here.
-        a, b = groups
-        pending: Future | None = None
-        try:
-            self._act(a, 0, noise, out)
-            pending = self._submit(a)
-            self._act(b, 0, noise, out)
-            for t in range(self.horizon):
-                self._record(a, t, pending.result(), out)
-                pending = self._submit(b)
-                if t + 1 < self.horizon:
-                    self._act(a, t + 1, noise, out)
-                self._record(b, t, pending.result(), out)
-                pending = None
-                if t + 1 < self.horizon:
-                    pending = self._submit(a)
-                    self._act(b, t + 1, noise, out)
-        finally:  # never leave an env stepping in the background
-            if pending is not None:
-                wait_futures([pending])
+        """Steps 0 .. T-1, in lock-step for all K·E instances, until every episode ended."""
+        for t in range(self.horizon):
+            if not self._alive.any():
+                break
+            self._act(t, noise, out)
+            self._record(t, self._env.step(self._clipped), out)
 
-    def _submit(self, group: _Group) -> Future:
-        if not group.alive.any():  # every episode of the group has ended: nothing to step
-            done: Future = Future()
-            done.set_result(None)
-            return done
-        return self._executor.submit(group.env.step, group.clipped)
-
-    def _act(self, group: _Group, t: int, noise: np.ndarray, out: EpisodeBuffers) -> None:
-        """Policy of the group's tasks at step t: stores o_t and a_t, fills ``group.clipped``."""
-        if not group.alive.any():
-            return
-        s = slice(group.start, group.stop)
-        obs = out.observations[t, s]  # [k, E, obs] view, contiguous
-        _rows(obs)[...] = group.obs
-        mean, log_std = mean_and_log_std(group.params, torch.from_numpy(obs),
+    def _act(self, t: int, noise: np.ndarray, out: EpisodeBuffers) -> None:
+        """The policy of every task at step t: stores o_t and a_t, fills ``self._clipped``."""
+        obs = out.observations[t]  # [K, E, obs] view, contiguous
+        _rows(obs)[...] = self._obs
+        mean, log_std = mean_and_log_std(self._params, torch.from_numpy(obs),
                                          self.spec.nonlinearity)
-        actions = torch.from_numpy(out.actions[t, s])
-        torch.addcmul(mean, log_std.exp(), torch.from_numpy(noise[t, s]), out=actions)
-        actions = _rows(out.actions[t, s])
+        actions = torch.from_numpy(out.actions[t])
+        torch.addcmul(mean, log_std.exp(), torch.from_numpy(noise[t]), out=actions)
+        actions = _rows(out.actions[t])
         if self._scale is not None:  # [-1, 1] -> [low, high]
             actions = actions * self._scale + self._offset
-        np.clip(actions, self._low, self._high, out=group.clipped)
+        np.clip(actions, self._low, self._high, out=self._clipped)
 
-    def _record(self, group: _Group, t: int, step, out: EpisodeBuffers) -> None:
-        """Book-keeping of one env step of the group: rewards, lengths, termination."""
-        if step is None:
-            return
+    def _record(self, t: int, step, out: EpisodeBuffers) -> None:
+        """Book-keeping of one env step: rewards, lengths, termination."""
         obs, reward, terminated, truncated, info = step
-        s = slice(group.start, group.stop)
-        alive = group.alive
+        alive = self._alive
         bad_values = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
         non_finite = np.asarray(info.get("non_finite", False)) | bad_values
         if non_finite.any():  # keep the arrays finite; the env should have zeroed these
             flagged = np.asarray(info.get("non_finite", False))
-            undeclared = alive & bad_values & ~flagged & np.isfinite(group.clipped).all(axis=1)
+            undeclared = alive & bad_values & ~flagged & np.isfinite(self._clipped).all(axis=1)
             if undeclared.any():  # envs derived from BatchedEnvBase raise this themselves
                 raise non_finite_output_error(self.family.name, "step", int(undeclared.sum()),
                                               len(alive), at=np.array([t + 1]))
             obs = np.where(non_finite[:, None], 0.0, obs)
             reward = np.where(non_finite, 0.0, reward)
-            _rows(out.non_finite[s])[...] |= alive & non_finite
-        _rows(out.rewards[t, s])[...] = reward
+            _rows(out.non_finite)[...] |= alive & non_finite
+        _rows(out.rewards[t])[...] = reward
         ended = terminated | non_finite
-        _rows(out.lengths[s])[...] += alive
-        _rows(out.terminated[s])[...] |= alive & ended
+        _rows(out.lengths)[...] += alive
+        _rows(out.terminated)[...] |= alive & ended
         alive &= ~(ended | truncated)
-        group.obs = obs
+        self._obs = obs
 
     def _finish(self, log_std: Tensor, noise: np.ndarray, out: EpisodeBuffers) -> None:
         """Log-probabilities of the stored actions, then zeros at every masked step."""
@@ -443,14 +372,11 @@ class BatchedSampler:
                 array[first_invalid:][invalid] = 0.0
 
     def close(self) -> None:
-        """Release the batched envs and the background thread (idempotent)."""
+        """Release the batched env (idempotent)."""
         self._closed = True
-        executor = getattr(self, "_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=True)
-        for group in self._groups:
-            group.env.close()
-        self._groups = []
+        if self._env is not None:
+            self._env.close()
+            self._env = None
 
     def __enter__(self) -> BatchedSampler:
         return self
@@ -466,53 +392,3 @@ def _rows(array: np.ndarray) -> np.ndarray:
         raise ValueError(f"buffer of shape {array.shape} and strides {array.strides} cannot be "
                          "written through a [k*E, ...] view")
     return view
-
-
-def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
-                 episodes_per_task: int, num_workers: int | None = None,
-                 num_groups: int | None = None, num_threads: int | None = None):
-    """The sampler the trainer uses: in-process (``num_workers=1``) or sharded over processes.
-
-    Args:
-        env_name: task family (``metarl.envs.registry.resolve``).
-        spec: the policy's shape.
-        num_tasks, episodes_per_task: K and E of every ``sample`` call.
-        num_workers: processes; 1 samples in this process (no subprocess). None: the usable
-            cores for families whose step is heavy and parallel (MuJoCo physics, or the loop
-            fallback's Python steps), 1 for array-maths families such as ``navigation_2d``,
-            whose per-step cost is fixed Python overhead that extra processes only duplicate.
-        num_groups: overlap groups per process (default 1, lock-step; 2: see the module
-            docstring).
-        num_threads: physics threads per process; default: the usable cores in-process, 2 per
-            worker (a single-threaded worker stalls whenever the scheduler parks it behind
-            other work).
-
-    These defaults were chosen with ``bench/sampling.py`` (with the cores free and with other
-    jobs running); its measurements are in docs/results.md, section "Performance". Both
-    kinds have ``sample(tasks, params, seed) -> Episodes``, ``close()`` and are context
-    managers; for the same seed their episodes are identical.
-    """
-    family = env_name if isinstance(env_name, TaskFamily) else envs.resolve(env_name)
-    probe = family.make_batched(1, num_threads=1)
-    try:
-        check_env_sizes(family, probe, spec)  # both before any worker starts
-        check_action_bounds(family, probe, spec)
-        physics = hasattr(probe, "physics")  # envs.mujoco_batch: rollout releases the GIL
-        python_loop = isinstance(probe, LoopBatchedEnv)
-    finally:
-        probe.close()
-    if num_workers is None:
-        num_workers = usable_cores() if physics or python_loop else 1
-    if not isinstance(num_workers, int | np.integer) or num_workers < 1:
-        raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
-    if num_workers == 1:
-        return BatchedSampler(family, spec, num_tasks=num_tasks,
-                              episodes_per_task=episodes_per_task,
-                              num_groups=num_groups or 1, num_threads=num_threads)
-    from metarl.rl.workers import ProcessSampler  # imports this module
-
-    return ProcessSampler(family, spec, num_tasks=num_tasks,
-                          episodes_per_task=episodes_per_task, num_workers=int(num_workers),
-                          num_groups=num_groups or 1,
-                          num_threads=min(2, usable_cores()) if num_threads is None
-                          else num_threads)

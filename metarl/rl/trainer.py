@@ -36,7 +36,8 @@ from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO
 from metarl.rl.policy import GaussianMLPPolicy
-from metarl.rl.sampler import PolicySpec, make_sampler
+from metarl.rl.sampler import PolicySpec
+from metarl.rl.workers import make_sampler
 from metarl.runs import (
     CHECKPOINT_NAME,
     Logger,

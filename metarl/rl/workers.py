@@ -1,4 +1,5 @@
-"""The batched sampler sharded over worker processes, each owning a contiguous slice of tasks.
+"""The batched sampler sharded over worker processes, each owning a contiguous slice of tasks;
+``make_sampler`` chooses between it and the in-process :class:`~metarl.rl.sampler.BatchedSampler`.
 
 Layout: one shared-memory block (``multiprocessing.RawArray``, freed with the last process that
 maps it) holds the parameters ``{name: [K, ...]}`` and the episode buffers ``[T, K, E, ...]``.
@@ -45,11 +46,20 @@ from torch import Tensor
 
 from metarl import envs
 from metarl.allocator import tune_malloc
+from metarl.envs.base import usable_cores
+from metarl.envs.protocol import parallel_step
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.envs.tasks import TaskError
 from metarl.nonfinite import NonFiniteError
 from metarl.rl.episodes import Episodes
-from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
+from metarl.rl.sampler import (
+    BatchedSampler,
+    EpisodeBuffers,
+    PolicySpec,
+    check_action_bounds,
+    check_env_sizes,
+    check_params,
+)
 
 _JOIN_TIMEOUT_S = 2.0
 _POLL_S = 0.5
@@ -76,13 +86,11 @@ class ProcessSampler:
         num_tasks: K; worker w owns the tasks ``bounds[w]:bounds[w + 1]`` (near-equal slices).
         episodes_per_task: E.
         num_workers: processes (capped at ``num_tasks``).
-        num_groups: overlap groups inside each worker (see ``BatchedSampler``).
         num_threads: physics threads per worker env (2 by default: see ``make_sampler``).
     """
 
     def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
-                 episodes_per_task: int, num_workers: int, num_groups: int = 1,
-                 num_threads: int = 2):
+                 episodes_per_task: int, num_workers: int, num_threads: int = 2):
         for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task),
                             ("num_workers", num_workers)):
             if not isinstance(value, int | np.integer) or value < 1:
@@ -94,7 +102,7 @@ class ProcessSampler:
         self.spec, self.num_tasks, self.episodes_per_task = spec, num_tasks, episodes_per_task
         self.horizon = _probe_horizon(family)
         self.num_workers = min(num_workers, num_tasks)
-        self.num_groups, self.num_threads = num_groups, num_threads
+        self.num_threads = num_threads
         self.bounds = np.linspace(0, num_tasks, self.num_workers + 1).round().astype(int).tolist()
         self._layout = _Layout(spec, self.horizon, num_tasks, episodes_per_task)
         context = _context()
@@ -115,8 +123,7 @@ class ProcessSampler:
                 self._conns.append(parent)
             for w in range(self.num_workers):
                 self._send(w, ("init", family, spec, self.bounds[w], self.bounds[w + 1],
-                               num_tasks, episodes_per_task, self.horizon, num_groups,
-                               num_threads))
+                               num_tasks, episodes_per_task, self.horizon, num_threads))
             self._wait_all("start")
         except BaseException:
             self.close()
@@ -286,15 +293,14 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
     try:
         try:
             message = conn.recv()
-            (_, family, spec, start, stop, num_tasks, episodes, horizon, groups,
-             threads) = message
+            _, family, spec, start, stop, num_tasks, episodes, horizon, threads = message
             _ensure_registered(family)
             layout = _Layout(spec, horizon, num_tasks, episodes)
             params_all, buffers_all = layout.views(shared)
             buffers = buffers_all.tasks(start, stop)
             sampler = BatchedSampler(family, spec, num_tasks=stop - start,
-                                     episodes_per_task=episodes, num_groups=groups,
-                                     num_threads=threads, task_offset=start)
+                                     episodes_per_task=episodes, num_threads=threads,
+                                     task_offset=start)
             if sampler.horizon != horizon:
                 raise ValueError(f"the env's horizon is {sampler.horizon}, the main process "
                                  f"expected {horizon}")
@@ -350,3 +356,47 @@ def _context():
     context = mp.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context
+
+
+def make_sampler(env_name: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
+                 episodes_per_task: int, num_workers: int | None = None,
+                 num_threads: int | None = None) -> BatchedSampler | ProcessSampler:
+    """The sampler the trainer uses: in-process (``num_workers=1``) or sharded over processes.
+
+    Args:
+        env_name: task family (``metarl.envs.registry.resolve``).
+        spec: the policy's shape.
+        num_tasks, episodes_per_task: K and E of every ``sample`` call.
+        num_workers: processes; 1 samples in this process (no subprocess). None: the usable
+            cores for families whose batched env declares a heavy, parallel step
+            (``parallel_step``: MuJoCo physics, the loop fallback's Python steps), 1 for
+            array-maths families such as ``navigation_2d``, whose per-step cost is fixed Python
+            overhead that extra processes only duplicate.
+        num_threads: physics threads per process; default: the usable cores in-process, 2 per
+            worker (a single-threaded worker stalls whenever the scheduler parks it behind
+            other work).
+
+    These defaults were chosen with ``bench/sampling.py`` (with the cores free and with other
+    jobs running); its measurements are in docs/results.md, section "Performance". Both
+    kinds have ``sample(tasks, params, seed) -> Episodes``, ``close()`` and are context
+    managers; for the same seed their episodes are identical.
+    """
+    family = env_name if isinstance(env_name, TaskFamily) else envs.resolve(env_name)
+    probe = family.make_batched(1, num_threads=1)
+    try:
+        check_env_sizes(family, probe, spec)  # both before any worker starts
+        check_action_bounds(family, probe, spec)
+        heavy_step = parallel_step(probe)
+    finally:
+        probe.close()
+    if num_workers is None:
+        num_workers = usable_cores() if heavy_step else 1
+    if not isinstance(num_workers, int | np.integer) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive int or None, got {num_workers!r}")
+    if num_workers == 1:
+        return BatchedSampler(family, spec, num_tasks=num_tasks,
+                              episodes_per_task=episodes_per_task, num_threads=num_threads)
+    return ProcessSampler(family, spec, num_tasks=num_tasks,
+                          episodes_per_task=episodes_per_task, num_workers=int(num_workers),
+                          num_threads=min(2, usable_cores()) if num_threads is None
+                          else num_threads)

@@ -14,7 +14,8 @@ from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import NonFiniteError
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, log_prob
-from metarl.rl.sampler import BatchedSampler, PolicySpec, episode_seeds, make_sampler
+from metarl.rl.sampler import BatchedSampler, PolicySpec, episode_seeds
+from metarl.rl.workers import make_sampler
 
 
 def spec_of(name: str, hidden=(8, 8)) -> PolicySpec:
@@ -151,19 +152,6 @@ def test_same_seed_same_episodes_different_seed_differs():
     assert_identical(first, again)
     assert not torch.equal(first.observations[0], other.observations[0])  # reset noise
     assert not torch.equal(first.actions, other.actions)
-
-
-@pytest.mark.parametrize("form", ["shared", "stacked"])
-def test_overlap_groups_give_the_same_episodes_as_lock_step(form):
-    spec = spec_of("navigation_2d")
-    params = policy_params(spec)
-    if form == "stacked":
-        params = {name: (p + 0.1 * torch.randn_like(p)).contiguous()
-                  for name, p in stack_params(params, 5).items()}
-    tasks = envs.sample_tasks("navigation_2d", 5, seed=2)
-    lock_step = sample("navigation_2d", tasks, params, seed=3, spec=spec, num_groups=1)
-    overlapped = sample("navigation_2d", tasks, params, seed=3, spec=spec, num_groups=2)
-    assert_identical(lock_step, overlapped)
 
 
 def test_seeds_depend_on_task_index_and_episode_not_on_episode_count():

@@ -7,13 +7,14 @@ import torch
 from metarl import envs
 from metarl.core.maml import parameters_of
 from metarl.rl.policy import GaussianMLPPolicy
-from metarl.rl.sampler import PolicySpec, make_sampler
+from metarl.rl.sampler import PolicySpec
 from metarl.rl.step_budget import (
     completed_within_budget,
     round_seed,
     sample_env_steps,
     slots_for,
 )
+from metarl.rl.workers import make_sampler
 
 
 def test_slots_are_the_budget_over_the_horizon_capped_at_100():

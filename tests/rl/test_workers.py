@@ -19,11 +19,11 @@ import torch
 from metarl import envs
 from metarl.core.maml import stack_params
 from metarl.envs.registry import NotATaskFamilyError
-from metarl.rl import sampler as sampler_module
+from metarl.rl import workers as workers_module
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy
-from metarl.rl.sampler import PolicySpec, make_sampler
-from metarl.rl.workers import ProcessSampler, WorkerError
+from metarl.rl.sampler import PolicySpec
+from metarl.rl.workers import ProcessSampler, WorkerError, make_sampler
 
 HERE = Path(__file__).resolve().parent
 
@@ -115,7 +115,7 @@ def test_one_and_two_workers_give_identical_episodes():
 
 
 def test_one_and_two_workers_give_identical_mujoco_episodes(monkeypatch):
-    monkeypatch.setattr(sampler_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(workers_module, "usable_cores", lambda: 2)
     spec = PolicySpec(20, 6, (16, 16))
     tasks = envs.sample_tasks("cheetah_vel", 3, seed=4)  # split 2 + 1 over the workers
     batches = []
