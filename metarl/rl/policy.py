@@ -11,8 +11,9 @@ outputs μ) and ``log_std [act]``. Two forms of parameters:
 * shared ``{name: [...]}``: one policy for every observation ``[..., obs]``;
 * task-stacked ``{name: [K, ...]}`` (``maml.stack_params`` or the output of ``maml.adapt`` on
   stacked params): task k's policy on its own observations, ``obs [..., K, E, obs]`` (e.g. the
-  sampler's ``[K, E, obs]`` per step, or an ``Episodes`` batch ``[T, K, E, obs]``). Evaluated
-  with one batched matmul (``torch.baddbmm``) per layer for all tasks, no loop over tasks.
+  sampler's ``[K, E, obs]`` per step, or an ``Episodes`` batch ``[T, K, E, obs]``), evaluated
+  for all tasks at once by ``metarl.core.mlp.task_forward`` (batched matmuls, no loop over
+  tasks).
 
 Outputs keep the observation's leading shape: ``mean [..., act]``, ``log_std`` broadcast to it,
 ``log_prob`` and ``gaussian_kl`` ``[...]`` (summed over action dimensions).
@@ -29,11 +30,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from metarl.core.activations import tanh
+from metarl.core import mlp
+from metarl.core.mlp import activation
 
 Params = Mapping[str, Tensor]
 
-NONLINEARITIES = {"tanh": tanh, "relu": torch.relu}
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -45,7 +46,7 @@ class GaussianMLPPolicy(nn.Module):
         act_size: action dimension.
         hidden_sizes: widths of the hidden layers (64-64 tanh is the common PyTorch default;
             the MAML paper used 100-100 relu).
-        nonlinearity: one of ``NONLINEARITIES``.
+        nonlinearity: one of ``metarl.core.mlp.NONLINEARITIES``.
         init_log_std: initial value of every log-std entry.
         init_output_scale: factor on the output layer's initial (Xavier) weights; a small one
             starts the mean near 0 whatever the observation, so that the first actions are the
@@ -62,7 +63,7 @@ class GaussianMLPPolicy(nn.Module):
         init_output_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        _activation(nonlinearity)
+        activation(nonlinearity)
         sizes = (int(obs_size), *(int(h) for h in hidden_sizes), int(act_size))
         if any(s < 1 for s in sizes):
             raise ValueError(
@@ -99,15 +100,11 @@ def mean_and_log_std(
     Shared params: ``obs [..., obs] -> [..., act]``. Task-stacked params (``log_std [K, act]``):
     ``obs [..., K, E, obs] -> [..., K, E, act]``, task k evaluated with its own parameters.
     """
-    act = _activation(nonlinearity)
+    act = activation(nonlinearity)
     layers = _layers(params)
     log_std = params["log_std"]
     if log_std.dim() == 1:
-        x = obs
-        for i, (w, b) in enumerate(layers):
-            x = nn.functional.linear(x, w, b)
-            if i < len(layers) - 1:
-                x = act(x)
+        x = mlp.forward(layers, obs, act)
         return x, log_std.expand_as(x)
     if log_std.dim() != 2:
         raise ValueError(f"log_std must be [act] or [K, act], got shape {tuple(log_std.shape)}")
@@ -120,17 +117,7 @@ def mean_and_log_std(
     # [..., K, E, obs] -> [K, N, obs]: one batched matmul per layer for all tasks.
     x = obs.movedim(-3, 0)
     lead = x.shape[1:-1]
-    x = x.reshape(num_tasks, -1, obs.shape[-1])
-    for i, (w, b) in enumerate(layers):
-        if w.dim() != 3 or w.shape[0] != num_tasks:
-            raise ValueError(
-                f"layers.{i}.weight has shape {tuple(w.shape)}; task-stacked params need "
-                f"[K={num_tasks}, out, in]"
-            )
-        # bmm then add: baddbmm's broadcast copy of the bias costs as much as the matmul.
-        x = torch.bmm(x, w.transpose(1, 2)) + b.unsqueeze(1)
-        if i < len(layers) - 1:
-            x = act(x)
+    x = mlp.task_forward(layers, x.reshape(num_tasks, -1, obs.shape[-1]), act)
     mean = x.reshape(num_tasks, *lead, x.shape[-1]).movedim(0, -3)
     return mean, log_std.unsqueeze(1).expand_as(mean)
 
@@ -161,12 +148,7 @@ def gaussian_kl(mean_p: Tensor, log_std_p: Tensor, mean_q: Tensor, log_std_q: Te
 
 
 def _layers(params: Params) -> list[tuple[Tensor, Tensor]]:
-    layers = []
-    while f"layers.{len(layers)}.weight" in params:
-        i = len(layers)
-        if f"layers.{i}.bias" not in params:
-            raise KeyError(f"params have layers.{i}.weight but no layers.{i}.bias")
-        layers.append((params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]))
+    layers = mlp.layers_of(params)
     if not layers or "log_std" not in params:
         raise KeyError(
             "params must hold layers.0.weight, layers.0.bias, ... and log_std "
@@ -174,10 +156,3 @@ def _layers(params: Params) -> list[tuple[Tensor, Tensor]]:
         )
     return layers
 
-
-def _activation(name: str):
-    if name not in NONLINEARITIES:
-        raise ValueError(
-            f"unknown nonlinearity {name!r}; valid choices: {', '.join(NONLINEARITIES)}"
-        )
-    return NONLINEARITIES[name]

@@ -40,11 +40,12 @@ from torch import Tensor
 from metarl import envs
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
+from metarl.core.mlp import NONLINEARITIES
 from metarl.envs.base import non_finite_output_error, usable_cores
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import NonFiniteError, all_finite, non_finite_summary
 from metarl.rl.episodes import Episodes
-from metarl.rl.policy import HALF_LOG_2PI, NONLINEARITIES, mean_and_log_std
+from metarl.rl.policy import HALF_LOG_2PI, mean_and_log_std
 
 _RESET_STREAM, _NOISE_STREAM = 0, 1
 

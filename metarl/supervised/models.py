@@ -5,32 +5,19 @@ and optimisers work as usual) and also evaluates many tasks' own parameters at o
 
     task_forward(params, x) -> outputs,   params: {name: [tasks, ...]}, x: [tasks, n, ...]
 
-For small networks this hand-batched forward (batched matmuls) is far faster than
-``torch.func.vmap`` or a loop over tasks: measured on 2 cores for the 1-40-40-1 sine MLP and a
-meta-batch of 25, one second-order meta-iteration takes about 2 ms with ``torch.baddbmm``,
-28 ms with a loop and 115 ms with vmapped ``torch.func.grad``.
+For small networks this hand-batched forward (``metarl.core.mlp``: batched matmuls) is faster
+than ``torch.func.vmap`` or a loop over tasks (docs/results.md, Performance).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from metarl.core.activations import tanh
+from metarl.core import mlp
 from metarl.core.maml import Params
-
-NONLINEARITIES = {"relu": torch.relu, "tanh": tanh}
-
-
-def activation(name: str):
-    """The activation function for ``name``; a clear error lists the valid names."""
-    try:
-        return NONLINEARITIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown nonlinearity {name!r}; choose from: {', '.join(NONLINEARITIES)}") from None
+from metarl.core.mlp import activation
 
 
 class MLP(nn.Module):
@@ -47,11 +34,8 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = self.activation(x)
-        return x
+        return mlp.forward([(layer.weight, layer.bias) for layer in self.layers], x,
+                           self.activation)
 
     def task_forward(self, params: Params, x: Tensor) -> Tensor:
         """Each task's own parameters on its own inputs.
@@ -63,9 +47,6 @@ class MLP(nn.Module):
         Returns:
             ``[tasks, n, out]``.
         """
-        for i in range(len(self.layers)):
-            weight, bias = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
-            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-            if i < len(self.layers) - 1:
-                x = self.activation(x)
-        return x
+        layers = [(params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+                  for i in range(len(self.layers))]
+        return mlp.task_forward(layers, x, self.activation)
