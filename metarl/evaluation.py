@@ -20,6 +20,17 @@ import numpy as np
 from metarl.files import atomic_open, ensure_dir
 
 Z_95 = 1.959963984540054
+#: Held-out tasks of ``evaluate`` come from ``seed + EVALUATION_SEED_OFFSET``: a stream
+#: disjoint from training's (and from the held-out set logged during supervised training).
+EVALUATION_SEED_OFFSET = 2_000_029
+
+
+def evaluation_step_sizes(fast_lr: float, steps: int, later_lr_scale: float) -> list[float]:
+    """The step sizes of ``evaluate``'s ``steps`` adaptation steps: α = ``fast_lr`` for the
+    first, α·``later_lr_scale`` for the others (the paper's RL evaluation: α, then α/2)."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    return [fast_lr * (1.0 if k == 0 else later_lr_scale) for k in range(steps)]
 
 
 @dataclass(frozen=True)

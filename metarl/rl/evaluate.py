@@ -40,9 +40,9 @@ import torch
 from tqdm import tqdm
 
 from metarl.config import ConfigError, from_mapping
-from metarl.core.maml import Params, adapt, stack_params, step_sizes
+from metarl.core.maml import Params, adapt, stack_params
 from metarl.envs.oracle import ORACLE_SUFFIX
-from metarl.evaluation import report
+from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.step_budget import sample_env_steps, slots_for
@@ -55,8 +55,6 @@ from metarl.runs import (
     load_state_dict_strict,
     new_run_dir,
 )
-
-EVALUATION_SEED_OFFSET = 2_000_029
 
 #: MAML's published mean returns after 0..3 steps (docs/protocol.md; navigation also step 4).
 PUBLISHED_MAML = {
@@ -181,8 +179,7 @@ def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtoco
     from metarl import envs
 
     steps = default_steps(config.env) if options.steps is None else options.steps
-    sizes = step_sizes([config.fast_lr] + [config.fast_lr * options.later_lr_scale] * (steps - 1),
-                       steps) if steps else []
+    sizes = evaluation_step_sizes(config.fast_lr, steps, options.later_lr_scale)
     seed = config.seed if options.seed is None else options.seed
     tasks = envs.registry.sample_tasks(config.env, options.num_tasks,
                                        seed=seed + EVALUATION_SEED_OFFSET)

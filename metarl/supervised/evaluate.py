@@ -24,14 +24,13 @@ import matplotlib
 import torch
 
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
-from metarl.evaluation import report
+from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.supervised.baselines import pretrain_jointly
 from metarl.supervised.curves import adaptation_curve
 from metarl.supervised.problem import Batch, FewShotProblem
 from metarl.supervised.sine import SineProblem
 from metarl.supervised.trainer import MAMLConfig, MetaLearner
 
-EVALUATION_SEED_OFFSET = 2_000_029
 #: The most training iterations a baseline gets by default (``default_baseline_iterations``),
 #: and those of an oracle.
 MAX_BASELINE_ITERATIONS = 10_000
@@ -63,11 +62,6 @@ def default_baseline_iterations(trained: int) -> int:
     return min(trained, MAX_BASELINE_ITERATIONS)
 
 
-def eval_step_sizes(fast_lr: float, steps: int, later_lr_scale: float) -> list[float]:
-    """α for the first step, α·later_lr_scale for the others."""
-    return [fast_lr * (1.0 if k == 0 else later_lr_scale) for k in range(steps)]
-
-
 def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOptions,
                         build_problem: Any) -> dict[str, Any]:
     """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
@@ -79,7 +73,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
     shots = options.shots or config.shots
     problem = _problem_with_shots(learner, shots, build_problem)
     seed = config.seed if options.seed is None else options.seed
-    sizes = eval_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
+    sizes = evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
     support, query, tasks = problem.meta_batch_with_tasks(
         options.num_tasks, generator, query_size=options.query_size, shots=shots)
