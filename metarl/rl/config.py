@@ -5,12 +5,13 @@ The per-environment defaults of the paper live in ``experiments/maml_trpo/{env}.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from metarl.config import THREADS_MAX, option, seed_option
 from metarl.envs.oracle import ORACLE_SUFFIX
-from metarl.rl.maml_trpo import CURVATURES, TRPOSettings
+
+#: How MAMLTRPO computes the KL's curvature products (``curvature``; ``metarl.rl.maml_trpo``).
+CURVATURES = ("gauss_newton", "exact")
 
 
 @dataclass
@@ -81,11 +82,6 @@ class MAMLTRPOConfig:
     def task(self) -> str:
         """The run-directory name component (``{algo}__{env}__{seed}__{time}``)."""
         return self.env.replace("/", "-").replace(":", "-")
-
-    def settings(self) -> TRPOSettings:
-        """The optimisation settings of ``MAMLTRPO``: the fields of the same names."""
-        return TRPOSettings(**{f.name: getattr(self, f.name)
-                               for f in dataclasses.fields(TRPOSettings)})
 
 
 #: Config keys a checkpoint must agree on to be loaded into a policy.

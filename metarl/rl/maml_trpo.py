@@ -47,34 +47,10 @@ from metarl.core.trpo import (
 )
 from metarl.nonfinite import NonFiniteError
 from metarl.rl.baseline import baseline_values
+from metarl.rl.config import CURVATURES, MAMLTRPOConfig
 from metarl.rl.episodes import Episodes
 from metarl.rl.policy import GaussianMLPPolicy, gaussian_kl, gaussian_log_prob
 from metarl.rl.returns import discounted_returns, gae, normalize_advantages
-
-CURVATURES = ("gauss_newton", "exact")
-
-
-@dataclass(frozen=True)
-class TRPOSettings:
-    """The optimisation settings of one MAML-TRPO step.
-
-    Every field is a field of ``MAMLTRPOConfig`` with the same name and the same default, so
-    ``TRPOSettings()`` is what a run with no options uses (``tests/rl/test_maml_trpo.py`` checks
-    that the defaults agree).
-    """
-
-    num_steps: int = 1
-    fast_lr: float = 0.1
-    first_order: bool = False
-    max_kl: float = 0.01
-    cg_iters: int = 10
-    cg_damping: float = 1e-5
-    ls_max_steps: int = 15
-    ls_backtrack_ratio: float = 0.8
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    curvature: str = "gauss_newton"
-    hvp_subsample: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -103,7 +79,9 @@ class TaskData:
 class MAMLTRPO:
     """The MAML-TRPO meta-learner for a Gaussian MLP policy (owns nothing but references)."""
 
-    def __init__(self, policy: GaussianMLPPolicy, settings: TRPOSettings):
+    def __init__(self, policy: GaussianMLPPolicy, settings: MAMLTRPOConfig):
+        """``settings``: the run's config, of which the step reads the optimisation options
+        (``num_steps``, ``fast_lr``, ``first_order``, the TRPO, GAE and curvature options)."""
         if settings.curvature not in CURVATURES:
             raise ValueError(f"curvature={settings.curvature!r} is not valid; choose from: "
                              f"{', '.join(CURVATURES)}")

@@ -101,7 +101,7 @@ class MetaRLTrainer:
         obs_size, act_size = env_sizes(config.env)
         check_family_tasks(config)
         self.policy = build_policy(config, obs_size, act_size)
-        self.learner = MAMLTRPO(self.policy, config.settings())
+        self.learner = MAMLTRPO(self.policy, config)
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                                nonlinearity=config.nonlinearity,
                                normalize_actions=config.normalize_actions)

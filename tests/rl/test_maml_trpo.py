@@ -8,8 +8,9 @@ import torch
 from metarl.core.maml import parameters_of
 from metarl.core.trpo import flatten, unflatten
 from metarl.nonfinite import NonFiniteError
+from metarl.rl.config import MAMLTRPOConfig
 from metarl.rl.episodes import Episodes
-from metarl.rl.maml_trpo import MAMLTRPO, TRPOSettings, subsample_index, take_episodes
+from metarl.rl.maml_trpo import MAMLTRPO, subsample_index, take_episodes
 from metarl.rl.policy import GaussianMLPPolicy
 
 T, K, E, OBS, ACT = 6, 3, 8, 2, 2
@@ -38,7 +39,7 @@ def setup():
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(OBS, ACT, hidden_sizes=(8,)).double()
     # hvp_subsample=1.0: the tests below compare with (or start from) the full-data product.
-    settings = TRPOSettings(fast_lr=0.5, max_kl=0.01, cg_damping=0.0, hvp_subsample=1.0)
+    settings = MAMLTRPOConfig(fast_lr=0.5, max_kl=0.01, cg_damping=0.0, hvp_subsample=1.0)
     learner = MAMLTRPO(policy, settings)
     theta = parameters_of(policy)
     train = synthetic_episodes(policy, {k: v.detach() for k, v in theta.items()}, seed=1)
@@ -173,15 +174,6 @@ def test_a_step_rejected_for_non_finite_curvature_says_so(setup):
 def test_invalid_settings_are_rejected():
     policy = GaussianMLPPolicy(OBS, ACT)
     with pytest.raises(ValueError, match="curvature='fisher' is not valid; choose from"):
-        MAMLTRPO(policy, TRPOSettings(curvature="fisher"))
+        MAMLTRPO(policy, MAMLTRPOConfig(curvature="fisher"))
     with pytest.raises(ValueError, match="hvp_subsample=0.0 must be in"):
-        MAMLTRPO(policy, TRPOSettings(hvp_subsample=0.0))
-
-
-def test_settings_default_to_the_run_configs_defaults():
-    from metarl.rl.config import MAMLTRPOConfig
-
-    config = MAMLTRPOConfig()
-    for field in dataclasses.fields(TRPOSettings):
-        assert getattr(TRPOSettings(), field.name) == getattr(config, field.name), field.name
-    assert config.settings() == TRPOSettings()
+        MAMLTRPO(policy, MAMLTRPOConfig(hvp_subsample=0.0))
