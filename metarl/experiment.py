@@ -332,9 +332,7 @@ class Run:
 
     def close(self) -> None:
         """Stop the sampler's worker processes (idempotent)."""
-        close = getattr(self.trainer, "close", None)  # only RL trainers hold processes
-        if close is not None:
-            close()
+        self.trainer.close()
 
     def __enter__(self) -> Run:
         return self

@@ -123,8 +123,9 @@ def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) ->
     if shots == learner.config.shots:
         return learner.problem
     problem = build_problem(dataclasses.replace(learner.config, shots=shots))
-    if hasattr(problem, "load_state_dict"):
-        problem.load_state_dict(learner.problem.state_dict(), source="the evaluated run")
+    problem_state = learner.problem.state_dict()
+    if problem_state is not None:
+        problem.load_state_dict(problem_state, source="the evaluated run")
     return problem
 
 

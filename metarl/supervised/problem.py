@@ -6,12 +6,11 @@ the meta-training loop (``trainer.py``) and the adaptation curves (``curves.py``
 Everything is batched over a leading task axis: a meta-batch is ``(support, query)`` with
 ``support = (x [tasks, K, ...], y [tasks, K, ...])``, the model evaluates task-stacked
 parameters with ``task_forward(params, x)``, and losses come back per task, ``[tasks]``.
-Optional hooks are listed in ``FewShotProblem``'s docstring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +20,9 @@ from torch import Tensor, nn
 from metarl.core.maml import Params
 
 Batch = tuple[Tensor, Tensor]
+#: ``meta_loss(model, params, support, query, *, num_steps, step_size, first_order)
+#: -> (losses [tasks], scores [tasks])``.
+MetaLoss = Callable[..., tuple[Tensor, Tensor]]
 
 
 class TaskModel(Protocol):
@@ -32,19 +34,7 @@ class TaskModel(Protocol):
 
 
 class FewShotProblem(Protocol):
-    """A distribution of few-shot tasks with its model, loss and metric.
-
-    Optional hooks, looked up by name where they are used (a problem without them gets the
-    default behaviour):
-
-    * ``state_dict() -> dict`` and ``load_state_dict(state, *, source)``: for a problem whose
-      tasks depend on more than its config (Omniglot: the character split, made from whatever
-      archives the data folder held). The trainer keeps that state in every checkpoint and
-      restores it on ``--resume`` and ``evaluate``.
-    * ``meta_loss(model, params, support, query, *, num_steps, step_size, first_order)
-      -> (losses [tasks], scores [tasks])``: a faster meta-loss than the trainer's default
-      (all tasks adapted at once on stacked parameters); Omniglot adapts tasks in small groups.
-    """
+    """A distribution of few-shot tasks with its model, loss and metric."""
 
     #: Name of the metric ``task_score`` returns, e.g. ``"mse"`` or ``"accuracy"``.
     metric: str
@@ -56,6 +46,18 @@ class FewShotProblem(Protocol):
     eval_chunk_size: int
     #: Curves of ``baseline_curves`` drawn as a flat, labelled reference line: name -> label.
     flat_curves: Mapping[str, str]
+    #: A faster meta-loss than the trainer's default (all tasks adapted at once on stacked
+    #: parameters; see ``MetaLoss``), or None for that default. Omniglot adapts tasks in
+    #: small groups.
+    meta_loss: MetaLoss | None
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What the problem's tasks depend on beyond its config (Omniglot: the character
+        split, made from whatever archives the data folder held), kept in every checkpoint;
+        None when nothing (sine)."""
+
+    def load_state_dict(self, state: Mapping[str, Any], *, source: str) -> None:
+        """Restore what ``state_dict`` returned (on ``--resume`` and ``evaluate``)."""
 
     def build_model(self) -> nn.Module:
         """A fresh model (a TaskModel) with the problem's architecture."""

@@ -9,8 +9,9 @@ from the training one (see ``trainer.py``), not a separate split.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,6 +70,8 @@ class SineProblem:
     eval_chunk_size = 200
     #: No curve is drawn as a flat reference line.
     flat_curves: dict[str, str] = {}
+    #: The trainer's default meta-loss (all tasks at once) is the fast one for this MLP.
+    meta_loss = None
 
     def __init__(self, shots: int = 10, query_size: int = 10,
                  hidden_sizes: tuple[int, ...] = (40, 40), tasks: SineTasks | None = None):
@@ -79,6 +82,13 @@ class SineProblem:
 
     def build_model(self) -> nn.Module:
         return MLP(1, 1, self.hidden_sizes, nonlinearity="relu")
+
+    def state_dict(self) -> None:
+        """None: sine tasks depend on the config alone."""
+        return None
+
+    def load_state_dict(self, state: Mapping[str, Any], *, source: str) -> None:
+        """Nothing to restore (``state_dict`` is None)."""
 
     def task_loss(self, output: Tensor, target: Tensor) -> Tensor:
         """Mean squared error of each task: ``[tasks, n, 1] -> [tasks]``."""

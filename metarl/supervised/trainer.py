@@ -126,12 +126,11 @@ class MetaLearner:
         A problem may bring its own faster ``meta_loss`` (Omniglot adapts tasks in small
         groups, each its own graph); otherwise all tasks adapt at once on stacked params.
         """
-        custom = getattr(self.problem, "meta_loss", None)
-        if custom is not None:
-            losses, scores = custom(self.model, parameters_of(self.model), support, query,
-                                    num_steps=self.config.num_steps,
-                                    step_size=self.config.fast_lr,
-                                    first_order=self.config.first_order)
+        if self.problem.meta_loss is not None:
+            losses, scores = self.problem.meta_loss(
+                self.model, parameters_of(self.model), support, query,
+                num_steps=self.config.num_steps, step_size=self.config.fast_lr,
+                first_order=self.config.first_order)
             return losses.mean(), scores.detach().mean()
         adapted = self.adapt(parameters_of(self.model), support)
         losses = self.task_losses(adapted, query)
@@ -156,6 +155,9 @@ class MetaLearner:
         return {"train/meta_loss": loss.item(), f"train/post_adaptation_{self.problem.metric}":
                 score.item()}
 
+    def close(self) -> None:
+        """Nothing to release (the RL trainer's ``close`` stops its sampler's processes)."""
+
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds; ``"problem"`` is the problem's own state where it has one
         (Omniglot: the character split and the archives it was made from)."""
@@ -167,8 +169,9 @@ class MetaLearner:
             "iteration": self.iteration,
             "config": dataclasses.asdict(self.config),
         }
-        if hasattr(self.problem, "state_dict"):
-            state["problem"] = self.problem.state_dict()
+        problem_state = self.problem.state_dict()
+        if problem_state is not None:
+            state["problem"] = problem_state
         return state
 
     def load(self, state: dict[str, Any], *, source: str) -> None:
@@ -179,7 +182,7 @@ class MetaLearner:
         check_run_state(state, source=source, algo="maml")
         check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS + TASK_KEYS, source=source)
-        if state.get("problem") is not None and hasattr(self.problem, "load_state_dict"):
+        if state.get("problem") is not None:
             self.problem.load_state_dict(state["problem"], source=source)
         load_state_dict_strict(self.model, state["model"], source=source)
         load_optimizer_strict(self.optimizer, state["optimizer"], source=source)
