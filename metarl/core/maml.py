@@ -13,14 +13,11 @@ taken ``num_steps`` times. With ``first_order=False`` the gradient is kept in th
 (``create_graph=True``), so a loss of θ' differentiates back to θ through the update, Hessian
 terms included; with ``first_order=True`` the inner gradient is treated as a constant (FOMAML).
 
-Two ways to adapt many tasks at once:
-
-* ``adapt`` on task-stacked parameters: if ``params`` hold a leading task axis ``[tasks, ...]``
-  (see ``stack_params``) and ``loss_fn`` returns the *sum* of independent per-task losses, the
-  gradient of that sum with respect to task i's slice is task i's own gradient, so one call
-  adapts every task. This is what a model written with batched matmuls (the RL policy) uses.
-* ``adapt_vmapped``: ``torch.func.vmap`` over the leading task axis of ``data`` for any loss,
-  including ``functional_call`` of an arbitrary ``nn.Module``; shared θ in, ``[tasks, ...]`` out.
+Many tasks at once: if ``params`` hold a leading task axis ``[tasks, ...]`` (see
+``stack_params``) and ``loss_fn`` returns the *sum* of independent per-task losses, the gradient
+of that sum with respect to task i's slice is task i's own gradient, so one call of ``adapt``
+adapts every task. The models written with batched matmuls (the RL policy, the sine MLP:
+``metarl.core.mlp``) and the Omniglot conv net's grouped convolutions do this.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call
 
 Params = dict[str, Tensor]
 LossFn = Callable[[Params, Any], Tensor]
@@ -92,53 +89,6 @@ def adapt(
     return params
 
 
-def adapt_vmapped(
-    loss_fn: LossFn,
-    params: Params,
-    task_data: Any,
-    *,
-    num_steps: int = 1,
-    step_size: float | Sequence[float] = 0.1,
-    first_order: bool = False,
-) -> Params:
-    """``adapt`` for a batch of tasks: vmap over the leading task axis of ``task_data``.
-
-    Args:
-        loss_fn: the single-task loss ``loss_fn(params, data) -> scalar``.
-        params: shared meta-parameters ``{name: [...]}``.
-        task_data: a pytree whose tensors have a leading task axis ``[tasks, ...]``.
-
-    Returns:
-        Adapted parameters ``{name: [tasks, ...]}``, differentiable with respect to ``params``
-        (second order unless ``first_order``). Uses ``torch.func.grad`` inside ``vmap``, which
-        composes with ``torch.autograd`` outside, so the result equals a loop of ``adapt``.
-
-    Warning:
-        Not for models with batch norm in training mode when second order: under ``vmap``,
-        PyTorch 2.13's batch-norm backward gives a wrong second-order meta-gradient (up to 50%
-        off finite differences in float64; first order is right). The Omniglot conv net
-        therefore adapts with grouped convolutions (``supervised/omniglot_maml.py``);
-        ``tests/supervised/test_omniglot_model.py`` keeps an xfail test of the bug. It is
-        also slower than a hand-batched ``task_forward`` for small models (see models.py).
-    """
-    sizes = step_sizes(step_size, num_steps)
-    grad_fn = grad(loss_fn)
-
-    def adapt_one(data: Any) -> Params:
-        adapted = params
-        for size in sizes:
-            grads = grad_fn(adapted, data)
-            if first_order:
-                grads = {name: g.detach() for name, g in grads.items()}
-            adapted = {name: adapted[name] - size * grads[name] for name in adapted}
-        return adapted
-
-    if not sizes:
-        num_tasks = leading_size(task_data)
-        return stack_params(params, num_tasks)
-    return vmap(adapt_one)(task_data)
-
-
 def stack_params(params: Mapping[str, Tensor], num_tasks: int) -> Params:
     """Give every parameter a leading task axis: ``[...] -> [num_tasks, ...]``.
 
@@ -164,11 +114,3 @@ def parameters_of(module: nn.Module) -> Params:
     """The module's trainable parameters as a ``{name: Tensor}`` dict (the tensors themselves)."""
     return {name: p for name, p in module.named_parameters() if p.requires_grad}
 
-
-def leading_size(tree: Any) -> int:
-    """The size of the leading (task) axis of the first tensor in a pytree."""
-    leaves = torch.utils._pytree.tree_leaves(tree)
-    tensors = [leaf for leaf in leaves if isinstance(leaf, Tensor)]
-    if not tensors:
-        raise ValueError("task_data holds no tensors; cannot infer the number of tasks")
-    return tensors[0].shape[0]

@@ -23,8 +23,8 @@ protocol (tasks, episodes, seeds, step sizes, γ, λ) is the evaluated run's.
 The oracle is not adapted, as in the paper (its curve is flat: at each k, fresh episodes of the
 same policy on the same held-out tasks and seeds). Fine-tuning it would mislead: a multi-task
 policy that knows the task is nearly deterministic, and a policy-gradient step of size α on it
-(the gradient grows as 1/σ²) throws it far off (measured on navigation_2d: -0.5 at step 0, -297
-after one step).
+(the gradient grows as 1/σ²) throws it far off (docs/results.md, navigation_2d, "Later step
+size and the oracle").
 """
 
 from __future__ import annotations

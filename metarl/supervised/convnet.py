@@ -15,8 +15,8 @@ sizes when comparing.
 
 Two equivalent ways to run the network on many tasks at once, both pure in their parameters:
 
-* ``ConvNet`` under ``torch.func.functional_call`` (for ``metarl.core.maml.adapt`` on one task,
-  or ``adapt_vmapped`` over tasks);
+* ``ConvNet`` under ``torch.func.functional_call`` (for ``metarl.core.maml.adapt`` on one
+  task);
 * ``grouped_forward``: task-stacked parameters ``{name: [T, ...]}`` and inputs
   ``[T, B, 1, 28, 28]``, with the T tasks' convolutions run as one grouped convolution
   (``groups=T``) and batch norm's per-task statistics as per-channel statistics of the stacked
@@ -38,7 +38,7 @@ from metarl.core.maml import Params
 
 IMAGE_SIZE = 28
 BN_EPS = 1e-5
-#: Tasks per grouped convolution on a CPU (groups of two measured fastest, see the docstring).
+#: Tasks per grouped convolution on a CPU (the fastest in ``bench/omniglot.py``; see the docstring).
 CPU_GROUP_SIZE = 2
 
 

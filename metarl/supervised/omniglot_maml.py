@@ -15,16 +15,13 @@ against finite differences):
 * ``meta_loss_loop``: a plain Python loop of ``adapt`` on ``ConvNet`` via ``functional_call``,
   the reference for tests and benchmarks.
 
-Why groups of two on a CPU (``convnet.CPU_GROUP_SIZE``; ``convnet.task_slices`` decides the
-groups for ``meta_loss`` and ``ConvNet.task_forward`` alike): on the development CPU a
-second-order meta-iteration ran fastest in groups of two, ahead of groups of four, one task per
-call and the plain loop (``python bench/omniglot.py``; the measurements are in
-docs/results.md, Performance, and docs/results-history.md, Omniglot speed). Bigger groups spill
-the caches (each op's working set grows with the group), and all 32 tasks in one group and
-``adapt_vmapped`` (``torch.func.vmap``) were slower than the loop too. On a GPU all tasks go in one group.
-``adapt_vmapped`` is also unusable here for a second reason: through ``F.batch_norm`` in
-training mode its *second-order* meta-gradient is wrong (vmap's batch-norm backward batching
-rule, pytorch/functorch#534; first order is right), see the xfail test.
+The group size on a CPU is ``convnet.CPU_GROUP_SIZE`` (``convnet.task_slices`` decides the
+groups for ``meta_loss`` and ``ConvNet.task_forward`` alike), chosen with
+``python bench/omniglot.py``, whose measurements are in docs/results.md (Performance) and
+docs/results-history.md (Omniglot speed): bigger groups spill the caches, as each op's working
+set grows with the group. On a GPU all tasks go in one group. ``torch.func.vmap`` over tasks is
+no alternative: through ``F.batch_norm`` in training mode its *second-order* meta-gradient is
+wrong (vmap's batch-norm backward batching rule, pytorch/functorch#534).
 """
 
 from __future__ import annotations

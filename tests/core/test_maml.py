@@ -6,7 +6,6 @@ from torch import nn
 
 from metarl.core.maml import (
     adapt,
-    adapt_vmapped,
     module_loss,
     parameters_of,
     stack_params,
@@ -112,30 +111,6 @@ def test_zero_steps_returns_the_parameters(problem):
     assert adapt(loss_fn, params, support, num_steps=0) == params
 
 
-@pytest.mark.parametrize("first_order", [False, True])
-def test_vmapped_adaptation_equals_a_loop_including_meta_gradients(problem, first_order):
-    net, loss_fn, _, _ = problem
-    torch.manual_seed(1)
-    tasks = 4
-    xs, ys, xq, yq = (torch.randn(tasks, 8, 1, dtype=torch.float64) for _ in range(4))
-    params = parameters_of(net)
-
-    adapted = adapt_vmapped(loss_fn, params, (xs, ys), num_steps=2, step_size=ALPHA,
-                            first_order=first_order)
-    batched_loss = torch.func.vmap(loss_fn)(adapted, (xq, yq)).sum()
-    batched_grad = torch.autograd.grad(batched_loss, list(params.values()))
-
-    loop_loss = 0.0
-    for i in range(tasks):
-        one = adapt(loss_fn, params, (xs[i], ys[i]), num_steps=2, step_size=ALPHA,
-                    first_order=first_order)
-        for name in params:
-            torch.testing.assert_close(adapted[name][i], one[name])
-        loop_loss = loop_loss + loss_fn(one, (xq[i], yq[i]))
-    loop_grad = torch.autograd.grad(loop_loss, list(params.values()))
-    torch.testing.assert_close(flat(batched_grad), flat(loop_grad))
-
-
 def test_task_stacked_params_adapt_each_task_with_its_own_gradient():
     """Summing independent per-task losses over stacked params gives per-task updates."""
     torch.manual_seed(2)
@@ -155,16 +130,6 @@ def test_task_stacked_params_adapt_each_task_with_its_own_gradient():
     for i in range(5):
         one = adapt(single_loss, {"w": weight}, (xs[i], ys[i]), step_size=ALPHA)
         torch.testing.assert_close(adapted["w"][i], one["w"])
-
-
-def test_adapt_vmapped_zero_steps_stacks_the_shared_params(problem):
-    net, loss_fn, _, _ = problem
-    params = parameters_of(net)
-    xs = torch.randn(3, 4, 1, dtype=torch.float64)
-    adapted = adapt_vmapped(loss_fn, params, (xs, xs), num_steps=0)
-    for name, value in params.items():
-        assert adapted[name].shape == (3, *value.shape)
-        torch.testing.assert_close(adapted[name][2], value)
 
 
 def test_step_sizes_validation():
