@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metarl.catalog import check_plugin_named, supervised_tasks, use_torch_threads
 from metarl.config import THREADS_MAX, ConfigError, flag_name, from_mapping, option, seed_option
 from metarl.files import ensure_dir
 from metarl.runs import CHECKPOINT_NAME, CheckpointError
@@ -101,7 +102,6 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluateOptions, *,
 def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Path,
                          out_dir: Path, progress: bool) -> dict[str, Any]:
     from metarl.config import validate
-    from metarl.experiment import supervised_tasks, use_torch_threads
 
     rl_only = [flag_name(name) for name in ("episodes_per_task", "env_steps_per_task",
                                             "pretrained", "oracle", "env")
@@ -139,7 +139,6 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
 def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
                  progress: bool) -> dict[str, Any]:
     from metarl.config import validate
-    from metarl.experiment import check_plugin_named
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.evaluate import RLEvalOptions, evaluate_rl
 

@@ -21,11 +21,12 @@ families) must keep its top-level code under ``if __name__ == "__main__":``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metarl.catalog import check_plugin_named, supervised_tasks, use_torch_threads
 from metarl.config import (
     ConfigError,
     check_unchanged,
@@ -52,14 +53,6 @@ RESUME_MAY_CHANGE = {
     "maml_trpo": ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
                   "output_dir"),
 }
-
-
-def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
-    """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
-    from metarl.supervised import omniglot_problem, sine
-
-    return {"sine": (sine.SineConfig, sine.build_problem),
-            "omniglot": (omniglot_problem.OmniglotConfig, omniglot_problem.build_problem)}
 
 
 def config_class(algo: str, family: str) -> type:
@@ -218,21 +211,6 @@ def choose_family(algo: str, *, named: Any = None, config_file: str | Path | Non
     return name
 
 
-def check_plugin_named(env: str, given: str | None, *, source: str) -> None:
-    """Refuse ``env``, read from a run or a checkpoint, where resolving it would import a module
-    (``package.module:Class``) that the caller did not name with ``--env`` (``given``): loading
-    a run must not run code it names. Short names and Gymnasium ids import nothing."""
-    from metarl.envs.oracle import ORACLE_SUFFIX
-
-    if given is not None and given != env:
-        raise ConfigError(f"--env {given!r} does not match the env of {source}, {env!r}; "
-                          "--env names the env the run was trained on")
-    if ":" in env.removesuffix(ORACLE_SUFFIX) and given is None:
-        raise ConfigError(f"{source} was trained on the plug-in env {env!r}, which would be "
-                          f"imported to load it; name it on the command line to allow that: "
-                          f"--env {env}")
-
-
 def make_config(algo: str, *, config_file: str | Path | None = None,
                 resume: str | Path | SavedRun | None = None, **overrides: Any) -> Any:
     """The validated config of a new run of ``algo`` (``"maml"`` or ``"maml_trpo"``), or of
@@ -254,14 +232,6 @@ def make_config(algo: str, *, config_file: str | Path | None = None,
     if saved is not None:
         check_resumable(saved, config)
     return config
-
-
-def use_torch_threads(threads: int) -> None:
-    """PyTorch's thread count for this process (0: leave PyTorch's own, one per core)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 # --- training ------------------------------------------------------------------------------------

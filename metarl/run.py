@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from metarl import experiment, help_pages
 from metarl.allocator import tune_malloc
+from metarl.catalog import supervised_tasks
 from metarl.config import (
     ConfigError,
     add_flags,
@@ -37,7 +38,7 @@ from metarl.config import (
     shipped_defaults,
 )
 from metarl.evaluate_run import EvaluateOptions, output_dir
-from metarl.experiment import RESUME_MAY_CHANGE, supervised_tasks
+from metarl.experiment import RESUME_MAY_CHANGE
 from metarl.files import OutputPathError, WriteError
 from metarl.runs import CHECKPOINT_NAME, CheckpointError, resume_hint
 
