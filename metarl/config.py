@@ -192,9 +192,6 @@ def validate(config: Any) -> None:
             raise ConfigError(f"{f.name}={value!r} is not valid; choose from: {valid}")
         if value is not None:
             _check_numbers(f.name, value, f.metadata)
-    check = getattr(config, "check", None)
-    if check is not None:
-        check()
 
 
 def _check_numbers(name: str, value: Any, metadata: Mapping[str, Any]) -> None:
