@@ -82,3 +82,15 @@ def test_a_plug_in_family_gets_an_oracle_too(monkeypatch):
     np.testing.assert_array_equal(obs[:, -family.feature_size:],
                                   np.stack([task_features(t) for t in tasks]))
     batch.close()
+
+
+@pytest.mark.parametrize("name, heavy", [("navigation_2d", False), ("cheetah_vel", True),
+                                         ("plugin_family:LineTargetEnv", True),
+                                         ("plugin_family:LineTargetFromBatch", False)])
+def test_an_oracle_declares_the_parallel_step_of_its_family(monkeypatch, name, heavy):
+    """MuJoCo physics and the loop fallback's Python steps are heavy; array maths is not."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    for family in (envs.resolve(name), envs.resolve(name + "+oracle")):
+        batch = family.make_batched(1, num_threads=1)
+        assert batch.parallel_step is heavy, family.name
+        batch.close()
