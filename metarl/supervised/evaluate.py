@@ -27,6 +27,7 @@ from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.supervised.baselines import pretrain_jointly
 from metarl.supervised.curves import adaptation_curve
+from metarl.supervised.omniglot_problem import OmniglotConfig
 from metarl.supervised.problem import Batch, FewShotProblem
 from metarl.supervised.sine import SineProblem
 from metarl.supervised.trainer import MAMLConfig, MetaLearner
@@ -97,7 +98,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
 
     fits = (partial(_plot_sine_fits, problem=problem, methods=starts, support=support,
                     true_tasks=tasks, sizes=sizes) if isinstance(problem, SineProblem) else None)
-    ways = f"{config.ways}-way " if hasattr(config, "ways") else ""
+    ways = f"{config.ways}-way " if isinstance(config, OmniglotConfig) else ""
     meta = _meta(config, options, shots, query, sizes, seed, learner.iteration, iterations)
     if "oracle" in curves:
         meta["oracle_iterations"] = oracle_iterations
@@ -159,7 +160,7 @@ def _meta(config: MAMLConfig, options: EvalOptions, shots: int, query: Batch,
             "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed,
             "iteration": iteration,
             "baseline_iterations": baseline_iterations if options.baselines else 0}
-    if hasattr(config, "ways"):
+    if isinstance(config, OmniglotConfig):  # classification: N ways, queries per class
         meta.update(ways=config.ways, queries_per_class=config.queries)
     return meta
 
