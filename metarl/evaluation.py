@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from metarl.files import atomic_open, ensure_dir
+from metarl.nonfinite import NonFiniteError
 
 Z_95 = 1.959963984540054
 #: Held-out tasks of ``evaluate`` come from ``seed + EVALUATION_SEED_OFFSET``: a stream
@@ -223,6 +224,21 @@ def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
     return "\n".join(rows)
 
 
+def check_finite_curves(curves: Mapping[str, np.ndarray]) -> None:
+    """``NonFiniteError`` naming the first method and adaptation step whose score is NaN or
+    infinite on some task (``curves``: ``[tasks, steps + 1]`` each), so that no curve with a
+    non-finite point is written or averaged into a mean."""
+    for label, values in curves.items():
+        bad = ~np.isfinite(np.asarray(values, dtype=float).reshape(len(values), -1))
+        if bad.any():
+            step = int(np.nonzero(bad.any(axis=0))[0][0])
+            raise NonFiniteError(
+                f"the {label} score is non-finite after {step} adaptation step"
+                f"{'' if step == 1 else 's'} on {int(bad[:, step].sum())} of {len(values)} "
+                f"tasks (the model diverged while adapting: is a step size too large?); no "
+                f"curve was written")
+
+
 def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
            meta: Mapping[str, object], title: str, iterations: int,
            table_metric: str | None = None, log_y: bool = False,
@@ -234,6 +250,7 @@ def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str
     describe its rows) and ``curve.png`` (``curve_figure``) into ``out_dir``;
     return the JSON with the plain-text table (``format_table``, headed ``table_metric``, default
     ``metric``) under ``"table"``."""
+    check_finite_curves(curves)
     out_dir = Path(out_dir)
     result = write_curves(out_dir, curves, metric=metric, meta=meta, tasks=tasks)
     result["table"] = format_table(curves, metric=table_metric or metric)

@@ -178,6 +178,7 @@ def _task_functions(problem: Any, model: Any):
 def _plot_sine_fits(ax, problem, methods, support, true_tasks, sizes, num_shown=3):
     """True sine, support points and adapted predictions for a few held-out tasks (the figure's
     second panel for sine)."""
+    num_shown = min(num_shown, len(true_tasks[0]))  # evaluate may hold fewer tasks
     amplitude, phase = (t[:num_shown] for t in true_tasks)
     xs, ys = support[0][:num_shown], support[1][:num_shown]
     grid = torch.linspace(-5, 5, 200).expand(num_shown, 200).unsqueeze(-1)

@@ -90,3 +90,22 @@ def test_parameters_that_become_non_finite_in_the_step_are_caught_there():
                                              r"\(\S+: 1 of \d+ values\)"):
         meta.step()
     assert meta.iteration == 0
+
+
+def test_evaluate_refuses_a_curve_that_turns_non_finite_while_it_adapts(tmp_path, capsys):
+    assert main(["maml", *TINY, "--num-batches", "2", "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "3",
+                 "--later-lr-scale", "1e38", "--no-baselines", "--no-progress"]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith("error: the maml score is non-finite after 2 adaptation steps on ")
+    assert not (run_dir / "evaluation" / "curve.json").exists()  # no score for it
+
+
+def test_evaluate_of_fewer_tasks_than_the_figure_shows_writes_its_curve(tmp_path, capsys):
+    assert main(["maml", *TINY, "--num-batches", "2", "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
+                 "--no-baselines", "--no-progress"]) == 0
+    assert (run_dir / "evaluation" / "curve.png").stat().st_size > 0
