@@ -37,7 +37,7 @@ from metarl.config import (
     flag_name,
     shipped_defaults,
 )
-from metarl.evaluate_run import EvaluateOptions, output_dir
+from metarl.evaluate_run import EvaluateOptions, checkpoint_path, output_dir
 from metarl.experiment import RESUME_MAY_CHANGE
 from metarl.files import OutputPathError, WriteError
 from metarl.runs import CHECKPOINT_NAME, CheckpointError, resume_hint
@@ -240,9 +240,19 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true",
                         help="hide progress bars (default: shown)")
     args = parser.parse_args(argv)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
+    if args.run is not None:
+        source = Path(args.run)
+        if not source.is_dir():
+            raise ConfigError(f"--run {source} is not a run directory; give the folder that "
+                              f"holds {CHECKPOINT_NAME}, or a checkpoint file with --checkpoint")
+    else:
+        source = Path(args.checkpoint)
+        if source.is_dir():
+            raise ConfigError(f"--checkpoint {source} is a directory; give a checkpoint file, "
+                              f"or the run directory with --run")
+    checkpoint = checkpoint_path(source)
     options = explicit_flags(args, EvaluateOptions)
-    result = experiment.evaluate(checkpoint, progress=not args.no_progress, **options)
+    result = experiment.evaluate(source, progress=not args.no_progress, **options)
     print(result["table"])
     out_dir = output_dir(checkpoint, EvaluateOptions(output=options.get("output")))
     print(f"wrote {out_dir / 'curve.json'}, curve.csv, per_task.csv and curve.png")

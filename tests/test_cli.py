@@ -362,3 +362,20 @@ def test_a_forwarded_worker_traceback_is_reported_in_one_line():
                                "ValueError: the goal is out of reach")
     assert one_line(WorkerError("sampler worker 1 is gone (exit code 1)")) == (
         "sampler worker 1 is gone (exit code 1)")
+
+
+def test_evaluate_names_a_run_or_checkpoint_path_of_the_wrong_kind(tmp_path, capsys):
+    (tmp_path / "run" / "checkpoint.pt").mkdir(parents=True)  # a folder where the file goes
+    cases = [
+        (["--run", str(tmp_path / "missing")],
+         f"error: --run {tmp_path / 'missing'} is not a run directory; give the folder that "
+         f"holds checkpoint.pt, or a checkpoint file with --checkpoint"),
+        (["--checkpoint", str(tmp_path)],
+         f"error: --checkpoint {tmp_path} is a directory; give a checkpoint file, or the run "
+         f"directory with --run"),
+        (["--run", str(tmp_path / "run")],
+         f"error: checkpoint not found: {tmp_path / 'run' / 'checkpoint.pt'}"),
+    ]
+    for argv, expected in cases:
+        assert main(["evaluate", *argv]) == 2
+        assert capsys.readouterr().err.strip() == expected
