@@ -10,14 +10,8 @@ holds more episodes, and more of the short ones, where episodes end early
 (:mod:`metarl.rl.step_budget`).
 Held-out tasks come from ``seed + EVALUATION_SEED_OFFSET``, disjoint from training's seeds.
 
-Baselines (``--baselines``), fine-tuned the same way: a policy pretrained on all tasks jointly
-(multi-task TRPO: the same trainer with ``num_steps: 0``, or an existing such run given with
-``--pretrained DIR``), a random initialisation, and the oracle: multi-task TRPO on the family's
-oracle (``ENV+oracle``, :mod:`metarl.envs.oracle`), whose policy observes the task's parameters, so it
-needs no adaptation and bounds what adaptation can reach (or an existing such run, ``--oracle
-DIR``). Each baseline run is built, sampled and fine-tuned with its own policy
-(``ARCHITECTURE_KEYS``: hidden sizes, nonlinearity, normalize_actions), so a relu 100-100
-pretrained run next to a tanh 64-64 MAML run is compared as each was trained; the evaluation
+Baselines (``--baselines``, :mod:`metarl.rl.baselines`: pretrained, random init, oracle) are
+fine-tuned the same way, each sampled and fine-tuned with its own policy; the evaluation
 protocol (tasks, episodes, seeds, step sizes, γ, λ) is the evaluated run's.
 
 The oracle is not adapted, as in the paper (its curve is flat: at each k, fresh episodes of the
@@ -30,43 +24,23 @@ size and the oracle").
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from metarl.config import ConfigError, from_mapping
+from metarl.config import ConfigError
 from metarl.core.maml import Params, adapt, stack_params
-from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.nonfinite import NonFiniteError, require_finite
+from metarl.rl.baselines import Baseline, architecture_of, baseline_policy, random_init
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
+from metarl.rl.published import PUBLISHED_MAML, PUBLISHED_ORACLE, published_curves
 from metarl.rl.step_budget import sample_env_steps, slots_for
-from metarl.rl.trainer import MetaRLTrainer, build_policy, check_actions, derive_seed, train
-from metarl.runs import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    Logger,
-    load_run_checkpoint,
-    load_state_dict_strict,
-    new_run_dir,
-)
-
-#: MAML's published mean returns after 0..3 steps (docs/protocol.md; navigation also step 4).
-PUBLISHED_MAML = {
-    "navigation_2d": [-40.4, -11.7, -3.3, -3.2, -3.35],
-    "cheetah_vel": [-129.5, -78.6, -66.6, -60.8],
-    "cheetah_dir": [-50.7, 293.2, 313.5, 315.7],
-    "ant_vel": [30.6, 96.7, 100.1, 101.4],
-    "ant_dir": [8.7, 499.2, 500.7, 499.1],
-}
-#: The oracle's published mean return (docs/protocol.md).
-PUBLISHED_ORACLE = {"navigation_2d": -2.29, "cheetah_vel": -54.5, "cheetah_dir": 442.7,
-                    "ant_vel": 107.9, "ant_dir": 524.8}
+from metarl.rl.trainer import MetaRLTrainer, check_actions, derive_seed
+from metarl.runs import Logger
 
 
 @dataclass
@@ -84,23 +58,6 @@ class RLEvalOptions:
     pretrain_iterations: int | None = None  # pretrained and oracle, >= 1; default: num_batches
     seed: int | None = None
     progress: bool = True
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A trained baseline policy and the config it is sampled and fine-tuned with: the evaluated
-    run's, with the baseline run's own ``ARCHITECTURE_KEYS`` (env and policy)."""
-
-    theta: Params
-    config: MAMLTRPOConfig
-    checkpoint: Path
-    iteration: int
-
-    def describe(self) -> dict[str, Any]:
-        """What curve.json records of it."""
-        return {"run": str(self.checkpoint.parent), "iteration": self.iteration,
-                **{k: list(v) if isinstance(v, tuple) else v
-                   for k, v in _architecture(dataclasses.asdict(self.config)).items()}}
 
 
 def default_steps(env: str) -> int:
@@ -243,18 +200,24 @@ def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProto
         maml.load(state, source=source)
         curves = {"maml": curve("maml", maml.theta(), config)}
         if options.baselines:
-            baselines["pretrained"] = baseline_policy(config, "pretrained", out_dir, options)
+            baselines["pretrained"] = trained_baseline(config, "pretrained", out_dir, options)
             curves["pretrained"] = curve("pretrained", baselines["pretrained"].theta,
                                          baselines["pretrained"].config)
-            random_policy = build_policy(dataclasses.replace(config, seed=protocol.seed + 1),
-                                         maml.spec.obs_size, maml.spec.act_size)
             curves["random init"] = curve(
-                "random init", {k: v.detach() for k, v in random_policy.named_parameters()},
-                config)
-            baselines["oracle"] = baseline_policy(config, "oracle", out_dir, options)
+                "random init", random_init(config, protocol.seed + 1, maml.spec.obs_size,
+                                           maml.spec.act_size), config)
+            baselines["oracle"] = trained_baseline(config, "oracle", out_dir, options)
             curves["oracle"] = curve("oracle", baselines["oracle"].theta,
                                      baselines["oracle"].config, fine_tune=False)
     return curves, baselines
+
+
+def trained_baseline(config: MAMLTRPOConfig, kind: str, out_dir: Path,
+                     options: RLEvalOptions) -> Baseline:
+    """The ``kind`` baseline (``"pretrained"`` or ``"oracle"``) of ``options``: the run given
+    for it, else one found or trained under ``out_dir`` (``baselines.baseline_policy``)."""
+    return baseline_policy(config, kind, out_dir, given=getattr(options, kind),
+                           iterations=options.pretrain_iterations, progress=options.progress)
 
 
 class Evaluators:
@@ -271,7 +234,7 @@ class Evaluators:
 
     def trainer(self, run: MAMLTRPOConfig) -> MetaRLTrainer:
         """The evaluated run's config with ``run``'s env and policy, sized for the evaluation."""
-        key = tuple(_architecture(dataclasses.asdict(run)).values())
+        key = tuple(architecture_of(dataclasses.asdict(run)).values())
         if key not in self._trainers:
             self._trainers[key] = MetaRLTrainer(dataclasses.replace(
                 self.config, **dict(zip(ARCHITECTURE_KEYS, key)),
@@ -323,94 +286,3 @@ def rl_meta(config: MAMLTRPOConfig, protocol: EvalProtocol, iteration: int,
             "baselines": {kind: b.describe() for kind, b in baselines.items()},
             "published_maml": PUBLISHED_MAML.get(config.env),
             "published_oracle": PUBLISHED_ORACLE.get(config.env)}
-
-
-def published_curves(env: str, steps: int, *, with_oracle: bool) -> dict[str, list[float]]:
-    """The paper's MAML curve (and, ``with_oracle``, its flat oracle line) for ``env`` over
-    0..steps, where it was published: the figure's dashed references."""
-    references = {}
-    if env in PUBLISHED_MAML:
-        references["MAML (paper)"] = PUBLISHED_MAML[env][:steps + 1]
-    if with_oracle and env in PUBLISHED_ORACLE:
-        references["oracle (paper)"] = [PUBLISHED_ORACLE[env]] * (steps + 1)
-    return references
-
-
-def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path,
-                    options: RLEvalOptions) -> Baseline:
-    """A policy trained on all tasks jointly, without adaptation (multi-task TRPO).
-
-    ``kind``: ``"pretrained"`` (on the run's family) or ``"oracle"`` (on its oracle family,
-    observing the task). Uses the run directory ``options.pretrained`` / ``options.oracle`` if
-    given (it must be a ``num_steps: 0`` run on that family); otherwise the newest run under
-    ``out_dir/KIND`` that training one now would give (the same env and policy, at least
-    ``pretrain_iterations``), or trains one there for ``pretrain_iterations``. The policy is
-    built from the baseline run's own saved config (``Baseline.config``).
-    """
-    env = config.env + (ORACLE_SUFFIX if kind == "oracle" else "")
-    given = getattr(options, kind)
-    if given is not None:
-        checkpoint = Path(given) / CHECKPOINT_NAME
-    else:
-        iterations = (config.num_batches if options.pretrain_iterations is None
-                      else options.pretrain_iterations)
-        if iterations < 1:
-            raise ConfigError(f"the {kind} baseline would train for {iterations} iterations "
-                              "(the run's num_batches); give --baseline-iterations N >= 1")
-        pre_config = dataclasses.replace(config, env=env, num_steps=0, num_batches=iterations,
-                                         output_dir=str(out_dir / kind))
-        checkpoint = _trained_baseline(out_dir / kind, pre_config)
-        if checkpoint is None:
-            with MetaRLTrainer(pre_config) as pre:
-                pre_dir = new_run_dir(pre_config.output_dir, "pretrain", pre_config.task,
-                                      config.seed)
-                train(pre, pre_dir, progress=options.progress)
-            checkpoint = pre_dir / CHECKPOINT_NAME
-    state = load_run_checkpoint(checkpoint, algo="maml_trpo")
-    saved = state["config"]
-    if saved.get("env") != env:
-        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {saved.get('env')!r}; "
-                              f"the {kind} baseline of this run must be trained on {env!r}")
-    if saved.get("num_steps") != 0:
-        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run with num_steps="
-                              f"{saved.get('num_steps')!r}; a baseline is multi-task TRPO "
-                              "(num_steps: 0)")
-    # Its own policy (keys it lacks, as in MetaRLTrainer.load: the evaluated run's).
-    own = from_mapping(MAMLTRPOConfig, {k: saved[k] for k in ARCHITECTURE_KEYS if k in saved},
-                       source=str(checkpoint), base=config)
-    policy = build_policy(own, *_sizes(state["policy"], source=str(checkpoint)))
-    load_state_dict_strict(policy, state["policy"], source=str(checkpoint))
-    return Baseline({k: v.detach() for k, v in policy.named_parameters()}, own, checkpoint,
-                    int(state["iteration"]))
-
-
-def _trained_baseline(folder: Path, pre_config: MAMLTRPOConfig) -> Path | None:
-    """The newest checkpoint under ``folder`` of a ``num_steps: 0`` run with ``pre_config``'s
-    env and policy and at least its ``num_batches`` iterations (None if there is none)."""
-    want = _architecture(dataclasses.asdict(pre_config))
-    for checkpoint in sorted(folder.glob("*/" + CHECKPOINT_NAME), reverse=True):
-        state = load_run_checkpoint(checkpoint, algo="maml_trpo")
-        saved = state["config"]
-        if (saved.get("num_steps") == 0 and _architecture(saved) == want
-                and int(state["iteration"]) >= pre_config.num_batches):
-            return checkpoint
-    return None
-
-
-def _architecture(config: dict[str, Any]) -> dict[str, Any]:
-    """A config's ``ARCHITECTURE_KEYS`` (lists as tuples, as a saved YAML or checkpoint may
-    hold them)."""
-    return {k: tuple(v) if isinstance(v, list) else v
-            for k, v in ((k, config.get(k)) for k in ARCHITECTURE_KEYS)}
-
-
-def _sizes(policy_state: dict[str, torch.Tensor], *, source: str) -> tuple[int, int]:
-    """Observation and action sizes of a saved policy: the input width of ``layers.0.weight``
-    and the output width of the last layer's weight (each ``[out, in]``)."""
-    layers = sorted(int(key.split(".")[1]) for key in policy_state
-                    if re.fullmatch(r"layers\.\d+\.weight", key))
-    weights = [policy_state[f"layers.{i}.weight"] for i in layers]
-    if not layers or layers[0] != 0 or any(weight.dim() != 2 for weight in weights):
-        raise CheckpointError(f"{source} holds no policy of weights layers.0.weight .. "
-                              f"layers.N.weight [out, in]; its keys: {sorted(policy_state)}")
-    return weights[0].shape[1], weights[-1].shape[0]
