@@ -293,12 +293,10 @@ class Run:
 
     def train(self, *, progress: bool = False) -> dict[str, float]:
         """Train to ``config.num_batches``, checkpointing as configured; returns the values
-        logged last."""
-        if self.algo == "maml_trpo":
-            from metarl.rl.trainer import train
-        else:
-            from metarl.supervised.trainer import train
-        return train(self.trainer, self.run_dir, progress=progress)
+        logged last (``metarl.training.train``, the loop of every algorithm)."""
+        from metarl import training
+
+        return training.train(self.trainer, self.run_dir, progress=progress)
 
     def close(self) -> None:
         """Stop the sampler's worker processes (idempotent)."""

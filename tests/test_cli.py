@@ -249,7 +249,7 @@ def test_rl_resume_refuses_a_new_fast_lr(tmp_path, capsys):
 
 
 def test_ctrl_c_says_whether_a_checkpoint_exists(tmp_path, capsys, monkeypatch):
-    import metarl.supervised.trainer as trainer
+    import metarl.training as trainer
 
     real_train = trainer.train
 
@@ -311,7 +311,7 @@ def test_resume_below_the_checkpoints_iteration_is_refused_and_changes_nothing(t
 
 
 def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, capsys, monkeypatch):
-    import metarl.supervised.trainer as trainer
+    import metarl.training as trainer
 
     real_train = trainer.train
 

@@ -1,4 +1,4 @@
-"""The MAML-TRPO training loop: sample, adapt, sample again, step; log and checkpoint.
+"""The MAML-TRPO trainer: sample, adapt, sample again, step (``metarl.training.train`` drives it).
 
 Randomness: every draw of meta-iteration ``i`` (its tasks, the seeds of its episodes, the
 curvature subsample) comes from ``derive_seed(seed, i, purpose)``. A run is therefore fully
@@ -21,30 +21,22 @@ import dataclasses
 import logging
 import math
 import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from metarl.checkpoint_format import check_run_state
 from metarl.core.maml import Params, parameters_of
-from metarl.nonfinite import DivergenceError, NonFiniteError, require_finite
+from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec
 from metarl.rl.workers import make_sampler
-from metarl.runs import (
-    CHECKPOINT_NAME,
-    Logger,
-    check_compatible,
-    load_state_dict_strict,
-    save_checkpoint,
-)
+from metarl.runs import check_compatible, load_state_dict_strict
 
 PURPOSES = {"tasks": 0, "train": 1, "valid": 2, "subsample": 3}
 
@@ -92,7 +84,8 @@ def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> Gaussi
 
 
 class MetaRLTrainer:
-    """A MAML-TRPO run: the policy, the learner, the sampler and the iteration counter."""
+    """A MAML-TRPO run: the policy, the learner, the sampler and the iteration counter (a
+    ``metarl.training.Trainer``)."""
 
     def __init__(self, config: MAMLTRPOConfig):
         self.config = config
@@ -120,6 +113,20 @@ class MetaRLTrainer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    @property
+    def name(self) -> str:
+        """The progress bar's label."""
+        return f"maml_trpo {self.config.env}"
+
+    @property
+    def layout(self) -> dict[str, list[str]]:
+        """The adaptation curve (mean return before and after adaptation) and the time of an
+        iteration's parts, each on one TensorBoard chart."""
+        steps = self.config.num_steps
+        curve = ["returns/step_0", f"returns/step_{steps}"] if steps else ["returns/step_0"]
+        return {"adaptation curve (mean return)": curve,
+                "time (s)": ["time/sampling_s", "time/adaptation_s", "time/optimisation_s"]}
 
     def theta(self) -> Params:
         return {k: v.detach().clone() for k, v in parameters_of(self.policy).items()}
@@ -201,7 +208,21 @@ class MetaRLTrainer:
                         "the env flagged (they end there as terminated; counted per iteration "
                         "in episodes/non_finite)", self.iteration, episodes, self.config.env)
 
+    def summary(self, values: Mapping[str, float]) -> str:
+        """The progress bar's text: the returns before and after adaptation, the sampling
+        speed, and any non-finite episodes or rejections."""
+        after = values.get(f"returns/step_{self.config.num_steps}", float("nan"))
+        text = (f"return before {values['returns/step_0']:.1f} after {after:.1f} | "
+                f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s")
+        if values["episodes/non_finite"]:
+            text += f" | {values['episodes/non_finite']:.0f} non-finite episodes"
+        if values["trpo/rejected_nonfinite"]:
+            text += f" | {values['trpo/rejected_nonfinite']:.0f} non-finite rejections in a row"
+        return text
+
     def state(self) -> dict[str, Any]:
+        """What a checkpoint holds: the policy, the iteration and the config (the seeds of
+        every iteration derive from them)."""
         return {"algo": "maml_trpo", "policy": self.policy.state_dict(),
                 "iteration": self.iteration, "config": dataclasses.asdict(self.config)}
 
@@ -223,58 +244,3 @@ def check_actions(episodes: Episodes, when: str) -> None:
     if bool(bad.any()):
         raise NonFiniteError(f"the policy's actions {when} are non-finite in {int(bad.sum())} of "
                              f"{bad.numel()} episodes")
-
-
-def train(trainer: MetaRLTrainer, run_dir: Path, *, progress: bool = True) -> dict[str, float]:
-    """Train from ``trainer.iteration`` to ``num_batches``; log every iteration, checkpoint
-    atomically every ``checkpoint_every`` iterations and at the end.
-
-    A non-finite iteration raises ``DivergenceError`` before its state is saved, naming the
-    last checkpoint written (every value in it finite).
-    """
-    config = trainer.config
-    curve = ["returns/step_0", f"returns/step_{config.num_steps}"] if config.num_steps else [
-        "returns/step_0"]
-    logger = Logger(run_dir, resumed_after=trainer.iteration,
-                    multiline={"adaptation curve (mean return)": curve,
-                               "time (s)": ["time/sampling_s", "time/adaptation_s",
-                                            "time/optimisation_s"]})
-    last: dict[str, float] = {}
-    checkpoint = run_dir / CHECKPOINT_NAME
-    saved = trainer.iteration if checkpoint.exists() else None  # the last finite checkpoint
-    bar = tqdm(total=config.num_batches, initial=trainer.iteration, disable=not progress,
-               desc=f"maml_trpo {config.env}", unit="it", dynamic_ncols=True)
-    try:
-        with logging_redirect_tqdm([logging.getLogger("metarl")]):
-            while trainer.iteration < config.num_batches:
-                try:
-                    values = trainer.step()
-                except NonFiniteError as error:
-                    raise DivergenceError(trainer.iteration + 1, str(error),
-                                          checkpoint if saved is not None else None,
-                                          saved) from error
-                it = trainer.iteration
-                logger.scalars(values, it)
-                last = values
-                bar.set_postfix_str(_postfix(values, config.num_steps), refresh=False)
-                bar.update(1)
-                if it % config.checkpoint_every == 0 or it == config.num_batches:
-                    save_checkpoint(checkpoint, trainer.state())
-                    saved = it
-        if not checkpoint.exists():
-            save_checkpoint(checkpoint, trainer.state())
-    finally:
-        bar.close()
-        logger.close()
-    return last
-
-
-def _postfix(values: dict[str, float], num_steps: int) -> str:
-    after = values.get(f"returns/step_{num_steps}", float("nan"))
-    text = (f"return before {values['returns/step_0']:.1f} after {after:.1f} | "
-            f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s")
-    if values["episodes/non_finite"]:
-        text += f" | {values['episodes/non_finite']:.0f} non-finite episodes"
-    if values["trpo/rejected_nonfinite"]:
-        text += f" | {values['trpo/rejected_nonfinite']:.0f} non-finite rejections in a row"
-    return text

@@ -7,41 +7,40 @@ query loss of the adapted parameters::
 
     θ ← θ - β ∇_θ (1/B) Σ_i L_i^query(θ'_i),    θ'_i = adapt(θ, D_i^support)
 
-An iteration whose meta-loss or meta-gradient is non-finite stops before the Adam step, and one
-whose step leaves θ non-finite stops there: ``train`` raises ``DivergenceError`` before any
-checkpoint of that state is written.
+Every ``eval_every`` iterations the step also measures the adaptation curve of θ on a fixed
+batch of held-out tasks (``adaptation/{metric}_step_{k}``). ``metarl.training.train`` drives the
+trainer. An iteration whose meta-loss or meta-gradient is non-finite stops before the Adam step,
+and one whose step leaves θ non-finite stops there: the loop raises ``DivergenceError`` before
+any checkpoint of that state is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from metarl.checkpoint_format import CheckpointError, check_run_state
 from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
-from metarl.nonfinite import DivergenceError, NonFiniteError, require_finite
-from metarl.runs import (
-    CHECKPOINT_NAME,
-    Logger,
-    check_compatible,
-    load_optimizer_strict,
-    load_state_dict_strict,
-    save_checkpoint,
-)
+from metarl.nonfinite import NonFiniteError, require_finite
+from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
 from metarl.supervised.curves import adaptation_curve
 from metarl.supervised.problem import FewShotProblem
 
 #: Held-out tasks come from a generator seeded with ``seed + HELD_OUT_SEED_OFFSET``, so they are
 #: disjoint in seed from the training stream (which uses ``seed``).
 HELD_OUT_SEED_OFFSET = 1_000_003
+#: Query examples per held-out task in the periodic adaptation curve (per class for
+#: classification).
+EVAL_QUERY_SIZE = 100
+#: Without a held-out curve, the progress bar's loss is refreshed every this many iterations.
+SUMMARY_EVERY = 10
 
 
 #: What ``torch_threads`` means, for every task (their defaults differ).
@@ -92,7 +91,8 @@ TASK_KEYS = ("shots", "queries", "split_seed", "test_fraction", "rotations")
 
 
 class MetaLearner:
-    """The model, its Adam optimiser and the task stream of one supervised MAML run."""
+    """The model, its Adam optimiser and the task stream of one supervised MAML run (a
+    ``metarl.training.Trainer``)."""
 
     def __init__(self, problem: FewShotProblem, config: MAMLConfig):
         self.problem = problem
@@ -102,6 +102,18 @@ class MetaLearner:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.meta_lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
+        self.curve_tags = curve_tags(problem.metric, config.eval_steps)
+        self._held_out: tuple[Any, Any] | None = None  # built at the first step (see held_out)
+
+    @property
+    def name(self) -> str:
+        """The progress bar's label."""
+        return f"maml {self.config.task}"
+
+    @property
+    def layout(self) -> dict[str, list[str]]:
+        """The held-out adaptation curve on one TensorBoard chart."""
+        return {f"adaptation curve ({self.problem.metric})": self.curve_tags}
 
     def task_losses(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
         """Per-task loss ``[tasks]`` of task-stacked ``params`` on ``data = (x, y)``."""
@@ -139,7 +151,10 @@ class MetaLearner:
         return losses.mean(), scores.mean()
 
     def step(self) -> dict[str, float]:
-        """One meta-iteration; returns the values to log."""
+        """One meta-iteration; returns the values to log, with the held-out adaptation curve
+        every ``eval_every`` iterations."""
+        held_out = self.held_out()
+        start = time.perf_counter()
         support, query = self.problem.meta_batch(self.config.meta_batch_size, self.generator,
                                                  split="train", query_size=self.config.queries)
         loss, score = self.meta_loss(support, query)
@@ -152,8 +167,43 @@ class MetaLearner:
         self.optimizer.step()
         require_finite(dict(self.model.named_parameters()), "the model after the Adam step")
         self.iteration += 1
-        return {"train/meta_loss": loss.item(), f"train/post_adaptation_{self.problem.metric}":
-                score.item()}
+        values = {"train/meta_loss": loss.item(),
+                  f"train/post_adaptation_{self.problem.metric}": score.item(),
+                  "time/iteration_s": time.perf_counter() - start}
+        if held_out is not None and self.iteration % self.config.eval_every == 0:
+            values.update(self.held_out_curve(held_out))
+        return values
+
+    def held_out(self) -> tuple[Any, Any] | None:
+        """The held-out batch of the periodic curve (None where ``eval_every`` or
+        ``eval_tasks`` is 0), drawn once, after a resumed run's ``load`` (Omniglot's split is
+        part of its state)."""
+        config = self.config
+        if self._held_out is None and config.eval_every and config.eval_tasks:
+            self._held_out = held_out_batch(self.problem, config, config.eval_tasks,
+                                            query_size=EVAL_QUERY_SIZE)
+        return self._held_out
+
+    def held_out_curve(self, held_out: tuple[Any, Any]) -> dict[str, float]:
+        """The mean held-out loss or score after 0..``eval_steps`` inner steps from θ."""
+        curve = adaptation_curve(self.task_losses, self.task_scores, parameters_of(self.model),
+                                 *held_out, steps=self.config.eval_steps,
+                                 step_size=self.config.fast_lr,
+                                 chunk_size=self.problem.eval_chunk_size)
+        return {tag: m.item() for tag, m in zip(self.curve_tags, curve.mean(dim=0))}
+
+    def summary(self, values: Mapping[str, float]) -> str | None:
+        """The progress bar's text: the meta-loss, and the held-out curve's first steps after
+        an iteration that measured it; None (keep the text) on most other iterations."""
+        steps = [values[tag] for tag in self.curve_tags[:2] if tag in values]
+        if not steps and self.iteration % SUMMARY_EVERY:
+            return None
+        text = f"loss {values['train/meta_loss']:.3f}"
+        if steps:
+            text += f" | held-out {self.problem.metric}: step0 {steps[0]:.3f}"
+            if len(steps) > 1:
+                text += f" step1 {steps[1]:.3f}"
+        return text
 
     def close(self) -> None:
         """Nothing to release (the RL trainer's ``close`` stops its sampler's processes)."""
@@ -202,70 +252,5 @@ def held_out_batch(problem: FewShotProblem, config: MAMLConfig, num_tasks: int,
 
 
 def curve_tags(metric: str, steps: int) -> list[str]:
+    """The TensorBoard tags of the held-out adaptation curve, one per step count 0..``steps``."""
     return [f"adaptation/{metric}_step_{k}" for k in range(steps + 1)]
-
-
-def train(learner: MetaLearner, run_dir: Path, *, progress: bool = True,
-          eval_query_size: int = 100) -> dict[str, float]:
-    """Meta-train from ``learner.iteration`` to ``config.num_batches``; log and checkpoint.
-
-    Returns the last logged values. A checkpoint is written atomically every
-    ``checkpoint_every`` iterations and at the end. A non-finite iteration raises
-    ``DivergenceError`` before its state is saved, naming the last checkpoint written.
-    """
-    config, problem = learner.config, learner.problem
-    tags = curve_tags(problem.metric, config.eval_steps)
-    logger = Logger(run_dir, resumed_after=learner.iteration)
-    layout = {f"adaptation curve ({problem.metric})": tags}  # written with the tags' first values
-    held_out = None
-    if config.eval_every and config.eval_tasks:
-        held_out = held_out_batch(problem, config, config.eval_tasks, query_size=eval_query_size)
-    last: dict[str, float] = {}
-    checkpoint = run_dir / CHECKPOINT_NAME
-    saved = learner.iteration if checkpoint.exists() else None  # the last finite checkpoint
-    bar = tqdm(total=config.num_batches, initial=learner.iteration, disable=not progress,
-               desc=f"maml {config.task}", unit="it", dynamic_ncols=True)
-    try:
-        while learner.iteration < config.num_batches:
-            start = time.perf_counter()
-            try:
-                values = learner.step()
-            except NonFiniteError as error:
-                raise DivergenceError(learner.iteration + 1, str(error),
-                                      checkpoint if saved is not None else None, saved) from error
-            values["time/iteration_s"] = time.perf_counter() - start
-            it = learner.iteration
-            if held_out is not None and it % config.eval_every == 0:
-                curve = adaptation_curve(learner.task_losses, learner.task_scores,
-                                         parameters_of(learner.model), *held_out,
-                                         steps=config.eval_steps, step_size=config.fast_lr,
-                                         chunk_size=problem.eval_chunk_size)
-                means = curve.mean(dim=0)
-                values.update({tag: m.item() for tag, m in zip(tags, means)})
-                if layout:
-                    logger.layout(layout)
-                    layout = {}
-                bar.set_postfix_str(_postfix(values, problem.metric, means), refresh=False)
-            elif it % 10 == 0:
-                bar.set_postfix_str(_postfix(values, problem.metric, None), refresh=False)
-            logger.scalars(values, it)
-            last.update(values)
-            if it % config.checkpoint_every == 0 or it == config.num_batches:
-                save_checkpoint(checkpoint, learner.state())
-                saved = it
-            bar.update(1)
-        if learner.iteration == 0 or not (run_dir / CHECKPOINT_NAME).exists():
-            save_checkpoint(run_dir / CHECKPOINT_NAME, learner.state())
-    finally:
-        bar.close()
-        logger.close()
-    return last
-
-
-def _postfix(values: dict[str, float], metric: str, curve: Tensor | None) -> str:
-    text = f"loss {values['train/meta_loss']:.3f}"
-    if curve is not None:
-        text += f" | held-out {metric}: step0 {curve[0]:.3f}"
-        if len(curve) > 1:
-            text += f" step1 {curve[1]:.3f}"
-    return text

@@ -9,8 +9,9 @@ import torch
 
 from metarl.rl.config import MAMLTRPOConfig
 from metarl.rl.maml_trpo import MAMLTRPO, StepInfo
-from metarl.rl.trainer import REJECTED_IN_A_ROW_WARNING, MetaRLTrainer, train
+from metarl.rl.trainer import REJECTED_IN_A_ROW_WARNING, MetaRLTrainer
 from metarl.run import main
+from metarl.training import train
 
 TINY = ["--num-batches", "2", "--meta-batch-size", "2", "--fast-batch-size", "2",
         "--hidden-sizes", "8", "8", "--cg-iters", "2", "--num-workers", "1", "--torch-threads", "1",

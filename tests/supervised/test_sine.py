@@ -74,7 +74,7 @@ def test_short_training_beats_the_pretrained_baseline_after_one_step(seed):
 
 def tiny_run(tmp_path, **changes):
     """A sine MetaLearner trained for ``num_batches`` (default 4) small meta-iterations."""
-    from metarl.supervised.trainer import train
+    from metarl.training import train
 
     config = SineConfig(**{"num_batches": 4, "meta_batch_size": 2, "eval_every": 3,
                            "eval_tasks": 4, "eval_steps": 2, "checkpoint_every": 100,
