@@ -5,9 +5,9 @@
 
 One second-order meta-iteration (adapt every task with one step of lr 0.4 on its support set,
 query cross-entropy, backward) on the same meta-batch, timed for ``MetaLearner.meta_loss``
-(``omniglot_maml.meta_loss``: tasks in groups, each run as grouped convolutions; the groups
-are ``convnet.task_slices``'s, two tasks on a CPU) and for
-``omniglot_maml.meta_loss_loop`` (a Python loop of ``adapt`` + ``functional_call``),
+(``omniglot.maml.meta_loss``: tasks in groups, each run as grouped convolutions; the groups
+are ``omniglot.model.task_slices``'s, two tasks on a CPU) and for
+``omniglot.maml.meta_loss_loop`` (a Python loop of ``adapt`` + ``functional_call``),
 alternating, ``--rounds`` times each after one warm-up; medians. The last printed line is one
 JSON object with ``seconds_per_iteration``, ``loop_seconds_per_iteration`` and ``speedup``
 (wall clock), and the same three measured in CPU seconds of this process (``cpu_...``).
@@ -49,9 +49,9 @@ def main() -> None:
     import torch
 
     from metarl.core.maml import parameters_of
-    from metarl.supervised.omniglot import Episode
-    from metarl.supervised.omniglot_maml import meta_loss_loop
-    from metarl.supervised.omniglot_problem import OmniglotConfig, OmniglotProblem
+    from metarl.supervised.omniglot.data import Episode
+    from metarl.supervised.omniglot.maml import meta_loss_loop
+    from metarl.supervised.omniglot.problem import OmniglotConfig, OmniglotProblem
     from metarl.supervised.trainer import MetaLearner
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -13,7 +13,8 @@ from metarl.config import ConfigError
 
 def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
-    from metarl.supervised import omniglot_problem, sine
+    from metarl.supervised import sine
+    from metarl.supervised.omniglot import problem as omniglot_problem
 
     return {"sine": (sine.SineConfig, sine.build_problem),
             "omniglot": (omniglot_problem.OmniglotConfig, omniglot_problem.build_problem)}

@@ -285,7 +285,7 @@ def _worker_errors() -> type[Exception]:
 def _domain_errors() -> tuple[type[Exception], ...]:
     """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
     from metarl import envs
-    from metarl.supervised.omniglot import OmniglotError
+    from metarl.supervised.omniglot.data import OmniglotError
 
     return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError, OmniglotError)
 

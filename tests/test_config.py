@@ -115,7 +115,7 @@ def test_shipped_sine_experiment_holds_the_paper_defaults():
 def config_classes():
     from metarl.evaluate_run import EvaluateOptions
     from metarl.rl.config import MAMLTRPOConfig
-    from metarl.supervised.omniglot_problem import OmniglotConfig
+    from metarl.supervised.omniglot.problem import OmniglotConfig
 
     return [SineConfig, OmniglotConfig, MAMLTRPOConfig, EvaluateOptions]
 

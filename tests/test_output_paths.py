@@ -207,7 +207,7 @@ needs_omniglot = pytest.mark.skipif(not (OMNIGLOT / "images_background_small1.zi
 
 @needs_omniglot
 def test_a_cache_dir_that_is_a_file_is_one_line_before_decoding(tmp_path, capsys, monkeypatch):
-    from metarl.supervised.omniglot import images
+    from metarl.supervised.omniglot.data import images
 
     monkeypatch.setattr(images, "_decode_archives", lambda paths: pytest.fail("decoded"))
     blocker = tmp_path / "cache"
@@ -224,7 +224,7 @@ def test_a_cache_dir_that_is_a_file_is_one_line_before_decoding(tmp_path, capsys
 def test_a_full_disk_while_caching_omniglot_leaves_no_partial_cache(tmp_path, monkeypatch):
     import numpy as np
 
-    from metarl.supervised.omniglot import images, load_omniglot
+    from metarl.supervised.omniglot.data import images, load_omniglot
 
     monkeypatch.setattr(images, "_decode_archives", lambda paths: {  # two images, quickly
         "images": np.zeros((2, 28, 28), np.uint8), "characters": np.array(["a/b"]),

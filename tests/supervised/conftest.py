@@ -24,6 +24,6 @@ def omniglot_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def omniglot(omniglot_dir: Path, omniglot_cache_dir: Path):
     """Both small subsets, preprocessed (decoded once; the cache lives in a session tmp dir)."""
-    from metarl.supervised.omniglot import load_omniglot
+    from metarl.supervised.omniglot.data import load_omniglot
 
     return load_omniglot(omniglot_dir, cache_dir=omniglot_cache_dir)

@@ -20,11 +20,11 @@ Two equivalent ways to run the network on many tasks at once, both pure in their
 * ``grouped_forward``: task-stacked parameters ``{name: [T, ...]}`` and inputs
   ``[T, B, 1, 28, 28]``, with the T tasks' convolutions run as one grouped convolution
   (``groups=T``) and batch norm's per-task statistics as per-channel statistics of the stacked
-  channels. See ``metarl.supervised.omniglot_maml`` for which is faster and used.
+  channels. See ``metarl.supervised.omniglot.maml`` for which is faster and used.
 
 How many tasks go into one grouped convolution is decided here, once, by ``task_slices``
-(used by ``ConvNet.task_forward`` and ``omniglot_maml.meta_loss``): ``CPU_GROUP_SIZE`` on a CPU,
-every task on any other device. Why, in ``omniglot_maml``'s docstring; the measurements in
+(used by ``ConvNet.task_forward`` and ``maml.meta_loss``): ``CPU_GROUP_SIZE`` on a CPU,
+every task on any other device. Why, in ``maml``'s docstring; the measurements in
 docs/results.md (Performance).
 """
 

@@ -28,14 +28,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from metarl.files import atomic_open, ensure_dir
-from metarl.supervised.omniglot.archives import (
+from metarl.supervised.omniglot.data.archives import (
     FULL_ARCHIVES,
     KNOWN_ARCHIVES,
     download_archive,
     find_archives,
     verify_archive,
 )
-from metarl.supervised.omniglot.errors import UnknownCharacterError
+from metarl.supervised.omniglot.data.errors import UnknownCharacterError
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from metarl.supervised.omniglot.errors import (
+from metarl.supervised.omniglot.data.errors import (
     ArchiveNotFoundError,
     ChecksumError,
     DataDirNotFoundError,

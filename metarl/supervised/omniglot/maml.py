@@ -15,7 +15,7 @@ against finite differences):
 * ``meta_loss_loop``: a plain Python loop of ``adapt`` on ``ConvNet`` via ``functional_call``,
   the reference for tests and benchmarks.
 
-The group size on a CPU is ``convnet.CPU_GROUP_SIZE`` (``convnet.task_slices`` decides the
+The group size on a CPU is ``model.CPU_GROUP_SIZE`` (``model.task_slices`` decides the
 groups for ``meta_loss`` and ``ConvNet.task_forward`` alike), chosen with
 ``python bench/omniglot.py``, whose measurements are in docs/results.md (Performance) and
 docs/results-history.md (Omniglot speed): bigger groups spill the caches, as each op's working
@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.core.maml import Params, adapt, module_loss, stack_params
-from metarl.supervised.convnet import ConvNet, grouped_forward, task_slices
-from metarl.supervised.omniglot import Episode
+from metarl.supervised.omniglot.data import Episode
+from metarl.supervised.omniglot.model import ConvNet, grouped_forward, task_slices
 
 
 class TaskMetrics(NamedTuple):
@@ -73,8 +73,8 @@ def grouped_support_loss(num_blocks: int):
 def task_groups(batch: Episode, group_size: int | None) -> list[slice]:
     """Slices of the task axis, ``group_size`` tasks each (the last may be shorter).
 
-    ``None`` picks ``convnet.CPU_GROUP_SIZE`` for CPU tensors and all tasks for any other device
-    (``convnet.task_slices``, which ``ConvNet.task_forward`` uses too).
+    ``None`` picks ``model.CPU_GROUP_SIZE`` for CPU tensors and all tasks for any other device
+    (``model.task_slices``, which ``ConvNet.task_forward`` uses too).
     """
     return task_slices(batch.support_x.shape[0], batch.support_x.device, group_size)
 
@@ -104,7 +104,7 @@ def meta_loss(
         batch: ``Episode`` with a task axis (``EpisodeSampler.sample_batch``).
         num_steps, step_size: inner SGD steps and α (paper: 1 step in training, 3 at test; 0.4).
         first_order: FOMAML (no second-order terms).
-        group_size: tasks per grouped convolution; ``None``: ``convnet.CPU_GROUP_SIZE`` on CPU,
+        group_size: tasks per grouped convolution; ``None``: ``model.CPU_GROUP_SIZE`` on CPU,
             all tasks on other devices. The results do not depend on it.
 
     Returns:

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.supervised.classifier_baseline import (
+from metarl.supervised.omniglot.baseline import (
     episode_features,
     head_finetune_curve,
     train_classifier,
 )
-from metarl.supervised.convnet import ConvNet
-from metarl.supervised.omniglot import EpisodeSampler, split_characters
-from metarl.supervised.omniglot import images as omniglot_images
+from metarl.supervised.omniglot.data import EpisodeSampler, split_characters
+from metarl.supervised.omniglot.data import images as omniglot_images
+from metarl.supervised.omniglot.model import ConvNet
 
 
 def test_zero_head_starts_at_chance_and_learns_separable_features():
@@ -80,7 +80,7 @@ def test_trained_classifier_features_beat_untrained_ones_on_held_out_characters(
 
 def test_cached_classifier_is_reused_only_for_the_same_classes_and_settings(omniglot, tmp_path,
                                                                           monkeypatch):
-    from metarl.supervised import classifier_baseline
+    from metarl.supervised.omniglot import baseline as classifier_baseline
 
     split = split_characters(omniglot.characters, seed=0, val=0, test=0.25)
     train = EpisodeSampler(omniglot, split.train, ways=5, shots=1, queries=1)

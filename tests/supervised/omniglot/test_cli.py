@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from metarl.run import main
-from metarl.supervised.omniglot_problem import OmniglotConfig
+from metarl.supervised.omniglot.problem import OmniglotConfig
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "omniglot"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "omniglot"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"Omniglot subsets not found at {DATA}")
 TINY = ["--task", "omniglot", "--num-batches", "2", "--meta-batch-size", "2", "--queries", "2",
         "--eval-every", "2", "--eval-tasks", "4", "--checkpoint-every", "2", "--no-progress"]
@@ -70,7 +70,7 @@ def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, omniglot_cache_di
 def test_resume_and_evaluate_keep_the_saved_split(tmp_path, monkeypatch, capsys):
     """Archives added to the data folder after training do not change the run's characters;
     one taken away is a one-line error."""
-    from metarl.supervised.omniglot import images as omniglot_images
+    from metarl.supervised.omniglot.data import images as omniglot_images
 
     # Blank images: no decoding.
     monkeypatch.setattr(omniglot_images, "preprocess_png", lambda data: 0)
@@ -121,7 +121,7 @@ def test_short_run_is_far_above_chance_on_held_out_characters():
     5-way 1-shot accuracy 0.19 before adapting, 0.90 after one step (chance 0.2)."""
     from metarl.core.maml import parameters_of
     from metarl.supervised.curves import adaptation_curve
-    from metarl.supervised.omniglot_problem import OmniglotProblem
+    from metarl.supervised.omniglot.problem import OmniglotProblem
     from metarl.supervised.trainer import MetaLearner, held_out_batch
 
     torch.set_num_threads(1)
@@ -139,9 +139,9 @@ def test_short_run_is_far_above_chance_on_held_out_characters():
 
 def test_the_trainers_meta_loss_equals_the_plain_loop(tmp_path):
     from metarl.core.maml import parameters_of
-    from metarl.supervised.omniglot import Episode
-    from metarl.supervised.omniglot_maml import meta_loss_loop
-    from metarl.supervised.omniglot_problem import OmniglotProblem
+    from metarl.supervised.omniglot.data import Episode
+    from metarl.supervised.omniglot.maml import meta_loss_loop
+    from metarl.supervised.omniglot.problem import OmniglotProblem
     from metarl.supervised.trainer import MetaLearner
 
     config = OmniglotConfig(data_dir=str(DATA), cache_dir=str(tmp_path), meta_batch_size=3,

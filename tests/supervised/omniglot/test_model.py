@@ -7,12 +7,12 @@ import torch
 from torch.func import functional_call, vmap
 
 from metarl.core.maml import parameters_of, stack_params
-from metarl.supervised import convnet
-from metarl.supervised.convnet import ConvNet, grouped_forward
 from metarl.supervised.curves import adaptation_curve
-from metarl.supervised.omniglot import Episode, EpisodeSampler
-from metarl.supervised.omniglot_maml import meta_loss, meta_loss_loop, task_groups
-from metarl.supervised.omniglot_problem import OmniglotProblem
+from metarl.supervised.omniglot import model as convnet
+from metarl.supervised.omniglot.data import Episode, EpisodeSampler
+from metarl.supervised.omniglot.maml import meta_loss, meta_loss_loop, task_groups
+from metarl.supervised.omniglot.model import ConvNet, grouped_forward
+from metarl.supervised.omniglot.problem import OmniglotProblem
 
 TASKS, WAYS, SHOTS, QUERIES = 3, 5, 1, 2
 

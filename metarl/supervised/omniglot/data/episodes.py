@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.supervised.omniglot.errors import TooFewDrawingsError, TooManyWaysError
-from metarl.supervised.omniglot.images import OmniglotImages
+from metarl.supervised.omniglot.data.errors import TooFewDrawingsError, TooManyWaysError
+from metarl.supervised.omniglot.data.images import OmniglotImages
 
 ROTATIONS = (0, 90, 180, 270)
 

@@ -14,7 +14,7 @@ does.
 The classifier depends on the train split's classes and its training settings only, not on the
 evaluated run, so ``cached_classifier`` trains it once and keeps it in a cache folder (the
 Omniglot data cache's ``classifiers/``), in a file named by what it was trained on (``training_key``:
-the classes, the images' preprocessing ``omniglot.images.PREPROCESSING``, the settings). Every
+the classes, the images' preprocessing ``omniglot.data.images.PREPROCESSING``, the settings). Every
 later evaluation with the same split and settings reuses it, whichever run it evaluates; a file
 whose weights do not fit the model, or that cannot be read, is retrained over.
 """
@@ -35,9 +35,9 @@ from tqdm import tqdm
 
 from metarl.core.maml import stack_params
 from metarl.runs import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
-from metarl.supervised.convnet import ConvNet, grouped_features, task_slices
-from metarl.supervised.omniglot import EpisodeSampler
-from metarl.supervised.omniglot import images as omniglot_images
+from metarl.supervised.omniglot.data import EpisodeSampler
+from metarl.supervised.omniglot.data import images as omniglot_images
+from metarl.supervised.omniglot.model import ConvNet, grouped_features, task_slices
 
 
 def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,

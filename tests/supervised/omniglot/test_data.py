@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.supervised.omniglot import (
+from metarl.supervised.omniglot.data import (
     KNOWN_ARCHIVES,
     ArchiveInfo,
     ArchiveNotFoundError,
@@ -27,8 +27,8 @@ from metarl.supervised.omniglot import (
     load_omniglot,
     split_characters,
 )
-from metarl.supervised.omniglot import archives as omniglot_archives
-from metarl.supervised.omniglot import images as omniglot_images
+from metarl.supervised.omniglot.data import archives as omniglot_archives
+from metarl.supervised.omniglot.data import images as omniglot_images
 
 
 def test_counts_after_dedup(omniglot):

@@ -22,13 +22,12 @@ from torch import Tensor
 
 from metarl.config import option, seed_option
 from metarl.runs import CheckpointError
-from metarl.supervised.classifier_baseline import (
+from metarl.supervised.omniglot.baseline import (
     cached_classifier,
     episode_features,
     head_finetune_curve,
 )
-from metarl.supervised.convnet import ConvNet
-from metarl.supervised.omniglot import (
+from metarl.supervised.omniglot.data import (
     KNOWN_ARCHIVES,
     ArchiveNotFoundError,
     Episode,
@@ -40,7 +39,8 @@ from metarl.supervised.omniglot import (
     load_omniglot,
     split_characters,
 )
-from metarl.supervised.omniglot_maml import meta_loss as omniglot_meta_loss
+from metarl.supervised.omniglot.maml import meta_loss as omniglot_meta_loss
+from metarl.supervised.omniglot.model import ConvNet
 from metarl.supervised.trainer import MAMLConfig
 
 
@@ -72,7 +72,7 @@ class OmniglotConfig(MAMLConfig):
 
 
 class OmniglotProblem:
-    """N-way K-shot episodes from the train or test characters (see ``problem.py``)."""
+    """N-way K-shot episodes from the train or test characters (see ``metarl.supervised.problem``)."""
 
     metric = "accuracy"
     higher_is_better = True
@@ -153,7 +153,7 @@ class OmniglotProblem:
     def meta_loss(self, model: ConvNet, params, support, query, *, num_steps: int,
                   step_size: float, first_order: bool) -> tuple[Tensor, Tensor]:
         """Per-task query loss and accuracy ``[T]`` after adaptation, each group of tasks run as
-        grouped convolutions (``omniglot_maml.meta_loss``; why groups of two on a CPU, with the
+        grouped convolutions (``maml.meta_loss``; why groups of two on a CPU, with the
         measurements, is in that module's docstring and in docs/results.md)."""
         episode = Episode(support[0], support[1], query[0], query[1])
         metrics = omniglot_meta_loss(model, params, episode, num_steps=num_steps,
@@ -193,7 +193,7 @@ class OmniglotProblem:
         folder for every later evaluation with the same split and settings
         (``cached_classifier``), its head replaced and fine-tuned on each support set with the
         same ``steps`` SGD steps of ``step_sizes`` as MAML, and, flat, after
-        ``converged_head_steps`` steps of the first size (see ``classifier_baseline.py``); all
+        ``converged_head_steps`` steps of the first size (see ``baseline.py``); all
         episodes at once. ``progress``: bars of the training and the features on stderr."""
         sizes = list(step_sizes)
         model = cached_classifier(self.samplers["train"], iterations=iterations, batch_size=64,

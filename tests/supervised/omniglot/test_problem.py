@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from metarl.runs import CheckpointError, load_checkpoint, save_checkpoint
-from metarl.supervised.omniglot import ArchiveNotFoundError, EpisodeSampler, OmniglotError
-from metarl.supervised.omniglot import images as omniglot_images
-from metarl.supervised.omniglot_problem import OmniglotConfig, OmniglotProblem
+from metarl.supervised.omniglot.data import ArchiveNotFoundError, EpisodeSampler, OmniglotError
+from metarl.supervised.omniglot.data import images as omniglot_images
+from metarl.supervised.omniglot.problem import OmniglotConfig, OmniglotProblem
 from metarl.supervised.trainer import MetaLearner
 
 SMALL1, SMALL2 = "images_background_small1.zip", "images_background_small2.zip"
