@@ -188,18 +188,15 @@ def _same_kind(saved: Any, current: Any) -> bool:
 class Logger:
     """TensorBoard writer with namespaced tags (``namespace/metric``) and the step = iteration.
 
-    ``multiline`` groups tags onto one chart (TensorBoard's custom-scalars layout), e.g. the
+    ``layout`` groups tags onto one chart (TensorBoard's custom-scalars layout), e.g. the
     adaptation curve ``{"adaptation": ["returns/step_0", "returns/step_1"]}``.
     """
 
-    def __init__(self, run_dir: str | Path, *, resumed_after: int = 0,
-                 multiline: Mapping[str, Sequence[str]] | None = None):
+    def __init__(self, run_dir: str | Path, *, resumed_after: int = 0):
         # Steps are 1-based (step i = after iteration i). A run resumed from a checkpoint of
         # iteration n drops what a stopped process logged after n, and keeps step n itself.
         purge_step = resumed_after + 1 if resumed_after else None
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
-        if multiline:
-            self.layout(multiline)
 
     def layout(self, multiline: Mapping[str, Sequence[str]]) -> None:
         """Write the custom-scalars layout: one chart per title, of its tags. Write it when the
