@@ -26,20 +26,38 @@ info {key: [k]})`` for the k active instances ``index`` (a slice when all are ac
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
-from metarl.envs.tasks import TaskSpace
+from metarl.envs.tasks import TaskError, TaskSpace
 
 
 class NotATaskFamilyError(ValueError):
     """An env that does not follow the task-family protocol (see ``metarl.envs.protocol``); raised
     with a one-line message saying what is missing (re-exported by ``metarl.envs.registry``)."""
+
+
+@contextlib.contextmanager
+def family_code(family: str, method: str) -> Iterator[None]:
+    """Run the family's own ``method`` (its ``__init__``, ``sample_tasks``, ``set_task``,
+    ``reset`` or ``step``): whatever it raises becomes a :class:`NotATaskFamilyError` naming the
+    family, the method and the error, so a plug-in that breaks is one line, not a traceback from
+    inside the sampler (the original stays chained as ``__cause__``). A ``TaskError`` (a task
+    the caller gave that the family refuses) passes as it is."""
+    try:
+        yield
+    except (NotATaskFamilyError, TaskError):
+        raise
+    except Exception as error:  # the family's code, not ours: any failure is the family's
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise NotATaskFamilyError(f"{family}: {method} raised {type(error).__name__}"
+                                  f"{': ' + detail[:200] if detail else ''}") from error
 
 
 def non_finite_output_error(family: str, method: str, count: int, total: int, *,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from metarl.envs.base import BatchedEnvBase, NotATaskFamilyError
+from metarl.envs.base import BatchedEnvBase, NotATaskFamilyError, family_code
 
 
 class LoopBatchedEnv(BatchedEnvBase):
@@ -58,8 +58,9 @@ class LoopBatchedEnv(BatchedEnvBase):
         self._action_dtype = env.action_space.dtype
 
     def _apply_tasks(self, tasks: list[dict]) -> None:
-        for env, task in zip(self.envs, tasks):
-            env.unwrapped.set_task(task)
+        with family_code(self.family, "set_task"):
+            for env, task in zip(self.envs, tasks):
+                env.unwrapped.set_task(task)
 
     def reset(self, seeds: Sequence[int] | None = None) -> np.ndarray:
         if self.tasks is None:
@@ -71,8 +72,12 @@ class LoopBatchedEnv(BatchedEnvBase):
         return self._reset_with(None)
 
     def _reset_instances(self, rngs) -> np.ndarray:
-        return np.stack([np.ravel(env.reset(seed=seed)[0]) for env, seed in
-                         zip(self.envs, self._seeds)]).astype(np.float64)
+        with family_code(self.family, "reset"):
+            results = [env.reset(seed=seed) for env, seed in zip(self.envs, self._seeds)]
+        if any(not isinstance(r, tuple) or len(r) != 2 for r in results):
+            raise NotATaskFamilyError(f"{self.family}: reset must return (obs, info) as "
+                                      f"Gymnasium's API does, got {_shape_of(results)}")
+        return self._observations([r[0] for r in results], "reset")
 
     def step(self, actions: np.ndarray):
         """As :meth:`BatchedEnvBase.step`; an env's own truncation also ends its episode."""
@@ -85,18 +90,43 @@ class LoopBatchedEnv(BatchedEnvBase):
     def _step_active(self, actions: np.ndarray, index):
         rows = range(self.num_envs)[index] if isinstance(index, slice) else index
         obs, reward, terminated, non_finite = [], [], [], []
-        for action, i in zip(actions, rows):
-            action = action.reshape(self._action_shape).astype(self._action_dtype)
-            o, r, term, trunc, info = self.envs[i].step(action)
-            obs.append(np.ravel(o))
-            reward.append(r)
-            terminated.append(term)
-            non_finite.append(bool(info.get("non_finite", False)))
-            self._env_truncated[i] = trunc
+        with family_code(self.family, "step"):
+            for action, i in zip(actions, rows):
+                action = action.reshape(self._action_shape).astype(self._action_dtype)
+                result = self.envs[i].step(action)
+                if not isinstance(result, tuple) or len(result) != 5:
+                    raise NotATaskFamilyError(
+                        f"{self.family}: step must return (obs, reward, terminated, truncated, "
+                        f"info) as Gymnasium's API does, got {_shape_of(result)}")
+                o, r, term, trunc, info = result
+                obs.append(o)
+                reward.append(float(r))
+                terminated.append(bool(term))
+                non_finite.append(bool(info.get("non_finite", False)))
+                self._env_truncated[i] = bool(trunc)
         info = {"non_finite": np.array(non_finite, dtype=bool)}
-        return (np.array(obs, dtype=np.float64), np.array(reward, dtype=np.float64),
+        return (self._observations(obs, "step"), np.array(reward, dtype=np.float64),
                 np.array(terminated, dtype=bool), info)
+
+    def _observations(self, obs: list, method: str) -> np.ndarray:
+        """The instances' observations ``[k, observation_size]``; a ``NotATaskFamilyError``
+        naming ``method`` when one does not hold the observation space's number of values."""
+        flat = [np.ravel(np.asarray(o, dtype=np.float64)) for o in obs]
+        sizes = {f.size for f in flat}
+        if sizes != {self.observation_size}:
+            raise NotATaskFamilyError(
+                f"{self.family}: {method} returned observations of {sorted(sizes)} values; its "
+                f"observation_space holds {self.observation_size}")
+        return np.stack(flat)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _shape_of(value) -> str:
+    """``value`` described for an error: its type and, for a tuple, its length."""
+    if isinstance(value, list):  # one result per instance: describe a wrong one
+        value = next((v for v in value if not isinstance(v, tuple) or len(v) != 2), value[0])
+    return (f"a tuple of {len(value)} values" if isinstance(value, tuple)
+            else type(value).__name__)

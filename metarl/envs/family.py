@@ -13,7 +13,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils import seeding
 
-from metarl.envs.base import NotATaskFamilyError
+from metarl.envs.base import NotATaskFamilyError, family_code
 from metarl.envs.fallback import LoopBatchedEnv
 from metarl.envs.protocol import BatchedTaskEnv
 
@@ -44,8 +44,11 @@ class TaskFamily:
         """One Gymnasium env, ``TimeLimit``-wrapped at ``max_episode_steps`` (default: the
         horizon); other kwargs go to the env, e.g. ``task=``."""
         if self.env_id is not None:
-            return gym.make(self.env_id, max_episode_steps=max_episode_steps, **kwargs)
-        env = _load(self.env_cls)(**kwargs)
+            with family_code(self.name, "__init__"):
+                return gym.make(self.env_id, max_episode_steps=max_episode_steps, **kwargs)
+        env_cls = _load(self.env_cls)
+        with family_code(self.name, "__init__"):
+            env = env_cls(**kwargs)
         limit = max_episode_steps or self.horizon
         return env if limit is None else gym.wrappers.TimeLimit(env, max_episode_steps=limit)
 
@@ -65,7 +68,8 @@ class TaskFamily:
         env = self.make()
         try:
             env.unwrapped.np_random = seeding.np_random(seed)[0]
-            tasks = env.unwrapped.sample_tasks(n)
+            with family_code(self.name, f"sample_tasks({n})"):
+                tasks = env.unwrapped.sample_tasks(n)
             check_sampled_tasks(self.name, n, tasks, env.unwrapped.set_task)
             return tasks
         finally:
@@ -90,10 +94,12 @@ def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
         if id(task) in checked:  # a family may repeat one dict object
             continue
         try:
-            set_task(task)
-        except (ValueError, TypeError, KeyError) as error:
+            with family_code(name, "set_task"):
+                set_task(task)
+        except NotATaskFamilyError as error:
             raise NotATaskFamilyError(f"{call} returned task {i} = {_short_repr(task)}, which "
-                                      f"its own set_task refuses: {error}") from error
+                                      f"its own set_task refuses: {error.__cause__ or error}"
+                                      ) from error
         checked.add(id(task))
 
 

@@ -17,6 +17,11 @@ the class's ``targets`` (``{"target": 0.0}`` only, unless a class says otherwise
   NaN unflagged (the sampler's check, not ``BatchedEnvBase``'s, finds it).
 - ``UnboundedLine``: its actions are unbounded (no [-1, 1] -> [low, high] map).
 - ``MismatchedLine``: its batched form observes two numbers, its single env one.
+- ``CrashingBatchedLine``: its batched form raises in ``step`` (a worker's traceback).
+- ``BrokenInit``, ``BrokenSampleTasks``, ``BrokenSetTask``, ``CrashingStep``: the family's own
+  code raises (in ``__init__``, ``sample_tasks``, ``set_task``, ``step``).
+- ``FourTupleStep``, ``WrongSizeStep``: ``step`` returns 4 values, or an observation of 3
+  numbers where its space holds 1.
 """
 
 from __future__ import annotations
@@ -153,3 +158,51 @@ class _RawBatch:
 
     def close(self):
         pass
+
+
+class CrashingBatchedLine(DivergingTasksLine):
+    """Its own batched form raises in ``step`` at the third step: an error of batched code,
+    which a worker reports with its traceback."""
+
+    @staticmethod
+    def batched_cls(num_envs, *, num_threads=None, horizon=None):
+        return _CrashingBatch(num_envs, horizon or DivergingLine.horizon)
+
+
+class _CrashingBatch(_RawBatch):
+    def step(self, actions):
+        if self.t >= 2 and (self.targets > 0).any():  # before the NaN of step 3
+            raise ValueError(f"boom at step {self.t + 1}")
+        return super().step(actions)
+
+
+class BrokenInit(DivergingLine):
+    def __init__(self, task: dict | None = None):
+        raise RuntimeError("no licence file")
+
+
+class BrokenSampleTasks(DivergingLine):
+    def sample_tasks(self, n: int) -> list[dict]:
+        return [{"target": 0.0} for _ in range(n // 0)]
+
+
+class BrokenSetTask(DivergingLine):
+    def set_task(self, task: dict) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'target'")
+
+
+class FourTupleStep(DivergingLine):
+    def step(self, action):
+        obs, reward, terminated, _, _ = super().step(action)
+        return obs, reward, terminated, {}
+
+
+class WrongSizeStep(DivergingLine):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return np.zeros(3), reward, terminated, truncated, info
+
+
+class CrashingStep(DivergingLine):
+    def step(self, action):
+        raise KeyError("velocity")

@@ -61,3 +61,25 @@ def test_an_env_name_of_no_valid_form_lists_the_valid_forms(tmp_path, capsys, na
             "metarl/Navigation2D-v0, or package.module:ClassName of a task env") in line
     with pytest.raises(envs.UnknownEnvError, match="invalid env"):
         envs.resolve(name)
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("BrokenInit", "__init__ raised RuntimeError: no licence file"),
+    ("BrokenSampleTasks", "sample_tasks(2) raised ZeroDivisionError: integer division or modulo "
+                          "by zero"),
+    ("BrokenSetTask", "sample_tasks(2) returned task 0 = {'target': 0.0}, which its own set_task "
+                      "refuses: 'NoneType' object has no attribute 'target'"),
+    ("CrashingStep", "step raised KeyError: 'velocity'"),
+    ("FourTupleStep", "step raised ValueError: not enough values to unpack (expected 5, got "
+                      "4)"),  # in Gymnasium's TimeLimit wrapper
+    ("WrongSizeStep", "step returned observations of [3] values; its observation_space holds 1"),
+])
+def test_a_family_whose_own_code_fails_is_one_line_naming_it_and_the_method(
+        tmp_path, capsys, plugin_envs, name, says):
+    for workers in ("0", "2"):  # in the process, and through sampler workers
+        assert main(["maml_trpo", "--env", f"faulty_families:{name}", *TINY,
+                     "--num-workers", workers, "--output-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
+        assert "Traceback" not in err and len(lines) == 1, err
+        assert lines[0] == f"error: faulty_families:{name}: {says}"

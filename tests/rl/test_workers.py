@@ -179,17 +179,30 @@ def test_family_registered_at_run_time_is_known_to_workers(test_envs_path, monke
 
 def test_worker_exception_surfaces_with_its_traceback(test_envs_path):
     spec = PolicySpec(1, 1, (8,))
-    sampler = make_sampler("test_workers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
-                           num_workers=2)
+    sampler = make_sampler("faulty_families:CrashingBatchedLine", spec, num_tasks=2,
+                           episodes_per_task=1, num_workers=2)
     pids = sampler.pids
     start = time.monotonic()
     with pytest.raises(WorkerError, match=r"(?s)worker 1 .*failed during sample.*Traceback.*"
-                                          r"ValueError: boom at step 4 for target 0.5"):
+                                          r"ValueError: boom at step 3"):
         sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
     assert time.monotonic() - start < 5.0
     assert_gone(pids)  # the failure shut the whole sampler down
     with pytest.raises(RuntimeError, match="after close"):
         sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
+
+
+def test_an_exception_of_the_familys_step_in_a_worker_names_the_family_and_method(
+        test_envs_path):
+    spec = PolicySpec(1, 1, (8,))
+    sampler = make_sampler("test_workers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
+                           num_workers=2)
+    pids = sampler.pids
+    with pytest.raises(NotATaskFamilyError) as error:  # not a WorkerError with a traceback
+        sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
+    assert str(error.value) == ("test_workers:FailingLine: step raised ValueError: boom at step "
+                                "4 for target 0.5")
+    assert_gone(pids)
 
 
 def test_a_fault_of_the_family_in_a_worker_surfaces_as_itself_in_one_line(test_envs_path):
