@@ -13,11 +13,11 @@ from metarl.config import ConfigError
 
 def supervised_tasks() -> dict[str, tuple[type, Callable[[Any], Any]]]:
     """Task name -> (config class, problem builder). Imported lazily: torch loads on use."""
-    from metarl.supervised import sine
-    from metarl.supervised.omniglot import problem as omniglot_problem
+    from metarl.supervised.omniglot import problem as omniglot
+    from metarl.supervised.sine import problem as sine
 
     return {"sine": (sine.SineConfig, sine.build_problem),
-            "omniglot": (omniglot_problem.OmniglotConfig, omniglot_problem.build_problem)}
+            "omniglot": (omniglot.OmniglotConfig, omniglot.build_problem)}
 
 
 def check_plugin_named(env: str, given: str | None, *, source: str) -> None:

@@ -13,7 +13,7 @@ from metarl.config import (
     resolve,
     validate,
 )
-from metarl.supervised.sine import SineConfig
+from metarl.supervised.sine.problem import SineConfig
 
 
 @dataclass

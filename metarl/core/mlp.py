@@ -1,7 +1,7 @@
 """Fully connected networks evaluated from a parameter dict: shared, or one set per task.
 
-The RL policy (``metarl.rl.policy``) and the sine model (``metarl.supervised.models``) are both
-MLPs whose parameters are named as ``nn.Linear`` layers in an ``nn.ModuleList`` called
+The RL policy (``metarl.rl.policy``) and the sine model (``metarl.supervised.sine.model``) are
+both MLPs whose parameters are named as ``nn.Linear`` layers in an ``nn.ModuleList`` called
 ``layers``: ``layers.{i}.weight [out, in]``, ``layers.{i}.bias [out]``. Both evaluate them here:
 
 * :func:`forward`: shared parameters, ``x [..., in] -> [..., out]``;

@@ -25,11 +25,11 @@ import torch
 
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
-from metarl.supervised.baselines import pretrain_jointly
 from metarl.supervised.curves import adaptation_curve
 from metarl.supervised.omniglot.problem import OmniglotConfig
+from metarl.supervised.pretrained import pretrain_jointly
 from metarl.supervised.problem import Batch, FewShotProblem
-from metarl.supervised.sine import SineProblem
+from metarl.supervised.sine.problem import SineProblem
 from metarl.supervised.trainer import MAMLConfig, MetaLearner
 
 #: The most training iterations a baseline gets by default (``default_baseline_iterations``),

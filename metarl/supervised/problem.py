@@ -26,7 +26,7 @@ MetaLoss = Callable[..., tuple[Tensor, Tensor]]
 
 
 class TaskModel(Protocol):
-    """An ``nn.Module`` owning θ that can also run task-stacked parameters (see models.py)."""
+    """An ``nn.Module`` owning θ that can also run task-stacked parameters (``sine.model.MLP``)."""
 
     def task_forward(self, params: Params, x: Tensor) -> Tensor: ...
 

@@ -7,7 +7,7 @@ import torch
 
 from metarl.nonfinite import NonFiniteError
 from metarl.run import main
-from metarl.supervised import sine
+from metarl.supervised.sine import problem as sine
 from metarl.supervised.trainer import MetaLearner
 
 TINY = ["--task", "sine", "--meta-batch-size", "2", "--eval-every", "0", "--no-progress"]

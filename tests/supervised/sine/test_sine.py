@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from metarl.core.maml import parameters_of, stack_params
-from metarl.supervised.baselines import pretrain_jointly
 from metarl.supervised.curves import adaptation_curve
-from metarl.supervised.sine import SineConfig, SineProblem, SineTasks
+from metarl.supervised.pretrained import pretrain_jointly
+from metarl.supervised.sine.problem import SineConfig, SineProblem, SineTasks
 from metarl.supervised.trainer import MetaLearner
 
 

@@ -3,7 +3,7 @@
 A task is y = A sin(x - φ) with amplitude A ~ U[0.1, 5.0] and phase φ ~ U[0, π]; inputs
 x ~ U[-5, 5]. The model is an MLP 1-40-40-1 with ReLU, trained with the MSE loss. The
 distribution is continuous, so "held-out tasks" are tasks drawn from a generator seeded apart
-from the training one (see ``trainer.py``), not a separate split.
+from the training one (see ``metarl.supervised.trainer``), not a separate split.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from metarl.config import THREADS_MAX, option
-from metarl.supervised.baselines import oracle_inputs, train_sine_oracle
-from metarl.supervised.models import MLP
+from metarl.supervised.sine.baseline import oracle_inputs, train_sine_oracle
+from metarl.supervised.sine.model import MLP
 from metarl.supervised.trainer import TORCH_THREADS_HELP, MAMLConfig
 
 
@@ -55,7 +55,8 @@ def _uniform(bounds: tuple[float, float], shape: tuple[int, ...], generator: tor
 
 
 class SineProblem:
-    """Few-shot sine regression for the supervised MAML trainer (see ``problem.py``).
+    """Few-shot sine regression for the supervised MAML trainer (see
+    ``metarl.supervised.problem``).
 
     Args:
         shots: K, support points per task.

@@ -1,0 +1,38 @@
+"""The sine oracle, which the MAML adaptation curve is compared against: it is given the task."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from metarl.supervised.sine.model import MLP
+
+
+def train_sine_oracle(tasks, *, iterations: int, batch_size: int, points: int, lr: float,
+                      generator: torch.Generator, hidden_sizes=(40, 40),
+                      progress: bool = False) -> nn.Module:
+    """The sine oracle: an MLP given the task itself, ``(x, A, φ) -> y``.
+
+    It needs no adaptation (its error bounds what any adapted model can reach with this
+    architecture); its curve is flat over adaptation steps. ``progress``: a bar on stderr.
+    """
+    model = MLP(3, 1, hidden_sizes, nonlinearity="relu")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in tqdm(range(iterations), desc="oracle baseline: training", unit="it",
+                  disable=not progress, dynamic_ncols=True):
+        amplitude, phase = tasks.sample_tasks(batch_size, generator)
+        x, y = tasks.sample_points(amplitude, phase, points, generator)
+        loss = ((model(oracle_inputs(x, amplitude, phase)) - y) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+def oracle_inputs(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``[tasks, n, 1]`` inputs with each task's amplitude and phase: ``[tasks, n, 3]``."""
+    n = x.shape[1]
+    task = torch.stack([amplitude, phase], dim=-1)[:, None, :].expand(-1, n, 2)
+    return torch.cat([x, task], dim=-1)
+
