@@ -204,9 +204,31 @@ def _report_stop(run_dir: Path) -> Iterator[None]:
     except (OutputPathError, WriteError) as error:
         raise type(error)(f"{error}; {resume_hint(run_dir)}") from None
     except Exception as error:
+        if is_out_of_memory(error):
+            raise TrainingFailed(f"{out_of_memory_line(error)}; {resume_hint(run_dir)}") from None
         if not isinstance(error, _worker_errors()):  # imported only once something failed
             raise
         raise TrainingFailed(f"{one_line(error)}; {resume_hint(run_dir)}") from None
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A failed allocation: Python's or NumPy's ``MemoryError``, or PyTorch's allocator
+    error (a ``RuntimeError``, also ``torch.OutOfMemoryError`` on a GPU)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        "DefaultCPUAllocator" in text or "out of memory" in text.lower()
+        or "can't allocate memory" in text)
+
+
+def out_of_memory_line(error: BaseException) -> str:
+    """What to say for ``error`` (``is_out_of_memory``): the allocation that failed and the
+    options that size it."""
+    detail = one_line(error).split("DefaultCPUAllocator: ")[-1].split(". Error code")[0]
+    return (f"out of memory ({detail[:160]}); the sizes are too large for this "
+            f"machine: reduce --meta-batch-size, --fast-batch-size, --hidden-sizes, --ways, "
+            f"--shots, --queries or evaluate's --num-tasks / --episodes-per-task")
 
 
 def one_line(error: BaseException) -> str:
@@ -318,6 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except _worker_errors() as error:  # a worker that failed before training started
         print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except (MemoryError, RuntimeError) as error:  # before training, or in evaluate
+        if not is_out_of_memory(error):
+            raise
+        print(f"error: {out_of_memory_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     except Interrupted as interrupted:
         print(interrupted, file=sys.stderr)

@@ -379,3 +379,15 @@ def test_evaluate_names_a_run_or_checkpoint_path_of_the_wrong_kind(tmp_path, cap
     for argv, expected in cases:
         assert main(["evaluate", *argv]) == 2
         assert capsys.readouterr().err.strip() == expected
+
+
+@pytest.mark.parametrize("sizes", [["--hidden-sizes", "1000000", "1000000"],
+                                   ["--meta-batch-size", "100000000000"]])
+def test_sizes_beyond_the_machines_memory_are_one_line(tmp_path, capsys, sizes):
+    assert main(["maml_trpo", "--env", "navigation_2d", *sizes, "--num-batches", "1",
+                 "--torch-threads", "1", "--no-progress", "--output-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("error: out of memory (")
+    assert "reduce --meta-batch-size, --fast-batch-size, --hidden-sizes" in lines[0]

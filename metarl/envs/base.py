@@ -52,7 +52,7 @@ def family_code(family: str, method: str) -> Iterator[None]:
     the caller gave that the family refuses) passes as it is."""
     try:
         yield
-    except (NotATaskFamilyError, TaskError):
+    except (NotATaskFamilyError, TaskError, MemoryError):  # not the family's fault
         raise
     except Exception as error:  # the family's code, not ours: any failure is the family's
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
