@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metarl.catalog import check_plugin_named, supervised_tasks, use_torch_threads
+from metarl.algorithms import ALGORITHMS, algorithm
+from metarl.catalog import check_plugin_named, use_torch_threads
 from metarl.config import (
     ConfigError,
     check_unchanged,
@@ -41,61 +42,35 @@ from metarl.config import (
 from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME
 
 #: The config key that picks each algorithm's config class and shipped defaults, and its default.
-SELECTORS = {"maml": ("task", "sine"), "maml_trpo": ("env", "navigation_2d")}
+SELECTORS = {name: (entry.selector, entry.default) for name, entry in ALGORITHMS.items()}
 
-#: The settings a resumed run may change: none alters what the run computes (RL episodes are
-#: identical for any number of workers; the supervised held-out curves draw from their own
-#: generator). Any other change is refused, since a resume must continue exactly like the
-#: uninterrupted run (and the restored optimiser state would ignore a new ``meta_lr``).
-RESUME_MAY_CHANGE = {
-    "maml": ("num_batches", "checkpoint_every", "eval_every", "eval_tasks", "eval_steps",
-             "torch_threads", "output_dir", "data_dir", "cache_dir", "download"),
-    "maml_trpo": ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
-                  "output_dir"),
-}
+#: The settings a resumed run may change (``Algorithm.resume_may_change``); any other change is
+#: refused, since a resume must continue exactly like the uninterrupted run.
+RESUME_MAY_CHANGE = {name: entry.resume_may_change for name, entry in ALGORITHMS.items()}
 
 
 def config_class(algo: str, family: str) -> type:
     """The config class of ``algo`` on ``family`` (a supervised task, or any RL env)."""
-    _selector(algo)
-    if algo == "maml_trpo":
-        from metarl.rl.config import MAMLTRPOConfig
-
-        return MAMLTRPOConfig
-    tasks = supervised_tasks()
-    if family not in tasks:
-        raise ConfigError(f"task={family!r} is not valid; choose from: {', '.join(tasks)}")
-    return tasks[family][0]
+    return algorithm(algo).config_class(family)
 
 
 def shipped_task(algo: str, family: str) -> str:
-    """The name of ``family``'s shipped defaults: ENV+oracle (the policy also observes the
-    task) starts from ENV's."""
-    if algo == "maml_trpo":
-        from metarl.envs.oracle import ORACLE_SUFFIX
-
-        return family.removesuffix(ORACLE_SUFFIX)
-    return family
+    """The name of ``family``'s shipped defaults (ENV+oracle starts from ENV's)."""
+    return algorithm(algo).shipped_task(family)
 
 
 def algo_of(config: Any) -> str:
-    """``"maml"`` or ``"maml_trpo"``, from the class of ``config``."""
-    from metarl.supervised.trainer import MAMLConfig
-
-    if isinstance(config, MAMLConfig):
-        return "maml"
-    from metarl.rl.config import MAMLTRPOConfig
-
-    if isinstance(config, MAMLTRPOConfig):
-        return "maml_trpo"
+    """The algorithm (a key of ``ALGORITHMS``) whose config ``config`` is."""
+    for name, entry in ALGORITHMS.items():
+        if isinstance(config, entry.config_base()):
+            return name
     raise TypeError(f"not a metarl run config: {type(config).__name__}; build one with "
                     f"make_config")
 
 
 def _selector(algo: str) -> tuple[str, str]:
-    if algo not in SELECTORS:
-        raise ConfigError(f"algo={algo!r} is not valid; choose from: {', '.join(SELECTORS)}")
-    return SELECTORS[algo]
+    entry = algorithm(algo)
+    return entry.selector, entry.default
 
 
 # --- resuming ------------------------------------------------------------------------------------
@@ -254,22 +229,12 @@ class Run:
             check_resumable(saved, config)
         self.config = config
         use_torch_threads(config.torch_threads)
-        self.trainer = self._build_trainer()
+        self.trainer = algorithm(self.algo).build_trainer(config)
         try:
             self.run_dir = self._open_dir(saved)
         except BaseException:
             self.close()
             raise
-
-    def _build_trainer(self) -> Any:
-        if self.algo == "maml_trpo":
-            from metarl.rl.trainer import MetaRLTrainer
-
-            return MetaRLTrainer(self.config)
-        from metarl.supervised.trainer import MetaLearner
-
-        _, build_problem = supervised_tasks()[self.config.task]
-        return MetaLearner(build_problem(self.config), self.config)
 
     def _open_dir(self, saved: SavedRun | None) -> Path:
         """The resumed run's directory (its checkpoint loaded) or a new one; writes

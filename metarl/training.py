@@ -19,8 +19,10 @@ Adding an algorithm means adding a trainer, not a loop:
    ``metarl.supervised.trainer.MetaLearner`` are the two examples): ``step`` does one
    iteration and returns what to log, ``state``/``load`` are its checkpoint (with a schema in
    ``metarl.checkpoint_format``), anything periodic (a held-out curve) is part of ``step``;
-3. its name, config class and trainer registered in ``metarl.experiment``, which builds the
-   trainer, opens the run directory and calls :func:`train`.
+3. one entry in ``metarl.algorithms.ALGORITHMS`` (the config key naming its task family, its
+   config class, what a resume may change, how to build the trainer), from which
+   ``metarl.experiment`` builds the run and calls :func:`train`; the command line names it in
+   ``metarl.run.COMMANDS`` with its help page.
 """
 
 from __future__ import annotations
