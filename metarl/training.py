@@ -7,8 +7,9 @@ progress bar's summary updated, a checkpoint of ``state()`` written atomically e
 ``load()`` before calling :func:`train`: the loop continues from the loaded ``iteration``.
 Ctrl-C (KeyboardInterrupt) leaves through the loop's ``finally``, so the bar and the
 TensorBoard writer are closed and the last checkpoint is the last one fully written.
-A step that finds a non-finite value raises ``NonFiniteError``; the loop turns it into a
-``DivergenceError`` naming the last checkpoint written, before anything of that step is saved.
+A step that finds a non-finite value raises ``NonFiniteError``, and so does a state to
+checkpoint that holds one; the loop turns it into a ``DivergenceError`` naming the last
+checkpoint written, before anything of that iteration is logged or saved.
 
 Adding an algorithm means adding a trainer, not a loop:
 
@@ -28,14 +29,15 @@ Adding an algorithm means adding a trainer, not a loop:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from torch import Tensor
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from metarl.nonfinite import DivergenceError, NonFiniteError
+from metarl.nonfinite import DivergenceError, NonFiniteError, require_finite
 from metarl.runs import CHECKPOINT_NAME, Logger, save_checkpoint
 
 
@@ -87,28 +89,22 @@ def train(trainer: Trainer, run_dir: Path, *, progress: bool = True) -> dict[str
     """Train ``trainer`` from its ``iteration`` to ``config.num_batches`` in ``run_dir``; return
     the last value logged for each tag.
 
-    A non-finite iteration raises ``DivergenceError`` before its state is saved, naming the
-    last checkpoint written (every value in it finite).
+    A non-finite iteration, or a non-finite value in the state to checkpoint, raises
+    ``DivergenceError`` before that iteration is logged or saved, naming the last checkpoint
+    written (every value in it finite).
     """
     config = trainer.config
+    checkpoints = Checkpoints(run_dir / CHECKPOINT_NAME, trainer.iteration)
     logger = Logger(run_dir, resumed_after=trainer.iteration)
     layout = dict(trainer.layout)  # emptied once written
     last: dict[str, float] = {}
-    checkpoint = run_dir / CHECKPOINT_NAME
-    saved = trainer.iteration if checkpoint.exists() else None  # the last finite checkpoint
     bar = tqdm(total=config.num_batches, initial=trainer.iteration, disable=not progress,
                desc=trainer.name, unit="it", dynamic_ncols=True)
     try:
         with logging_redirect_tqdm([logging.getLogger("metarl")]):
             while trainer.iteration < config.num_batches:
-                try:
-                    values = trainer.step()
-                except NonFiniteError as error:
-                    raise DivergenceError(trainer.iteration + 1, str(error),
-                                          checkpoint if saved is not None else None,
-                                          saved) from error
-                it = trainer.iteration
-                logger.scalars(values, it)
+                values, state = step(trainer, checkpoints)
+                logger.scalars(values, trainer.iteration)
                 if layout and all(tag in values for tags in layout.values() for tag in tags):
                     logger.layout(layout)
                     layout = {}
@@ -117,12 +113,65 @@ def train(trainer: Trainer, run_dir: Path, *, progress: bool = True) -> dict[str
                 if text is not None:
                     bar.set_postfix_str(text, refresh=False)
                 bar.update(1)
-                if it % config.checkpoint_every == 0 or it == config.num_batches:
-                    save_checkpoint(checkpoint, trainer.state())
-                    saved = it
-        if not checkpoint.exists():
-            save_checkpoint(checkpoint, trainer.state())
+                if state is not None:
+                    checkpoints.save(state, trainer.iteration)
+        if not checkpoints.path.exists():  # nothing trained: the run still has a checkpoint
+            checkpoints.save(finite_state(trainer), trainer.iteration)
     finally:
         bar.close()
         logger.close()
     return last
+
+
+class Checkpoints:
+    """A run's checkpoint file and the iteration of the last one written or found (every
+    value in it finite), which a divergence names."""
+
+    def __init__(self, path: Path, iteration: int):
+        self.path = path
+        self.saved = iteration if path.exists() else None
+
+    def save(self, state: dict[str, Any], iteration: int) -> None:
+        """Write ``state`` atomically as the checkpoint of ``iteration``."""
+        save_checkpoint(self.path, state)
+        self.saved = iteration
+
+    def divergence(self, iteration: int, error: NonFiniteError) -> DivergenceError:
+        """The error that stops training at ``iteration`` for ``error``."""
+        return DivergenceError(iteration, str(error),
+                               self.path if self.saved is not None else None, self.saved)
+
+
+def step(trainer: Trainer, checkpoints: Checkpoints) -> tuple[dict[str, float],
+                                                              dict[str, Any] | None]:
+    """One iteration of ``trainer``: the values it logs, and its state where a checkpoint is
+    due (every ``checkpoint_every`` iterations and at ``num_batches``), else None; a
+    ``DivergenceError`` for a non-finite value in either."""
+    config, iteration = trainer.config, trainer.iteration + 1
+    try:
+        values = trainer.step()
+        if iteration % config.checkpoint_every and iteration != config.num_batches:
+            return values, None
+        return values, finite_state(trainer)
+    except NonFiniteError as error:
+        raise checkpoints.divergence(iteration, error) from error
+
+
+def finite_state(trainer: Trainer) -> dict[str, Any]:
+    """``trainer.state()``; a ``NonFiniteError`` naming any floating-point tensor in it (at any
+    depth: weights, optimiser moments) that holds NaN or inf."""
+    state = trainer.state()
+    require_finite(dict(tensors_of(state)), "the state to checkpoint")
+    return state
+
+
+def tensors_of(value: Any, name: str = "") -> Iterator[tuple[str, Tensor]]:
+    """Every tensor in nested mappings, lists and tuples, named by its dotted path."""
+    if isinstance(value, Tensor):
+        yield name, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from tensors_of(item, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from tensors_of(item, f"{name}.{index}" if name else str(index))

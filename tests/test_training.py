@@ -24,18 +24,20 @@ class CountingTrainer:
     name = "counting"
     layout = {"curve": ["curve/step_0", "curve/step_1"]}
 
-    def __init__(self, num_batches, checkpoint_every, *, curve_at=(), fail_at=None):
+    def __init__(self, num_batches, checkpoint_every, *, curve_at=(), fail_at=None,
+                 poison_at=None):
         self.config = Budget(num_batches, checkpoint_every)
         self.iteration = 0
         self.weight = torch.zeros(())
         self.curve_at, self.fail_at = set(curve_at), dict(fail_at or {})
+        self.poison_at = poison_at  # the iteration whose step makes the weight NaN, unnoticed
         self.stepped, self.saved = [], []
 
     def step(self):
         if self.iteration + 1 in self.fail_at:
             raise self.fail_at[self.iteration + 1]
         self.iteration += 1
-        self.weight += 1
+        self.weight += float("nan") if self.iteration == self.poison_at else 1
         self.stepped.append(self.iteration)
         values = {"loss/train": float(self.iteration)}
         if self.iteration in self.curve_at:
@@ -47,10 +49,10 @@ class CountingTrainer:
 
     def state(self):
         self.saved.append(self.iteration)
-        return {"iteration": self.iteration, "weight": self.weight.clone()}
+        return {"iteration": self.iteration, "nested": [{"weight": self.weight.clone()}]}
 
     def load(self, state, *, source):
-        self.iteration, self.weight = state["iteration"], state["weight"].clone()
+        self.iteration, self.weight = state["iteration"], state["nested"][0]["weight"].clone()
 
     def close(self):
         pass
@@ -63,7 +65,7 @@ def test_the_loop_steps_to_num_batches_and_checkpoints_every_n_and_at_the_end(tm
     assert trainer.saved == [2, 4, 5]
     assert last == {"loss/train": 5.0}
     state = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert state["iteration"] == 5 and state["weight"].item() == 5.0
+    assert state["iteration"] == 5 and state["nested"][0]["weight"].item() == 5.0
 
 
 def test_a_loaded_trainer_continues_from_its_iteration_and_a_finished_one_saves_once(tmp_path):
@@ -95,6 +97,22 @@ def test_a_non_finite_step_is_a_divergence_that_names_the_last_checkpoint(tmp_pa
     with pytest.raises(DivergenceError, match="no checkpoint had been written yet"):
         train(early, tmp_path / "early", progress=False)
     assert not (tmp_path / "early" / "checkpoint.pt").exists()
+
+
+def test_a_non_finite_state_to_checkpoint_is_a_divergence_and_is_neither_saved_nor_logged(
+        tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = CountingTrainer(6, 2, poison_at=3)  # the step does not notice; the state does
+    with pytest.raises(DivergenceError) as raised:
+        train(trainer, tmp_path, progress=False)
+    assert str(raised.value).startswith("diverged at iteration 4: the state to checkpoint is "
+                                        "non-finite (nested.0.weight: 1 of 1 values); the last "
+                                        "finite checkpoint (iteration 2) is intact")
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 2
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/train")] == [1, 2, 3]
 
 
 def test_ctrl_c_leaves_the_last_checkpoint_and_the_logged_steps(tmp_path):
