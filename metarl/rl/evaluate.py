@@ -172,12 +172,11 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
     curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source)
     log_curves(out_dir, curves)
     meta = rl_meta(config, protocol, int(state["iteration"]), baselines)
-    result = report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
-                    title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
-                    iterations=int(state["iteration"]), references=published_curves(config.env, protocol.steps,
-                                                with_oracle=options.baselines),
-                    tasks=protocol.tasks)
-    return result
+    references = published_curves(config.env, protocol.steps, with_oracle=options.baselines)
+    return report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
+                  title=f"{config.env}: held-out adaptation ({options.num_tasks} tasks, 95% CI)",
+                  iterations=int(state["iteration"]), references=references,
+                  tasks=protocol.tasks)
 
 
 def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,
