@@ -143,3 +143,22 @@ def test_the_progress_bar_keeps_its_text_where_the_summary_is_none(tmp_path, cap
     train(CountingTrainer(3, 10), tmp_path, progress=True)
     bar = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]
     assert bar.startswith("counting: 100%") and bar.endswith("it/s, at 2]")
+
+
+def test_the_supervised_held_out_curve_is_part_of_the_step_on_the_iterations_it_evaluates():
+    from metarl.supervised.sine.problem import SineConfig, SineProblem
+    from metarl.supervised.trainer import MetaLearner
+
+    config = SineConfig(num_batches=10, meta_batch_size=2, eval_every=2, eval_tasks=2,
+                        eval_steps=1)
+    learner = MetaLearner(SineProblem(), config)
+    assert learner.layout == {"adaptation curve (mse)": ["adaptation/mse_step_0",
+                                                         "adaptation/mse_step_1"]}
+    first, second = learner.step(), learner.step()
+    assert not any(tag.startswith("adaptation/") for tag in first)
+    assert learner.summary(first) is None  # kept: no curve, and not a 10th iteration
+    assert set(learner.layout["adaptation curve (mse)"]) <= set(second)
+    assert learner.summary(second).startswith(f"loss {second['train/meta_loss']:.3f} | "
+                                              "held-out mse: step0 ")
+    learner.iteration = 10
+    assert learner.summary({"train/meta_loss": 1.0}) == "loss 1.000"  # every 10th iteration
