@@ -35,7 +35,9 @@ from metarl.config import (
     default_texts,
     explicit_flags,
     flag_name,
+    from_mapping,
     shipped_defaults,
+    validate,
 )
 from metarl.evaluate_run import EvaluateOptions, checkpoint_path, output_dir
 from metarl.experiment import RESUME_MAY_CHANGE
@@ -262,6 +264,8 @@ def run_evaluate(argv: Sequence[str]) -> int:
     parser.add_argument("--no-progress", action="store_true",
                         help="hide progress bars (default: shown)")
     args = parser.parse_args(argv)
+    options = explicit_flags(args, EvaluateOptions)
+    validate(from_mapping(EvaluateOptions, options, source="the command line"))  # values first
     if args.run is not None:
         source = Path(args.run)
         if not source.is_dir():
@@ -273,7 +277,6 @@ def run_evaluate(argv: Sequence[str]) -> int:
             raise ConfigError(f"--checkpoint {source} is a directory; give a checkpoint file, "
                               f"or the run directory with --run")
     checkpoint = checkpoint_path(source)
-    options = explicit_flags(args, EvaluateOptions)
     result = experiment.evaluate(source, progress=not args.no_progress, **options)
     print(result["table"])
     out_dir = output_dir(checkpoint, EvaluateOptions(output=options.get("output")))

@@ -107,7 +107,7 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
     (["maml", "--meta-batch-size", "two"], "meta_batch_size='two' is not a valid int"),
     (["maml", "--config", "/nonexistent/sine.yaml"], "config file not found: /nonexistent/sine.yaml"),
     (["maml", "--resume", "/nonexistent/run"], "no such run directory"),
-    (["evaluate", "--run", "/nonexistent/run"], "checkpoint not found"),
+    (["evaluate", "--run", "/nonexistent/run"], "--run /nonexistent/run is not a run directory"),
     (["maml", "--bogus-flag", "1"], "unrecognized arguments: --bogus-flag 1"),
     (["maml_trpo", "--seed", "-1"], "seed=-1 must be in [0, 4294967295]"),
     (["maml", "--seed", "-2"], "seed=-2 must be in [0, 4294967295]"),
