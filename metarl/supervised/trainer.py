@@ -17,6 +17,7 @@ any checkpoint of that state is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -158,16 +159,17 @@ class MetaLearner:
         support, query = self.problem.meta_batch(self.config.meta_batch_size, self.generator,
                                                  split="train", query_size=self.config.queries)
         loss, score = self.meta_loss(support, query)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"meta_loss is {loss.item()}")
+        meta_loss = loss.item()
+        if not math.isfinite(meta_loss):
+            raise NonFiniteError(f"meta_loss is {meta_loss}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         require_finite({name: p.grad for name, p in self.model.named_parameters()
-                        if p.grad is not None}, "the meta-gradient")
+                        if p.grad is not None}, "the meta-gradient")  # before Adam sees it
         self.optimizer.step()
         require_finite(dict(self.model.named_parameters()), "the model after the Adam step")
         self.iteration += 1
-        values = {"train/meta_loss": loss.item(),
+        values = {"train/meta_loss": meta_loss,
                   f"train/post_adaptation_{self.problem.metric}": score.item(),
                   "time/iteration_s": time.perf_counter() - start}
         if held_out is not None and self.iteration % self.config.eval_every == 0:
