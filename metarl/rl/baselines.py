@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from metarl.config import ConfigError, from_mapping
+from metarl.config import from_mapping
 from metarl.core.maml import Params
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
@@ -63,24 +63,20 @@ def random_init(config: MAMLTRPOConfig, seed: int, obs_size: int, act_size: int)
 
 
 def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path, *, given: Path | None,
-                    iterations: int | None, progress: bool) -> Baseline:
+                    iterations: int, progress: bool) -> Baseline:
     """A policy trained on all tasks jointly, without adaptation (multi-task TRPO).
 
     ``kind``: ``"pretrained"`` (on the run's family) or ``"oracle"`` (on its oracle family,
     observing the task). Uses the run directory ``given`` if there is one (it must be a
     ``num_steps: 0`` run on that family); otherwise the newest run under ``out_dir/KIND`` that
-    training one now would give (the same env and policy, at least ``iterations``, by default
-    the run's ``num_batches``), or trains one there (``progress``: its bar on stderr). The policy
+    training one now would give (the same env and policy, at least ``iterations``: the
+    evaluation's ``baseline_iterations``), or trains one there (``progress``: its bar on stderr). The policy
     is built from the baseline run's own saved config (``Baseline.config``).
     """
     env = config.env + (ORACLE_SUFFIX if kind == "oracle" else "")
     if given is not None:
         checkpoint = Path(given) / CHECKPOINT_NAME
     else:
-        iterations = config.num_batches if iterations is None else iterations
-        if iterations < 1:
-            raise ConfigError(f"the {kind} baseline would train for {iterations} iterations "
-                              "(the run's num_batches); give --baseline-iterations N >= 1")
         pre_config = dataclasses.replace(config, env=env, num_steps=0, num_batches=iterations,
                                          output_dir=str(out_dir / kind))
         checkpoint = _trained_baseline(out_dir / kind, pre_config)

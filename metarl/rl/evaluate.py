@@ -34,6 +34,7 @@ from tqdm import tqdm
 from metarl.config import ConfigError
 from metarl.core.maml import Params, adapt, stack_params
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
+from metarl.evaluation_options import EvalDefaults, EvaluateOptions, with_defaults
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.baselines import Baseline, architecture_of, baseline_policy, random_init
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
@@ -43,25 +44,11 @@ from metarl.rl.trainer import MetaRLTrainer, check_actions, derive_seed
 from metarl.runs import Logger
 
 
-@dataclass
-class RLEvalOptions:
-    """What ``evaluate`` measures for a MAML-TRPO run."""
-
-    num_tasks: int = 40
-    steps: int | None = None  # default: 4 for navigation_2d, 3 otherwise
-    later_lr_scale: float = 0.5
-    episodes_per_task: int | None = None  # default: the run's fast_batch_size
-    env_steps_per_task: int | None = None  # instead: batches of this many env steps (rllab's)
-    baselines: bool = False
-    pretrained: Path | None = None
-    oracle: Path | None = None
-    pretrain_iterations: int | None = None  # pretrained and oracle, >= 1; default: num_batches
-    seed: int | None = None
-    progress: bool = True
-
-
-def default_steps(env: str) -> int:
-    return 4 if env == "navigation_2d" else 3
+def eval_defaults(config: MAMLTRPOConfig) -> EvalDefaults:
+    """``evaluate``'s defaults for a MAML-TRPO run: the paper's 40 held-out tasks, 4 steps on
+    navigation_2d and 3 elsewhere, the later steps of half the step size, no baselines."""
+    steps = 4 if config.env == "navigation_2d" else 3
+    return EvalDefaults(num_tasks=40, steps=steps, later_lr_scale=0.5, baselines=False)
 
 
 def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict], *,
@@ -120,7 +107,8 @@ def check_env_states(episodes, after: str) -> None:
 class EvalProtocol:
     """What every curve of one evaluation shares: the held-out tasks, ``episodes`` sampled per
     task at each step (with ``env_steps``, the episodes run side by side in batches of that
-    many env steps), the ``step_sizes`` of the K = ``steps`` adaptation steps, the seed."""
+    many env steps), the ``step_sizes`` of the K = ``steps`` adaptation steps, the seed; and
+    the training iterations of the baselines trained here."""
 
     tasks: list[dict]
     steps: int
@@ -128,23 +116,21 @@ class EvalProtocol:
     episodes: int
     seed: int
     env_steps: int | None = None
+    baseline_iterations: int = 0
 
 
-def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtocol:
-    """The evaluation protocol of ``options`` for the run ``config``; a ConfigError for a bad
-    option (before anything is built or written)."""
+def eval_protocol(config: MAMLTRPOConfig, options: EvaluateOptions) -> EvalProtocol:
+    """The evaluation protocol of ``options`` (validated, their defaults filled in:
+    ``eval_defaults``) for the run ``config``; a ConfigError for an option this run cannot
+    take (before anything is built or written)."""
     from metarl import envs
 
-    steps = default_steps(config.env) if options.steps is None else options.steps
-    sizes = evaluation_step_sizes(config.fast_lr, steps, options.later_lr_scale)
+    sizes = evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     seed = config.seed if options.seed is None else options.seed
     tasks = envs.registry.sample_tasks(config.env, options.num_tasks,
                                        seed=seed + EVALUATION_SEED_OFFSET)
     episodes = (config.fast_batch_size if options.episodes_per_task is None
                 else options.episodes_per_task)
-    if episodes < 1 or not options.later_lr_scale > 0:
-        raise ConfigError(f"episodes_per_task={episodes} must be >= 1 and later_lr_scale="
-                          f"{options.later_lr_scale} > 0")
     env_steps = options.env_steps_per_task
     if env_steps is not None:
         horizon = envs.registry.resolve(config.env).horizon
@@ -156,20 +142,37 @@ def eval_protocol(config: MAMLTRPOConfig, options: RLEvalOptions) -> EvalProtoco
             raise ConfigError(f"env_steps_per_task={env_steps} must be >= the horizon of "
                               f"{config.env} ({horizon}): a batch holds at least one episode")
         episodes = slots_for(env_steps, horizon)
-    if options.pretrain_iterations is not None and options.pretrain_iterations < 1:
-        raise ConfigError(f"--baseline-iterations={options.pretrain_iterations} must be >= 1 for "
-                          "MAML-TRPO runs: it trains the pretrained and oracle baselines (0 "
-                          "would leave them untrained; the random-init curve shows that)")
-    return EvalProtocol(tasks, steps, sizes, episodes, seed, env_steps)
+    return EvalProtocol(tasks, options.steps, sizes, episodes, seed, env_steps,
+                        baseline_iterations(config, options))
+
+
+def baseline_iterations(config: MAMLTRPOConfig, options: EvaluateOptions) -> int:
+    """The training iterations of the pretrained and oracle baselines trained here:
+    ``--baseline-iterations``, else the run's ``num_batches``; a ConfigError where that is
+    below 1 (a baseline would be left untrained)."""
+    given = options.baseline_iterations
+    if given is not None and given < 1:
+        raise ConfigError(f"--baseline-iterations={given} must be >= 1 for MAML-TRPO runs: it "
+                          "trains the pretrained and oracle baselines (0 would leave them "
+                          "untrained; the random-init curve shows that)")
+    trains = options.baselines and (options.pretrained is None or options.oracle is None)
+    if given is None and trains and config.num_batches < 1:
+        raise ConfigError(f"the baselines would train for {config.num_batches} iterations (the "
+                          "run's num_batches); give --baseline-iterations N >= 1")
+    return config.num_batches if given is None else given
 
 
 def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
-                options: RLEvalOptions, *, source: str) -> dict[str, Any]:
+                options: EvaluateOptions, *, source: str, progress: bool = False
+                ) -> dict[str, Any]:
     """Adaptation curves of the meta-trained policy of checkpoint ``state`` of the run
     ``config`` (and baselines); writes curve.json/.csv/.png and TensorBoard events into
-    ``out_dir``; returns the JSON."""
+    ``out_dir``; returns the JSON. Options left unset take ``eval_defaults``; ``progress``:
+    bars of the baselines' training and of each curve's steps on stderr."""
+    options = with_defaults(options, eval_defaults(config))
     protocol = eval_protocol(config, options)
-    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source)
+    curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source,
+                                  progress=progress)
     log_curves(out_dir, curves)
     meta = rl_meta(config, protocol, int(state["iteration"]), baselines)
     references = published_curves(config.env, protocol.steps, with_oracle=options.baselines)
@@ -180,7 +183,7 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
 
 
 def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,
-              out_dir: Path, options: RLEvalOptions, *, source: str
+              out_dir: Path, options: EvaluateOptions, *, source: str, progress: bool
               ) -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
     """Held-out returns ``[tasks, K + 1]`` of the run's policy (checkpoint ``state``) and, with
     ``options.baselines``, of the pretrained, random-init and oracle policies (the oracle not
@@ -194,29 +197,34 @@ def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProto
         except NonFiniteError as error:
             raise NonFiniteError(f"evaluating {label} on {config.env}: {error}") from error
 
-    with Evaluators(config, protocol, progress=options.progress) as evaluators:
+    with Evaluators(config, protocol, progress=progress) as evaluators:
         maml = evaluators.trainer(config)
         maml.load(state, source=source)
         curves = {"maml": curve("maml", maml.theta(), config)}
         if options.baselines:
-            baselines["pretrained"] = trained_baseline(config, "pretrained", out_dir, options)
+            baselines["pretrained"] = trained_baseline(config, "pretrained", out_dir, options,
+                                                         protocol, progress)
             curves["pretrained"] = curve("pretrained", baselines["pretrained"].theta,
                                          baselines["pretrained"].config)
             curves["random init"] = curve(
                 "random init", random_init(config, protocol.seed + 1, maml.spec.obs_size,
                                            maml.spec.act_size), config)
-            baselines["oracle"] = trained_baseline(config, "oracle", out_dir, options)
+            baselines["oracle"] = trained_baseline(config, "oracle", out_dir, options, protocol,
+                                                     progress)
             curves["oracle"] = curve("oracle", baselines["oracle"].theta,
                                      baselines["oracle"].config, fine_tune=False)
     return curves, baselines
 
 
 def trained_baseline(config: MAMLTRPOConfig, kind: str, out_dir: Path,
-                     options: RLEvalOptions) -> Baseline:
+                     options: EvaluateOptions, protocol: EvalProtocol,
+                     progress: bool) -> Baseline:
     """The ``kind`` baseline (``"pretrained"`` or ``"oracle"``) of ``options``: the run given
-    for it, else one found or trained under ``out_dir`` (``baselines.baseline_policy``)."""
-    return baseline_policy(config, kind, out_dir, given=getattr(options, kind),
-                           iterations=options.pretrain_iterations, progress=options.progress)
+    for it, else one found or trained under ``out_dir`` for the protocol's
+    ``baseline_iterations`` (``baselines.baseline_policy``)."""
+    given = getattr(options, kind)
+    return baseline_policy(config, kind, out_dir, given=Path(given) if given else None,
+                           iterations=protocol.baseline_iterations, progress=progress)
 
 
 class Evaluators:

@@ -15,7 +15,6 @@ bounds what adaptation can reach, whatever the run, so it takes ``MAX_BASELINE_I
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
+from metarl.evaluation_options import EvaluateOptions, with_defaults
 from metarl.supervised.curves import adaptation_curve
 from metarl.supervised.omniglot.problem import OmniglotConfig
 from metarl.supervised.pretrained import pretrain_jointly
@@ -37,24 +37,9 @@ from metarl.supervised.trainer import MAMLConfig, MetaLearner
 MAX_BASELINE_ITERATIONS = 10_000
 
 
-@dataclass
-class EvalOptions:
-    """What ``evaluate`` measures (flags of ``python -m metarl.run evaluate``)."""
-
-    num_tasks: int = 600
-    steps: int = 10
-    shots: int | None = None
-    #: Query points per regression task; classification episodes keep the run's ``queries``
-    #: per class (``curve.json`` records what was used).
-    query_size: int = 100
-    #: Training iterations of the baselines (None: ``default_baseline_iterations``, and
-    #: ``MAX_BASELINE_ITERATIONS`` for an oracle).
-    baseline_iterations: int | None = None
-    baselines: bool = True
-    seed: int | None = None
-    later_lr_scale: float = 1.0
-    #: Progress bars on stderr for the baselines' training and the adaptation curves.
-    progress: bool = False
+#: Query points per held-out regression task; classification episodes keep the run's
+#: ``queries`` per class (``curve.json`` records what was used).
+QUERY_SIZE = 100
 
 
 def default_baseline_iterations(trained: int) -> int:
@@ -63,30 +48,33 @@ def default_baseline_iterations(trained: int) -> int:
     return min(trained, MAX_BASELINE_ITERATIONS)
 
 
-def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOptions,
-                        build_problem: Any) -> dict[str, Any]:
+def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOptions,
+                        build_problem: Any, *, progress: bool = False) -> dict[str, Any]:
     """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
     and fine-tuned the same way where the problem is ``pretrainable``, and the problem's own
     ``baseline_curves``: the sine oracle given amplitude and phase, the Omniglot classifier of
     the train classes with its head fine-tuned); writes ``curve.json``, ``curve.csv``,
-    ``per_task.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON."""
+    ``per_task.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON. Options left
+    unset take the problem's ``eval_defaults``; ``progress``: bars of the baselines' training
+    and the adaptation curves on stderr."""
     config = learner.config
+    options = with_defaults(options, learner.problem.eval_defaults())
     shots = options.shots or config.shots
     problem = _problem_with_shots(learner, shots, build_problem)
     seed = config.seed if options.seed is None else options.seed
     sizes = evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
     support, query, tasks = problem.meta_batch_with_tasks(
-        options.num_tasks, generator, query_size=options.query_size, shots=shots)
+        options.num_tasks, generator, query_size=QUERY_SIZE, shots=shots)
     iterations, oracle_iterations = (
         (default_baseline_iterations(learner.iteration), MAX_BASELINE_ITERATIONS)
         if options.baseline_iterations is None else (options.baseline_iterations,) * 2)
 
-    starts = _starting_points(learner, problem, options, seed, iterations)
+    starts = _starting_points(learner, problem, options, seed, iterations, progress)
     curves = {label: adaptation_curve(*_task_functions(problem, model), params, support, query,
                                       steps=options.steps, step_size=sizes,
                                       chunk_size=problem.eval_chunk_size,
-                                      progress=options.progress,
+                                      progress=progress,
                                       desc=f"{label}: adaptation curve").numpy()
               for label, (model, params) in starts.items()}
     if options.baselines:
@@ -94,7 +82,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvalOption
             support, query, tasks, steps=options.steps, step_sizes=sizes,
             iterations=iterations, oracle_iterations=oracle_iterations,
             batch_size=config.meta_batch_size, lr=config.meta_lr, seed=seed,
-            progress=options.progress))
+            progress=progress))
 
     fits = (partial(_plot_sine_fits, problem=problem, methods=starts, support=support,
                     true_tasks=tasks, sizes=sizes) if isinstance(problem, SineProblem) else None)
@@ -130,8 +118,9 @@ def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) ->
     return problem
 
 
-def _starting_points(learner: MetaLearner, problem: FewShotProblem, options: EvalOptions,
-                     seed: int, iterations: int) -> dict[str, tuple[Any, Params]]:
+def _starting_points(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOptions,
+                     seed: int, iterations: int, progress: bool
+                     ) -> dict[str, tuple[Any, Params]]:
     """Label -> (model, θ) of every method fine-tuned with SGD here: MAML's meta-learned θ and,
     for a ``pretrainable`` problem with baselines on, a model pretrained on all tasks jointly
     for ``iterations`` (the generic non-meta baseline; torch seed ``seed``, task generator
@@ -144,16 +133,16 @@ def _starting_points(learner: MetaLearner, problem: FewShotProblem, options: Eva
         starts["pretrained"] = (model, pretrain_jointly(
             problem, model, iterations=iterations, batch_size=config.meta_batch_size,
             lr=config.meta_lr, generator=torch.Generator().manual_seed(seed + 1),
-            progress=options.progress))
+            progress=progress))
     return starts
 
 
-def _meta(config: MAMLConfig, options: EvalOptions, shots: int, query: Batch,
+def _meta(config: MAMLConfig, options: EvaluateOptions, shots: int, query: Batch,
           sizes: list[float], seed: int, iteration: int,
           baseline_iterations: int) -> dict[str, Any]:
     """What curve.json records of the evaluation besides the curves. ``query_size`` is what
     the episodes really held: the query examples per task (for classification N ways x the
-    run's queries per class, whatever ``options.query_size`` says); ``baseline_iterations``
+    run's queries per class, whatever ``QUERY_SIZE`` says); ``baseline_iterations``
     those the baselines were trained for (0 without baselines)."""
     meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
             "query_size": int(query[1].shape[1]), "steps": options.steps,

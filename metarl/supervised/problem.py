@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.core.maml import Params
+from metarl.evaluation_options import EvalDefaults
 
 Batch = tuple[Tensor, Tensor]
 #: ``meta_loss(model, params, support, query, *, num_steps, step_size, first_order)
@@ -61,6 +62,9 @@ class FewShotProblem(Protocol):
 
     def build_model(self) -> nn.Module:
         """A fresh model (a TaskModel) with the problem's architecture."""
+
+    def eval_defaults(self) -> EvalDefaults:
+        """What ``evaluate``'s options mean when left unset for a run on this problem."""
 
     def task_loss(self, output: Tensor, target: Tensor) -> Tensor:
         """Training loss of each task, ``[tasks]``, from ``output [tasks, n, ...]``."""

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metarl.config import option, seed_option
+from metarl.evaluation_options import EvalDefaults
 from metarl.runs import CheckpointError
 from metarl.supervised.omniglot.baseline import (
     cached_classifier,
@@ -139,6 +140,12 @@ class OmniglotProblem:
 
     def build_model(self) -> ConvNet:
         return ConvNet(self.config.ways)
+
+    def eval_defaults(self) -> EvalDefaults:
+        """``evaluate``'s defaults: 1000 held-out episodes and the run's ``eval_steps`` (3 in
+        the paper's setting) of the one step size, with the classifier baseline."""
+        return EvalDefaults(num_tasks=1000, steps=self.config.eval_steps, later_lr_scale=1.0,
+                            baselines=True)
 
     @staticmethod
     def task_loss(output: Tensor, target: Tensor) -> Tensor:

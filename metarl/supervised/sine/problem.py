@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.config import THREADS_MAX, option
+from metarl.evaluation_options import EvalDefaults
 from metarl.supervised.sine.baseline import oracle_inputs, train_sine_oracle
 from metarl.supervised.sine.model import MLP
 from metarl.supervised.trainer import TORCH_THREADS_HELP, MAMLConfig
@@ -83,6 +84,11 @@ class SineProblem:
 
     def build_model(self) -> nn.Module:
         return MLP(1, 1, self.hidden_sizes, nonlinearity="relu")
+
+    def eval_defaults(self) -> EvalDefaults:
+        """``evaluate``'s defaults: the paper's 600 held-out tasks and 10 steps of the one step
+        size, with the baselines."""
+        return EvalDefaults(num_tasks=600, steps=10, later_lr_scale=1.0, baselines=True)
 
     def state_dict(self) -> None:
         """None: sine tasks depend on the config alone."""

@@ -112,13 +112,15 @@ def test_the_curve_chart_is_laid_out_once_its_tags_are_written(tmp_path):
 
 def test_evaluate_shows_progress_and_fits_the_baselines_to_the_run(tmp_path, capsys,
                                                                   monkeypatch):
+    from metarl.evaluation_options import EvaluateOptions
     from metarl.supervised import evaluate
-    from metarl.supervised.evaluate import EvalOptions, evaluate_supervised
+    from metarl.supervised.evaluate import evaluate_supervised
 
     monkeypatch.setattr(evaluate, "MAX_BASELINE_ITERATIONS", 7)  # the oracle's: quick here
     learner = tiny_run(tmp_path, num_batches=5)
-    options = EvalOptions(num_tasks=8, steps=2, progress=True)
-    result = evaluate_supervised(learner, tmp_path / "eval", options, lambda c: SineProblem())
+    options = EvaluateOptions(num_tasks=8, steps=2)
+    result = evaluate_supervised(learner, tmp_path / "eval", options, lambda c: SineProblem(),
+                                 progress=True)
     err = capsys.readouterr().err
     for phase in ("pretrained baseline: training", "oracle baseline: training",
                   "maml: adaptation curve", "pretrained: adaptation curve"):
@@ -128,8 +130,9 @@ def test_evaluate_shows_progress_and_fits_the_baselines_to_the_run(tmp_path, cap
     assert result["iteration"] == 5
     assert (tmp_path / "eval" / "curve.png").stat().st_size > 10_000
     monkeypatch.setattr(evaluate, "report", lambda *args, meta, **kwargs: meta)  # no figure
-    quiet = EvalOptions(num_tasks=8, steps=2, baseline_iterations=3, progress=False)
-    meta = evaluate_supervised(learner, tmp_path / "quiet", quiet, lambda c: SineProblem())
+    quiet = EvaluateOptions(num_tasks=8, steps=2, baseline_iterations=3)
+    meta = evaluate_supervised(learner, tmp_path / "quiet", quiet, lambda c: SineProblem(),
+                               progress=False)
     assert capsys.readouterr().err == ""
     assert (meta["baseline_iterations"], meta["oracle_iterations"]) == (3, 3)
 
