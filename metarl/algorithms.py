@@ -2,17 +2,20 @@
 
 An entry says what ``metarl.experiment`` needs to build a run: which config key names the task
 family (``--task``, ``--env``), the config class for a family, the settings a resumed run may
-change, and the trainer (a ``metarl.training.Trainer``, driven by the one training loop).
-Everything is imported when used, so reading this table loads no torch.
+change, and the trainer (a ``metarl.training.Trainer``, driven by the one training loop); what
+its checkpoints hold (``metarl.checkpoint_format`` checks them against it); and what the command
+line shows: ``python -m metarl.run NAME`` is one command per entry, its help page and the
+values it reports built from the entry. Configs and trainers are imported when used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from metarl.catalog import supervised_tasks
+from metarl.checkpoint_format import RunSchema, know_algorithms
 from metarl.config import ConfigError
 
 
@@ -35,8 +38,21 @@ class Algorithm:
     config_base: Callable[[], type]
     #: The trainer of a validated config.
     build_trainer: Callable[[Any], Any]
+    #: The schema of its checkpoints, what its trainer's ``state()`` holds (declared beside it).
+    checkpoint: Callable[[], RunSchema]
+    #: Its line in ``python -m metarl.run --help``.
+    summary: str
+    #: The head of its help page: what it does, and its families.
+    description: str
+    #: Command lines at the foot of its help page; the first also on the top-level page.
+    examples: tuple[str, ...]
+    #: The tag prefixes of the last logged values the command prints when training is done.
+    reported: tuple[str, ...]
     #: The name of a family's shipped defaults (by default, the family's own).
     shipped_task: Callable[[str], str] = lambda family: family
+    #: Where each family has a config class of its own, their names: the help page then shows
+    #: every family's options. None: one config class for any family (an RL env).
+    families: Callable[[], Sequence[str]] | None = None
 
 
 def _maml_config(task: str) -> type:
@@ -59,6 +75,16 @@ def _maml_trainer(config: Any) -> Any:
     return MetaLearner(build_problem(config), config)
 
 
+def _maml_checkpoint() -> RunSchema:
+    from metarl.supervised.trainer import CHECKPOINT_SCHEMA
+
+    return CHECKPOINT_SCHEMA
+
+
+def _maml_tasks() -> list[str]:
+    return list(supervised_tasks())
+
+
 def _maml_trpo_config(env: str) -> type:
     """Every env (a built-in family, a plug-in, a Gymnasium id) has the same options."""
     return _maml_trpo_base()
@@ -76,12 +102,46 @@ def _maml_trpo_trainer(config: Any) -> Any:
     return MetaRLTrainer(config)
 
 
+def _maml_trpo_checkpoint() -> RunSchema:
+    from metarl.rl.trainer import CHECKPOINT_SCHEMA
+
+    return CHECKPOINT_SCHEMA
+
+
 def _without_oracle(env: str) -> str:
     """ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults."""
     from metarl.envs.oracle import ORACLE_SUFFIX
 
     return env.removesuffix(ORACLE_SUFFIX)
 
+
+MAML_DESCRIPTION = """\
+Meta-train a model with supervised MAML: each meta-iteration adapts the model to a batch of
+sampled tasks with gradient steps on their support examples, then takes an Adam step on the
+adapted models' loss on the query examples.
+
+tasks (--task):
+  sine        sine-wave regression: amplitude in [0.1, 5], phase in [0, pi], x in [-5, 5];
+              an MLP 1-40-40-1 learns from K points
+  omniglot    N-way K-shot classification of handwritten characters with the 4-block conv
+              net; needs the Omniglot zips in --data-dir (or --download)
+"""
+
+MAML_TRPO_DESCRIPTION = """\
+Meta-train a Gaussian MLP policy with MAML-TRPO: each meta-iteration samples episodes on a
+batch of tasks, adapts the policy to each task with policy-gradient steps, samples again with
+the adapted policies and improves the starting policy with a TRPO step through the adaptation.
+
+task families (--env):
+  navigation_2d   a point moves to a goal in [-0.5, 0.5]^2 (100 steps)
+  cheetah_vel     half-cheetah runs at a target velocity in [0, 2] (200 steps)
+  cheetah_dir     half-cheetah runs forward or backward (200 steps)
+  ant_vel         ant runs at a target velocity in [0, 3] (200 steps)
+  ant_dir         ant runs forward or backward (200 steps)
+  ant_goal        ant walks to a goal position in [-3, 3]^2 (200 steps)
+  NAME+oracle     NAME with the task appended to every observation (the oracle baseline)
+  a Gymnasium id or package.module:Class of your own (README: "Your own task family")
+"""
 
 ALGORITHMS: dict[str, Algorithm] = {
     # Supervised MAML (sine regression, Omniglot). The held-out curves draw from their own
@@ -91,15 +151,32 @@ ALGORITHMS: dict[str, Algorithm] = {
         resume_may_change=("num_batches", "checkpoint_every", "eval_every", "eval_tasks",
                            "eval_steps", "torch_threads", "output_dir", "data_dir", "cache_dir",
                            "download"),
-        config_class=_maml_config, config_base=_maml_base, build_trainer=_maml_trainer),
+        config_class=_maml_config, config_base=_maml_base, build_trainer=_maml_trainer,
+        checkpoint=_maml_checkpoint,
+        summary="meta-train a model on a few-shot task: sine regression or Omniglot",
+        description=MAML_DESCRIPTION,
+        examples=("python -m metarl.run maml --task sine --num-batches 5000 --shots 5",
+                  "python -m metarl.run maml --task omniglot --ways 5 --shots 1 --data-dir DIR",
+                  "python -m metarl.run maml --resume runs/maml__sine__0__20261123-140000 "
+                  "--num-batches 100000"),
+        reported=("train/", "adaptation/"), families=_maml_tasks),
     # MAML-TRPO on an RL task family. Episodes are identical for any number of workers.
     "maml_trpo": Algorithm(
         selector="env", default="navigation_2d",
         resume_may_change=("num_batches", "checkpoint_every", "num_workers", "torch_threads",
                            "output_dir"),
         config_class=_maml_trpo_config, config_base=_maml_trpo_base,
-        build_trainer=_maml_trpo_trainer, shipped_task=_without_oracle),
+        build_trainer=_maml_trpo_trainer, shipped_task=_without_oracle,
+        checkpoint=_maml_trpo_checkpoint,
+        summary="meta-train a policy with MAML-TRPO on a family of RL tasks",
+        description=MAML_TRPO_DESCRIPTION,
+        examples=("python -m metarl.run maml_trpo --env navigation_2d --num-batches 100",
+                  "python -m metarl.run maml_trpo --env cheetah_vel --hidden-sizes 100 100 "
+                  "--nonlinearity relu",
+                  "python -m metarl.run maml_trpo --env cheetah_vel+oracle --num-steps 0"),
+        reported=("returns/",)),
 }
+know_algorithms(ALGORITHMS)  # a checkpoint's schema is its algorithm's, from this table
 
 
 def algorithm(name: str) -> Algorithm:

@@ -1,13 +1,12 @@
 """What a checkpoint holds: one schema per kind of run, and the checksum that seals it.
 
-A run's checkpoint is a dict of ``state_dict``s, tensors and plain values. Its kind follows
-from its ``algo`` (and, for ``maml``, its config's ``task``):
-
-* ``maml_trpo``: ``policy`` (the policy's weights), ``iteration``, ``config``;
-* ``sine``: ``model``, ``optimizer`` (Adam's state), ``generator`` (the task stream's RNG
-  state), ``iteration``, ``config``;
-* ``omniglot``: as ``sine``, and ``problem`` (the character split), absent in checkpoints
-  written before the split was saved.
+A run's checkpoint is a dict of ``state_dict``s, tensors and plain values: ``algo``,
+``iteration`` and ``config`` (:data:`RUN_ENTRIES`), and what its algorithm's
+:class:`RunSchema` names, built from the checks here (:func:`tensors`, :func:`optimizer_state`,
+:func:`generator_state`, ...). Each algorithm declares its schema in its entry of
+``metarl.algorithms.ALGORITHMS``, which hands the table down with :func:`know_algorithms`; the
+kind of a run is its ``algo``, or for an algorithm whose families hold different entries (a
+``maml`` run's ``task``: an Omniglot checkpoint also holds its character split), the family.
 
 :func:`check_run_state` checks a loaded dict against its kind's schema, so that a missing key,
 an unexpected one, or a value of the wrong type is one ``CheckpointError`` naming it, before
@@ -21,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 
@@ -109,30 +108,33 @@ class MayBeAbsent:
 
 
 def _kind(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
+    shown = repr(value)
+    return f"{type(value).__name__} ({shown[:40]}{'...' if len(shown) > 40 else ''})"
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """A str."""
     return None if isinstance(value, str) else f" is {_kind(value)}, expected a str"
 
 
-def _count(value: Any) -> str | None:
+def count(value: Any) -> str | None:
+    """An int >= 0 (not a bool)."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return None
     return f" is {_kind(value)}, expected an int >= 0"
 
 
-def _mapping(value: Any) -> str | None:
+def mapping(value: Any) -> str | None:
+    """A mapping with str keys."""
     if not isinstance(value, Mapping):
         return f" is {_kind(value)}, expected a mapping"
     odd = next((key for key in value if not isinstance(key, str)), None)
     return None if odd is None else f" has the key {odd!r}, expected names (str)"
 
 
-def _tensors(value: Any) -> str | None:
+def tensors(value: Any) -> str | None:
     """A ``state_dict``: names to tensors, the floating ones finite."""
-    problem = _mapping(value)
+    problem = mapping(value)
     if problem:
         return problem
     for name, tensor in value.items():
@@ -143,7 +145,7 @@ def _tensors(value: Any) -> str | None:
     return None
 
 
-def _optimizer(value: Any) -> str | None:
+def optimizer_state(value: Any) -> str | None:
     """An optimiser's ``state_dict``: ``state`` (parameter index -> its tensors and numbers)
     and ``param_groups`` (a list of mappings, each with ``params``, a list of indices)."""
     if not isinstance(value, Mapping):
@@ -175,55 +177,87 @@ def _is_index(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _generator_state(value: Any) -> str | None:
+def generator_state(value: Any) -> str | None:
+    """A ``torch.Generator``'s state."""
     if isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1:
         return None
     return f" is {_kind(value)}, expected a generator state (a 1-D uint8 tensor)"
 
 
-_RUN = {"algo": _text, "iteration": _count, "config": _mapping}
-_SUPERVISED = {**_RUN, "model": _tensors, "optimizer": _optimizer, "generator": _generator_state}
-#: Kind -> top-level key -> check. ``load_checkpoint`` adds and verifies ``CHECKSUM_KEY``.
-SCHEMAS: dict[str, dict[str, Check | MayBeAbsent]] = {
-    "maml_trpo": {**_RUN, "policy": _tensors},
-    "sine": _SUPERVISED,
-    "omniglot": {**_SUPERVISED, "problem": MayBeAbsent(_mapping)},
-}
-#: The ``algo`` of each kind of run (a ``maml`` run's kind is its config's ``task``).
-ALGOS = {"maml_trpo": "maml_trpo", "sine": "maml", "omniglot": "maml"}
+#: What every run checkpoint holds; a :class:`RunSchema` names the rest.
+RUN_ENTRIES: dict[str, Check | MayBeAbsent] = {"algo": text, "iteration": count,
+                                               "config": mapping}
 
 
-def run_kind(state: Mapping[str, Any], *, source: str) -> str:
-    """The kind of run checkpoint ``state`` is (a key of ``SCHEMAS``), from its ``algo`` and,
-    for ``maml``, its config's ``task``."""
-    algo = state.get("algo")
-    if algo is None:
-        raise CheckpointError(f"checkpoint {source} is malformed: 'algo' missing")
-    if algo == "maml_trpo":
-        return algo
-    if algo != "maml":
-        raise CheckpointError(f"checkpoint {source} is not a metarl run checkpoint: algo="
-                              f"{algo!r}, expected one of: {', '.join(sorted(set(ALGOS.values())))}")
-    config = state.get("config")
-    if not isinstance(config, Mapping):
-        problem = " missing" if config is None else f" is {_kind(config)}, expected a mapping"
-        raise CheckpointError(f"checkpoint {source} is malformed: 'config'{problem}")
-    task = config.get("task")
-    if task not in SCHEMAS or ALGOS[task] != "maml":
-        known = ", ".join(kind for kind, of in ALGOS.items() if of == "maml")
-        raise CheckpointError(f"checkpoint {source} is a maml run of task {task!r}; "
-                              f"the tasks are: {known}")
-    return task
+@dataclass(frozen=True)
+class RunSchema:
+    """What the checkpoints of one algorithm hold besides :data:`RUN_ENTRIES`: ``entries``
+    (top-level key -> check). Where its runs hold different entries by family (a ``maml`` run's
+    task), ``kind_key`` is the config key naming the family and ``kinds`` each family's entries
+    beyond ``entries``; the family is then the kind of run, else the algorithm's name is."""
+
+    entries: Mapping[str, Check | MayBeAbsent]
+    kind_key: str | None = None
+    kinds: Mapping[str, Mapping[str, Check | MayBeAbsent]] = field(default_factory=dict)
+
+    def schema(self, kind: str) -> dict[str, Check | MayBeAbsent]:
+        """Top-level key -> check of a checkpoint of ``kind``."""
+        return {**RUN_ENTRIES, **self.entries, **self.kinds.get(kind, {})}
+
+    def kind_of(self, state: Mapping[str, Any], *, source: str) -> str:
+        """The kind of run checkpoint ``state`` (of this schema's algorithm) is."""
+        algo = state["algo"]
+        if self.kind_key is None:
+            return algo
+        config = state.get("config")
+        if not isinstance(config, Mapping):
+            problem = " missing" if config is None else f" is {_kind(config)}, expected a mapping"
+            raise CheckpointError(f"checkpoint {source} is malformed: 'config'{problem}")
+        kind = config.get(self.kind_key)
+        if not isinstance(kind, str) or kind not in self.kinds:
+            raise CheckpointError(f"checkpoint {source} is a {algo} run of {self.kind_key} "
+                                  f"{kind!r}; the {self.kind_key}s are: {', '.join(self.kinds)}")
+        return kind
 
 
-def check_run_state(state: Mapping[str, Any], *, source: str, algo: str | None = None) -> str:
-    """Check a run checkpoint against its kind's schema (``algo``: the one expected) and return
-    its kind; a CheckpointError names the first missing, unexpected or ill-typed entry."""
-    kind = run_kind(state, source=source)
-    if algo is not None and ALGOS[kind] != algo:
-        raise CheckpointError(f"checkpoint {source} is a {ALGOS[kind]!r} run, not {algo!r}")
-    schema = SCHEMAS[kind]
-    for key, check in schema.items():
+class DeclaresCheckpoints(Protocol):
+    """An algorithm, as far as its checkpoints go (``metarl.algorithms.Algorithm``)."""
+
+    @property
+    def checkpoint(self) -> Callable[[], RunSchema]:
+        """The schema of its checkpoints."""
+
+
+#: The algorithms whose checkpoints :func:`check_run_state` knows by the ``algo`` they name:
+#: ``metarl.algorithms.ALGORITHMS``, which sits above this module and hands itself down with
+#: :func:`know_algorithms` when imported (``metarl.experiment`` and the command line import it).
+_algorithms: Mapping[str, DeclaresCheckpoints] = {}
+
+
+def know_algorithms(table: Mapping[str, DeclaresCheckpoints]) -> None:
+    """Check run checkpoints against the schemas of ``table``'s algorithms (the table itself is
+    kept, so an entry added to it later is known too)."""
+    global _algorithms
+    _algorithms = table
+
+
+def run_schemas() -> dict[str, dict[str, Check | MayBeAbsent]]:
+    """Kind of run -> top-level key -> check, for every known algorithm."""
+    schemas = {}
+    for name, entry in _algorithms.items():
+        declared = entry.checkpoint()
+        for kind in declared.kinds or (name,):
+            schemas[kind] = declared.schema(kind)
+    return schemas
+
+
+def check_run_state(state: Mapping[str, Any], *, source: str, algo: str | None = None,
+                    schema: RunSchema | None = None) -> str:
+    """Check a run checkpoint against its kind's schema and return its kind; a CheckpointError
+    names the first missing, unexpected or ill-typed entry. ``algo``: the algorithm expected;
+    ``schema``: its schema (a trainer's own), else that of the algorithm the checkpoint names."""
+    kind, entries = _kind_and_entries(state, source=source, algo=algo, schema=schema)
+    for key, check in entries.items():
         optional = isinstance(check, MayBeAbsent)
         if key not in state or (optional and state[key] is None):
             if optional:
@@ -232,9 +266,26 @@ def check_run_state(state: Mapping[str, Any], *, source: str, algo: str | None =
         problem = (check.check if optional else check)(state[key])
         if problem is not None:
             raise CheckpointError(f"checkpoint {source} is malformed: {key!r}{problem}")
-    unexpected = sorted(set(state) - set(schema) - {CHECKSUM_KEY}, key=repr)
+    unexpected = sorted(set(state) - set(entries) - {CHECKSUM_KEY}, key=repr)
     if unexpected:
         raise CheckpointError(f"checkpoint {source} is malformed: unexpected "
                               f"{', '.join(map(repr, unexpected))}; a {kind} checkpoint holds: "
-                              f"{', '.join(schema)}")
+                              f"{', '.join(entries)}")
     return kind
+
+
+def _kind_and_entries(state: Mapping[str, Any], *, source: str, algo: str | None,
+                      schema: RunSchema | None) -> tuple[str, dict[str, Check | MayBeAbsent]]:
+    """The kind of ``state`` and what a checkpoint of that kind holds (see check_run_state)."""
+    named = state.get("algo")
+    if named is None:
+        raise CheckpointError(f"checkpoint {source} is malformed: 'algo' missing")
+    if schema is None:
+        if not isinstance(named, str) or named not in _algorithms:
+            raise CheckpointError(f"checkpoint {source} is not a metarl run checkpoint: algo="
+                                  f"{named!r}, expected one of: {', '.join(sorted(_algorithms))}")
+        schema = _algorithms[named].checkpoint()
+    if algo is not None and named != algo:
+        raise CheckpointError(f"checkpoint {source} is a {named!r} run, not {algo!r}")
+    kind = schema.kind_of(state, source=source)
+    return kind, schema.schema(kind)

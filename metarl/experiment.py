@@ -41,13 +41,6 @@ from metarl.config import (
 )
 from metarl.runs import CHECKPOINT_NAME, CONFIG_NAME
 
-#: The config key that picks each algorithm's config class and shipped defaults, and its default.
-SELECTORS = {name: (entry.selector, entry.default) for name, entry in ALGORITHMS.items()}
-
-#: The settings a resumed run may change (``Algorithm.resume_may_change``); any other change is
-#: refused, since a resume must continue exactly like the uninterrupted run.
-RESUME_MAY_CHANGE = {name: entry.resume_may_change for name, entry in ALGORITHMS.items()}
-
 
 def config_class(algo: str, family: str) -> type:
     """The config class of ``algo`` on ``family`` (a supervised task, or any RL env)."""
@@ -96,9 +89,9 @@ def open_run(run_dir: str | Path, algo: str) -> SavedRun:
     """The run in ``run_dir`` to resume, its checkpoint loaded and checked.
 
     The checkpoint's config is the authority: ``config.yaml`` may differ from it only in the
-    settings a resume may change (``RESUME_MAY_CHANGE``, e.g. a longer ``num_batches``); any
-    other difference is a ConfigError naming the key, since the checkpoint's state was made
-    with the checkpoint's config.
+    settings a resume may change (``Algorithm.resume_may_change``, e.g. a longer
+    ``num_batches``); any other difference is a ConfigError naming the key, since the
+    checkpoint's state was made with the checkpoint's config.
     """
     from metarl.runs import load_run_checkpoint
 
@@ -124,7 +117,7 @@ def _editable_values(run_dir: Path, algo: str, saved: dict[str, Any]) -> dict[st
     config_cls = config_class(algo, str(saved.get(key, default)))
     checkpointed = from_mapping(config_cls, saved, source=f"the checkpoint of {run_dir}")
     in_file = from_mapping(config_cls, edited, source=str(path), base=checkpointed)
-    may_change = RESUME_MAY_CHANGE[algo]
+    may_change = algorithm(algo).resume_may_change
     changed = [f"{name}={getattr(in_file, name)!r} (checkpoint: {getattr(checkpointed, name)!r})"
                for name in edited
                if name in saved and name not in may_change
@@ -139,11 +132,12 @@ def _editable_values(run_dir: Path, algo: str, saved: dict[str, Any]) -> dict[st
 
 
 def check_resumable(saved: SavedRun, config: Any) -> None:
-    """Fail when ``config`` differs from the run it resumes outside ``RESUME_MAY_CHANGE``, or
-    would stop before the checkpoint's iteration (nothing on disk is changed)."""
+    """Fail when ``config`` differs from the run it resumes outside the settings a resume may
+    change (``Algorithm.resume_may_change``), or would stop before the checkpoint's iteration
+    (nothing on disk is changed)."""
     checkpointed = from_mapping(type(config), saved.values, source=f"the checkpoint of "
                                 f"{saved.run_dir}")
-    check_unchanged(checkpointed, config, may_change=RESUME_MAY_CHANGE[saved.algo])
+    check_unchanged(checkpointed, config, may_change=algorithm(saved.algo).resume_may_change)
     if config.num_batches < saved.iteration:
         raise ConfigError(f"num_batches={config.num_batches} is below the iteration of the "
                           f"checkpoint in {saved.run_dir}, {saved.iteration}; a resumed run "
@@ -188,14 +182,14 @@ def choose_family(algo: str, *, named: Any = None, config_file: str | Path | Non
 
 def make_config(algo: str, *, config_file: str | Path | None = None,
                 resume: str | Path | SavedRun | None = None, **overrides: Any) -> Any:
-    """The validated config of a new run of ``algo`` (``"maml"`` or ``"maml_trpo"``), or of
-    the run in ``resume`` continued, exactly as ``python -m metarl.run ALGO`` resolves it.
+    """The validated config of a new run of ``algo`` (a key of ``ALGORITHMS``: ``"maml"``,
+    ``"maml_trpo"``), or of the run in ``resume`` continued, exactly as ``python -m metarl.run ALGO`` resolves it.
 
     New run: built-in defaults < ``experiments/{algo}/{task}.yaml`` < ``config_file`` <
     ``overrides``; the task or env comes from ``overrides`` (``task=``/``env=``), else the
     file. Resumed run: the checkpoint's config (see :func:`open_run`) < ``config_file`` <
-    ``overrides``, which may change only ``RESUME_MAY_CHANGE[algo]``. Raises ConfigError on
-    anything invalid, naming the value and what would be valid.
+    ``overrides``, which may change only ``algorithm(algo).resume_may_change``. Raises
+    ConfigError on anything invalid, naming the value and what would be valid.
     """
     saved = _saved(resume, algo)
     key, _ = _selector(algo)
@@ -203,7 +197,7 @@ def make_config(algo: str, *, config_file: str | Path | None = None,
     config = resolve(config_class(algo, family), algo=algo, task=shipped_task(algo, family),
                      config_file=None if config_file is None else str(config_file),
                      flags=overrides, base=None if saved is None else saved.values,
-                     may_change=RESUME_MAY_CHANGE[algo])
+                     may_change=algorithm(algo).resume_may_change)
     if saved is not None:
         check_resumable(saved, config)
     return config

@@ -1,16 +1,18 @@
 """The command line: ``python -m metarl.run ALGO [--task NAME | --env NAME] [options]``.
 
-Algorithms:
+Commands:
 
-* ``maml``: supervised MAML (``--task sine`` or ``--task omniglot --data-dir PATH``);
-* ``maml_trpo``: meta-RL with MAML-TRPO (``--env navigation_2d``, ``cheetah_vel``, ...);
+* one training command per entry of ``metarl.algorithms.ALGORITHMS`` (:func:`run_training`):
+  ``maml``, supervised MAML (``--task sine`` or ``--task omniglot --data-dir PATH``), and
+  ``maml_trpo``, meta-RL with MAML-TRPO (``--env navigation_2d``, ``cheetah_vel``, ...); its
+  help page, its line on the top-level page and what it reports come from its entry;
 * ``evaluate``: the adaptation curve of a finished run (``--run DIR`` or ``--checkpoint FILE``).
 
 Every option is also a YAML key (``--config FILE``; flags override the file); see
 ``experiments/``. The task or env, which picks the shipped defaults, comes from ``--task`` /
 ``--env``, else the ``--config`` file, else the resumed run. ``--resume DIR`` continues a run
-exactly as it started: it may change only the settings in ``RESUME_MAY_CHANGE`` (the budget,
-checkpointing, logging and machine resources). This module only parses, dispatches and reports
+exactly as it started: it may change only the settings in its entry's ``resume_may_change``
+(the budget, checkpointing, logging and machine resources). This module only parses, dispatches and reports
 errors: bad input exits with status 2 and one line on stderr naming the bad value and the valid
 choices, never a traceback.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -27,8 +30,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from metarl import experiment, help_pages
+from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.allocator import tune_malloc
-from metarl.catalog import supervised_tasks
 from metarl.config import (
     ConfigError,
     add_flags,
@@ -40,7 +43,6 @@ from metarl.config import (
     validate,
 )
 from metarl.evaluate_run import EvaluateOptions, checkpoint_path, output_dir
-from metarl.experiment import RESUME_MAY_CHANGE
 from metarl.files import OutputPathError, WriteError
 from metarl.runs import CHECKPOINT_NAME, CheckpointError, resume_hint
 
@@ -82,40 +84,31 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# --- training commands -----------------------------------------------------------------------
+# --- training commands ---------------------------------------------------------------------
 
-def run_maml(argv: Sequence[str]) -> int:
-    """``maml --task NAME``: supervised MAML."""
-    if _wants_help(argv):
-        _maml_help().print_help()
+def run_training(algo: str, argv: Sequence[str]) -> int:
+    """``ALGO [--task NAME | --env NAME] [options]``: train a run of ``algo``, an entry of
+    ``metarl.algorithms.ALGORITHMS``: resolve the config (``metarl.experiment.make_config``),
+    train the run (``metarl.experiment.Run``), report the last values."""
+    entry = algorithm(algo)
+    if entry.families is not None and _wants_help(argv):
+        _families_help(algo).print_help()
         return 0
-    return _train("maml", argv, help_pages.MAML_HELP, ("train/", "adaptation/"))
-
-
-def run_maml_trpo(argv: Sequence[str]) -> int:
-    """``maml_trpo --env NAME``: meta-RL with MAML-TRPO."""
-    return _train("maml_trpo", argv, help_pages.MAML_TRPO_HELP, ("returns/",))
-
-
-def _train(algo: str, argv: Sequence[str], description: str, prefixes: tuple[str, ...]) -> int:
-    """Resolve the config (``metarl.experiment.make_config``), train the run
-    (``metarl.experiment.Run``), report the last values."""
     family, saved = _pre_parse(argv, algo)
-    args, config = _parse_config(argv, algo, family, saved, description)
+    args, config = _parse_config(argv, algo, family, saved)
     with experiment.Run(config, resume=saved) as run:
         print(f"run directory: {run.run_dir}", file=sys.stderr)
         with _report_stop(run.run_dir):
             last = run.train(progress=not args.no_progress)
-    _report(run.run_dir, run.iteration, last, prefixes)
+    _report(run.run_dir, run.iteration, last, entry.reported)
     return 0
 
 
 def _pre_parse(argv: Sequence[str], algo: str) -> tuple[str, experiment.SavedRun | None]:
     """The task or env, which picks the config class and the shipped defaults, and, with
     ``--resume DIR``, the run to resume (``metarl.experiment.choose_family``, ``open_run``)."""
-    key, _ = experiment.SELECTORS[algo]
     pre = Parser(add_help=False)
-    pre.add_argument(flag_name(key), dest="value", default=None)
+    pre.add_argument(flag_name(algorithm(algo).selector), dest="value", default=None)
     pre.add_argument("--config", default=None)
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(argv)
@@ -124,13 +117,14 @@ def _pre_parse(argv: Sequence[str], algo: str) -> tuple[str, experiment.SavedRun
                                     saved=saved), saved
 
 
-def _parse_config(argv, algo, family, saved, description):
-    selector, _ = experiment.SELECTORS[algo]
-    task = experiment.shipped_task(algo, family)
-    config_cls = experiment.config_class(algo, family)
+def _parse_config(argv, algo, family, saved):
+    entry = algorithm(algo)
+    task = entry.shipped_task(family)
+    config_cls = entry.config_class(family)
     defaults = shipped_defaults(config_cls, algo, task)
-    parser = _command_parser(algo, description + help_pages.defaults_note(algo, selector, task))
-    _add_run_flags(parser, algo, selector)
+    parser = _command_parser(algo, entry.description + help_pages.defaults_note(
+        algo, entry.selector, task), entry.examples)
+    _add_run_flags(parser, algo)
     add_flags(parser, config_cls, shown_defaults=default_texts(defaults))
     args = parser.parse_args(argv)
     config = experiment.make_config(algo, config_file=args.config, resume=saved,
@@ -145,36 +139,39 @@ def _wants_help(argv: Sequence[str]) -> bool:
     return "-h" in argv or "--help" in argv
 
 
-def _command_parser(algo: str, description: str) -> Parser:
-    """A command's parser, its page headed by ``description`` and ending with examples."""
-    epilog = "examples:\n" + "\n".join(f"  {line}" for line in help_pages.EXAMPLES[algo])
-    return Parser(prog=f"python -m metarl.run {algo}", description=description, epilog=epilog,
+def _command_parser(command: str, description: str, examples: Sequence[str]) -> Parser:
+    """A command's parser, its page headed by ``description`` and ending with ``examples``."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return Parser(prog=f"python -m metarl.run {command}", description=description, epilog=epilog,
                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def _add_run_flags(parser: Parser, algo: str, selector: str) -> None:
+def _add_run_flags(parser: Parser, algo: str) -> None:
     """The options of a training command that are not config fields."""
+    entry = algorithm(algo)
+    selector = entry.selector
     parser.add_argument("--config", metavar="FILE",
                         help=f"YAML file of options; flags override it (--{selector} too, which "
                              f"picks the shipped defaults: flag, else the file's {selector}: "
                              f"key, else the resumed run's) (default: none)")
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run in DIR exactly as it started; only "
-                             f"{', '.join(RESUME_MAY_CHANGE[algo])} may change "
+                             f"{', '.join(entry.resume_may_change)} may change "
                              f"(default: start a new run)")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bar (default: shown)")
 
 
-def _maml_help() -> Parser:
-    """The page of ``maml --help``: the options of every task, each with its default per task."""
-    tasks = supervised_tasks()
-    parser = _command_parser("maml", help_pages.MAML_HELP + help_pages.wrap(
-        "Defaults: built-in values overlaid with experiments/maml/TASK.yaml (the paper's "
-        "settings). A --config FILE overrides them, and flags override the file."))
-    _add_run_flags(parser, "maml", "task")
-    defaults = {name: default_texts(shipped_defaults(cls, "maml", name))
-                for name, (cls, _) in tasks.items()}
+def _families_help(algo: str) -> Parser:
+    """The help page of an algorithm whose families have config classes of their own (``maml``):
+    the options of every family, each with its default per family."""
+    entry = algorithm(algo)
+    classes = {name: entry.config_class(name) for name in entry.families()}
+    parser = _command_parser(algo, entry.description + help_pages.families_note(
+        algo, entry.selector), entry.examples)
+    _add_run_flags(parser, algo)
+    defaults = {name: default_texts(shipped_defaults(cls, algo, entry.shipped_task(name)))
+                for name, cls in classes.items()}
     fields = {name: set(texts) for name, texts in defaults.items()}
     common = set.intersection(*fields.values())
     shown = {}
@@ -182,11 +179,11 @@ def _maml_help() -> Parser:
         values = {name: texts[field] for name, texts in defaults.items()}
         shown[field] = (next(iter(values.values())) if len(set(values.values())) == 1 else
                         ", ".join(f"{value} for {name}" for name, value in values.items()))
-    shown["task"] = "sine"
-    first, *_ = tasks.values()
-    add_flags(parser.add_argument_group("options of every task"), first[0],
-              skip=tuple(fields[next(iter(tasks))] - common), shown_defaults=shown)
-    for name, (cls, _) in tasks.items():
+    shown[entry.selector] = entry.default
+    first = next(iter(classes))
+    add_flags(parser.add_argument_group(f"options of every {entry.selector}"), classes[first],
+              skip=tuple(fields[first] - common), shown_defaults=shown)
+    for name, cls in classes.items():
         add_flags(parser.add_argument_group(f"{name} only"), cls, skip=tuple(common),
                   shown_defaults=defaults[name])
     return parser
@@ -242,7 +239,10 @@ def one_line(error: BaseException) -> str:
     return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
-def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) -> None:
+def _report(run_dir: Path, iterations: int, last: dict[str, float],
+            prefixes: tuple[str, ...]) -> None:
+    """The lines that close a training command: the iterations done and the last values
+    logged under ``prefixes``, and the run directory."""
     summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith(prefixes))
     print(f"done: {iterations} iterations; {summary}")
     print(f"run directory: {run_dir}")
@@ -253,7 +253,7 @@ def _report(run_dir: Path, iterations: int, last: dict[str, float], prefixes) ->
 def run_evaluate(argv: Sequence[str]) -> int:
     """``evaluate --run DIR``: the adaptation curves of a saved run
     (``metarl.experiment.evaluate``)."""
-    parser = _command_parser("evaluate", help_pages.EVALUATE_HELP)
+    parser = _command_parser("evaluate", help_pages.EVALUATE_HELP, help_pages.EVALUATE_EXAMPLES)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="DIR",
                         help="run directory, evaluated at its checkpoint.pt (required, or "
@@ -286,11 +286,21 @@ def run_evaluate(argv: Sequence[str]) -> int:
 
 # --- dispatch --------------------------------------------------------------------------------
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "maml": run_maml,
-    "maml_trpo": run_maml_trpo,
-    "evaluate": run_evaluate,
-}
+#: The commands that are not an algorithm's training command.
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"evaluate": run_evaluate}
+
+
+def commands() -> dict[str, Callable[[Sequence[str]], int]]:
+    """Every command: one per algorithm of ``metarl.algorithms.ALGORITHMS`` (its training
+    command, :func:`run_training`), then :data:`COMMANDS`."""
+    training = {name: functools.partial(run_training, name) for name in ALGORITHMS}
+    return {**training, **COMMANDS}
+
+
+def main_help() -> str:
+    """``python -m metarl.run --help``: every command with its line and an example."""
+    lines = {name: (entry.summary, entry.examples[0]) for name, entry in ALGORITHMS.items()}
+    return help_pages.main_help({**lines, "evaluate": help_pages.EVALUATE_LINE})
 
 
 def _non_finite_errors() -> type[Exception]:
@@ -318,16 +328,17 @@ def _domain_errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(help_pages.HELP, end="")
+        print(main_help(), end="")
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     tune_malloc()  # freed tensor memory stays in the process (metarl.allocator)
     try:
         with _sigterm_as_interrupt():
-            if command not in COMMANDS:
+            known = commands()
+            if command not in known:
                 raise UsageError(f"unknown algorithm {command!r}; choose from: "
-                                 f"{', '.join(COMMANDS)}")
-            return COMMANDS[command](rest)
+                                 f"{', '.join(known)}")
+            return known[command](rest)
     except (UsageError, ConfigError, CheckpointError, OutputPathError,
             *_domain_errors()) as error:
         print(f"error: {error}", file=sys.stderr)

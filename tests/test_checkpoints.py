@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from metarl.checkpoint_format import SCHEMAS, check_run_state, state_digest
+from metarl.checkpoint_format import check_run_state, run_schemas, state_digest
 from metarl.rl.config import MAMLTRPOConfig
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.run import main
@@ -187,7 +187,7 @@ def test_a_malformed_checkpoint_is_one_line_naming_what_is_wrong(name, command, 
 def test_each_schema_names_every_missing_key(sine_run):
     for state in (rl_state(), sine_state(sine_run)):
         kind = check_run_state(state, source="ckpt")
-        for key in SCHEMAS[kind]:
+        for key in run_schemas()[kind]:
             with pytest.raises(CheckpointError, match=f"is malformed: '{key}' missing"):
                 check_run_state({k: v for k, v in state.items() if k != key}, source="ckpt")
 

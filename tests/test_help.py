@@ -7,7 +7,7 @@ import re
 import pytest
 
 from metarl.config import EXPERIMENTS_DIR
-from metarl.run import COMMANDS, main
+from metarl.run import commands, main
 
 #: The task families metarl ships defaults for: the six of the MAML paper.
 FAMILIES = sorted(path.stem for path in (EXPERIMENTS_DIR / "maml_trpo").glob("*.yaml"))
@@ -44,7 +44,7 @@ def options(page: str) -> dict[str, str]:
 
 def test_top_level_page_lists_each_command_with_an_example(capsys):
     page = help_page(capsys)
-    for command in COMMANDS:
+    for command in commands():
         assert re.search(rf"^  {command}\s+\S", page, re.MULTILINE), command
         assert f"python -m metarl.run {command} --" in page, command
     assert "``" not in page and "RESUME_MAY_CHANGE" not in page

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.checkpoint_format import check_run_state
+from metarl.checkpoint_format import RunSchema, check_run_state, tensors
 from metarl.core.maml import Params, parameters_of
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
@@ -45,6 +45,9 @@ PURPOSES = {"tasks": 0, "train": 1, "valid": 2, "subsample": 3}
 #: (the next iteration samples fresh episodes), but five fresh batches failing alike point at
 #: θ or the settings (a step size that overflows), not at one unlucky batch.
 REJECTED_IN_A_ROW_WARNING = 5
+#: What a checkpoint of ``MetaRLTrainer.state()`` holds besides its algo, iteration and config:
+#: the policy's weights.
+CHECKPOINT_SCHEMA = RunSchema({"policy": tensors})
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +233,7 @@ class MetaRLTrainer:
         """Restore a checkpoint of ``state()``, checked first against the schema of MAML-TRPO
         checkpoints (a CheckpointError names what is missing or wrong) and this run's env and
         policy (``ARCHITECTURE_KEYS``)."""
-        check_run_state(state, source=source, algo="maml_trpo")
+        check_run_state(state, source=source, algo="maml_trpo", schema=CHECKPOINT_SCHEMA)
         check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS, source=source)
         load_state_dict_strict(self.policy, state["policy"], source=source)

@@ -26,7 +26,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metarl.checkpoint_format import CheckpointError, check_run_state
+from metarl.checkpoint_format import (
+    CheckpointError,
+    MayBeAbsent,
+    RunSchema,
+    check_run_state,
+    generator_state,
+    mapping,
+    optimizer_state,
+    tensors,
+)
 from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.nonfinite import NonFiniteError, require_finite
@@ -89,6 +98,12 @@ ARCHITECTURE_KEYS = ("task", "hidden_sizes", "ways")
 #: Config keys that define the tasks (the episodes' shape and, for Omniglot, the character
 #: split); a resumed or evaluated run must keep them. Keys a config lacks are not compared.
 TASK_KEYS = ("shots", "queries", "split_seed", "test_fraction", "rotations")
+#: What a checkpoint of ``MetaLearner.state()`` holds besides its algo, iteration and config:
+#: the model, Adam's state and the task stream's generator state; an Omniglot run's also its
+#: character split (``problem``), absent in checkpoints written before the split was saved.
+CHECKPOINT_SCHEMA = RunSchema(
+    {"model": tensors, "optimizer": optimizer_state, "generator": generator_state},
+    kind_key="task", kinds={"sine": {}, "omniglot": {"problem": MayBeAbsent(mapping)}})
 
 
 class MetaLearner:
@@ -231,7 +246,7 @@ class MetaLearner:
         checkpoints (a CheckpointError names what is missing or wrong); the problem's saved
         state first (a checkpoint without one, written before it was saved, keeps the problem
         as built)."""
-        check_run_state(state, source=source, algo="maml")
+        check_run_state(state, source=source, algo="maml", schema=CHECKPOINT_SCHEMA)
         check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS + TASK_KEYS, source=source)
         if state.get("problem") is not None:
