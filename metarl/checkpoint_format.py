@@ -281,6 +281,9 @@ def _kind_and_entries(state: Mapping[str, Any], *, source: str, algo: str | None
     if named is None:
         raise CheckpointError(f"checkpoint {source} is malformed: 'algo' missing")
     if schema is None:
+        if not _algorithms:
+            raise RuntimeError("no table of algorithms to check a run checkpoint against: "
+                               "import metarl.algorithms first (metarl.experiment does)")
         if not isinstance(named, str) or named not in _algorithms:
             raise CheckpointError(f"checkpoint {source} is not a metarl run checkpoint: algo="
                                   f"{named!r}, expected one of: {', '.join(sorted(_algorithms))}")

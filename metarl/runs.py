@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from metarl.checkpoint_format import (
     CHECKSUM_KEY,
     CheckpointError,
+    RunSchema,
     check_run_state,
     state_digest,
     verify_digest,
@@ -111,11 +112,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_run_checkpoint(path: str | Path, *, algo: str | None = None) -> dict[str, Any]:
+def load_run_checkpoint(path: str | Path, *, algo: str | None = None,
+                        schema: RunSchema | None = None) -> dict[str, Any]:
     """``load_checkpoint``, then the schema of its kind of run (``check_run_state``; ``algo``:
-    the one expected), so that what is returned has every entry the run needs."""
+    the one expected, ``schema``: its schema, else that of the algorithm the checkpoint names),
+    so that what is returned has every entry the run needs."""
     state = load_checkpoint(path)
-    check_run_state(state, source=str(path), algo=algo)
+    check_run_state(state, source=str(path), algo=algo, schema=schema)
     return state
 
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 import yaml
 
+from metarl import checkpoint_format
 from metarl import config as config_module
 from metarl.algorithms import ALGORITHMS, Algorithm
-from metarl.checkpoint_format import RunSchema, tensors
+from metarl.checkpoint_format import CheckpointError, RunSchema, check_run_state, tensors
 from metarl.config import THREADS_MAX, ConfigError, option, seed_option
 from metarl.run import main
 from metarl.runs import load_checkpoint, save_checkpoint
@@ -172,3 +173,14 @@ def test_its_command_is_on_the_help_pages(toy, capsys):
     assert re.search(r"--step-size X\s+gradient step size \(default: 0\.25\)", page), page
     assert main(["reptile"]) == 2
     assert one_error_line(capsys).endswith("choose from: maml, maml_trpo, toy, evaluate")
+
+
+def test_a_trainer_checks_its_own_schema_without_the_table(monkeypatch):
+    state = ToyTrainer(ToyConfig()).state()
+    monkeypatch.setattr(checkpoint_format, "_algorithms", {})  # metarl.algorithms not imported
+    schema = TOY.checkpoint()
+    assert check_run_state(state, source="ckpt", algo="toy", schema=schema) == "toy"
+    with pytest.raises(CheckpointError, match="is a 'toy' run, not 'maml'"):
+        check_run_state(state, source="ckpt", algo="maml", schema=schema)
+    with pytest.raises(RuntimeError, match="import metarl.algorithms first"):
+        check_run_state(state, source="ckpt")

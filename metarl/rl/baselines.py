@@ -27,7 +27,7 @@ from metarl.config import from_mapping
 from metarl.core.maml import Params
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
-from metarl.rl.trainer import MetaRLTrainer, build_policy
+from metarl.rl.trainer import CHECKPOINT_SCHEMA, MetaRLTrainer, build_policy
 from metarl.runs import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -86,7 +86,7 @@ def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path, *, given: 
                                       config.seed)
                 train(pre, pre_dir, progress=progress)
             checkpoint = pre_dir / CHECKPOINT_NAME
-    state = load_run_checkpoint(checkpoint, algo="maml_trpo")
+    state = load_run_checkpoint(checkpoint, algo="maml_trpo", schema=CHECKPOINT_SCHEMA)
     saved = state["config"]
     if saved.get("env") != env:
         raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {saved.get('env')!r}; "
@@ -109,7 +109,7 @@ def _trained_baseline(folder: Path, pre_config: MAMLTRPOConfig) -> Path | None:
     env and policy and at least its ``num_batches`` iterations (None if there is none)."""
     want = architecture_of(dataclasses.asdict(pre_config))
     for checkpoint in sorted(folder.glob("*/" + CHECKPOINT_NAME), reverse=True):
-        state = load_run_checkpoint(checkpoint, algo="maml_trpo")
+        state = load_run_checkpoint(checkpoint, algo="maml_trpo", schema=CHECKPOINT_SCHEMA)
         saved = state["config"]
         if (saved.get("num_steps") == 0 and architecture_of(saved) == want
                 and int(state["iteration"]) >= pre_config.num_batches):
