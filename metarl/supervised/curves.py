@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,6 +13,19 @@ from metarl.core.maml import Params, adapt, stack_params, step_sizes
 
 #: ``task_losses(params [tasks, ...], (x, y)) -> [tasks]``
 TaskLosses = Callable[[Params, tuple[Tensor, Tensor]], Tensor]
+
+
+def task_functions(problem: Any, model: Any) -> tuple[TaskLosses, TaskLosses]:
+    """The per-task loss and score of ``problem`` through ``model.task_forward``: the
+    ``task_losses`` and ``task_scores`` of ``adaptation_curve``."""
+
+    def losses(params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+        return problem.task_loss(model.task_forward(params, data[0]), data[1])
+
+    def scores(params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+        return problem.task_score(model.task_forward(params, data[0]), data[1])
+
+    return losses, scores
 
 
 def adaptation_curve(task_losses: TaskLosses, task_scores: TaskLosses, params: Params,

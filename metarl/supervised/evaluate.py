@@ -15,21 +15,17 @@ bounds what adaptation can reach, whatever the run, so it takes ``MAX_BASELINE_I
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 import torch
 
-from metarl.core.maml import Params, adapt, parameters_of, stack_params
+from metarl.core.maml import parameters_of
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.evaluation_options import EvaluateOptions, with_defaults
-from metarl.supervised.curves import adaptation_curve
-from metarl.supervised.omniglot.problem import OmniglotConfig
-from metarl.supervised.pretrained import pretrain_jointly
-from metarl.supervised.problem import Batch, FewShotProblem
-from metarl.supervised.sine.problem import SineProblem
+from metarl.supervised.curves import adaptation_curve, task_functions
+from metarl.supervised.problem import FewShotProblem, HeldOut, Start
 from metarl.supervised.trainer import MAMLConfig, MetaLearner
 
 #: The most training iterations a baseline gets by default (``default_baseline_iterations``),
@@ -50,10 +46,9 @@ def default_baseline_iterations(trained: int) -> int:
 
 def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOptions,
                         build_problem: Any, *, progress: bool = False) -> dict[str, Any]:
-    """Adaptation curves of the meta-learned model and the baselines (pretrained on all tasks
-    and fine-tuned the same way where the problem is ``pretrainable``, and the problem's own
-    ``baseline_curves``: the sine oracle given amplitude and phase, the Omniglot classifier of
-    the train classes with its head fine-tuned); writes ``curve.json``, ``curve.csv``,
+    """Adaptation curves of the meta-learned model and, with ``options.baselines``, of the
+    problem's ``baselines`` (plug-ins: the sine pretrained model and oracle, the Omniglot
+    classifier), all on the same held-out tasks; writes ``curve.json``, ``curve.csv``,
     ``per_task.csv`` and ``curve.png`` into ``out_dir`` and returns the JSON. Options left
     unset take the problem's ``eval_defaults``; ``progress``: bars of the baselines' training
     and the adaptation curves on stderr."""
@@ -61,49 +56,58 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOp
     options = with_defaults(options, learner.problem.eval_defaults())
     shots = options.shots or config.shots
     problem = _problem_with_shots(learner, shots, build_problem)
+    held_out = _held_out(learner, problem, options, shots, progress)
+
+    starts = {"maml": Start(learner.model, parameters_of(learner.model))}
+    curves = {"maml": _fine_tuned("maml", starts["maml"], problem, held_out)}
+    flat: dict[str, str] = {}
+    for baseline in problem.baselines() if options.baselines else ():
+        for label, result in baseline.run(problem, held_out).items():
+            if isinstance(result, Start):
+                starts[label] = result
+                result = _fine_tuned(label, result, problem, held_out)
+            curves[label] = result
+        flat.update(baseline.flat)
+
+    meta = _meta(config, problem, options, shots, held_out, learner.iteration)
+    if "oracle" in curves:
+        meta["oracle_iterations"] = held_out.oracle_iterations
+    return report(out_dir, curves, metric=problem.metric, meta=meta,
+                  title=f"{config.task}, {problem.episode_title(shots)}: held-out "
+                        f"{problem.metric} ({options.num_tasks} tasks, 95% CI)",
+                  iterations=learner.iteration, log_y=not problem.higher_is_better,
+                  flat=flat, side_panel=problem.fits_panel(starts, held_out),
+                  tasks=problem.task_rows(held_out.tasks))
+
+
+def _held_out(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOptions,
+              shots: int, progress: bool) -> HeldOut:
+    """The held-out tasks (generator seed ``seed + EVALUATION_SEED_OFFSET``) and the protocol
+    every method shares on them; the baselines train for ``default_baseline_iterations`` and
+    an oracle for ``MAX_BASELINE_ITERATIONS``, unless ``baseline_iterations`` sets both."""
+    config = learner.config
     seed = config.seed if options.seed is None else options.seed
-    sizes = evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
     support, query, tasks = problem.meta_batch_with_tasks(
         options.num_tasks, generator, query_size=QUERY_SIZE, shots=shots)
     iterations, oracle_iterations = (
         (default_baseline_iterations(learner.iteration), MAX_BASELINE_ITERATIONS)
         if options.baseline_iterations is None else (options.baseline_iterations,) * 2)
-
-    starts = _starting_points(learner, problem, options, seed, iterations, progress)
-    curves = {label: adaptation_curve(*_task_functions(problem, model), params, support, query,
-                                      steps=options.steps, step_size=sizes,
-                                      chunk_size=problem.eval_chunk_size,
-                                      progress=progress,
-                                      desc=f"{label}: adaptation curve").numpy()
-              for label, (model, params) in starts.items()}
-    if options.baselines:
-        curves.update(problem.baseline_curves(
-            support, query, tasks, steps=options.steps, step_sizes=sizes,
-            iterations=iterations, oracle_iterations=oracle_iterations,
-            batch_size=config.meta_batch_size, lr=config.meta_lr, seed=seed,
-            progress=progress))
-
-    fits = (partial(_plot_sine_fits, problem=problem, methods=starts, support=support,
-                    true_tasks=tasks, sizes=sizes) if isinstance(problem, SineProblem) else None)
-    ways = f"{config.ways}-way " if isinstance(config, OmniglotConfig) else ""
-    meta = _meta(config, options, shots, query, sizes, seed, learner.iteration, iterations)
-    if "oracle" in curves:
-        meta["oracle_iterations"] = oracle_iterations
-    return report(out_dir, curves, metric=problem.metric, meta=meta,
-                  title=f"{config.task}, {ways}K={shots}: held-out {problem.metric} "
-                        f"({options.num_tasks} tasks, 95% CI)",
-                  iterations=learner.iteration, log_y=not problem.higher_is_better,
-                  flat=problem.flat_curves, side_panel=fits, tasks=_task_rows(problem, tasks))
+    return HeldOut(support, query, tasks, options.steps,
+                   evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale),
+                   iterations, oracle_iterations, config.meta_batch_size, config.meta_lr, seed,
+                   progress)
 
 
-def _task_rows(problem: FewShotProblem, tasks: Any) -> list[dict[str, float]] | None:
-    """What ``per_task.csv`` records of each held-out task: sine's amplitude and phase;
-    nothing for problems without closed-form tasks (Omniglot: the episode's index only)."""
-    if not isinstance(problem, SineProblem):
-        return None
-    amplitude, phase = tasks
-    return [{"amplitude": float(a), "phase": float(p)} for a, p in zip(amplitude, phase)]
+def _fine_tuned(label: str, start: Start, problem: FewShotProblem,
+                held_out: HeldOut) -> np.ndarray:
+    """The curve of ``start`` fine-tuned on each support set as MAML is
+    (``curves.adaptation_curve``): ``[tasks, steps + 1]``."""
+    return adaptation_curve(*task_functions(problem, start.model), start.params,
+                            held_out.support, held_out.query, steps=held_out.steps,
+                            step_size=held_out.step_sizes, chunk_size=problem.eval_chunk_size,
+                            progress=held_out.progress,
+                            desc=f"{label}: adaptation curve").numpy()
 
 
 def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) -> FewShotProblem:
@@ -118,84 +122,15 @@ def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) ->
     return problem
 
 
-def _starting_points(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOptions,
-                     seed: int, iterations: int, progress: bool
-                     ) -> dict[str, tuple[Any, Params]]:
-    """Label -> (model, θ) of every method fine-tuned with SGD here: MAML's meta-learned θ and,
-    for a ``pretrainable`` problem with baselines on, a model pretrained on all tasks jointly
-    for ``iterations`` (the generic non-meta baseline; torch seed ``seed``, task generator
-    ``seed + 1``)."""
-    config = learner.config
-    starts = {"maml": (learner.model, parameters_of(learner.model))}
-    if options.baselines and problem.pretrainable:
-        torch.manual_seed(seed)
-        model = problem.build_model()
-        starts["pretrained"] = (model, pretrain_jointly(
-            problem, model, iterations=iterations, batch_size=config.meta_batch_size,
-            lr=config.meta_lr, generator=torch.Generator().manual_seed(seed + 1),
-            progress=progress))
-    return starts
-
-
-def _meta(config: MAMLConfig, options: EvaluateOptions, shots: int, query: Batch,
-          sizes: list[float], seed: int, iteration: int,
-          baseline_iterations: int) -> dict[str, Any]:
+def _meta(config: MAMLConfig, problem: FewShotProblem, options: EvaluateOptions, shots: int,
+          held_out: HeldOut, iteration: int) -> dict[str, Any]:
     """What curve.json records of the evaluation besides the curves. ``query_size`` is what
     the episodes really held: the query examples per task (for classification N ways x the
-    run's queries per class, whatever ``QUERY_SIZE`` says); ``baseline_iterations``
-    those the baselines were trained for (0 without baselines)."""
-    meta = {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
-            "query_size": int(query[1].shape[1]), "steps": options.steps,
-            "fast_lr": config.fast_lr, "step_sizes": sizes, "seed": seed,
+    run's queries per class, whatever ``QUERY_SIZE`` says); ``baseline_iterations`` those the
+    baselines were trained for (0 without baselines)."""
+    return {"task": config.task, "shots": shots, "num_tasks": options.num_tasks,
+            "query_size": int(held_out.query[1].shape[1]), "steps": options.steps,
+            "fast_lr": config.fast_lr, "step_sizes": held_out.step_sizes, "seed": held_out.seed,
             "iteration": iteration,
-            "baseline_iterations": baseline_iterations if options.baselines else 0}
-    if isinstance(config, OmniglotConfig):  # classification: N ways, queries per class
-        meta.update(ways=config.ways, queries_per_class=config.queries)
-    return meta
-
-
-def _task_functions(problem: Any, model: Any):
-    def losses(params, data):
-        return problem.task_loss(model.task_forward(params, data[0]), data[1])
-
-    def scores(params, data):
-        return problem.task_score(model.task_forward(params, data[0]), data[1])
-
-    return losses, scores
-
-
-def _plot_sine_fits(ax, problem, methods, support, true_tasks, sizes, num_shown=3):
-    """True sine, support points and adapted predictions for a few held-out tasks (the figure's
-    second panel for sine)."""
-    num_shown = min(num_shown, len(true_tasks[0]))  # evaluate may hold fewer tasks
-    amplitude, phase = (t[:num_shown] for t in true_tasks)
-    xs, ys = support[0][:num_shown], support[1][:num_shown]
-    grid = torch.linspace(-5, 5, 200).expand(num_shown, 200).unsqueeze(-1)
-    truth = problem.tasks.evaluate(amplitude, phase, grid)
-    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = {"maml": "-", "pretrained": ":"}
-    for i in range(num_shown):
-        colour = colours[i % len(colours)]
-        ax.plot(grid[i, :, 0], truth[i, :, 0], color=colour, linewidth=3, alpha=0.35,
-                label="true" if i == 0 else None)
-        ax.scatter(xs[i, :, 0], ys[i, :, 0], color=colour, marker="^", zorder=3,
-                   label="support" if i == 0 else None)
-    for label, (model, params) in methods.items():
-        losses, _ = _task_functions(problem, model)
-        for k in sorted({min(1, len(sizes)), len(sizes)}):
-            start = {n: v.detach().requires_grad_(True)
-                     for n, v in stack_params(params, num_shown).items()}
-            adapted = adapt(lambda p, d, f=losses: f(p, d).sum(), start, (xs, ys),
-                            num_steps=k, step_size=sizes[:k], first_order=True)
-            with torch.no_grad():
-                prediction = model.task_forward(adapted, grid)
-            for i in range(num_shown):
-                ax.plot(grid[i, :, 0], prediction[i, :, 0], color=colours[i % len(colours)],
-                        linestyle=styles.get(label, "--"), alpha=1.0 if k == 1 else 0.6,
-                        label=f"{label}, {k} step{'s' if k > 1 else ''}" if i == 0 else None)
-    ax.set_title("adapted fits on held-out tasks")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-
+            "baseline_iterations": held_out.iterations if options.baselines else 0,
+            **problem.episode_meta()}

@@ -7,7 +7,7 @@ from torch import nn
 from tqdm import tqdm
 
 from metarl.core.maml import Params, parameters_of, stack_params
-from metarl.supervised.problem import FewShotProblem
+from metarl.supervised.problem import FewShotProblem, HeldOut, Start
 
 
 def pretrain_jointly(problem: FewShotProblem, model: nn.Module, *, iterations: int,
@@ -32,3 +32,21 @@ def pretrain_jointly(problem: FewShotProblem, model: nn.Module, *, iterations: i
         loss.backward()
         optimizer.step()
     return {name: p.detach() for name, p in parameters_of(model).items()}
+
+
+class PretrainedBaseline:
+    """The pretrained baseline as a plug-in of ``evaluate --baselines``: ``pretrain_jointly``
+    for the evaluation's ``iterations`` (torch seed ``seed``, task generator ``seed + 1``), then
+    fine-tuned on each support set like MAML. For regression problems (their ``baselines``)."""
+
+    name = "pretrained"
+    flat: dict[str, str] = {}
+
+    def run(self, problem: FewShotProblem, held_out: HeldOut) -> dict[str, Start]:
+        torch.manual_seed(held_out.seed)
+        model = problem.build_model()
+        params = pretrain_jointly(problem, model, iterations=held_out.iterations,
+                                  batch_size=held_out.batch_size, lr=held_out.lr,
+                                  generator=torch.Generator().manual_seed(held_out.seed + 1),
+                                  progress=held_out.progress)
+        return {self.name: Start(model, params)}

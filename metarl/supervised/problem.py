@@ -2,6 +2,8 @@
 
 Sine regression and Omniglot classification differ only in their data, model, loss and metric;
 the meta-training loop (``trainer.py``) and the adaptation curves (``curves.py``) are shared.
+What a problem differs in at evaluation (its defaults, baselines, per-task rows, side panel) it
+declares here.
 
 Everything is batched over a leading task axis: a meta-batch is ``(support, query)`` with
 ``support = (x [tasks, K, ...], y [tasks, K, ...])``, the model evaluates task-stacked
@@ -11,6 +13,7 @@ parameters with ``task_forward(params, x)``, and losses come back per task, ``[t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,12 +44,8 @@ class FewShotProblem(Protocol):
     metric: str
     #: True when a larger score is better (accuracy), False when smaller is (MSE).
     higher_is_better: bool
-    #: Whether a model pretrained on all tasks jointly is a meaningful baseline.
-    pretrainable: bool
     #: Tasks per batched call when evaluating (bounds memory).
     eval_chunk_size: int
-    #: Curves of ``baseline_curves`` drawn as a flat, labelled reference line: name -> label.
-    flat_curves: Mapping[str, str]
     #: A faster meta-loss than the trainer's default (all tasks adapted at once on stacked
     #: parameters; see ``MetaLoss``), or None for that default. Omniglot adapts tasks in
     #: small groups.
@@ -84,18 +83,73 @@ class FewShotProblem(Protocol):
         with what defines its tasks where the problem knows it in closed form (sine:
         ``(amplitude [tasks], phase [tasks])``), else None."""
 
-    def baseline_curves(self, support: Batch, query: Batch, tasks: Any, *, steps: int,
-                        step_sizes: Sequence[float], iterations: int, oracle_iterations: int,
-                        batch_size: int, lr: float, seed: int, progress: bool = False
-                        ) -> dict[str, np.ndarray]:
-        """Curves ``[tasks, steps + 1]`` of the problem's own non-meta baselines on a held-out
-        batch (``tasks``: what ``meta_batch_with_tasks`` returned with it), besides the
-        pretrained-on-all-tasks one that ``evaluate`` trains for ``pretrainable`` problems.
+    def baselines(self) -> Sequence[Baseline]:
+        """The non-meta methods ``evaluate --baselines`` compares MAML with on this problem,
+        in the order they run (sine: the pretrained model, the oracle; Omniglot: the
+        classifier)."""
 
-        A baseline that adapts takes ``steps`` SGD steps of ``step_sizes`` on each support set,
-        as MAML does; one trained here runs ``iterations`` Adam steps at ``lr`` (an oracle,
-        which bounds what adaptation reaches, ``oracle_iterations``; ``batch_size`` tasks per
-        step where it trains on tasks), seeded from the evaluation ``seed``, and may
-        be kept for later evaluations (Omniglot's classifier, in the data cache); ``progress``
-        shows bars of the long phases on stderr. Sine: the oracle; Omniglot: the
-        classifier."""
+    def task_rows(self, tasks: Any) -> list[dict[str, float]] | None:
+        """What ``per_task.csv`` records of each held-out task (``tasks``: what
+        ``meta_batch_with_tasks`` returned), or None where the tasks have no closed form."""
+
+    def episode_title(self, shots: int) -> str:
+        """The episodes as the figure's title names them (``"K=10"``, ``"5-way K=1"``)."""
+
+    def episode_meta(self) -> dict[str, Any]:
+        """What ``curve.json`` records of the episodes besides shots and query size (Omniglot:
+        ways and queries per class); empty where nothing."""
+
+    def fits_panel(self, starts: Mapping[str, Start], held_out: HeldOut
+                   ) -> Callable[[Any], None] | None:
+        """A function drawing the figure's side panel (sine: adapted fits on a few held-out
+        tasks from each start fine-tuned like MAML), or None for no panel."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One evaluation's held-out tasks and what every method compared on them shares."""
+
+    support: Batch
+    query: Batch
+    #: What defines the tasks where the problem knows it in closed form (sine:
+    #: ``(amplitude [tasks], phase [tasks])``), else None.
+    tasks: Any
+    #: K, and the SGD step size of each of the K steps every adapting method takes.
+    steps: int
+    step_sizes: list[float]
+    #: Adam iterations of a baseline compared with MAML, and of an oracle (which bounds what
+    #: adaptation can reach, whatever the run).
+    iterations: int
+    oracle_iterations: int
+    #: Tasks per training step (the run's ``meta_batch_size``) and the learning rate (its
+    #: ``meta_lr``) of a baseline trained on tasks.
+    batch_size: int
+    lr: float
+    #: The evaluation seed, which a trained baseline's seeds derive from.
+    seed: int
+    #: Progress bars of the long phases on stderr.
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Start:
+    """A starting point ``evaluate`` fine-tunes on each support set as it does MAML: a model
+    (a ``TaskModel``) and its parameters θ."""
+
+    model: Any
+    params: Params
+
+
+class Baseline(Protocol):
+    """A non-meta method compared with MAML under the same protocol (a plug-in of
+    ``evaluate --baselines``, listed by the problem's ``baselines``)."""
+
+    #: The method's name, its curve's label.
+    name: str
+    #: Curves drawn as a flat, labelled reference line: curve label -> legend label.
+    flat: Mapping[str, str]
+
+    def run(self, problem: FewShotProblem, held_out: HeldOut
+            ) -> dict[str, Start | np.ndarray]:
+        """Its curves by label: each a ``Start`` that ``evaluate`` fine-tunes like MAML, or a
+        finished curve ``[tasks, steps + 1]``."""

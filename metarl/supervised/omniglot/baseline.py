@@ -38,6 +38,7 @@ from metarl.runs import CheckpointError, load_checkpoint, load_state_dict_strict
 from metarl.supervised.omniglot.data import EpisodeSampler
 from metarl.supervised.omniglot.data import images as omniglot_images
 from metarl.supervised.omniglot.model import ConvNet, grouped_features, task_slices
+from metarl.supervised.problem import HeldOut
 
 
 def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
@@ -166,3 +167,36 @@ def head_finetune_curve(features_support: Tensor, support_y: Tensor, features_qu
             bias -= size * grad_b
         scores.append(accuracy())
     return torch.stack(scores, dim=1)
+
+
+class ClassifierBaseline:
+    """The classifier as a plug-in of ``evaluate --baselines``: trained on the train split's
+    classes for the evaluation's ``iterations`` Adam steps (batch 64 images, not
+    ``batch_size`` tasks; ``lr``; seed ``seed + 3``), kept in the data cache folder for every
+    later evaluation with the same split and settings (``cached_classifier``), its head
+    replaced and fine-tuned on each support set with the same SGD steps as MAML, and, flat,
+    after ``converged_head_steps`` steps of the first size; all episodes at once."""
+
+    name = "classifier"
+    #: SGD steps of the "converged" head (a flat reference line).
+    converged_head_steps = 100
+    flat = {"classifier_converged": f"classifier, head after {converged_head_steps} steps"}
+
+    def run(self, problem, held_out: HeldOut) -> dict[str, np.ndarray]:
+        sizes, progress = held_out.step_sizes, held_out.progress
+        model = cached_classifier(problem.samplers["train"], iterations=held_out.iterations,
+                                  batch_size=64, lr=held_out.lr, seed=held_out.seed + 3,
+                                  cache_dir=problem.cache_dir, progress=progress)
+        model.eval()
+        (support_x, support_y), (query_x, query_y) = held_out.support, held_out.query
+        features_support = episode_features(model, support_x, progress=progress,
+                                            desc="classifier baseline: support features")
+        features_query = episode_features(model, query_x, progress=progress,
+                                          desc="classifier baseline: query features")
+        args = (features_support, support_y, features_query, query_y)
+        ways, steps = problem.config.ways, held_out.steps
+        curve = head_finetune_curve(*args, ways=ways, steps=steps, step_size=sizes)
+        converged = head_finetune_curve(*args, ways=ways, steps=self.converged_head_steps,
+                                        step_size=sizes[0] if sizes else problem.config.fast_lr)
+        return {self.name: curve.numpy(),
+                "classifier_converged": converged[:, -1:].expand(-1, steps + 1).numpy()}

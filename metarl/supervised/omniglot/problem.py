@@ -11,11 +11,10 @@ The model is the paper's 4-block conv net, adapted with grouped convolutions
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,11 +22,7 @@ from torch import Tensor
 from metarl.config import option, seed_option
 from metarl.evaluation_options import EvalDefaults
 from metarl.runs import CheckpointError
-from metarl.supervised.omniglot.baseline import (
-    cached_classifier,
-    episode_features,
-    head_finetune_curve,
-)
+from metarl.supervised.omniglot.baseline import ClassifierBaseline
 from metarl.supervised.omniglot.data import (
     KNOWN_ARCHIVES,
     ArchiveNotFoundError,
@@ -77,8 +72,6 @@ class OmniglotProblem:
 
     metric = "accuracy"
     higher_is_better = True
-    #: Classification labels are per episode, so joint pretraining is meaningless here.
-    pretrainable = False
     #: Tasks per batched evaluation call (conv activations of 16 tasks ~ 0.3 GB).
     eval_chunk_size = 16
 
@@ -183,41 +176,25 @@ class OmniglotProblem:
         episode = sampler.sample_batch(num_tasks)
         return (episode.support_x, episode.support_y), (episode.query_x, episode.query_y)
 
-    #: SGD steps of the classifier baseline's "converged" head (a flat reference line).
-    converged_head_steps = 100
-    #: Curves drawn as a flat, labelled reference line.
-    flat_curves = {"classifier_converged":
-                   f"classifier, head after {converged_head_steps} steps"}
+    def baselines(self) -> tuple[ClassifierBaseline]:
+        """The classifier of the train classes with its head fine-tuned (labels are per
+        episode, so joint pretraining is meaningless here)."""
+        return (ClassifierBaseline(),)
 
-    def baseline_curves(self, support, query, tasks, *, steps: int,
-                        step_sizes: Sequence[float], iterations: int, oracle_iterations: int,
-                        batch_size: int, lr: float, seed: int,
-                        progress: bool = False) -> dict[str, np.ndarray]:
-        """The non-meta baseline's curves ``[tasks, steps + 1]`` (``tasks`` is None here; there
-        is no oracle, so ``oracle_iterations`` is unused): a
-        classifier trained on the train split's classes for ``iterations`` Adam steps (batch
-        64 images, not ``batch_size`` tasks; ``lr``; seed ``seed + 3``), kept in the data cache
-        folder for every later evaluation with the same split and settings
-        (``cached_classifier``), its head replaced and fine-tuned on each support set with the
-        same ``steps`` SGD steps of ``step_sizes`` as MAML, and, flat, after
-        ``converged_head_steps`` steps of the first size (see ``baseline.py``); all
-        episodes at once. ``progress``: bars of the training and the features on stderr."""
-        sizes = list(step_sizes)
-        model = cached_classifier(self.samplers["train"], iterations=iterations, batch_size=64,
-                                  lr=lr, seed=seed + 3, cache_dir=self.cache_dir,
-                                  progress=progress)
-        model.eval()
-        features_support = episode_features(model, support[0], progress=progress,
-                                            desc="classifier baseline: support features")
-        features_query = episode_features(model, query[0], progress=progress,
-                                          desc="classifier baseline: query features")
-        args = (features_support, support[1], features_query, query[1])
-        curve = head_finetune_curve(*args, ways=self.config.ways, steps=steps, step_size=sizes)
-        converged = head_finetune_curve(*args, ways=self.config.ways,
-                                        steps=self.converged_head_steps,
-                                        step_size=sizes[0] if sizes else self.config.fast_lr)
-        return {"classifier": curve.numpy(),
-                "classifier_converged": converged[:, -1:].expand(-1, steps + 1).numpy()}
+    def task_rows(self, tasks: None) -> None:
+        """None: episodes have no closed form (``per_task.csv`` numbers them)."""
+        return None
+
+    def episode_title(self, shots: int) -> str:
+        return f"{self.config.ways}-way K={shots}"
+
+    def episode_meta(self) -> dict[str, int]:
+        """Classification: the ways and the queries per class the episodes held."""
+        return {"ways": self.config.ways, "queries_per_class": self.config.queries}
+
+    def fits_panel(self, starts, held_out) -> None:
+        """None: no side panel."""
+        return None
 
     @property
     def cache_dir(self) -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from metarl.supervised.problem import HeldOut
 from metarl.supervised.sine.model import MLP
 
 
@@ -36,3 +38,26 @@ def oracle_inputs(x: torch.Tensor, amplitude: torch.Tensor, phase: torch.Tensor)
     task = torch.stack([amplitude, phase], dim=-1)[:, None, :].expand(-1, n, 2)
     return torch.cat([x, task], dim=-1)
 
+
+
+class SineOracle:
+    """The oracle as a plug-in of ``evaluate --baselines``: ``train_sine_oracle`` for the
+    evaluation's ``oracle_iterations`` (Adam at ``lr`` on ``batch_size`` tasks of the problem's
+    ``query_size`` points, generator seed ``seed + 2``), scored on each held-out task given its
+    amplitude and phase. It needs no adaptation: its curve is flat over the ``steps + 1``
+    points, and its error bounds what an adapted model can reach."""
+
+    name = "oracle"
+    flat: dict[str, str] = {}
+
+    def run(self, problem, held_out: HeldOut) -> dict[str, np.ndarray]:
+        oracle = train_sine_oracle(problem.tasks, iterations=held_out.oracle_iterations,
+                                   batch_size=held_out.batch_size, points=problem.query_size,
+                                   lr=held_out.lr,
+                                   generator=torch.Generator().manual_seed(held_out.seed + 2),
+                                   progress=held_out.progress)
+        query_x, query_y = held_out.query
+        with torch.no_grad():
+            prediction = oracle(oracle_inputs(query_x, *held_out.tasks))
+            per_task = problem.task_score(prediction, query_y).numpy()
+        return {self.name: np.repeat(per_task[:, None], held_out.steps + 1, axis=1)}

@@ -9,18 +9,21 @@ from the training one (see ``metarl.supervised.trainer``), not a separate split.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from metarl.config import THREADS_MAX, option
 from metarl.evaluation_options import EvalDefaults
-from metarl.supervised.sine.baseline import oracle_inputs, train_sine_oracle
+from metarl.supervised.pretrained import PretrainedBaseline
+from metarl.supervised.problem import HeldOut, Start
+from metarl.supervised.sine.baseline import SineOracle
 from metarl.supervised.sine.model import MLP
+from metarl.supervised.sine.plots import plot_fits
 from metarl.supervised.trainer import TORCH_THREADS_HELP, MAMLConfig
 
 
@@ -67,11 +70,7 @@ class SineProblem:
 
     metric = "mse"
     higher_is_better = False
-    #: A model pretrained on all tasks jointly is the paper's baseline for regression.
-    pretrainable = True
     eval_chunk_size = 200
-    #: No curve is drawn as a flat reference line.
-    flat_curves: dict[str, str] = {}
     #: The trainer's default meta-loss (all tasks at once) is the fast one for this MLP.
     meta_loss = None
 
@@ -120,23 +119,27 @@ class SineProblem:
         query = self.tasks.sample_points(amplitude, phase, query_size, generator)
         return support, query, (amplitude, phase)
 
-    def baseline_curves(self, support, query, tasks: tuple[Tensor, Tensor], *, steps: int,
-                        step_sizes: Sequence[float], iterations: int, oracle_iterations: int,
-                        batch_size: int, lr: float, seed: int,
-                        progress: bool = False) -> dict[str, np.ndarray]:
-        """The oracle's curve, flat over ``steps + 1``: an MLP given each task's ``(amplitude,
-        phase)`` (``tasks``), trained for ``oracle_iterations`` Adam steps at ``lr`` on
-        ``batch_size`` tasks of ``query_size`` points (generator seed ``seed + 2``;
-        ``progress``: a bar on stderr). It needs no adaptation (``step_sizes`` and ``iterations``, those of baselines
-        compared with MAML, are unused); its error bounds what an adapted model can reach."""
-        oracle = train_sine_oracle(self.tasks, iterations=oracle_iterations, batch_size=batch_size,
-                                   points=self.query_size, lr=lr,
-                                   generator=torch.Generator().manual_seed(seed + 2),
-                                   progress=progress)
-        with torch.no_grad():
-            prediction = oracle(oracle_inputs(query[0], *tasks))
-            per_task = self.task_score(prediction, query[1]).numpy()
-        return {"oracle": np.repeat(per_task[:, None], steps + 1, axis=1)}
+    def baselines(self) -> tuple[PretrainedBaseline, SineOracle]:
+        """The paper's: a model pretrained on all tasks jointly and fine-tuned like MAML, and
+        the oracle given the task."""
+        return PretrainedBaseline(), SineOracle()
+
+    def task_rows(self, tasks: tuple[Tensor, Tensor]) -> list[dict[str, float]]:
+        """Each held-out task's amplitude and phase."""
+        amplitude, phase = tasks
+        return [{"amplitude": float(a), "phase": float(p)} for a, p in zip(amplitude, phase)]
+
+    def episode_title(self, shots: int) -> str:
+        return f"K={shots}"
+
+    def episode_meta(self) -> dict[str, Any]:
+        """Nothing beyond shots and query size."""
+        return {}
+
+    def fits_panel(self, starts: Mapping[str, Start], held_out: HeldOut):
+        """The adapted fits of every start on a few held-out tasks (``plots.plot_fits``)."""
+        return partial(plot_fits, problem=self, methods=starts, support=held_out.support,
+                       true_tasks=held_out.tasks, sizes=held_out.step_sizes)
 
 
 @dataclass
