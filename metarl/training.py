@@ -18,12 +18,13 @@ Adding an algorithm means adding a trainer, not a loop:
    ``experiments/{algo}/{task}.yaml`` of its shipped defaults;
 2. a class with the members of :class:`Trainer` (``metarl.rl.trainer.MetaRLTrainer`` and
    ``metarl.supervised.trainer.MetaLearner`` are the two examples): ``step`` does one
-   iteration and returns what to log, ``state``/``load`` are its checkpoint (with a schema in
-   ``metarl.checkpoint_format``), anything periodic (a held-out curve) is part of ``step``;
+   iteration and returns what to log, ``state``/``load`` are its checkpoint (declared beside it
+   as a ``metarl.checkpoint_format.RunSchema``), anything periodic (a held-out curve) is part
+   of ``step``;
 3. one entry in ``metarl.algorithms.ALGORITHMS`` (the config key naming its task family, its
-   config class, what a resume may change, how to build the trainer), from which
-   ``metarl.experiment`` builds the run and calls :func:`train`; the command line names it in
-   ``metarl.run.COMMANDS`` with its help page.
+   config class, what a resume may change, how to build the trainer, its checkpoint schema,
+   its help texts), from which ``metarl.experiment`` builds the run and calls :func:`train`,
+   the command line makes its command and help page, and its checkpoints are checked.
 """
 
 from __future__ import annotations
