@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -53,6 +54,76 @@ class Baseline:
         return {"run": str(self.checkpoint.parent), "iteration": self.iteration,
                 **{k: list(v) if isinstance(v, tuple) else v
                    for k, v in architecture_of(dataclasses.asdict(self.config)).items()}}
+
+
+@dataclass(frozen=True)
+class Start:
+    """A policy that ``evaluate`` samples on the held-out tasks: θ, the config it is sampled
+    and fine-tuned with, whether it is fine-tuned (the oracle is not: its curve is fresh
+    episodes of θ at every step), and the trained run it comes from, if any (curve.json's
+    ``baselines``)."""
+
+    theta: Params
+    config: MAMLTRPOConfig
+    fine_tune: bool = True
+    trained: Baseline | None = None
+
+
+@dataclass(frozen=True)
+class BaselineSetting:
+    """What a baseline is made from: the evaluated run's ``config``, the evaluation folder
+    that trained baselines are kept under, the runs given for them (``--pretrained``,
+    ``--oracle``; None: find or train one), their training ``iterations``, the evaluation
+    ``seed``, the sizes of the run's policy, and whether to show progress on stderr."""
+
+    config: MAMLTRPOConfig
+    out_dir: Path
+    given: Mapping[str, Path | None]
+    iterations: int
+    seed: int
+    obs_size: int
+    act_size: int
+    progress: bool
+
+
+class RLBaseline(Protocol):
+    """A policy compared with MAML under the same protocol (a plug-in of
+    ``evaluate --baselines``, listed in ``BASELINES``)."""
+
+    #: The method's name, its curve's label.
+    name: str
+
+    def start(self, setting: BaselineSetting) -> Start:
+        """The policy to sample and fine-tune like MAML's."""
+
+
+class TrainedBaseline:
+    """Multi-task TRPO on the run's family (``"pretrained"``, fine-tuned like MAML) or on its
+    oracle family (``"oracle"``, not fine-tuned): ``baseline_policy``."""
+
+    def __init__(self, name: str, *, fine_tune: bool):
+        self.name, self.fine_tune = name, fine_tune
+
+    def start(self, setting: BaselineSetting) -> Start:
+        trained = baseline_policy(setting.config, self.name, setting.out_dir,
+                                  given=setting.given[self.name],
+                                  iterations=setting.iterations, progress=setting.progress)
+        return Start(trained.theta, trained.config, self.fine_tune, trained)
+
+
+class RandomInit:
+    """A fresh policy of the run's architecture (``random_init``, seed ``seed + 1``)."""
+
+    name = "random init"
+
+    def start(self, setting: BaselineSetting) -> Start:
+        return Start(random_init(setting.config, setting.seed + 1, setting.obs_size,
+                                 setting.act_size), setting.config)
+
+
+#: The baselines of ``evaluate --baselines``, in the order they run and are drawn.
+BASELINES: tuple[RLBaseline, ...] = (TrainedBaseline("pretrained", fine_tune=True),
+                                     RandomInit(), TrainedBaseline("oracle", fine_tune=False))
 
 
 def random_init(config: MAMLTRPOConfig, seed: int, obs_size: int, act_size: int) -> Params:

@@ -36,7 +36,7 @@ from metarl.core.maml import Params, adapt, stack_params
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.evaluation_options import EvalDefaults, EvaluateOptions, with_defaults
 from metarl.nonfinite import NonFiniteError, require_finite
-from metarl.rl.baselines import Baseline, architecture_of, baseline_policy, random_init
+from metarl.rl.baselines import BASELINES, Baseline, BaselineSetting, Start, architecture_of
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
 from metarl.rl.published import PUBLISHED_MAML, PUBLISHED_ORACLE, published_curves
 from metarl.rl.step_budget import sample_env_steps, slots_for
@@ -186,45 +186,33 @@ def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProto
               out_dir: Path, options: EvaluateOptions, *, source: str, progress: bool
               ) -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
     """Held-out returns ``[tasks, K + 1]`` of the run's policy (checkpoint ``state``) and, with
-    ``options.baselines``, of the pretrained, random-init and oracle policies (the oracle not
-    fine-tuned); also the baselines used (``baseline_policy``: loaded, or trained under
+    ``options.baselines``, of each of ``baselines.BASELINES`` (pretrained, random init, oracle:
+    the oracle not fine-tuned); also the trained baselines used (loaded, or trained under
     ``out_dir``). A non-finite policy or env state is a ``NonFiniteError`` naming the curve."""
-    baselines: dict[str, Baseline] = {}
+    trained: dict[str, Baseline] = {}
 
-    def curve(label: str, theta: Params, run: MAMLTRPOConfig, **kwargs: Any) -> np.ndarray:
+    def curve(label: str, start: Start) -> np.ndarray:
         try:
-            return evaluators.curve(theta, run, desc=f"{label}: adaptation curve", **kwargs)
+            return evaluators.curve(start.theta, start.config, fine_tune=start.fine_tune,
+                                    desc=f"{label}: adaptation curve")
         except NonFiniteError as error:
             raise NonFiniteError(f"evaluating {label} on {config.env}: {error}") from error
 
     with Evaluators(config, protocol, progress=progress) as evaluators:
         maml = evaluators.trainer(config)
         maml.load(state, source=source)
-        curves = {"maml": curve("maml", maml.theta(), config)}
-        if options.baselines:
-            baselines["pretrained"] = trained_baseline(config, "pretrained", out_dir, options,
-                                                         protocol, progress)
-            curves["pretrained"] = curve("pretrained", baselines["pretrained"].theta,
-                                         baselines["pretrained"].config)
-            curves["random init"] = curve(
-                "random init", random_init(config, protocol.seed + 1, maml.spec.obs_size,
-                                           maml.spec.act_size), config)
-            baselines["oracle"] = trained_baseline(config, "oracle", out_dir, options, protocol,
-                                                     progress)
-            curves["oracle"] = curve("oracle", baselines["oracle"].theta,
-                                     baselines["oracle"].config, fine_tune=False)
-    return curves, baselines
-
-
-def trained_baseline(config: MAMLTRPOConfig, kind: str, out_dir: Path,
-                     options: EvaluateOptions, protocol: EvalProtocol,
-                     progress: bool) -> Baseline:
-    """The ``kind`` baseline (``"pretrained"`` or ``"oracle"``) of ``options``: the run given
-    for it, else one found or trained under ``out_dir`` for the protocol's
-    ``baseline_iterations`` (``baselines.baseline_policy``)."""
-    given = getattr(options, kind)
-    return baseline_policy(config, kind, out_dir, given=Path(given) if given else None,
-                           iterations=protocol.baseline_iterations, progress=progress)
+        curves = {"maml": curve("maml", Start(maml.theta(), config))}
+        given = {kind: Path(getattr(options, kind)) if getattr(options, kind) else None
+                 for kind in ("pretrained", "oracle")}
+        setting = BaselineSetting(config, out_dir, given, protocol.baseline_iterations,
+                                  protocol.seed, maml.spec.obs_size, maml.spec.act_size,
+                                  progress)
+        for baseline in BASELINES if options.baselines else ():
+            start = baseline.start(setting)
+            curves[baseline.name] = curve(baseline.name, start)
+            if start.trained is not None:
+                trained[baseline.name] = start.trained
+    return curves, trained
 
 
 class Evaluators:
