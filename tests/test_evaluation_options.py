@@ -1,0 +1,88 @@
+"""evaluate's options declared once: each kind's defaults, the options only one kind takes, and
+the baselines each kind declares as plug-ins."""
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.config import ConfigError
+from metarl.evaluation_options import (
+    ONLY_FOR,
+    EvalDefaults,
+    EvaluateOptions,
+    refuse_other_kinds,
+    with_defaults,
+)
+from metarl.supervised.problem import HeldOut, Start
+from metarl.supervised.sine.problem import SineProblem
+
+
+def test_only_unset_options_take_the_kind_defaults():
+    defaults = EvalDefaults(num_tasks=600, steps=10, later_lr_scale=1.0, baselines=True)
+    chosen = with_defaults(EvaluateOptions(steps=0, baselines=False, seed=3), defaults)
+    assert (chosen.num_tasks, chosen.steps, chosen.later_lr_scale, chosen.baselines) == (
+        600, 0, 1.0, False)
+    assert chosen.seed == 3 and chosen.shots is None  # options without a kind default stay
+
+
+def test_each_kind_declares_its_defaults():
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.evaluate import eval_defaults
+
+    assert SineProblem().eval_defaults() == EvalDefaults(600, 10, 1.0, True)
+    assert eval_defaults(MAMLTRPOConfig(env="navigation_2d")) == EvalDefaults(40, 4, 0.5, False)
+    assert eval_defaults(MAMLTRPOConfig(env="cheetah_dir")).steps == 3
+
+
+def test_an_option_of_another_kind_is_refused_by_its_flag():
+    options = EvaluateOptions(episodes_per_task=3, env="pkg:Env", num_tasks=5)
+    with pytest.raises(ConfigError) as refused:
+        refuse_other_kinds(options, "supervised", "RUN is a supervised 'sine' run")
+    assert str(refused.value) == ("--episodes-per-task, --env: only for MAML-TRPO runs; RUN is "
+                                  "a supervised 'sine' run")
+    refuse_other_kinds(options, "MAML-TRPO", "RUN is a MAML-TRPO run")  # its own: accepted
+    with pytest.raises(ConfigError, match="^--shots: only for supervised runs; RUN"):
+        refuse_other_kinds(EvaluateOptions(shots=2), "MAML-TRPO", "RUN is a MAML-TRPO run")
+    fields = set(EvaluateOptions.__dataclass_fields__)
+    assert set(ONLY_FOR) <= fields and set(ONLY_FOR.values()) == {"supervised", "MAML-TRPO"}
+
+
+def sine_held_out(problem, tasks=4, steps=2, iterations=2):
+    generator = torch.Generator().manual_seed(0)
+    support, query, described = problem.meta_batch_with_tasks(tasks, generator, query_size=7)
+    return HeldOut(support, query, described, steps, [0.01] * steps, iterations, iterations,
+                   batch_size=3, lr=1e-3, seed=0, progress=False)
+
+
+def test_sine_declares_its_baselines_rows_and_panel():
+    problem = SineProblem(shots=5, hidden_sizes=(8,))
+    held_out = sine_held_out(problem)
+    pretrained, oracle = problem.baselines()
+    assert (pretrained.name, oracle.name) == ("pretrained", "oracle")
+    start = pretrained.run(problem, held_out)["pretrained"]
+    assert isinstance(start, Start) and set(start.params) == set(dict(
+        problem.build_model().named_parameters()))
+    curve = oracle.run(problem, held_out)["oracle"]
+    assert curve.shape == (4, 3) and np.all(curve == curve[:, :1])  # flat: not adapted
+    rows = problem.task_rows(held_out.tasks)
+    amplitude, phase = held_out.tasks
+    assert rows[1] == {"amplitude": float(amplitude[1]), "phase": float(phase[1])}
+    assert (problem.episode_title(5), problem.episode_meta()) == ("K=5", {})
+    assert callable(problem.fits_panel({"pretrained": start}, held_out))
+
+
+def test_the_rl_baselines_run_in_the_papers_order_and_a_random_init_is_fresh():
+    from pathlib import Path
+
+    from metarl.rl.baselines import BASELINES, BaselineSetting
+    from metarl.rl.config import MAMLTRPOConfig
+
+    assert [baseline.name for baseline in BASELINES] == ["pretrained", "random init", "oracle"]
+    config = MAMLTRPOConfig(env="navigation_2d", hidden_sizes=(8, 8))
+    setting = BaselineSetting(config, Path("unused"), {"pretrained": None, "oracle": None},
+                              iterations=1, seed=4, obs_size=2, act_size=2, progress=False)
+    start = BASELINES[1].start(setting)
+    assert start.fine_tune and start.trained is None and start.config is config
+    assert start.theta["layers.0.weight"].shape == (8, 2)
+    again = BASELINES[1].start(setting)
+    assert torch.equal(start.theta["layers.0.weight"], again.theta["layers.0.weight"])
