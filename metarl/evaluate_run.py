@@ -36,9 +36,7 @@ def evaluate_checkpoint(checkpoint: Path, options: EvaluateOptions, *,
     state = load_run_checkpoint(checkpoint)  # its kind's schema checked: every entry present
     saved = dict(state["config"])
     out_dir = output_dir(checkpoint, options)
-    if state["algo"] == "maml_trpo":
-        return _evaluate_rl(options, state, saved, checkpoint, out_dir, progress)
-    return _evaluate_supervised(options, state, saved, checkpoint, out_dir, progress)
+    return EVALUATIONS[state["algo"]](options, state, saved, checkpoint, out_dir, progress)
 
 
 def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Path,
@@ -82,3 +80,9 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
         config = dataclasses.replace(config, torch_threads=options.torch_threads)
     return evaluate_rl(config, state, ensure_dir(out_dir), options, source=str(checkpoint),
                        progress=progress)
+
+
+#: Each algorithm's evaluation (``options``, the checkpoint's state and saved config, the
+#: checkpoint, the output folder, ``progress``) -> the result: it rebuilds the run's learner and
+#: hands it to its kind's evaluation, which reports through ``metarl.evaluation``.
+EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl}

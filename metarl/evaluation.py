@@ -1,9 +1,12 @@
 """Adaptation curves as results: confidence intervals, JSON, CSV, plots.
 
-A curve is a per-task array ``[tasks, steps + 1]`` (score after 0..K adaptation steps) for one
-method (MAML, a pretrained baseline, a random initialisation, ...). Every experiment, supervised
-or RL, reports through these functions (``report`` writes them all) so results read the same
-everywhere.
+A curve is a per-task array ``[tasks, steps + 1]`` (score after 0..K units of experience on the
+new task: gradient steps for MAML, ``x_label`` names them) for one method (MAML, a pretrained
+baseline, a random initialisation, ...). Every experiment, supervised or RL, reports through
+these functions (``report`` writes them all) so results read the same everywhere. Each kind of
+run draws its curves with one function (``supervised/curves.py``, ``rl/evaluate.py``), fills
+in its options (``metarl.evaluation_options``) and runs its baselines as plug-ins
+(``supervised/problem.py``'s ``Baseline``, ``rl/baselines.py``'s ``RLBaseline``).
 """
 
 from __future__ import annotations
@@ -147,7 +150,8 @@ def outlier_curves(means: Mapping[str, Sequence[float]], *, log_y: bool = False,
 def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: bool = False,
                 references: Mapping[str, Sequence[float]] | None = None,
                 flat: Mapping[str, str] | None = None, first_step: int = 0,
-                colours: Mapping[str, str] | None = None) -> None:
+                colours: Mapping[str, str] | None = None,
+                x_label: str = "adaptation steps") -> None:
     """Mean with a shaded 95% CI per method on ``ax``, from adaptation step ``first_step`` on;
     optional published reference curves, dashed, in the colour of the method they name
     (``"oracle (paper)"`` as ``"oracle"``).
@@ -155,7 +159,8 @@ def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: boo
     ``flat``: methods drawn as a labelled horizontal reference line (their mean, which is the
     same after every step) instead of a curve, e.g. ``{"classifier_converged": "classifier,
     head after 100 steps"}``. ``colours``: a colour per method, to keep panels alike (default:
-    ``curve_colours``). Adaptation steps are whole numbers, and so are the x ticks.
+    ``curve_colours``). Adaptation steps (``x_label``) are whole numbers, and so are the x
+    ticks.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -178,7 +183,7 @@ def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: boo
         steps = np.arange(first_step, first_step + len(shown))
         ax.plot(steps, shown, linestyle="--", marker="x", label=label,
                 color=lowered.get(label.split(" (")[0].lower()))
-    ax.set_xlabel("adaptation steps")
+    ax.set_xlabel(x_label)
     ax.set_ylabel(metric)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if log_y:
@@ -197,7 +202,8 @@ def curve_colours(curves: Mapping[str, object]) -> dict[str, str]:
 
 def plot_zoomed(ax, curves: Mapping[str, np.ndarray], outliers: Sequence[str], *, metric: str,
                 log_y: bool = False, references: Mapping[str, Sequence[float]] | None = None,
-                flat: Mapping[str, str] | None = None) -> None:
+                flat: Mapping[str, str] | None = None, x_label: str = "adaptation steps"
+                ) -> None:
     """The methods that are not ``outliers`` after adaptation (steps 1..K, or step 0 alone when
     K = 0), on their own axis so that their differences show; the published references of
     those methods with them."""
@@ -207,7 +213,7 @@ def plot_zoomed(ax, curves: Mapping[str, np.ndarray], outliers: Sequence[str], *
     shown = {label: values for label, values in (references or {}).items()
              if label.split(" (")[0].lower() in names}
     plot_curves(ax, close, metric=metric, log_y=log_y, references=shown, flat=flat,
-                first_step=first, colours=curve_colours(curves))
+                first_step=first, colours=curve_colours(curves), x_label=x_label)
     ax.set_title(f"after adaptation, without {', '.join(outliers)} (zoomed)", fontsize=10)
 
 
@@ -245,17 +251,19 @@ def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str
            references: Mapping[str, Sequence[float]] | None = None,
            flat: Mapping[str, str] | None = None,
            side_panel: Callable[[Any], None] | None = None,
-           tasks: Sequence[Mapping[str, object]] | None = None) -> dict[str, object]:
+           tasks: Sequence[Mapping[str, object]] | None = None,
+           x_label: str = "adaptation steps") -> dict[str, object]:
     """Write ``curve.json``, ``curve.csv``, ``per_task.csv`` (``write_curves``; ``tasks``
-    describe its rows) and ``curve.png`` (``curve_figure``) into ``out_dir``;
-    return the JSON with the plain-text table (``format_table``, headed ``table_metric``, default
-    ``metric``) under ``"table"``."""
+    describe its rows) and ``curve.png`` (``curve_figure``; ``x_label`` names its x axis, the
+    experience on the new task) into ``out_dir``; return the JSON with the plain-text table
+    (``format_table``, headed ``table_metric``, default ``metric``) under ``"table"``."""
     check_finite_curves(curves)
     out_dir = Path(out_dir)
     result = write_curves(out_dir, curves, metric=metric, meta=meta, tasks=tasks)
     result["table"] = format_table(curves, metric=table_metric or metric)
     figure = curve_figure(curves, metric=metric, title=title, iterations=iterations,
-                          log_y=log_y, references=references, flat=flat, side_panel=side_panel)
+                          log_y=log_y, references=references, flat=flat, side_panel=side_panel,
+                          x_label=x_label)
     with atomic_open(out_dir / "curve.png", "wb") as handle:
         figure.savefig(handle, format="png", dpi=120)
     return result
@@ -264,7 +272,8 @@ def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str
 def curve_figure(curves: Mapping[str, np.ndarray], *, metric: str, title: str, iterations: int,
                  log_y: bool = False, references: Mapping[str, Sequence[float]] | None = None,
                  flat: Mapping[str, str] | None = None,
-                 side_panel: Callable[[Any], None] | None = None):
+                 side_panel: Callable[[Any], None] | None = None,
+                 x_label: str = "adaptation steps"):
     """The figure of ``curve.png``: the curves with their 95% CIs, ``references`` and ``flat``
     reference lines (``plot_curves``) under ``title`` and the number of meta-training
     ``iterations`` of the evaluated model; beside it, when some curves end far from the others
@@ -277,11 +286,12 @@ def curve_figure(curves: Mapping[str, np.ndarray], *, metric: str, title: str, i
     panels = 1 + bool(outliers) + bool(side_panel)
     figure = Figure(figsize=(6.5 if panels == 1 else 5.75 * panels, 4.75))
     axes = list(figure.subplots(1, panels, squeeze=False)[0])
-    plot_curves(axes[0], curves, metric=metric, log_y=log_y, references=references, flat=flat)
+    plot_curves(axes[0], curves, metric=metric, log_y=log_y, references=references, flat=flat,
+                x_label=x_label)
     axes[0].set_title(f"{title}\nafter {iterations:,} meta-training iterations", fontsize=10)
     if outliers:
         plot_zoomed(axes[1], curves, outliers, metric=metric, log_y=log_y,
-                    references=references, flat=flat)
+                    references=references, flat=flat, x_label=x_label)
     if side_panel:
         side_panel(axes[-1])
     figure.tight_layout()

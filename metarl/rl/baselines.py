@@ -141,8 +141,9 @@ def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path, *, given: 
     observing the task). Uses the run directory ``given`` if there is one (it must be a
     ``num_steps: 0`` run on that family); otherwise the newest run under ``out_dir/KIND`` that
     training one now would give (the same env and policy, at least ``iterations``: the
-    evaluation's ``baseline_iterations``), or trains one there (``progress``: its bar on stderr). The policy
-    is built from the baseline run's own saved config (``Baseline.config``).
+    evaluation's ``baseline_iterations``), or trains one there (``progress``: its bar on
+    stderr). The policy is built from the baseline run's own saved config
+    (``Baseline.config``).
     """
     env = config.env + (ORACLE_SUFFIX if kind == "oracle" else "")
     if given is not None:
