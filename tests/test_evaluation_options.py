@@ -86,3 +86,13 @@ def test_the_rl_baselines_run_in_the_papers_order_and_a_random_init_is_fresh():
     assert start.theta["layers.0.weight"].shape == (8, 2)
     again = BASELINES[1].start(setting)
     assert torch.equal(start.theta["layers.0.weight"], again.theta["layers.0.weight"])
+
+
+def test_the_figure_names_its_x_axis_as_the_evaluation_says():
+    from metarl.evaluation import curve_figure
+
+    curves = {"rl2": np.arange(6.0).reshape(2, 3)}
+    assert curve_figure(curves, metric="return", title="t", iterations=1
+                        ).axes[0].get_xlabel() == "adaptation steps"
+    figure = curve_figure(curves, metric="return", title="t", iterations=1, x_label="episodes")
+    assert figure.axes[0].get_xlabel() == "episodes"
