@@ -293,10 +293,12 @@ def write_run_config(run_dir: Path, algo: str, config: Any) -> None:
 def evaluate(source: str | Path, *, progress: bool = False, **options: Any) -> dict[str, Any]:
     """Evaluate a run directory (at its ``checkpoint.pt``) or a checkpoint file exactly as
     ``python -m metarl.run evaluate`` does, with ``options`` as its flags
-    (``metarl.evaluate_run.EvaluateOptions``: ``num_tasks=``, ``steps=``, ``baselines=``, ...).
-    Writes ``curve.json``, ``curve.csv``, ``per_task.csv`` and ``curve.png`` into ``output``,
-    else ``RUN/evaluation``; returns the result, ``result["table"]`` its printed summary."""
-    from metarl.evaluate_run import EvaluateOptions, checkpoint_path, evaluate_checkpoint
+    (``metarl.evaluation_options.EvaluateOptions``: ``num_tasks=``, ``steps=``,
+    ``baselines=``, ...). Writes ``curve.json``, ``curve.csv``, ``per_task.csv`` and
+    ``curve.png`` into ``output``, else ``RUN/evaluation``; returns the result,
+    ``result["table"]`` its printed summary."""
+    from metarl.evaluate_run import checkpoint_path, evaluate_checkpoint
+    from metarl.evaluation_options import EvaluateOptions
 
     chosen = from_mapping(EvaluateOptions, options, source="the evaluation options")
     validate(chosen)

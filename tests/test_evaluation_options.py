@@ -96,3 +96,18 @@ def test_the_figure_names_its_x_axis_as_the_evaluation_says():
                         ).axes[0].get_xlabel() == "adaptation steps"
     figure = curve_figure(curves, metric="return", title="t", iterations=1, x_label="episodes")
     assert figure.axes[0].get_xlabel() == "episodes"
+
+
+def test_the_rl_baselines_iterations_are_checked_once_before_anything_runs():
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.evaluate import baseline_iterations
+
+    untrained = MAMLTRPOConfig(env="navigation_2d", num_batches=0)
+    with pytest.raises(ConfigError, match="would train for 0 iterations"):
+        baseline_iterations(untrained, EvaluateOptions(baselines=True))
+    given = EvaluateOptions(baselines=True, pretrained="P", oracle="O")
+    assert baseline_iterations(untrained, given) == 0  # none is trained here
+    assert baseline_iterations(untrained, EvaluateOptions(baselines=False)) == 0
+    with pytest.raises(ConfigError, match="^--baseline-iterations=0 must be >= 1"):
+        baseline_iterations(untrained, EvaluateOptions(baseline_iterations=0))
+    assert baseline_iterations(untrained, EvaluateOptions(baseline_iterations=7)) == 7
