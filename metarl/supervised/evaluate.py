@@ -61,6 +61,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOp
     starts = {"maml": Start(learner.model, parameters_of(learner.model))}
     curves = {"maml": _fine_tuned("maml", starts["maml"], problem, held_out)}
     flat: dict[str, str] = {}
+    meta = _meta(config, problem, options, shots, held_out, learner.iteration)
     for baseline in problem.baselines() if options.baselines else ():
         for label, result in baseline.run(problem, held_out).items():
             if isinstance(result, Start):
@@ -68,10 +69,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOp
                 result = _fine_tuned(label, result, problem, held_out)
             curves[label] = result
         flat.update(baseline.flat)
-
-    meta = _meta(config, problem, options, shots, held_out, learner.iteration)
-    if "oracle" in curves:
-        meta["oracle_iterations"] = held_out.oracle_iterations
+        meta.update(baseline.meta(held_out))
     return report(out_dir, curves, metric=problem.metric, meta=meta,
                   title=f"{config.task}, {problem.episode_title(shots)}: held-out "
                         f"{problem.metric} ({options.num_tasks} tasks, 95% CI)",

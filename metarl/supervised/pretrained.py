@@ -50,3 +50,7 @@ class PretrainedBaseline:
                                   generator=torch.Generator().manual_seed(held_out.seed + 1),
                                   progress=held_out.progress)
         return {self.name: Start(model, params)}
+
+    def meta(self, held_out: HeldOut) -> dict[str, int]:
+        """Nothing: curve.json's ``baseline_iterations`` are its iterations."""
+        return {}

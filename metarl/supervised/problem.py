@@ -153,3 +153,7 @@ class Baseline(Protocol):
             ) -> dict[str, Start | np.ndarray]:
         """Its curves by label: each a ``Start`` that ``evaluate`` fine-tunes like MAML, or a
         finished curve ``[tasks, steps + 1]``."""
+
+    def meta(self, held_out: HeldOut) -> dict[str, Any]:
+        """What ``curve.json`` records of it beyond the evaluation's own keys (the oracle: its
+        ``oracle_iterations``); empty where nothing."""

@@ -200,3 +200,7 @@ class ClassifierBaseline:
                                         step_size=sizes[0] if sizes else problem.config.fast_lr)
         return {self.name: curve.numpy(),
                 "classifier_converged": converged[:, -1:].expand(-1, steps + 1).numpy()}
+
+    def meta(self, held_out: HeldOut) -> dict[str, int]:
+        """Nothing: curve.json's ``baseline_iterations`` are its iterations."""
+        return {}

@@ -61,3 +61,7 @@ class SineOracle:
             prediction = oracle(oracle_inputs(query_x, *held_out.tasks))
             per_task = problem.task_score(prediction, query_y).numpy()
         return {self.name: np.repeat(per_task[:, None], held_out.steps + 1, axis=1)}
+
+    def meta(self, held_out: HeldOut) -> dict[str, int]:
+        """Its training iterations, which are not the other baselines'."""
+        return {"oracle_iterations": held_out.oracle_iterations}
