@@ -111,3 +111,24 @@ def test_the_rl_baselines_iterations_are_checked_once_before_anything_runs():
     with pytest.raises(ConfigError, match="^--baseline-iterations=0 must be >= 1"):
         baseline_iterations(untrained, EvaluateOptions(baseline_iterations=0))
     assert baseline_iterations(untrained, EvaluateOptions(baseline_iterations=7)) == 7
+
+
+def test_the_help_texts_state_the_defaults_each_kind_declares():
+    """The flags' help says the defaults in words; they must be those the kinds declare."""
+    import dataclasses
+
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.evaluate import eval_defaults
+
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(EvaluateOptions)}
+    sine = SineProblem().eval_defaults()
+    navigation, cheetah = (eval_defaults(MAMLTRPOConfig(env=env))
+                           for env in ("navigation_2d", "cheetah_vel"))
+    assert f"{sine.num_tasks} sine" in helps["num_tasks"]
+    assert f"{navigation.num_tasks} RL" in helps["num_tasks"]
+    assert f"{sine.steps} sine" in helps["steps"]
+    assert f"RL: {navigation.steps} navigation, {cheetah.steps} otherwise" in helps["steps"]
+    assert (f"{navigation.later_lr_scale} for RL and {sine.later_lr_scale:g} for supervised"
+            in helps["later_lr_scale"])
+    assert sine.baselines and not navigation.baselines
+    assert "on for supervised runs, off for RL" in helps["baselines"]
