@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_helpers import only_run_dir
 
 from metarl import experiment
 from metarl.config import ConfigError
@@ -17,11 +18,6 @@ from metarl.run import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "script_a_run.py"
 SINE_TINY = {"num_batches": 4, "meta_batch_size": 2, "eval_every": 0, "checkpoint_every": 2}
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
-    return run_dir
 
 
 def saved_config(run_dir: Path) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_helpers import one_error_line
 
 from metarl.checkpoint_format import check_run_state, run_schemas, state_digest
 from metarl.rl.config import MAMLTRPOConfig
@@ -50,14 +51,6 @@ def rl_state(env: str = "navigation_2d") -> dict:
     policy = GaussianMLPPolicy(2, 2, hidden_sizes=(8, 8))
     return {"algo": "maml_trpo", "policy": policy.state_dict(), "iteration": 1,
             "config": dataclasses.asdict(config)}
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 # --- unreadable files --------------------------------------------------------------------------

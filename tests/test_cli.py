@@ -6,21 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from run_helpers import only_run_dir
 
 from metarl.run import main
 
 TINY = ["--num-batches", "20", "--meta-batch-size", "4", "--eval-every", "10", "--eval-tasks",
         "8", "--eval-steps", "2", "--checkpoint-every", "10", "--no-progress"]
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
-    return run_dir
 
 
 def test_maml_sine_smoke_writes_config_events_and_checkpoint(tmp_path):

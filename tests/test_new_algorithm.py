@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_helpers import one_error_line
 
 from metarl import checkpoint_format
 from metarl import config as config_module
@@ -96,14 +97,6 @@ def toy(monkeypatch, tmp_path) -> Path:
     (shipped / "toy" / "line.yaml").write_text("step_size: 0.25\n")
     monkeypatch.setattr(config_module, "EXPERIMENTS_DIR", shipped)
     return tmp_path / "runs"
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def train(out: Path, *flags: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_helpers import only_run_dir
 
 from metarl.core.maml import stack_params
 from metarl.run import main
@@ -19,11 +20,6 @@ from metarl.run import main
 BUILTIN_ENVS = ["navigation_2d", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal"]
 TINY = ["--num-batches", "2", "--meta-batch-size", "2", "--fast-batch-size", "2",
         "--hidden-sizes", "8", "8", "--cg-iters", "2", "--num-workers", "1", "--no-progress"]
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
-    return run_dir
 
 
 @pytest.mark.parametrize("env", BUILTIN_ENVS)

@@ -3,9 +3,9 @@ checkpoint, rejected TRPO steps and non-finite episodes are counted and logged, 
 refuses a policy that turns non-finite."""
 
 import logging
-from pathlib import Path
 
 import torch
+from run_helpers import error_line, only_run_dir
 
 from metarl.rl.config import MAMLTRPOConfig
 from metarl.rl.maml_trpo import MAMLTRPO, StepInfo
@@ -17,19 +17,6 @@ TINY = ["--num-batches", "2", "--meta-batch-size", "2", "--fast-batch-size", "2"
         "--hidden-sizes", "8", "8", "--cg-iters", "2", "--num-workers", "1", "--torch-threads", "1",
         "--no-progress"]
 REJECTED = StepInfo(False, float("nan"), float("nan"), 1, 0.0, 1.0, rejected_non_finite=True)
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
-    return run_dir
-
-
-def error_line(err: str) -> str:
-    """The one error line (the run directory is named on stderr before training starts)."""
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def tiny_trainer(**changes) -> MetaRLTrainer:

@@ -1,9 +1,9 @@
 """Supervised MAML that diverges stops with one line and keeps the last finite checkpoint."""
 
-from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import error_line, only_run_dir
 
 from metarl.nonfinite import NonFiniteError
 from metarl.run import main
@@ -11,19 +11,6 @@ from metarl.supervised.sine import problem as sine
 from metarl.supervised.trainer import MetaLearner
 
 TINY = ["--task", "sine", "--meta-batch-size", "2", "--eval-every", "0", "--no-progress"]
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
-    return run_dir
-
-
-def error_line(err: str) -> str:
-    """The one error line (the run directory is named on stderr before training starts)."""
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def learner(**changes) -> MetaLearner:

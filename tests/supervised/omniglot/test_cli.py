@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import only_run_dir
 
 from metarl.run import main
 from metarl.supervised.omniglot.problem import OmniglotConfig
@@ -14,11 +15,6 @@ DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "omniglo
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"Omniglot subsets not found at {DATA}")
 TINY = ["--task", "omniglot", "--num-batches", "2", "--meta-batch-size", "2", "--queries", "2",
         "--eval-every", "2", "--eval-tasks", "4", "--checkpoint-every", "2", "--no-progress"]
-
-
-def only_run_dir(root: Path) -> Path:
-    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
-    return run_dir
 
 
 def test_omniglot_trains_and_evaluates(tmp_path):
