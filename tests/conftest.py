@@ -1,9 +1,16 @@
 """Fixtures shared by every test folder."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+
+# Ray, where a test starts it: every node and driver on the loopback address (Ray otherwise
+# advertises the machine's outward address, which it resolves with a UDP "connection" to a
+# public address), and no usage statistics sent.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's node address falls back to loopback
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TEST_ENVS = Path(__file__).resolve().parent / "envs"
@@ -30,3 +37,21 @@ def experiment_script():
         return loaded[name]
 
     return load
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One simulated two-node Ray cluster (``ray.cluster_utils.Cluster``) on 127.0.0.1 for the
+    whole test session, this process connected as its driver; each node has 2 logical CPUs.
+    Tests may add nodes (and must remove the ones they add); they must not shut it down."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 2, "node_ip_address": "127.0.0.1", "object_store_memory": 200 * 2**20}
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={**node, "include_dashboard": False})
+    cluster.add_node(**node)
+    ray.init(address=cluster.address, _node_ip_address="127.0.0.1")
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
