@@ -160,11 +160,13 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "python -m metarl.run maml --resume runs/maml__sine__0__20261123-140000 "
                   "--num-batches 100000"),
         reported=("train/", "adaptation/"), families=_maml_tasks),
-    # MAML-TRPO on an RL task family. Episodes are identical for any number of workers.
+    # MAML-TRPO on an RL task family. Episodes are identical for any number of workers or Ray
+    # actors, so the sampler's settings may change on resume.
     "maml_trpo": Algorithm(
         selector="env", default="navigation_2d",
         resume_may_change=("num_batches", "checkpoint_every", "num_workers", "torch_threads",
-                           "output_dir"),
+                           "output_dir", "sampler", "ray_address", "ray_actors",
+                           "ray_cpus_per_actor", "ray_retries"),
         config_class=_maml_trpo_config, config_base=_maml_trpo_base,
         build_trainer=_maml_trpo_trainer, shipped_task=_without_oracle,
         checkpoint=_maml_trpo_checkpoint,

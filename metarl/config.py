@@ -183,7 +183,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 
 def validate(config: Any) -> None:
     """Check every field against its choices and range (every number finite, every int at most
-    ``INT_MAX``); raise ConfigError naming the first bad one."""
+    ``INT_MAX``), then the config's own ``check()`` (rules across fields) where it has one;
+    raise ConfigError naming the first bad value."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         choices = f.metadata.get("choices")
@@ -192,6 +193,9 @@ def validate(config: Any) -> None:
             raise ConfigError(f"{f.name}={value!r} is not valid; choose from: {valid}")
         if value is not None:
             _check_numbers(f.name, value, f.metadata)
+    check = getattr(config, "check", None)  # rules across fields, where a config has them
+    if callable(check):
+        check()
 
 
 def _check_numbers(name: str, value: Any, metadata: Mapping[str, Any]) -> None:

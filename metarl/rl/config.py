@@ -5,13 +5,20 @@ The per-environment defaults of the paper live in ``experiments/maml_trpo/{env}.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
-from metarl.config import THREADS_MAX, option, seed_option
+from metarl.config import THREADS_MAX, ConfigError, option, seed_option
 from metarl.envs.oracle import ORACLE_SUFFIX
 
 #: How MAMLTRPO computes the KL's curvature products (``curvature``; ``metarl.rl.maml_trpo``).
 CURVATURES = ("gauss_newton", "exact")
+#: Where episodes are sampled (``sampler``): this machine's processes, or Ray actors.
+SAMPLERS = ("local", "ray")
+#: What to install for ``sampler: ray``.
+RAY_EXTRA = 'pip install -e ".[ray]"'
+#: The settings of the Ray sampler, with their defaults.
+RAY_DEFAULTS = {"ray_address": "", "ray_actors": 0, "ray_cpus_per_actor": 1.0, "ray_retries": 3}
 
 
 @dataclass
@@ -66,8 +73,25 @@ class MAMLTRPOConfig:
     hvp_subsample: float = option(0.2, "fraction of each task's episodes used for the curvature "
                                   "products, in (0, 1] (1.0: all; the line search always checks "
                                   "all of them)", minimum=0.0, maximum=1.0)
-    num_workers: int = option(0, "sampler worker processes (0: choose for this machine)",
+    sampler: str = option("local", "where episodes are sampled: local (this machine: in-process "
+                          "or --num-workers processes) or ray (Ray actors on a local Ray runtime, "
+                          "or on the cluster at --ray-address; needs the [ray] extra); the "
+                          "episodes are identical", choices=SAMPLERS)
+    num_workers: int = option(0, "local sampler worker processes (0: choose for this machine)",
                               minimum=0, exclusive_minimum=False, maximum=THREADS_MAX)
+    ray_address: str = option("", "with --sampler ray: the Ray cluster to join: auto (the one "
+                              "this machine is part of), host:port or ray://host:port; empty: "
+                              "start a local Ray runtime for the run", metavar="ADDRESS")
+    ray_actors: int = option(0, "with --sampler ray: sampler actors (0: one per "
+                             "--ray-cpus-per-actor CPUs of the cluster, at most "
+                             "--meta-batch-size)", minimum=0, exclusive_minimum=False,
+                             maximum=4096)
+    ray_cpus_per_actor: float = option(1.0, "with --sampler ray: CPUs each sampler actor "
+                                       "reserves (its physics threads: this, at least 2)",
+                                       minimum=0.0, maximum=256)
+    ray_retries: int = option(3, "with --sampler ray: times a shard whose actor died (process "
+                              "killed, node lost) is sampled again, with the same seeds, per "
+                              "meta-batch", minimum=0, exclusive_minimum=False, maximum=100)
     torch_threads: int = option(0, "PyTorch threads of the learner process (0: PyTorch's "
                                 "default, one per core, fastest on a quiet machine); use 1 on a "
                                 "machine busy with other jobs (measurements: docs/results.md, "
@@ -77,6 +101,20 @@ class MAMLTRPOConfig:
                                    "the end)", minimum=0)
     seed: int = seed_option(0, "random seed (initialisation, tasks, episodes)")
     output_dir: str = option("runs", "folder in which run directories are created")
+
+    def check(self) -> None:
+        """Rules across fields: ``sampler: ray`` needs Ray installed."""
+        if self.sampler == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"sampler='ray' needs Ray, which is not installed; install it "
+                              f"with: {RAY_EXTRA}")
+
+    def unused_ray_settings(self) -> list[str]:
+        """The Ray sampler's settings given away from their defaults while the local sampler
+        samples (ignored, with a warning: a run resumed with ``--sampler local`` keeps them)."""
+        if self.sampler == "ray":
+            return []
+        return [f"{name}={getattr(self, name)!r}" for name, default in RAY_DEFAULTS.items()
+                if getattr(self, name) != default]
 
     @property
     def task(self) -> str:

@@ -86,6 +86,26 @@ def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> Gaussi
                              init_output_scale=config.init_mean_scale)
 
 
+def build_sampler(config: MAMLTRPOConfig, spec: PolicySpec):
+    """The sampler ``config`` asks for: this machine's (``make_sampler``) or Ray actors'."""
+    if config.sampler == "ray":
+        from metarl.rl.ray_sampler import RaySampler  # Ray is an optional extra
+
+        return RaySampler(config.env, spec, num_tasks=config.meta_batch_size,
+                          episodes_per_task=config.fast_batch_size,
+                          address=config.ray_address or None,
+                          num_actors=config.ray_actors or None,
+                          cpus_per_actor=config.ray_cpus_per_actor,
+                          max_retries=config.ray_retries)
+    unused = config.unused_ray_settings()
+    if unused:
+        log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
+                    "Ray)", ", ".join(unused))
+    return make_sampler(config.env, spec, num_tasks=config.meta_batch_size,
+                        episodes_per_task=config.fast_batch_size,
+                        num_workers=config.num_workers or None)
+
+
 class MetaRLTrainer:
     """A MAML-TRPO run: the policy, the learner, the sampler and the iteration counter (a
     ``metarl.training.Trainer``)."""
@@ -101,9 +121,7 @@ class MetaRLTrainer:
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                                nonlinearity=config.nonlinearity,
                                normalize_actions=config.normalize_actions)
-        self.sampler = make_sampler(config.env, self.spec, num_tasks=config.meta_batch_size,
-                                    episodes_per_task=config.fast_batch_size,
-                                    num_workers=config.num_workers or None)
+        self.sampler = build_sampler(config, self.spec)
         self.iteration = 0
         self.rejected_non_finite = 0  # TRPO steps rejected for non-finite values, in a row
         self._warned_non_finite = False

@@ -1,95 +1,27 @@
 """The process-sharded sampler: same episodes as in-process, failures surface fast, no orphans.
 
-The workers import the test envs below as ``test_workers:ClassName`` (this folder is put on
-``sys.path``, which the workers inherit), so this module must stay importable on its own.
+The workers import the slow and failing test envs as ``sampler_helpers:ClassName`` (``tests/`` is
+on ``sys.path``, which the workers inherit).
 """
 
 import os
 import signal
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
+from sampler_helpers import assert_gone, assert_identical, params_for
 
 from metarl import envs
-from metarl.core.maml import stack_params
 from metarl.envs.registry import NotATaskFamilyError
 from metarl.rl import workers as workers_module
-from metarl.rl.episodes import Episodes
-from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec
 from metarl.rl.workers import ProcessSampler, WorkerError, make_sampler
 
 HERE = Path(__file__).resolve().parent
-
-
-class SlowLine(gym.Env):
-    """A point on a line that never arrives; each step sleeps (time to kill or interrupt it)."""
-
-    horizon = 100
-    step_seconds = 0.02
-
-    def __init__(self, task: dict | None = None):
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,), dtype=np.float64)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.task = task or {"target": 0.0}
-        self._x = 0.0
-
-    def sample_tasks(self, n: int) -> list[dict]:
-        return [{"target": float(t)} for t in self.np_random.uniform(-1, 1, size=n)]
-
-    def set_task(self, task: dict) -> None:
-        self.task = dict(task)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._x = 0.0
-        return np.array([self._x]), {}
-
-    def step(self, action):
-        time.sleep(self.step_seconds)
-        self._x += 1e-3 * float(action[0])
-        return np.array([self._x]), -abs(self._x - self.task["target"]), False, False, {}
-
-
-class FailingLine(SlowLine):
-    """Raises at its fourth step when its target is positive."""
-
-    step_seconds = 0.0
-
-    def step(self, action):
-        self._steps = getattr(self, "_steps", 0) + 1
-        if self._steps > 3 and self.task["target"] > 0:
-            raise ValueError(f"boom at step {self._steps} for target {self.task['target']}")
-        return super().step(action)
-
-
-def params_for(spec: PolicySpec, num_tasks: int | None = None) -> dict:
-    torch.manual_seed(0)
-    policy = GaussianMLPPolicy(spec.obs_size, spec.act_size, spec.hidden_sizes)
-    params = {name: p.detach() for name, p in policy.named_parameters()}
-    if num_tasks is None:
-        return params
-    return {name: (p + 0.1 * torch.randn_like(p)).contiguous()
-            for name, p in stack_params(params, num_tasks).items()}
-
-
-def assert_identical(a: Episodes, b: Episodes) -> None:
-    for f in fields(Episodes):
-        assert torch.equal(getattr(a, f.name), getattr(b, f.name)), f.name
-
-
-def assert_gone(pids: list[int], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    for pid in pids:
-        while Path(f"/proc/{pid}").exists():
-            assert time.monotonic() < deadline, f"worker {pid} still exists"
-            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -195,12 +127,12 @@ def test_worker_exception_surfaces_with_its_traceback(test_envs_path):
 def test_an_exception_of_the_familys_step_in_a_worker_names_the_family_and_method(
         test_envs_path):
     spec = PolicySpec(1, 1, (8,))
-    sampler = make_sampler("test_workers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
+    sampler = make_sampler("sampler_helpers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
                            num_workers=2)
     pids = sampler.pids
     with pytest.raises(NotATaskFamilyError) as error:  # not a WorkerError with a traceback
         sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
-    assert str(error.value) == ("test_workers:FailingLine: step raised ValueError: boom at step "
+    assert str(error.value) == ("sampler_helpers:FailingLine: step raised ValueError: boom at step "
                                 "4 for target 0.5")
     assert_gone(pids)
 
@@ -220,7 +152,7 @@ def test_a_fault_of_the_family_in_a_worker_surfaces_as_itself_in_one_line(test_e
 
 def test_killed_worker_surfaces_within_seconds(test_envs_path):
     spec = PolicySpec(1, 1, (8,))
-    with make_sampler("test_workers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+    with make_sampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
                       num_workers=2) as sampler:
         pids = sampler.pids
         killer = threading.Timer(0.3, os.kill, (pids[0], signal.SIGKILL))
@@ -236,7 +168,7 @@ def test_killed_worker_surfaces_within_seconds(test_envs_path):
 
 def test_ctrl_c_stops_the_workers(test_envs_path):
     spec = PolicySpec(1, 1, (8,))
-    sampler = make_sampler("test_workers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+    sampler = make_sampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
                            num_workers=2)
     pids = sampler.pids
     interrupt = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))

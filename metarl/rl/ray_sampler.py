@@ -1,0 +1,409 @@
+"""The batched sampler sharded over Ray actors, on a local Ray runtime or across a Ray cluster.
+
+Layout: the K tasks of a meta-batch are split into contiguous shards, one per actor, exactly as
+:class:`~metarl.rl.workers.ProcessSampler` splits them over processes; each actor runs a
+:class:`~metarl.rl.sampler.BatchedSampler` (batched physics, task-stacked policy) on its shard
+with ``task_offset`` = the shard's first task, so its episodes are bitwise those of the same
+tasks in an in-process sampler: whatever the number of actors, their nodes, or a retry.
+
+Per ``sample`` call, the parameters go out once: one ``ray.put`` of ``{name: array}`` that each
+actor reads from its node's object store (zero-copy on the node; one transfer per node). Each
+actor returns its episode arrays ``[T, k, E, ...]``; the driver copies them once into the
+meta-batch's buffers (the arrays it gets are read-only views of the object store).
+
+Placement: actors ask for ``cpus_per_actor`` CPUs each and are spread over the cluster's nodes
+(``scheduling_strategy="SPREAD"``). By default there is one actor per ``cpus_per_actor`` CPUs
+of the cluster, at most one per task.
+
+Faults: an actor that dies while sampling (its process killed, its node removed, the node out of
+memory) has its shard sampled again, with the same seeds, on a replacement actor (so the result
+is unchanged), up to ``max_retries`` times per shard and call; a replacement that the cluster
+cannot place within ``placement_timeout_s`` is dropped and the shard goes to a surviving actor.
+Beyond that, a :class:`RaySamplerError` (a :class:`~metarl.rl.workers.WorkerError`: one line at
+the command line, with the resume hint). Errors of the task family or non-finite values raised
+in an actor come back as themselves (``workers.FORWARDED``), never retried: the same seeds would
+fail again. On Ctrl-C (or any error) the actors are killed before the exception propagates;
+``close()`` kills them and, for a runtime this sampler started, shuts Ray down, so no process
+outlives the run.
+
+Runtime: with no address, a local Ray runtime is started for the sampler (bound to 127.0.0.1,
+no dashboard, one CPU per usable core) and shut down by ``close()``; with ``"auto"``,
+``host:port`` or ``ray://host:port`` the driver joins that cluster; when Ray is already
+initialised in the process (a script that called ``ray.init``), that runtime is used and left
+running. Every node needs metarl (and any plug-in family's module) importable: the actors get
+the driver's ``sys.path``, which is enough on one machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import sys
+import time
+import traceback
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl import envs
+from metarl.config import ConfigError
+from metarl.envs.base import usable_cores
+from metarl.envs.registry import TaskFamily
+from metarl.rl.config import RAY_EXTRA
+from metarl.rl.episodes import Episodes
+from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
+from metarl.rl.workers import FORWARDED, WorkerError, _ensure_registered, _probe_horizon
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.5
+
+
+class RaySamplerError(WorkerError):
+    """A shard could not be sampled on the Ray cluster (actors died past the retries, none
+    could be placed) or an actor raised an unexpected error."""
+
+
+def import_ray():
+    """The ``ray`` module; a ``ConfigError`` naming the extra to install when it is missing."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ConfigError(f"--sampler ray needs Ray, which is not installed ({error}); install "
+                          f"it with: {RAY_EXTRA}") from None
+    return ray
+
+
+class RayRuntime:
+    """Ray for one sampler: joins ``address`` or starts a local runtime; ``close()`` ends what
+    it started (a runtime that was already running in this process is left as it was)."""
+
+    def __init__(self, address: str | None = None):
+        ray = self.ray = import_ray()
+        self.owned = not ray.is_initialized()
+        if not self.owned:
+            return
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=True)
+            else:
+                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False,
+                         num_cpus=usable_cores(), log_to_driver=True)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray runtime"
+            raise ConfigError(f"could not connect to {where}: {_first_line(error)} (valid "
+                              f"--ray-address: empty for a local runtime, auto, host:port or "
+                              f"ray://host:port)") from None
+
+    def close(self) -> None:
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.owned = False
+
+
+class _ShardActor:
+    """One Ray actor: batched samplers for the shards it is asked to sample (one per shard
+    bounds, kept between calls), and its answers as ``(kind, payload)``: ``("done", arrays)``,
+    ``("raise", error)`` for a forwarded error, ``("error", traceback text)``."""
+
+    def __init__(self, family: bytes, spec: PolicySpec, episodes: int, horizon: int,
+                 num_threads: int, sys_path: list[str]):
+        from metarl.allocator import tune_malloc
+
+        tune_malloc()
+        torch.set_num_threads(1)
+        sys.path.extend(p for p in sys_path if p not in sys.path)  # plug-ins import by path
+        self.family: TaskFamily = pickle.loads(family)
+        _ensure_registered(self.family)
+        self.spec, self.episodes, self.horizon = spec, episodes, horizon
+        self.num_threads = num_threads
+        self.samplers: dict[tuple[int, int], BatchedSampler] = {}
+
+    def where(self) -> dict[str, Any]:
+        """The actor's node and process (placement; tests kill the process)."""
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+    def sample(self, start: int, stop: int, tasks: list[dict], params: dict[str, np.ndarray],
+               shared: bool, seed: int) -> tuple[str, Any]:
+        try:
+            sampler = self.samplers.get((start, stop))
+            if sampler is None:
+                sampler = BatchedSampler(self.family, self.spec, num_tasks=stop - start,
+                                         episodes_per_task=self.episodes,
+                                         num_threads=self.num_threads, task_offset=start)
+                if sampler.horizon != self.horizon:
+                    raise ValueError(f"the env's horizon is {sampler.horizon} on this node, the "
+                                     f"driver expected {self.horizon}")
+                self.samplers[(start, stop)] = sampler
+            own = {name: torch.from_numpy(np.array(p if shared else p[start:stop]))
+                   for name, p in params.items()}  # np.array: the store's arrays are read-only
+            out = EpisodeBuffers.allocate(self.horizon, stop - start, self.episodes,
+                                          self.spec.obs_size, self.spec.act_size)
+            sampler.sample(tasks, own, seed, out=out)
+            return "done", dataclasses.asdict(out)
+        except Exception as error:
+            return _failure(error)
+
+
+def _failure(error: Exception) -> tuple[str, Any]:
+    if isinstance(error, FORWARDED):
+        try:
+            pickle.loads(pickle.dumps(error))
+            return "raise", error
+        except Exception:  # an error that does not survive pickling goes as text
+            pass
+    return "error", traceback.format_exc()
+
+
+@dataclasses.dataclass
+class Transfer:
+    """What the last ``sample`` call moved: parameter bytes put once (each node reads them
+    once), episode bytes returned, and the driver's seconds putting, waiting and copying."""
+
+    params_bytes: int = 0
+    episode_bytes: int = 0
+    put_s: float = 0.0
+    wait_s: float = 0.0
+    copy_s: float = 0.0
+    retries: int = 0
+
+
+class RaySampler:
+    """:class:`BatchedSampler` over Ray actors; same ``sample`` arguments and output.
+
+    Args:
+        env: task family name or ``TaskFamily``.
+        spec: the policy's shape.
+        num_tasks: K; actor a owns the tasks ``bounds[a]:bounds[a + 1]``.
+        episodes_per_task: E.
+        address: Ray cluster to join (``auto``, ``host:port``, ``ray://host:port``); None: a
+            local runtime started for this sampler (or the one this process already runs).
+        num_actors: None: one per ``cpus_per_actor`` CPUs of the cluster, at most K.
+        cpus_per_actor: CPUs each actor reserves.
+        num_threads: physics threads per actor (None: ``cpus_per_actor``, at least 2, as a
+            worker process: a single-threaded one stalls when the scheduler parks it).
+        max_retries: resamples of a shard whose actor died, per shard and ``sample`` call.
+        placement_timeout_s: how long an actor may wait to be placed before it counts as
+            unplaceable (at start: an error; a replacement: its shard goes to a surviving actor).
+    """
+
+    def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
+                 episodes_per_task: int, address: str | None = None,
+                 num_actors: int | None = None, cpus_per_actor: float = 1,
+                 num_threads: int | None = None, max_retries: int = 3,
+                 placement_timeout_s: float = 60.0):
+        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if num_actors is not None and (not isinstance(num_actors, int | np.integer)
+                                       or num_actors < 1):
+            raise ValueError(f"num_actors must be a positive int or None, got {num_actors!r}")
+        if not cpus_per_actor > 0 or not np.isfinite(cpus_per_actor):
+            raise ValueError(f"cpus_per_actor must be > 0, got {cpus_per_actor!r}")
+        if not isinstance(max_retries, int | np.integer) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        family = env if isinstance(env, TaskFamily) else envs.resolve(env)
+        self.family, self.spec = family, spec
+        self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
+        self.horizon = _probe_horizon(family)
+        self.cpus_per_actor = cpus_per_actor
+        self.num_threads = max(2, int(cpus_per_actor)) if num_threads is None else num_threads
+        self.max_retries, self.placement_timeout_s = int(max_retries), placement_timeout_s
+        self.transfer = Transfer()
+        self._actors: list[Any] = []
+        self._closed = False
+        self._runtime = RayRuntime(address)
+        self.ray = self._runtime.ray
+        self._finalizer = weakref.finalize(self, _shutdown, self.ray, self._actors,
+                                           self._runtime)
+        try:
+            if num_actors is None:
+                cluster_cpus = self.ray.cluster_resources().get("CPU", 1)
+                num_actors = max(1, int(cluster_cpus // cpus_per_actor))
+            self.num_actors = min(int(num_actors), self.num_tasks)
+            self.bounds = (np.linspace(0, self.num_tasks, self.num_actors + 1).round()
+                           .astype(int).tolist())
+            self._remote = self.ray.remote(_ShardActor)
+            self._family_bytes = pickle.dumps(family)
+            self._actors.extend(self._new_actor() for _ in range(self.num_actors))
+            self.placement = self._await_placement(self._actors)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- actors ------------------------------------------------------------------------------
+    def _new_actor(self):
+        return self._remote.options(num_cpus=self.cpus_per_actor, scheduling_strategy="SPREAD",
+                                    max_restarts=0).remote(
+            self._family_bytes, self.spec, self.episodes_per_task, self.horizon,
+            self.num_threads, list(sys.path))
+
+    def _await_placement(self, actors: list) -> list[dict[str, Any]]:
+        """Each actor's node and pid once all are placed and constructed; a RaySamplerError
+        when one cannot be placed within the timeout or failed to start."""
+        refs = [actor.where.remote() for actor in actors]
+        deadline = time.monotonic() + self.placement_timeout_s
+        while True:
+            ready, pending = self.ray.wait(refs, num_returns=len(refs), timeout=_POLL_S)
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                free = self.ray.available_resources().get("CPU", 0)
+                raise RaySamplerError(
+                    f"only {len(ready)} of {len(refs)} Ray sampler actors were placed within "
+                    f"{self.placement_timeout_s:g} s ({self.cpus_per_actor:g} CPU each; the "
+                    f"cluster has {free:g} CPUs free): lower --ray-actors or "
+                    f"--ray-cpus-per-actor, or add nodes")
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayError as error:
+            raise RaySamplerError(f"a Ray sampler actor failed to start: "
+                                  f"{_first_line(error)}") from None
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the actors (as placed at start)."""
+        return [where["pid"] for where in self.placement]
+
+    # -- sampling ----------------------------------------------------------------------------
+    def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int) -> Episodes:
+        """As :meth:`BatchedSampler.sample`; the actors roll out their shards in parallel."""
+        if self._closed:
+            raise RuntimeError("RaySampler.sample() after close() (or after a failure); create "
+                               "a new sampler")
+        tasks = list(tasks)
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        params, shared = check_params(params, self.spec, self.num_tasks)
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        try:
+            return self._sample(tasks, params, shared, int(seed))
+        except BaseException:  # a failure, or Ctrl-C: stop every actor, then re-raise
+            self.close()
+            raise
+
+    def _sample(self, tasks: list[dict], params: dict[str, Tensor], shared: bool,
+                seed: int) -> Episodes:
+        ray, transfer = self.ray, Transfer()
+        began = time.perf_counter()
+        arrays = {name: p.numpy() for name, p in params.items()}
+        transfer.params_bytes = sum(a.nbytes for a in arrays.values())
+        params_ref = ray.put(arrays)
+        transfer.put_s = time.perf_counter() - began
+
+        def submit(shard: int):
+            start, stop = self.bounds[shard], self.bounds[shard + 1]
+            return self._actors[shard].sample.remote(start, stop, tasks[start:stop], params_ref,
+                                                     shared, seed)
+
+        running = {submit(shard): shard for shard in range(self.num_actors)}
+        attempts = [0] * self.num_actors
+        out = EpisodeBuffers.allocate(self.horizon, self.num_tasks, self.episodes_per_task,
+                                      self.spec.obs_size, self.spec.act_size)
+        waited = time.perf_counter()
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
+            for ref in done:
+                shard = running.pop(ref)
+                try:
+                    kind, payload = ray.get(ref)
+                except ray.exceptions.RayTaskError as error:
+                    raise RaySamplerError(f"Ray sampler actor for tasks {self._tasks(shard)} "
+                                          f"failed: {_first_line(error)}") from None
+                except ray.exceptions.RayError as error:  # the actor, its node or result lost
+                    attempts[shard] += 1
+                    transfer.retries += 1
+                    if attempts[shard] > self.max_retries:
+                        raise RaySamplerError(
+                            f"Ray sampler actor for tasks {self._tasks(shard)} died "
+                            f"{attempts[shard]} times in one meta-batch (--ray-retries "
+                            f"{self.max_retries}); last: {_first_line(error)}") from None
+                    log.warning("warning: Ray sampler actor for tasks %s died (%s); sampling its "
+                                "shard again (retry %d of %d)", self._tasks(shard),
+                                _first_line(error), attempts[shard], self.max_retries)
+                    self._replace(shard)
+                    running[submit(shard)] = shard
+                    continue
+                if kind == "raise":
+                    raise payload
+                if kind == "error":
+                    raise RaySamplerError(f"Ray sampler actor for tasks {self._tasks(shard)} "
+                                          f"failed:\n{payload}")
+                copied = time.perf_counter()
+                start, stop = self.bounds[shard], self.bounds[shard + 1]
+                part = out.tasks(start, stop)
+                for name, array in payload.items():
+                    getattr(part, name)[...] = array
+                    transfer.episode_bytes += array.nbytes
+                transfer.copy_s += time.perf_counter() - copied
+        transfer.wait_s = time.perf_counter() - waited - transfer.copy_s
+        self.transfer = transfer
+        return out.to_episodes(copy=False)
+
+    def _replace(self, shard: int) -> None:
+        """A new actor for ``shard``; where the cluster cannot place one in time, the shard
+        goes to an actor of another shard (which then samples both, one after the other)."""
+        ray = self.ray
+        try:
+            ray.kill(self._actors[shard])
+        except Exception:  # already gone
+            pass
+        actor = self._new_actor()
+        ready, _ = ray.wait([actor.where.remote()], timeout=self.placement_timeout_s)
+        if ready:
+            try:
+                ray.get(ready[0])
+                self._actors[shard] = actor
+                return
+            except ray.exceptions.RayError:
+                pass
+        ray.kill(actor)
+        dead = self._actors[shard]
+        others = [a for s, a in enumerate(self._actors) if s != shard and a is not dead]
+        if not others:
+            raise RaySamplerError(f"no Ray actor could be placed for tasks {self._tasks(shard)} "
+                                  f"within {self.placement_timeout_s:g} s and no other actor is "
+                                  f"left (the cluster has "
+                                  f"{ray.available_resources().get('CPU', 0):g} CPUs free)")
+        log.warning("warning: no replacement Ray actor could be placed for tasks %s; another actor "
+                    "samples them", self._tasks(shard))
+        self._actors[shard] = others[shard % len(others)]
+
+    def _tasks(self, shard: int) -> str:
+        return f"{self.bounds[shard]}:{self.bounds[shard + 1]}"
+
+    def close(self) -> None:
+        """Kill the actors and end a runtime this sampler started (idempotent)."""
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> RaySampler:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _shutdown(ray, actors: list, runtime: RayRuntime) -> None:
+    if ray.is_initialized():
+        for actor in actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # already gone, or the runtime is going down
+                pass
+    actors.clear()
+    runtime.close()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,217 @@
+"""The Ray sampler on a simulated two-node cluster: the in-process sampler's episodes bitwise,
+whatever the actors; dead actors and lost nodes resampled; clear errors; no orphan processes."""
+
+import _thread
+import threading
+import time
+
+import pytest
+import ray
+import torch
+import yaml
+from run_helpers import one_error_line, only_run_dir
+from sampler_helpers import assert_gone, assert_identical, params_for
+
+from metarl import envs
+from metarl.envs.tasks import TaskError
+from metarl.rl.ray_sampler import RaySampler, RaySamplerError
+from metarl.rl.sampler import BatchedSampler, PolicySpec
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def in_process(env, spec, tasks, params, seed, episodes):
+    with BatchedSampler(env, spec, num_tasks=len(tasks), episodes_per_task=episodes) as sampler:
+        return sampler.sample(tasks, params, seed)
+
+
+def kill_later(pid: int, delay: float) -> threading.Thread:
+    def kill():
+        time.sleep(delay)
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGKILL)
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_mujoco_episodes_are_the_in_process_ones_for_any_number_of_actors():
+    spec = PolicySpec(20, 6, (16, 16))
+    tasks = envs.sample_tasks("cheetah_vel", 3, seed=4)
+    shared, stacked = params_for(spec), params_for(spec, 3)
+    want = [in_process("cheetah_vel", spec, tasks, p, 5, 2) for p in (shared, stacked)]
+    for actors in (1, 3):
+        with RaySampler("cheetah_vel", spec, num_tasks=3, episodes_per_task=2,
+                        num_actors=actors) as sampler:
+            assert sampler.num_actors == actors
+            for expected, params in zip(want, (shared, stacked)):
+                assert_identical(sampler.sample(tasks, params, seed=5), expected)
+    assert not torch.equal(want[0].actions, want[1].actions)
+
+
+def test_actors_are_spread_over_the_nodes_and_default_to_the_clusters_cpus():
+    spec = PolicySpec(2, 2, (8,))
+    with RaySampler("navigation_2d", spec, num_tasks=8, episodes_per_task=1) as sampler:
+        assert sampler.num_actors == 4  # two nodes with 2 CPUs each, 1 CPU per actor
+        assert len({where["node_id"] for where in sampler.placement}) == 2
+        transfer_tasks = envs.sample_tasks("navigation_2d", 8, seed=1)
+        sampler.sample(transfer_tasks, params_for(spec), seed=0)
+        moved = sampler.transfer
+        assert moved.params_bytes == sum(p.numel() * 4 for p in params_for(spec).values())
+        assert moved.episode_bytes > 100 * 8 * (2 + 2 + 2) * 4  # T=100: obs, actions, ...
+    with RaySampler("navigation_2d", spec, num_tasks=3, episodes_per_task=1) as sampler:
+        assert sampler.num_actors == 3  # at most one per task
+
+
+def test_plugin_and_oracle_families_match_in_process(plugin_envs):
+    for name, spec in (("plugin_family:LineTargetEnv", PolicySpec(1, 1, (8,))),
+                       ("plugin_family:LineTargetEnv+oracle", PolicySpec(2, 1, (8,)))):
+        tasks = [{"target": t} for t in (-0.6, -0.2, 0.3, 0.7)]
+        params = params_for(spec, 4)
+        want = in_process(name, spec, tasks, params, 1, 2)
+        with RaySampler(name, spec, num_tasks=4, episodes_per_task=2, num_actors=2) as sampler:
+            assert_identical(sampler.sample(tasks, params, seed=1), want)
+
+
+def test_an_actor_killed_mid_sample_is_replaced_and_the_episodes_are_unchanged():
+    spec = PolicySpec(1, 1, (8,))
+    tasks = [{"target": t} for t in (-0.5, 0.5)]
+    params = params_for(spec)
+    with RaySampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+                    num_actors=2) as sampler:
+        want = sampler.sample(tasks, params, seed=3)  # 100 steps of 20 ms: 2 s
+        kill_later(sampler.pids[1], 0.5)
+        assert_identical(sampler.sample(tasks, params, seed=3), want)
+        assert sampler.transfer.retries == 1
+        assert_identical(sampler.sample(tasks, params, seed=3), want)  # the replacement serves
+        assert sampler.transfer.retries == 0
+
+
+def test_a_removed_node_has_its_shard_resampled(ray_cluster):
+    node = ray_cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    try:
+        spec = PolicySpec(1, 1, (8,))
+        tasks = [{"target": t} for t in (-0.5, 0.0, 0.5)]
+        params = params_for(spec)
+        with RaySampler("sampler_helpers:SlowLine", spec, num_tasks=3, episodes_per_task=1,
+                        num_actors=3) as sampler:
+            assert len({where["node_id"] for where in sampler.placement}) == 3
+            want = sampler.sample(tasks, params, seed=3)
+            threading.Timer(0.5, ray_cluster.remove_node, args=(node,),
+                            kwargs={"allow_graceful": False}).start()
+            node = None
+            assert_identical(sampler.sample(tasks, params, seed=3), want)
+            assert sampler.transfer.retries == 1
+    finally:
+        if node is not None:
+            ray_cluster.remove_node(node)
+
+
+def test_retries_exhausted_is_one_clear_error_and_leaves_no_actor():
+    spec = PolicySpec(1, 1, (8,))
+    tasks = [{"target": t} for t in (-0.5, 0.5)]
+    sampler = RaySampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+                         num_actors=2, max_retries=0)
+    pids = sampler.pids
+    kill_later(pids[0], 0.3)
+    with pytest.raises(RaySamplerError, match=r"tasks 0:1 died 1 times in one meta-batch "
+                                              r"\(--ray-retries 0\)"):
+        sampler.sample(tasks, params_for(spec), seed=0)
+    assert_gone(pids, within=10.0)
+    with pytest.raises(RuntimeError, match="after close"):
+        sampler.sample(tasks, params_for(spec), seed=0)
+
+
+def test_ctrl_c_stops_the_actors():
+    spec = PolicySpec(1, 1, (8,))
+    sampler = RaySampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
+                         num_actors=2)
+    pids = sampler.pids
+    threading.Timer(0.5, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        sampler.sample([{"target": 0.1}] * 2, params_for(spec), seed=0)
+    assert_gone(pids, within=10.0)
+
+
+def test_a_fault_of_the_family_comes_back_as_itself_without_retries():
+    spec = PolicySpec(2, 2, (8,))
+    with RaySampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1,
+                    num_actors=2) as sampler:
+        with pytest.raises(TaskError, match="goal"):
+            sampler.sample([{"goal": [0.1, 0.2]}, {"nope": 1}], params_for(spec), seed=0)
+
+
+def test_an_unexpected_actor_error_carries_its_traceback(plugin_envs):
+    spec = PolicySpec(1, 1, (8,))
+    with RaySampler("sampler_helpers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
+                    num_actors=2) as sampler:
+        with pytest.raises(Exception, match="boom at step 4") as error:
+            sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
+    assert "sampler_helpers:FailingLine" in str(error.value)
+
+
+def test_close_kills_the_actors_and_leaves_the_runtime_it_did_not_start():
+    spec = PolicySpec(2, 2, (8,))
+    sampler = RaySampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1, num_actors=2)
+    pids = sampler.pids
+    sampler.close()
+    sampler.close()
+    assert_gone(pids, within=10.0)
+    assert ray.is_initialized()  # the session's cluster, which the sampler joined
+
+
+def test_actors_that_cannot_be_placed_are_an_error_not_a_hang():
+    spec = PolicySpec(2, 2, (8,))
+    with pytest.raises(RaySamplerError, match="only 0 of 1 Ray sampler actors were placed"):
+        RaySampler("navigation_2d", spec, num_tasks=1, episodes_per_task=1,
+                   cpus_per_actor=64, placement_timeout_s=1.0)
+
+
+# -- the command line ----------------------------------------------------------------------------
+TINY = ["--num-batches", "2", "--meta-batch-size", "3", "--fast-batch-size", "2",
+        "--hidden-sizes", "8", "8", "--cg-iters", "2", "--no-progress", "--torch-threads", "1",
+        "--checkpoint-every", "1"]
+
+
+def test_a_run_on_ray_equals_the_local_run_and_resumes_on_either_sampler(tmp_path):
+    from metarl.run import main
+
+    assert main(["maml_trpo", "--env", "cheetah_vel", *TINY, "--num-workers", "1",
+                 "--output-dir", str(tmp_path / "local")]) == 0
+    assert main(["maml_trpo", "--env", "cheetah_vel", *TINY, "--num-batches", "1",
+                 "--sampler", "ray", "--ray-actors", "2", "--output-dir",
+                 str(tmp_path / "ray")]) == 0
+    ray_run = only_run_dir(tmp_path / "ray")
+    assert yaml.safe_load((ray_run / "config.yaml").read_text())["sampler"] == "ray"
+    assert main(["maml_trpo", "--resume", str(ray_run), "--num-batches", "2", "--sampler",
+                 "local", "--no-progress"]) == 0
+    local = torch.load(only_run_dir(tmp_path / "local") / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(ray_run / "checkpoint.pt", weights_only=True)
+    assert resumed["iteration"] == 2
+    for name, value in local["policy"].items():
+        assert torch.equal(resumed["policy"][name], value), name
+
+
+def test_ray_settings_with_the_local_sampler_are_ignored_with_a_warning(tmp_path, caplog):
+    from metarl.run import main
+
+    assert main(["maml_trpo", *TINY, "--num-batches", "1", "--ray-address", "auto",
+                 "--output-dir", str(tmp_path)]) == 0
+    assert ("warning: ray_address='auto' ignored: the local sampler samples (add --sampler ray "
+            "to use Ray)") in caplog.text
+
+
+def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from metarl.run import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    assert main(["maml_trpo", "--sampler", "ray", "--output-dir", str(tmp_path)]) == 2
+    assert one_error_line(capsys) == ("error: sampler='ray' needs Ray, which is not installed; "
+                                      "install it with: pip install -e \".[ray]\"")
+    assert not list(tmp_path.iterdir())
