@@ -1,6 +1,8 @@
-"""Sampling one meta-batch: env-steps per second of the sampler, next to raw MuJoCo physics.
+"""Sampling one meta-batch: env-steps per second of the sampler, next to raw MuJoCo physics,
+or the Ray sampler next to the local process sampler.
 
     python bench/sampling.py --env cheetah_vel [--num-workers N] [--rounds 5]
+    python bench/sampling.py --env cheetah_vel --sampler ray [--ray-address ADDRESS]
 
 The paper's defaults (docs/protocol.md): navigation_2d 20 tasks x 20 episodes x 100 steps, the
 MuJoCo families 40 x 20 x 200; a 64-64 tanh Gaussian MLP policy with task-stacked parameters
@@ -18,7 +20,16 @@ Each round's ratio compares a sampler round with the raw round right after it, s
 other processes on the machine affects both alike; medians over rounds are reported. On a
 machine shared with other work, ``cpu_ratio_vs_raw`` (raw physics CPU-seconds per env-step over
 the sampler's, all its processes and threads counted) is the steadier figure: the ratio that
-perfect packing onto the cores would reach. The last printed line is one JSON object.
+perfect packing onto the cores would reach.
+
+With ``--sampler ray``: the Ray sampler (a local Ray runtime, or the cluster at
+``--ray-address``; default actors: one per CPU) and ``make_sampler``'s process sampler on the same
+sizes, in alternating rounds (each round's ``time_ray / time_process`` ratio; the median is
+``overhead_ratio``), with what the Ray sampler moves per call: the parameters put once
+(``params_bytes``), the episodes returned (``episode_bytes``), and the driver's seconds putting,
+waiting for the actors and copying their arrays into the meta-batch.
+
+The last printed line is one JSON object.
 """
 
 from __future__ import annotations
@@ -56,6 +67,12 @@ def main() -> None:
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampler", choices=("local", "ray"), default="local",
+                        help="ray: compare the Ray sampler with the local process sampler")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --sampler ray: the cluster to join (default: a local runtime)")
+    parser.add_argument("--ray-actors", type=int, default=None,
+                        help="with --sampler ray: actors (default: one per CPU of the cluster)")
     args = parser.parse_args()
 
     family = envs.resolve(args.env)
@@ -73,6 +90,9 @@ def main() -> None:
     params = {name: (p.detach() + 0.01 * torch.randn(num_tasks, *p.shape)).contiguous()
               for name, p in policy.named_parameters()}  # task-stacked: each task its own
     tasks = family.sample_tasks(num_tasks, args.seed)
+    if args.sampler == "ray":
+        compare_ray(args, spec, tasks, params, episodes)
+        return
 
     start = time.perf_counter()
     sampler = workers_module.make_sampler(
@@ -131,6 +151,77 @@ def main() -> None:
           f"{episodes} episodes, {result['env_steps_per_s']} env-steps/s{raw_text} "
           f"({layout['num_workers']} process(es) x {layout['num_threads']} physics "
           "thread(s))")
+    print(json.dumps(result))
+
+
+def compare_ray(args, spec, tasks: list[dict], params: dict, episodes: int) -> None:
+    """The Ray sampler against the local process sampler, alternating rounds; one JSON line."""
+    from metarl.rl.ray_sampler import RaySampler
+
+    started = time.perf_counter()
+    ray_sampler = RaySampler(args.env, spec, num_tasks=len(tasks), episodes_per_task=episodes,
+                             address=args.ray_address, num_actors=args.ray_actors)
+    ray_startup = time.perf_counter() - started
+    started = time.perf_counter()
+    local = workers_module.make_sampler(args.env, spec, num_tasks=len(tasks),
+                                        episodes_per_task=episodes, num_workers=args.num_workers,
+                                        num_threads=args.num_threads)
+    local_startup = time.perf_counter() - started
+    times = {"ray": [], "local": []}
+    transfers = []
+    with ray_sampler, local:
+        layout = describe(local)
+        for sampler in (ray_sampler, local):
+            sampler.sample(tasks, params, args.seed)  # warm-up, not timed
+        for r in range(args.rounds):
+            batches = {}
+            for name, sampler in (("ray", ray_sampler), ("local", local)):
+                start = time.perf_counter()
+                batches[name] = sampler.sample(tasks, params, args.seed + 1 + r)
+                times[name].append(time.perf_counter() - start)
+            transfers.append(ray_sampler.transfer)
+            if not all(torch.equal(getattr(batches["ray"], f), getattr(batches["local"], f))
+                       for f in ("observations", "actions", "rewards", "lengths")):
+                raise SystemExit("error: the Ray sampler's episodes differ from the local ones")
+        nodes = len({where["node_id"] for where in ray_sampler.placement})
+        actors, cluster_cpus = ray_sampler.num_actors, ray_sampler.ray.cluster_resources()["CPU"]
+
+    median = statistics.median
+    ratios = [r / p for r, p in zip(times["ray"], times["local"])]
+    last = transfers[-1]
+    result = {
+        "env": args.env,
+        "num_tasks": len(tasks),
+        "episodes_per_task": episodes,
+        "horizon": batches["local"].horizon,
+        "hidden_sizes": list(spec.hidden_sizes),
+        "overhead_ratio": round(median(ratios), 3),
+        "seconds_ray": round(median(times["ray"]), 3),
+        "seconds_local": round(median(times["local"]), 3),
+        "rounds_ratio": [round(x, 3) for x in ratios],
+        "ray_actors": actors,
+        "ray_nodes": nodes,
+        "ray_cluster_cpus": cluster_cpus,
+        "local_workers": layout["num_workers"],
+        "local_threads": layout["num_threads"],
+        "params_bytes": last.params_bytes,
+        "episode_bytes": last.episode_bytes,
+        "put_s": round(median(t.put_s for t in transfers), 4),
+        "copy_s": round(median(t.copy_s for t in transfers), 4),
+        "wait_s": round(median(t.wait_s for t in transfers), 4),
+        "actor_s": round(median(t.actor_s for t in transfers), 4),
+        "startup_ray_s": round(ray_startup, 2),
+        "startup_local_s": round(local_startup, 2),
+        "identical_episodes": True,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cores": usable_cores(),
+        "torch": torch.__version__,
+    }
+    print(f"{args.env}: Ray {result['seconds_ray']} s, local processes "
+          f"{result['seconds_local']} s per meta-batch of {len(tasks)} x {episodes} episodes: "
+          f"overhead ratio {result['overhead_ratio']} ({actors} actors on {nodes} node(s); "
+          f"{last.params_bytes / 1e6:.2f} MB of parameters out, {last.episode_bytes / 1e6:.1f} "
+          f"MB of episodes back, {result['copy_s']} s copying them)")
     print(json.dumps(result))
 
 

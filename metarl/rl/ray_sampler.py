@@ -27,7 +27,7 @@ fail again. On Ctrl-C (or any error) the actors are killed before the exception 
 outlives the run.
 
 Runtime: with no address, a local Ray runtime is started for the sampler (bound to 127.0.0.1,
-no dashboard, one CPU per usable core) and shut down by ``close()``; with ``"auto"``,
+no dashboard, one CPU per usable core, workers at normal priority) and shut down by ``close()``; with ``"auto"``,
 ``host:port`` or ``ray://host:port`` the driver joins that cluster; when Ray is already
 initialised in the process (a script that called ``ray.init``), that runtime is used and left
 running. Every node needs metarl (and any plug-in family's module) importable: the actors get
@@ -93,8 +93,12 @@ class RayRuntime:
             if address:
                 ray.init(address=address, log_to_driver=True)
             else:
-                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False,
-                         num_cpus=usable_cores(), log_to_driver=True)
+                # A runtime of its own (never one another program started), its actors at the
+                # priority of the learner and of the local sampler's processes (Ray's default
+                # worker niceness, 15, lets any other job on the machine starve them).
+                ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                         num_cpus=usable_cores(), log_to_driver=True,
+                         _system_config={"worker_niceness": 0})
         except (ConnectionError, ValueError, RuntimeError) as error:
             where = f"the Ray cluster at {address!r}" if address else "a local Ray runtime"
             raise ConfigError(f"could not connect to {where}: {_first_line(error)} (valid "
@@ -147,8 +151,9 @@ class _ShardActor:
                    for name, p in params.items()}  # np.array: the store's arrays are read-only
             out = EpisodeBuffers.allocate(self.horizon, stop - start, self.episodes,
                                           self.spec.obs_size, self.spec.act_size)
+            began = time.perf_counter()
             sampler.sample(tasks, own, seed, out=out)
-            return "done", dataclasses.asdict(out)
+            return "done", (dataclasses.asdict(out), time.perf_counter() - began)
         except Exception as error:
             return _failure(error)
 
@@ -166,13 +171,16 @@ def _failure(error: Exception) -> tuple[str, Any]:
 @dataclasses.dataclass
 class Transfer:
     """What the last ``sample`` call moved: parameter bytes put once (each node reads them
-    once), episode bytes returned, and the driver's seconds putting, waiting and copying."""
+    once), episode bytes returned, the driver's seconds putting, waiting and copying, and the
+    slowest actor's seconds of sampling."""
 
     params_bytes: int = 0
     episode_bytes: int = 0
     put_s: float = 0.0
     wait_s: float = 0.0
     copy_s: float = 0.0
+    #: The longest time an actor spent sampling its shard (the rest of ``wait_s`` is Ray's).
+    actor_s: float = 0.0
     retries: int = 0
 
 
@@ -341,7 +349,9 @@ class RaySampler:
                 copied = time.perf_counter()
                 start, stop = self.bounds[shard], self.bounds[shard + 1]
                 part = out.tasks(start, stop)
-                for name, array in payload.items():
+                arrays, seconds = payload
+                transfer.actor_s = max(transfer.actor_s, seconds)
+                for name, array in arrays.items():
                     getattr(part, name)[...] = array
                     transfer.episode_bytes += array.nbytes
                 transfer.copy_s += time.perf_counter() - copied
