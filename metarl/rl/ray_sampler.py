@@ -36,15 +36,18 @@ the driver's ``sys.path``, which is enough on one machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import pickle
+import signal
 import sys
+import threading
 import time
 import traceback
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +92,11 @@ class RayRuntime:
         self.owned = not ray.is_initialized()
         if not self.owned:
             return
+        with _keeping_sigterm():
+            self._start(address)
+
+    def _start(self, address: str | None) -> None:
+        ray = self.ray
         try:
             if address:
                 ray.init(address=address, log_to_driver=True)
@@ -401,6 +409,20 @@ class RaySampler:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _keeping_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``, which installs its own (a stack
+    dump, then death): the command line's handler stops a run like Ctrl-C, with the resume
+    message, and this sampler's actors are killed on the way out."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _shutdown(ray, actors: list, runtime: RayRuntime) -> None:

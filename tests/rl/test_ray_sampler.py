@@ -2,8 +2,13 @@
 whatever the actors; dead actors and lost nodes resampled; clear errors; no orphan processes."""
 
 import _thread
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -215,3 +220,48 @@ def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys,
     assert one_error_line(capsys) == ("error: sampler='ray' needs Ray, which is not installed; "
                                       "install it with: pip install -e \".[ray]\"")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_command_line_run_on_ray_with_the_resume_message(tmp_path):
+    """A real process (its own local Ray runtime): SIGTERM mid-run ends it with status 143
+    and the resume message, and no process of its runtime is left."""
+    command = [sys.executable, "-m", "metarl.run", "maml_trpo", "--env", "cheetah_vel",
+               "--sampler", "ray", "--meta-batch-size", "2", "--fast-batch-size", "2",
+               "--hidden-sizes", "8", "--cg-iters", "2", "--torch-threads", "1",
+               "--checkpoint-every", "1", "--num-batches", "1000", "--no-progress",
+               "--output-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/checkpoint.pt")):  # the run is under way on Ray
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    session = latest_ray_session()
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 143
+    run_dir = only_run_dir(tmp_path)
+    assert err.rstrip().endswith(f"interrupted; the last checkpoint is intact: continue with "
+                                 f"--resume {run_dir}")
+    deadline = time.monotonic() + 20
+    while session_processes(session):
+        assert time.monotonic() < deadline, session_processes(session)
+        time.sleep(0.2)
+
+
+def latest_ray_session() -> str:
+    return max(Path("/tmp/ray").glob("session_2*"), key=lambda p: p.stat().st_mtime).name
+
+
+def session_processes(session: str) -> list[str]:
+    """Command lines of the processes of one Ray session (raylet, GCS, agents, workers)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if session in text:
+            found.append(text[:120])
+    return found
