@@ -49,17 +49,23 @@ INT_MAX = 2**63 - 1
 
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
            exclusive_minimum: bool = True, maximum: float | None = None,
-           exclusive_maximum: bool = False, metavar: str | None = None) -> Any:
+           exclusive_maximum: bool = False, metavar: str | None = None,
+           flag: str | None = None) -> Any:
     """A config field with its help text and its validity rule.
 
     ``minimum`` with ``exclusive_minimum=True`` means "must be > minimum" (e.g. learning rates),
     otherwise ">= minimum"; ``maximum`` likewise "<= maximum", or "< maximum" with
     ``exclusive_maximum=True``. Every number must also be finite, and every int at most
-    ``INT_MAX``, declared or not. ``metavar`` names the value on a help page (``DIR``).
+    ``INT_MAX``, declared or not. ``metavar`` names the value on a help page (``DIR``);
+    ``flag`` is its command-line flag where it is not ``--field-name``.
+
+    A ``dict[str, Any]`` field is a mapping of names to scalars: a YAML mapping, or on the
+    command line its repeatable flag ``KEY=VALUE`` (the value read as a YAML scalar); each layer
+    overlays its keys on the previous layer's.
     """
     metadata = {"help": help, "choices": choices, "minimum": minimum,
                 "exclusive_minimum": exclusive_minimum, "maximum": maximum,
-                "exclusive_maximum": exclusive_maximum, "metavar": metavar}
+                "exclusive_maximum": exclusive_maximum, "metavar": metavar, "flag": flag}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -102,6 +108,42 @@ def _in_range(item: float, metadata: Mapping[str, Any]) -> bool:
 
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
+
+
+def _field_flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or flag_name(f.name)
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return annotation is dict or typing.get_origin(annotation) is dict
+
+
+def _mapping(name: str, value: Any) -> dict[str, Any]:
+    """A mapping field's value from YAML (a mapping) or the command line (``KEY=VALUE``
+    strings, each value a YAML scalar); ConfigError naming the bad entry."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        items = []
+        for item in value:
+            key, equals, text = item.partition("=")
+            if not equals or not key.strip():
+                raise ConfigError(f"{name}: {item!r} is not KEY=VALUE")
+            try:
+                items.append((key.strip(), yaml.safe_load(text) if text.strip() else None))
+            except yaml.YAMLError:
+                raise ConfigError(f"{name}: {item!r} has no valid value (a number, a word, "
+                                  "true or false)") from None
+    else:
+        raise ConfigError(f"{name}={value!r} is not a mapping of name: value")
+    out: dict[str, Any] = {}
+    for key, item in items:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{name}: key {key!r} is not a name (letters, digits, '_')")
+        if item is None or not isinstance(item, (bool, int, float, str)):
+            raise ConfigError(f"{name}: {key}={item!r} is not a number, a word, true or false")
+        out[key] = item
+    return out
 
 
 def field_types(config_cls: type) -> dict[str, Any]:
@@ -158,6 +200,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
         if _is_union(annotation) and type(None) in typing.get_args(annotation):
             return None
         raise ConfigError(f"{name} is empty; give a {_type_name(base)}")
+    if _is_mapping(base):
+        return _mapping(name, value)
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -202,6 +246,10 @@ def _check_numbers(name: str, value: Any, metadata: Mapping[str, Any]) -> None:
     """The range rule of :func:`option` for one field's value (or each item of a tuple)."""
     bounded = metadata.get("minimum") is not None or metadata.get("maximum") is not None
     wanted = range_text(metadata)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_numbers(f"{name}: {key}", item, metadata)
+        return
     for item in value if isinstance(value, tuple) else (value,):
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             if bounded:
@@ -227,6 +275,9 @@ def from_mapping(config_cls: type[C], values: Mapping[str, Any], *, source: str,
     coerced = {name: coerce(name, value, types_by_name[name]) for name, value in values.items()}
     if base is None:
         return config_cls(**coerced)
+    for name, value in coerced.items():  # a mapping overlays its keys on the layer below
+        if _is_mapping(_base_type(types_by_name[name])) and value is not None:
+            coerced[name] = {**(getattr(base, name) or {}), **value}
     return dataclasses.replace(base, **coerced)
 
 
@@ -280,11 +331,14 @@ def add_flags(parser: argparse.ArgumentParser, config_cls: type, *,
         kwargs: dict[str, Any] = {"default": None, "help": text}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif _is_mapping(base):
+            kwargs["action"] = "append"
+            kwargs["metavar"] = f.metadata.get("metavar") or "KEY=VALUE"
         else:
             kwargs["metavar"] = _metavar(f, base)
             if typing.get_origin(base) is tuple:
                 kwargs["nargs"] = "+"
-        parser.add_argument(flag_name(f.name), dest=f.name, **kwargs)
+        parser.add_argument(_field_flag(f), dest=f.name, **kwargs)
 
 
 def _metavar(f: dataclasses.Field, base: Any) -> str:
@@ -307,6 +361,8 @@ def default_text(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, (list, tuple)):
         return " ".join(default_text(item) for item in value)
+    if isinstance(value, Mapping):
+        return " ".join(f"{key}={default_text(item)}" for key, item in value.items()) or "none"
     if value is None or value == "":
         return "none"
     return f"{value:g}" if isinstance(value, float) else str(value)

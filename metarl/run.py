@@ -318,11 +318,13 @@ def _worker_errors() -> type[Exception]:
 
 
 def _domain_errors() -> tuple[type[Exception], ...]:
-    """Errors of bad user input raised below the CLI (unknown env names, bad task dicts)."""
+    """Errors of bad user input raised below the CLI (unknown env names, bad task dicts, env
+    options a family does not take)."""
     from metarl import envs
     from metarl.supervised.omniglot.data import OmniglotError
 
-    return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError, OmniglotError)
+    return (envs.registry.UnknownEnvError, envs.registry.NotATaskFamilyError,
+            envs.EnvOptionError, OmniglotError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

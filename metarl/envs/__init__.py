@@ -41,6 +41,7 @@ followed by its task's parameters, for the oracle baseline), ``navigation``, ``h
 
 from metarl.envs.protocol import BatchedTaskEnv, TaskEnv
 from metarl.envs.registry import (
+    EnvOptionError,
     NotATaskFamilyError,
     TaskFamily,
     UnknownEnvError,
@@ -58,6 +59,7 @@ register_builtins()
 
 __all__ = [
     "BatchedTaskEnv",
+    "EnvOptionError",
     "NotATaskFamilyError",
     "TaskEnv",
     "TaskError",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -43,16 +43,31 @@ class NotATaskFamilyError(ValueError):
     with a one-line message saying what is missing (re-exported by ``metarl.envs.registry``)."""
 
 
+class EnvOptionError(ValueError):
+    """An env option (``--env-option KEY=VALUE``) that the family does not take, or a value it
+    refuses; the one-line message names the option, the family and the valid options."""
+
+
+def env_option_error(family: str, message: str, valid: Mapping[str, str] | None) -> EnvOptionError:
+    """``EnvOptionError("{family}: {message}; valid env options: ...")`` listing ``valid``
+    (option name -> what it takes), or saying the family takes none."""
+    if valid:
+        choices = "; ".join(f"{name} ({rule})" if rule else name for name, rule in valid.items())
+        return EnvOptionError(f"{family}: {message}; valid env options: {choices}")
+    return EnvOptionError(f"{family}: {message}; {family} takes no env options")
+
+
 @contextlib.contextmanager
 def family_code(family: str, method: str) -> Iterator[None]:
     """Run the family's own ``method`` (its ``__init__``, ``sample_tasks``, ``set_task``,
     ``reset`` or ``step``): whatever it raises becomes a :class:`NotATaskFamilyError` naming the
     family, the method and the error, so a plug-in that breaks is one line, not a traceback from
     inside the sampler (the original stays chained as ``__cause__``). A ``TaskError`` (a task
-    the caller gave that the family refuses) passes as it is."""
+    the caller gave that the family refuses) and an ``EnvOptionError`` (an env option it
+    refuses) pass as they are."""
     try:
         yield
-    except (NotATaskFamilyError, TaskError, MemoryError):  # not the family's fault
+    except (NotATaskFamilyError, TaskError, EnvOptionError, MemoryError):  # not the family's
         raise
     except Exception as error:  # the family's code, not ours: any failure is the family's
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -101,6 +116,10 @@ class BatchedEnvBase:
     #: loop of Python envs); False for array maths whose per-step cost is fixed overhead, which
     #: extra processes only duplicate. The sampler's default number of processes follows it.
     parallel_step: ClassVar[bool] = False
+    #: The env options its constructor takes as keywords (``--env-option KEY=VALUE``): name ->
+    #: what it takes, for error messages; the single env (``BatchOfOneEnv``) takes the same.
+    #: None: not declared, the constructor's keyword parameters are the options.
+    env_options: ClassVar[Mapping[str, str] | None] = None
     horizon: int
     observation_size: int
     action_size: int

@@ -1,6 +1,8 @@
 """HalfCheetah task families: ``cheetah_vel`` and ``cheetah_dir`` (docs/tasks.md).
 
-Model: Gymnasium's ``half_cheetah.xml`` (v5), timestep 0.01, frame_skip 5, dt = 0.05 s.
+Model: Gymnasium's ``half_cheetah.xml`` (v5), timestep 0.01, frame_skip 5, dt = 0.05 s by
+default; the env options ``frame_skip``/``timestep`` or ``clock="paper"`` (frame_skip 1,
+timestep 0.01: dt = 0.01 s, rllab's) change the clock (:mod:`metarl.envs.mujoco_batch`).
 Its deprecated ``settotalmass="14"`` compiler attribute is applied after compiling
 (``mj_setTotalmass`` + ``mj_setConst``), which gives a bit-identical model without the warning.
 
@@ -47,6 +49,7 @@ def cheetah_observation(qpos: np.ndarray, qvel: np.ndarray, com: np.ndarray) -> 
 
 class _BatchedHalfCheetah(BatchedMujocoEnv):
     horizon = 200
+    paper_clock = (1, 0.01)  # rllab's half_cheetah.xml: timestep 0.01, no frame skip
     observation_size = 20
 
     def __init__(self, num_envs: int, **kwargs):

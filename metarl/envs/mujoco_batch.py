@@ -21,6 +21,12 @@ Conventions (the single env uses the same code with N = 1, so it behaves identic
   diverged; nothing of it reaches the other instances (separate rows, separate MjData per
   thread).
 
+The control clock, ``dt = frame_skip x timestep`` seconds per action, is Gymnasium v5's by
+default (frame_skip 5, the model's timestep 0.01: 0.05 s). The env options ``frame_skip`` and
+``timestep``, or ``clock="paper"`` (the MAML paper's rllab clock, ``paper_clock`` of each
+robot: one substep of 0.01 s for the half-cheetah, of 0.02 s for the ant), change it; a
+changed timestep steps a copy of the compiled model with that ``opt.timestep``.
+
 Two :class:`MujocoPhysics` objects share nothing mutable (each has its own ``Rollout``
 pool, MjData and buffers; the compiled ``MjModel`` is read-only), so one can be stepped in
 a background thread while Python works on the other.
@@ -28,18 +34,27 @@ a background thread while Python works on the other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import functools
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import gymnasium
 import mujoco
 import mujoco.rollout
 import numpy as np
 
-from metarl.envs.base import BatchedEnvBase, BatchOfOneEnv, usable_cores
+from metarl.envs.base import BatchedEnvBase, BatchOfOneEnv, env_option_error, usable_cores
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 _CTRL = int(mujoco.mjtState.mjSTATE_CTRL)
+#: Named control clocks (env option ``clock``): Gymnasium v5's and the MAML paper's (rllab's).
+CLOCKS = ("v5", "paper")
+#: The most physics substeps per action an env option may ask for (the physics buffers hold
+#: every substep of a control step).
+FRAME_SKIP_MAX = 1000
 
 
 def gymnasium_asset(name: str) -> Path:
@@ -116,25 +131,52 @@ class MujocoPhysics:
             self._rollout.close()
 
 
-class BatchedMujocoEnv(BatchedEnvBase):
-    """Base of the batched MuJoCo families: model, reset noise, physics.
+@functools.cache
+def model_with_timestep(build_model: Callable[[], mujoco.MjModel],
+                        timestep: float) -> mujoco.MjModel:
+    """A copy of ``build_model()`` whose ``opt.timestep`` is ``timestep`` (compiled once per
+    process and timestep; read-only)."""
+    model = copy.copy(build_model())
+    model.opt.timestep = timestep
+    return model
 
-    Subclasses set ``horizon``, ``observation_size``, ``task_space``, ``family``, implement
-    ``build_model()`` (cached), ``_apply_tasks``, ``_observe_reset()`` and ``_step_active``.
+
+class BatchedMujocoEnv(BatchedEnvBase):
+    """Base of the batched MuJoCo families: model, reset noise, physics, control clock.
+
+    Subclasses set ``horizon``, ``observation_size``, ``task_space``, ``family``,
+    ``paper_clock``, implement ``build_model()`` (cached), ``_apply_tasks``,
+    ``_observe_reset()`` and ``_step_active``.
+
+    Env options (keywords of the constructor and of the single env): ``frame_skip`` (substeps
+    per action, default 5), ``timestep`` (seconds per substep, default the model's) or
+    ``clock`` (``"v5"``: the defaults; ``"paper"``: ``paper_clock``). ``dt = frame_skip x
+    timestep``; rewards that are velocities divide by it.
 
     Reset (as Gymnasium's v5 envs, from each instance's generator ``rng``)::
 
         qpos = qpos0 + U(-s, s)^nq,   qvel = s * N(0, 1)^nv,   s = reset_noise_scale = 0.1
     """
 
-    frame_skip = 5
+    frame_skip = 5  # Gymnasium v5's; an instance's own is set from the env options
+    #: ``(frame_skip, timestep)`` of the robot's rllab model, the MAML paper's clock.
+    paper_clock: ClassVar[tuple[int, float]]
     reset_noise_scale = 0.1
     parallel_step = True  # mujoco.rollout releases the GIL and threads the physics
+    env_options = {  # name -> what it takes (error messages; docs/tasks.md has the meaning)
+        "frame_skip": f"int in [1, {FRAME_SKIP_MAX}], default 5",
+        "timestep": "float > 0, default 0.01",
+        "clock": "v5 or paper"}
 
     def __init__(self, num_envs: int, *, num_threads: int | None = None,
-                 horizon: int | None = None, truncate: bool = True, mask_done: bool = True):
+                 horizon: int | None = None, truncate: bool = True, mask_done: bool = True,
+                 frame_skip: Any = None, timestep: Any = None, clock: Any = None):
         super().__init__(num_envs, horizon=horizon, truncate=truncate, mask_done=mask_done)
         model = self.build_model()
+        self.frame_skip, step = self._control_clock(frame_skip, timestep, clock,
+                                                    model.opt.timestep)
+        if step != model.opt.timestep:
+            model = model_with_timestep(type(self).build_model, step)
         self.physics = MujocoPhysics(model, self.num_envs, self.frame_skip, num_threads)
         self.dt = self.frame_skip * model.opt.timestep
         self.action_size = model.nu
@@ -144,6 +186,33 @@ class BatchedMujocoEnv(BatchedEnvBase):
     @classmethod
     def build_model(cls) -> mujoco.MjModel:
         raise NotImplementedError
+
+    def _control_clock(self, frame_skip: Any, timestep: Any, clock: Any,
+                       model_timestep: float) -> tuple[int, float]:
+        """``(frame_skip, timestep)`` from the env options (see the class docstring);
+        ``EnvOptionError`` naming a bad one, the family and the valid options."""
+        def bad(message: str):
+            return env_option_error(self.family, message, self.env_options)
+
+        if clock is not None:
+            if not isinstance(clock, str) or clock not in CLOCKS:
+                raise bad(f"env option clock={clock!r} is not valid (choose {' or '.join(CLOCKS)})")
+            if frame_skip is not None or timestep is not None:
+                raise bad(f"env option clock={clock} sets frame_skip and timestep: give clock "
+                          "or them, not both")
+            frame_skip, timestep = self.paper_clock if clock == "paper" else (None, None)
+        if frame_skip is None:
+            frame_skip = type(self).frame_skip
+        if (isinstance(frame_skip, bool) or not isinstance(frame_skip, int | np.integer)
+                or not 1 <= frame_skip <= FRAME_SKIP_MAX):
+            raise bad(f"env option frame_skip={frame_skip!r} is not valid "
+                      f"(an int in [1, {FRAME_SKIP_MAX}])")
+        if timestep is None:
+            timestep = model_timestep
+        if (isinstance(timestep, bool) or not isinstance(timestep, int | float | np.number)
+                or not math.isfinite(timestep) or timestep <= 0):
+            raise bad(f"env option timestep={timestep!r} is not valid (a finite float > 0)")
+        return int(frame_skip), float(timestep)
 
     @property
     def qpos(self) -> np.ndarray:

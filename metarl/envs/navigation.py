@@ -33,6 +33,7 @@ class BatchedNavigation2D(BatchedEnvBase):
     action_size = 2
     action_low = np.full(2, -MAX_STEP)
     action_high = np.full(2, MAX_STEP)
+    env_options = {}  # its clock is the unit step: nothing to choose
 
     def __init__(self, num_envs: int, *, num_threads: int | None = None,
                  horizon: int | None = None, truncate: bool = True, mask_done: bool = True):

@@ -42,6 +42,18 @@ class OracleFamily(TaskFamily):
     inner: TaskFamily | None = None
 
     @property
+    def env_options(self) -> dict[str, Any]:
+        """The inner family's bound env options."""
+        return self.inner.env_options
+
+    def with_options(self, **options: Any) -> OracleFamily:
+        """The oracle of the inner family with ``options`` bound."""
+        return oracle_family(self.inner.with_options(**options))
+
+    def option_rules(self) -> dict[str, str] | None:
+        return self.inner.option_rules()
+
+    @property
     def feature_size(self) -> int:
         return task_features(self.inner.sample_tasks(1, seed=0)[0]).size
 
@@ -64,7 +76,8 @@ def oracle_family(family: TaskFamily) -> OracleFamily:
     if isinstance(family, OracleFamily):
         raise UnknownEnvError(f"unknown env {family.name + ORACLE_SUFFIX!r}: {family.name!r} "
                               "is already an oracle family")
-    return OracleFamily(family.name + ORACLE_SUFFIX, None, None, None, family.horizon, family)
+    return OracleFamily(family.name + ORACLE_SUFFIX, None, None, None, family.horizon,
+                        inner=family)
 
 
 class OracleBatchedEnv:

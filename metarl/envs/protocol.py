@@ -37,7 +37,14 @@ sampler gets the fast path. Its constructor is ``MyBatched(num_envs, *, num_thre
 horizon=None)``; it must reset instance i exactly as the single env's
 ``reset(seed=seeds[i])`` and produce the same transitions. A class attribute
 ``parallel_step = True`` says its step is heavy work (physics) that the sampler should share
-over worker processes by default. Deriving from
+over worker processes by default.
+
+**Env options** (``--env-option KEY=VALUE``, a run's ``env_options``): keyword arguments that
+every constructor of the family gets, single and batched (``MyTaskEnv(gravity=9.8)``). The
+names a family takes are those its batched (else single) class declares in a class attribute
+``env_options = {"gravity": "a float > 0"}``, else its constructors' keyword parameters; any
+other name stops a run in one line. A constructor refuses a bad value with
+:class:`metarl.envs.base.EnvOptionError` (or any ``ValueError``, reported as the family's). Deriving from
 :class:`metarl.envs.base.BatchedEnvBase` gives the bookkeeping (task validation, seeding,
 truncation, masking, non-finite flags) for free, and :class:`metarl.envs.base.BatchOfOneEnv` then
 makes the single Gymnasium env out of the batched class, so the family is written once

@@ -11,7 +11,9 @@ A name given to ``--env`` (or to :func:`make` / :func:`make_batched`) is resolve
 5. any of these followed by ``+oracle`` (``ORACLE_SUFFIX``): that family's oracle, whose
    observations end with the task's parameters (:mod:`metarl.envs.oracle`; the oracle baseline of ``evaluate --baselines``).
 
-Anything else raises :class:`UnknownEnvError` listing the known short names. The protocol
+Anything else raises :class:`UnknownEnvError` listing the known short names. A resolved family
+binds env options with ``TaskFamily.with_options`` (:class:`EnvOptionError` for one it does
+not take). The protocol
 a family follows is described in :mod:`metarl.envs.protocol`.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from metarl.envs.base import EnvOptionError as EnvOptionError  # re-exported
 from metarl.envs.base import NotATaskFamilyError
 from metarl.envs.family import TaskFamily, UnknownEnvError
 from metarl.envs.oracle import ORACLE_SUFFIX, oracle_family

@@ -163,6 +163,11 @@ def baseline_policy(config: MAMLTRPOConfig, kind: str, out_dir: Path, *, given: 
     if saved.get("env") != env:
         raise CheckpointError(f"--{kind} {checkpoint.parent}: a run on {saved.get('env')!r}; "
                               f"the {kind} baseline of this run must be trained on {env!r}")
+    saved_options = architecture_of(saved)["env_options"]
+    if saved_options != architecture_of(dataclasses.asdict(config))["env_options"]:
+        raise CheckpointError(f"--{kind} {checkpoint.parent}: a run with env_options="
+                              f"{dict(saved_options)!r}; the {kind} baseline of this run must "
+                              f"be trained with env_options={config.env_options!r}")
     if saved.get("num_steps") != 0:
         raise CheckpointError(f"--{kind} {checkpoint.parent}: a run with num_steps="
                               f"{saved.get('num_steps')!r}; a baseline is multi-task TRPO "
@@ -190,10 +195,13 @@ def _trained_baseline(folder: Path, pre_config: MAMLTRPOConfig) -> Path | None:
 
 
 def architecture_of(config: dict[str, Any]) -> dict[str, Any]:
-    """A config's ``ARCHITECTURE_KEYS`` (lists as tuples, as a saved YAML or checkpoint may
-    hold them)."""
-    return {k: tuple(v) if isinstance(v, list) else v
-            for k, v in ((k, config.get(k)) for k in ARCHITECTURE_KEYS)}
+    """A config's ``ARCHITECTURE_KEYS``, hashable: lists as tuples (as a saved YAML or checkpoint
+    may hold them), ``env_options`` as sorted ``(name, value)`` pairs (none in a checkpoint
+    written before the option existed: the family's defaults)."""
+    out = {k: tuple(v) if isinstance(v, list) else v
+           for k, v in ((k, config.get(k)) for k in ARCHITECTURE_KEYS)}
+    out["env_options"] = tuple(sorted((out["env_options"] or {}).items()))
+    return out
 
 
 def _sizes(policy_state: dict[str, torch.Tensor], *, source: str) -> tuple[int, int]:

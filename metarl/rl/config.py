@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import Any
 
 from metarl.config import THREADS_MAX, ConfigError, option, seed_option
+from metarl.envs.family import TaskFamily
 from metarl.envs.oracle import ORACLE_SUFFIX
+from metarl.envs.registry import resolve
 
 #: How MAMLTRPO computes the KL's curvature products (``curvature``; ``metarl.rl.maml_trpo``).
 CURVATURES = ("gauss_newton", "exact")
@@ -36,6 +39,10 @@ class MAMLTRPOConfig:
                       "cheetah_vel, cheetah_dir, ant_vel, ant_dir, ant_goal), a Gymnasium id, "
                       f"or package.module:Class; NAME{ORACLE_SUFFIX} is NAME's oracle (the "
                       "policy also observes the task)")
+    env_options: dict[str, Any] = option({}, "an option of the env's constructor, repeatable; "
+                                         "MuJoCo families: frame_skip, timestep, or clock=paper "
+                                         "(the MAML paper's control step; docs/tasks.md)",
+                                         flag="--env-option")
     num_batches: int = option(500, "meta-iterations", minimum=0, exclusive_minimum=False)
     meta_batch_size: int = option(20, "tasks per meta-iteration", minimum=0)
     fast_batch_size: int = option(20, "episodes per task, before and after adaptation", minimum=0)
@@ -122,5 +129,13 @@ class MAMLTRPOConfig:
         return self.env.replace("/", "-").replace(":", "-")
 
 
-#: Config keys a checkpoint must agree on to be loaded into a policy.
-ARCHITECTURE_KEYS = ("env", "hidden_sizes", "nonlinearity", "normalize_actions")
+#: Config keys a checkpoint must agree on to be loaded into a policy (the env it acts in, with
+#: its options, and the policy's shape).
+ARCHITECTURE_KEYS = ("env", "env_options", "hidden_sizes", "nonlinearity", "normalize_actions")
+
+
+def task_family(config: MAMLTRPOConfig) -> TaskFamily:
+    """The run's task family, ``config.env`` with ``config.env_options`` bound: what every
+    sampler, probe and evaluation of the run builds its envs from (``EnvOptionError`` for an
+    option the family does not take)."""
+    return resolve(config.env).with_options(**config.env_options)

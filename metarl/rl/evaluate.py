@@ -37,7 +37,7 @@ from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, rep
 from metarl.evaluation_options import EvalDefaults, EvaluateOptions, with_defaults
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.baselines import BASELINES, Baseline, BaselineSetting, Start, architecture_of
-from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
+from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig, task_family
 from metarl.rl.published import PUBLISHED_MAML, PUBLISHED_ORACLE, published_curves
 from metarl.rl.step_budget import sample_env_steps, slots_for
 from metarl.rl.trainer import MetaRLTrainer, check_actions, derive_seed
@@ -123,17 +123,15 @@ def eval_protocol(config: MAMLTRPOConfig, options: EvaluateOptions) -> EvalProto
     """The evaluation protocol of ``options`` (validated, their defaults filled in:
     ``eval_defaults``) for the run ``config``; a ConfigError for an option this run cannot
     take (before anything is built or written)."""
-    from metarl import envs
-
     sizes = evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale)
     seed = config.seed if options.seed is None else options.seed
-    tasks = envs.registry.sample_tasks(config.env, options.num_tasks,
-                                       seed=seed + EVALUATION_SEED_OFFSET)
+    family = task_family(config)
+    tasks = family.sample_tasks(options.num_tasks, seed=seed + EVALUATION_SEED_OFFSET)
     episodes = (config.fast_batch_size if options.episodes_per_task is None
                 else options.episodes_per_task)
     env_steps = options.env_steps_per_task
     if env_steps is not None:
-        horizon = envs.registry.resolve(config.env).horizon
+        horizon = family.horizon
         if options.episodes_per_task is not None:
             raise ConfigError(f"give episodes_per_task={options.episodes_per_task} or "
                               f"env_steps_per_task={env_steps}, not both: one sizes the "
@@ -231,8 +229,10 @@ class Evaluators:
         """The evaluated run's config with ``run``'s env and policy, sized for the evaluation."""
         key = tuple(architecture_of(dataclasses.asdict(run)).values())
         if key not in self._trainers:
+            architecture = dict(zip(ARCHITECTURE_KEYS, key))
+            architecture["env_options"] = dict(architecture["env_options"])  # items -> dict
             self._trainers[key] = MetaRLTrainer(dataclasses.replace(
-                self.config, **dict(zip(ARCHITECTURE_KEYS, key)),
+                self.config, **architecture,
                 meta_batch_size=len(self.protocol.tasks), fast_batch_size=self.protocol.episodes))
         return self._trainers[key]
 

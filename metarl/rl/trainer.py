@@ -29,8 +29,9 @@ import torch
 
 from metarl.checkpoint_format import RunSchema, check_run_state, tensors
 from metarl.core.maml import Params, parameters_of
+from metarl.envs.family import TaskFamily
 from metarl.nonfinite import NonFiniteError, require_finite
-from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig
+from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig, task_family
 from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO
 from metarl.rl.policy import GaussianMLPPolicy
@@ -58,24 +59,19 @@ def derive_seed(seed: int, iteration: int, purpose: str) -> int:
     return int(sequence.generate_state(1)[0])
 
 
-def env_sizes(env: str) -> tuple[int, int]:
-    """Observation and action sizes of a task family."""
-    from metarl import envs
-
-    probe = envs.registry.make(env)
+def env_sizes(family: TaskFamily) -> tuple[int, int]:
+    """Observation and action sizes of a task family (built with its env options)."""
+    probe = family.make()
     try:
         return int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))
     finally:
         probe.close()
 
 
-def check_family_tasks(config: MAMLTRPOConfig) -> None:
+def check_family_tasks(family: TaskFamily, config: MAMLTRPOConfig) -> None:
     """Draw the first meta-iteration's tasks once, so that a family whose ``sample_tasks`` breaks
     the protocol fails (``NotATaskFamilyError``) before anything is built or written."""
-    from metarl import envs
-
-    envs.registry.sample_tasks(config.env, config.meta_batch_size,
-                               seed=derive_seed(config.seed, 0, "tasks"))
+    family.sample_tasks(config.meta_batch_size, seed=derive_seed(config.seed, 0, "tasks"))
 
 
 def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> GaussianMLPPolicy:
@@ -86,12 +82,13 @@ def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> Gaussi
                              init_output_scale=config.init_mean_scale)
 
 
-def build_sampler(config: MAMLTRPOConfig, spec: PolicySpec):
-    """The sampler ``config`` asks for: this machine's (``make_sampler``) or Ray actors'."""
+def build_sampler(config: MAMLTRPOConfig, family: TaskFamily, spec: PolicySpec):
+    """The sampler ``config`` asks for, for ``family`` (with its env options bound): this
+    machine's (``make_sampler``) or Ray actors'."""
     if config.sampler == "ray":
         from metarl.rl.ray_sampler import RaySampler  # Ray is an optional extra
 
-        return RaySampler(config.env, spec, num_tasks=config.meta_batch_size,
+        return RaySampler(family, spec, num_tasks=config.meta_batch_size,
                           episodes_per_task=config.fast_batch_size,
                           address=config.ray_address or None,
                           num_actors=config.ray_actors or None,
@@ -101,7 +98,7 @@ def build_sampler(config: MAMLTRPOConfig, spec: PolicySpec):
     if unused:
         log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
                     "Ray)", ", ".join(unused))
-    return make_sampler(config.env, spec, num_tasks=config.meta_batch_size,
+    return make_sampler(family, spec, num_tasks=config.meta_batch_size,
                         episodes_per_task=config.fast_batch_size,
                         num_workers=config.num_workers or None)
 
@@ -114,14 +111,15 @@ class MetaRLTrainer:
         self.config = config
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
-        obs_size, act_size = env_sizes(config.env)
-        check_family_tasks(config)
+        self.family = task_family(config)  # the env with its options: every env is built from it
+        obs_size, act_size = env_sizes(self.family)
+        check_family_tasks(self.family, config)
         self.policy = build_policy(config, obs_size, act_size)
         self.learner = MAMLTRPO(self.policy, config)
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                                nonlinearity=config.nonlinearity,
                                normalize_actions=config.normalize_actions)
-        self.sampler = build_sampler(config, self.spec)
+        self.sampler = build_sampler(config, self.family, self.spec)
         self.iteration = 0
         self.rejected_non_finite = 0  # TRPO steps rejected for non-finite values, in a row
         self._warned_non_finite = False
@@ -154,11 +152,9 @@ class MetaRLTrainer:
 
     def step(self) -> dict[str, float]:
         """One meta-iteration (docs/protocol.md, steps 1-5); returns the values to log."""
-        from metarl import envs
-
         config, learner, it = self.config, self.learner, self.iteration
-        tasks = envs.registry.sample_tasks(config.env, config.meta_batch_size,
-                                           seed=derive_seed(config.seed, it, "tasks"))
+        tasks = self.family.sample_tasks(config.meta_batch_size,
+                                         seed=derive_seed(config.seed, it, "tasks"))
         start = time.perf_counter()
         theta = self.theta()
         train = self.sampler.sample(tasks, theta, seed=derive_seed(config.seed, it, "train"))

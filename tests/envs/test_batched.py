@@ -10,11 +10,13 @@ from metarl import envs
 SEEDS = [11, 12, 13]
 
 
-def run_single(name, tasks, seeds, policy, steps, setup=None):
-    """Per instance: list of (obs, reward, terminated, truncated) from gym.make'd single envs."""
+def run_single(name, tasks, seeds, policy, steps, setup=None, options=None):
+    """Per instance: list of (obs, reward, terminated, truncated) from gym.make'd single envs
+    (built with the env ``options``)."""
+    family = envs.resolve(name).with_options(**(options or {}))
     out = []
     for i, (task, seed) in enumerate(zip(tasks, seeds)):
-        env = envs.make(name, task=task)
+        env = family.make(task=task)
         obs, _ = env.reset(seed=seed)
         if setup is not None:
             setup(env.unwrapped, i)
@@ -28,8 +30,9 @@ def run_single(name, tasks, seeds, policy, steps, setup=None):
     return out
 
 
-def run_batched(name, tasks, seeds, policy, steps, setup=None):
-    batch = envs.make_batched(name, len(tasks), num_threads=2)
+def run_batched(name, tasks, seeds, policy, steps, setup=None, options=None):
+    family = envs.resolve(name).with_options(**(options or {}))
+    batch = family.make_batched(len(tasks), num_threads=2)
     batch.set_tasks(tasks)
     obs = batch.reset(seeds)
     if setup is not None:
@@ -84,6 +87,26 @@ def test_cheetah_batched_matches_single_full_episode(name):
     batched = run_batched(name, tasks, SEEDS, policy, 200)
     assert_same(single, batched, atol=1e-9)
     assert all(len(rows) == 201 and rows[-1][3] for rows in batched)  # truncated at 200
+
+
+#: The MAML paper's clock per family, spelt both ways (the preset, and its two options).
+PAPER_CLOCKS = [("cheetah_vel", {"clock": "paper"}),
+                ("cheetah_dir", {"frame_skip": 1, "timestep": 0.01}),
+                ("ant_vel", {"clock": "paper"}),
+                ("ant_dir", {"frame_skip": 1, "timestep": 0.02}),
+                ("ant_goal", {"clock": "paper"})]
+
+
+@pytest.mark.parametrize(("name", "options"), PAPER_CLOCKS)
+def test_batched_matches_single_over_full_episodes_on_the_papers_clock(name, options):
+    tasks = envs.sample_tasks(name, 3, seed=1)
+    policy = random_policy(name, 200)
+    single = run_single(name, tasks, SEEDS, policy, 200, options=options)
+    batched = run_batched(name, tasks, SEEDS, policy, 200, options=options)
+    assert_same(single, batched, atol=1e-9)
+    assert all(rows[-1][2] or (len(rows) == 201 and rows[-1][3]) for rows in batched)
+    default = run_batched(name, tasks, SEEDS, policy, 200)
+    assert not np.allclose(default[0][1][0], batched[0][1][0])  # another clock: other states
 
 
 def jump(env, index):
