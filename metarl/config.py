@@ -22,7 +22,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,17 +49,20 @@ INT_MAX = 2**63 - 1
 
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
            exclusive_minimum: bool = True, maximum: float | None = None,
-           exclusive_maximum: bool = False, metavar: str | None = None) -> Any:
+           exclusive_maximum: bool = False, metavar: str | None = None,
+           check: Callable[[Any], None] | None = None) -> Any:
     """A config field with its help text and its validity rule.
 
     ``minimum`` with ``exclusive_minimum=True`` means "must be > minimum" (e.g. learning rates),
     otherwise ">= minimum"; ``maximum`` likewise "<= maximum", or "< maximum" with
     ``exclusive_maximum=True``. Every number must also be finite, and every int at most
     ``INT_MAX``, declared or not. ``metavar`` names the value on a help page (``DIR``).
+    ``check(value)`` is a further rule that choices cannot state (``metarl.device``: ``cuda:N``
+    where device N exists); it raises ConfigError naming the value, and is not called on None.
     """
     metadata = {"help": help, "choices": choices, "minimum": minimum,
                 "exclusive_minimum": exclusive_minimum, "maximum": maximum,
-                "exclusive_maximum": exclusive_maximum, "metavar": metavar}
+                "exclusive_maximum": exclusive_maximum, "metavar": metavar, "check": check}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -182,8 +185,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 
 
 def validate(config: Any) -> None:
-    """Check every field against its choices and range (every number finite, every int at most
-    ``INT_MAX``); raise ConfigError naming the first bad one."""
+    """Check every field against its choices, range (every number finite, every int at most
+    ``INT_MAX``) and ``check``; raise ConfigError naming the first bad one."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         choices = f.metadata.get("choices")
@@ -192,6 +195,8 @@ def validate(config: Any) -> None:
             raise ConfigError(f"{f.name}={value!r} is not valid; choose from: {valid}")
         if value is not None:
             _check_numbers(f.name, value, f.metadata)
+            if f.metadata.get("check") is not None:
+                f.metadata["check"](value)
 
 
 def _check_numbers(name: str, value: Any, metadata: Mapping[str, Any]) -> None:
