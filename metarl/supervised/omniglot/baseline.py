@@ -42,6 +42,11 @@ from metarl.supervised.omniglot.model import ConvNet, grouped_features, task_sli
 from metarl.supervised.problem import HeldOut
 
 
+#: Tasks per grouped pass of ``episode_features`` off the CPU: an evaluation's 1000 episodes of
+#: 75 query images in one pass would hold some 15 GB of first-layer activations; 100 hold 1.5.
+DEVICE_FEATURE_TASKS = 100
+
+
 def train_classifier(sampler: EpisodeSampler, *, iterations: int, batch_size: int, lr: float,
                      seed: int, progress: bool = False,
                      device: torch.device = CPU) -> ConvNet:
@@ -130,14 +135,16 @@ def episode_features(model: ConvNet, x: Tensor, *, progress: bool = False,
                      desc: str = "classifier baseline: features") -> Tensor:
     """``x [T, B, 1, 28, 28] -> [T, B, F]``: ``model.features`` of each task's images, each
     task's batch normalised on its own, as grouped convolutions of the shared weights over
-    the task groups of ``task_slices`` (equal to the per-task loop up to float rounding).
-    ``progress``: a bar of the tasks on stderr."""
+    the task groups of ``task_slices`` (equal to the per-task loop up to float rounding), at
+    most ``DEVICE_FEATURE_TASKS`` tasks a group off the CPU. ``progress``: a bar of the tasks on
+    stderr."""
     params = {name: p.detach() for name, p in model.named_parameters()
               if not name.startswith("head.")}
     parts = []
     with tqdm(total=x.shape[0], desc=desc, unit="task", disable=not progress,
               dynamic_ncols=True) as bar:
-        for part in task_slices(x.shape[0], x.device):
+        group = None if x.device.type == "cpu" else DEVICE_FEATURE_TASKS
+        for part in task_slices(x.shape[0], x.device, group):
             tasks = part.stop - part.start
             parts.append(grouped_features(stack_params(params, tasks), x[part],
                                           num_blocks=model.num_blocks))
