@@ -185,8 +185,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
 
 
 def validate(config: Any) -> None:
-    """Check every field against its choices, range (every number finite, every int at most
-    ``INT_MAX``) and ``check``; raise ConfigError naming the first bad one."""
+    """Check every field against its choices and range (every number finite, every int at most
+    ``INT_MAX``); raise ConfigError naming the first bad one."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         choices = f.metadata.get("choices")
@@ -194,9 +194,9 @@ def validate(config: Any) -> None:
             valid = ", ".join(str(c) for c in choices)
             raise ConfigError(f"{f.name}={value!r} is not valid; choose from: {valid}")
         if value is not None:
-            _check_numbers(f.name, value, f.metadata)
-            if f.metadata.get("check") is not None:
+            if f.metadata.get("check") is not None:  # a field's own rule (``option``'s check)
                 f.metadata["check"](value)
+            _check_numbers(f.name, value, f.metadata)
 
 
 def _check_numbers(name: str, value: Any, metadata: Mapping[str, Any]) -> None:

@@ -107,11 +107,11 @@ class MetaRLTrainer:
         self.sampler = make_sampler(config.env, self.spec, num_tasks=config.meta_batch_size,
                                     episodes_per_task=config.fast_batch_size,
                                     num_workers=config.num_workers or None)
-        # Sampling stays on the CPU; off it, parameters go there and episodes come back.
-        self.sampler = on_device(self.sampler, self.device)
         self.iteration = 0
         self.rejected_non_finite = 0  # TRPO steps rejected for non-finite values, in a row
         self._warned_non_finite = False
+        # Sampling stays on the CPU; off it, parameters go there and episodes come back.
+        self.sampler = on_device(self.sampler, self.device)
 
     def close(self) -> None:
         self.sampler.close()

@@ -41,7 +41,6 @@ from metarl.supervised.omniglot.data import images as omniglot_images
 from metarl.supervised.omniglot.model import ConvNet, grouped_features, task_slices
 from metarl.supervised.problem import HeldOut
 
-
 #: Tasks per grouped pass of ``episode_features`` off the CPU: an evaluation's 1000 episodes of
 #: 75 query images in one pass would hold some 15 GB of first-layer activations; 100 hold 1.5.
 DEVICE_FEATURE_TASKS = 100
