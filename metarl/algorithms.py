@@ -149,8 +149,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "maml": Algorithm(
         selector="task", default="sine",
         resume_may_change=("num_batches", "checkpoint_every", "eval_every", "eval_tasks",
-                           "eval_steps", "torch_threads", "output_dir", "data_dir", "cache_dir",
-                           "download"),
+                           "eval_steps", "torch_threads", "device", "output_dir", "data_dir",
+                           "cache_dir", "download"),
         config_class=_maml_config, config_base=_maml_base, build_trainer=_maml_trainer,
         checkpoint=_maml_checkpoint,
         summary="meta-train a model on a few-shot task: sine regression or Omniglot",
@@ -165,7 +165,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "maml_trpo": Algorithm(
         selector="env", default="navigation_2d",
         resume_may_change=("num_batches", "checkpoint_every", "num_workers", "torch_threads",
-                           "output_dir", "sampler", "ray_address", "ray_actors",
+                           "device", "output_dir", "sampler", "ray_address", "ray_actors",
                            "ray_cpus_per_actor", "ray_retries"),
         config_class=_maml_trpo_config, config_base=_maml_trpo_base,
         build_trainer=_maml_trpo_trainer, shipped_task=_without_oracle,

@@ -22,7 +22,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,14 +50,16 @@ INT_MAX = 2**63 - 1
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
            exclusive_minimum: bool = True, maximum: float | None = None,
            exclusive_maximum: bool = False, metavar: str | None = None,
-           flag: str | None = None) -> Any:
+           flag: str | None = None, check: Callable[[Any], None] | None = None) -> Any:
     """A config field with its help text and its validity rule.
 
     ``minimum`` with ``exclusive_minimum=True`` means "must be > minimum" (e.g. learning rates),
     otherwise ">= minimum"; ``maximum`` likewise "<= maximum", or "< maximum" with
     ``exclusive_maximum=True``. Every number must also be finite, and every int at most
     ``INT_MAX``, declared or not. ``metavar`` names the value on a help page (``DIR``);
-    ``flag`` is its command-line flag where it is not ``--field-name``.
+    ``flag`` is its command-line flag where it is not ``--field-name``. ``check(value)`` is a
+    further rule that choices cannot state (``metarl.device``: ``cuda:N`` where device N
+    exists); it raises ConfigError naming the value, and is not called on None.
 
     A ``dict[str, Any]`` field is a mapping of names to scalars: a YAML mapping, or on the
     command line its repeatable flag ``KEY=VALUE`` (the value read as a YAML scalar); each layer
@@ -65,7 +67,8 @@ def option(default: Any, help: str, *, choices: tuple | None = None, minimum: fl
     """
     metadata = {"help": help, "choices": choices, "minimum": minimum,
                 "exclusive_minimum": exclusive_minimum, "maximum": maximum,
-                "exclusive_maximum": exclusive_maximum, "metavar": metavar, "flag": flag}
+                "exclusive_maximum": exclusive_maximum, "metavar": metavar, "flag": flag,
+                "check": check}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -236,6 +239,8 @@ def validate(config: Any) -> None:
             valid = ", ".join(str(c) for c in choices)
             raise ConfigError(f"{f.name}={value!r} is not valid; choose from: {valid}")
         if value is not None:
+            if f.metadata.get("check") is not None:  # a field's own rule (``option``'s check)
+                f.metadata["check"](value)
             _check_numbers(f.name, value, f.metadata)
     check = getattr(config, "check", None)  # rules across fields, where a config has them
     if callable(check):

@@ -51,7 +51,9 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
         raise CheckpointError(f"checkpoint {checkpoint} is for task {task!r}; "
                               f"evaluate knows: {', '.join(tasks)}")
     config_cls, build_problem = tasks[task]
-    config = from_mapping(config_cls, saved, source=str(checkpoint))
+    # evaluate's own device, whatever the run trained on (its checkpoint holds CPU tensors)
+    config = dataclasses.replace(from_mapping(config_cls, saved, source=str(checkpoint)),
+                                 device=options.device)
     validate(config)
 
     from metarl.supervised.evaluate import evaluate_supervised
@@ -73,7 +75,8 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
 
     refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is a MAML-TRPO run (use "
                        f"--episodes-per-task for the evaluation batch)")
-    config = from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint))
+    config = dataclasses.replace(from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint)),
+                                 device=options.device)  # evaluate's own, as above
     validate(config)
     check_plugin_named(config.env, options.env, source=f"checkpoint {checkpoint}")
     if options.torch_threads is not None:  # the evaluation's trainers set it from the config

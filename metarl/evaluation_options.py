@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from metarl.config import THREADS_MAX, ConfigError, flag_name, option, seed_option
+from metarl.device import device_option
 
 
 @dataclass
@@ -62,6 +63,8 @@ class EvaluateOptions:
     torch_threads: int | None = option(None, "PyTorch threads (0: PyTorch's default, one per "
                                        "core) (default: the run's torch_threads)", minimum=0,
                                        exclusive_minimum=False, maximum=THREADS_MAX)
+    device: str = device_option("cpu", "; the model adapts there, and baselines train there "
+                                "(default: cpu, whatever device the run trained on)")
     output: str | None = option(None, "where to write results (default: RUN/evaluation)",
                                 metavar="DIR")
     env: str | None = option(None, "RL: the plug-in env the run was trained on, named to allow "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from metarl.config import THREADS_MAX, ConfigError, option, seed_option
+from metarl.device import RESUME_NOTE, device_option
 from metarl.envs.family import TaskFamily
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.envs.registry import resolve
@@ -104,6 +105,8 @@ class MAMLTRPOConfig:
                                 "machine busy with other jobs (measurements: docs/results.md, "
                                 "Performance)", minimum=0, exclusive_minimum=False,
                                 maximum=THREADS_MAX)
+    device: str = device_option("cpu", "; the policy, adaptation and the TRPO step run there "
+                                "(" + RESUME_NOTE + ")")
     checkpoint_every: int = option(10, "iterations between checkpoints (one is always written at "
                                    "the end)", minimum=0)
     seed: int = seed_option(0, "random seed (initialisation, tasks, episodes)")

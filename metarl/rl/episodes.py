@@ -95,6 +95,15 @@ class Episodes:
                 f"max {int(self.lengths.max())}, T={t})"
             )
 
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Episodes:
+        """The same episodes with every tensor on ``device`` (one copy each; ``self`` where all
+        are there already). ``non_blocking`` overlaps the copies from pinned memory."""
+        device = torch.device(device)
+        if all(getattr(self, f.name).device == device for f in fields(self)):
+            return self
+        return Episodes(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+                           for f in fields(self)})
+
     @property
     def horizon(self) -> int:
         """T, the length of the time axis."""
@@ -142,6 +151,6 @@ def keep_episodes(episodes: Episodes, keep: Tensor) -> Episodes:
         raise ValueError(f"keep must be a bool tensor of shape {tuple(episodes.lengths.shape)}, "
                          f"got {keep.dtype} {tuple(keep.shape)}")
     lengths = torch.where(keep, episodes.lengths, torch.zeros_like(episodes.lengths))
-    steps = torch.arange(episodes.horizon).view(-1, 1, 1)
+    steps = torch.arange(episodes.horizon, device=lengths.device).view(-1, 1, 1)
     return replace(episodes, lengths=lengths, mask=(steps < lengths).to(episodes.mask),
                    terminated=episodes.terminated & keep, non_finite=episodes.non_finite & keep)

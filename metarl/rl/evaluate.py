@@ -66,7 +66,9 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
     return stops there, which can read better than an episode run to the end, so no score is
     given. ``progress``: a bar of the steps sampled, headed ``desc``, on stderr."""
     learner = trainer.learner
-    params = {k: v.detach() for k, v in stack_params(theta, len(tasks)).items()}
+    # θ may come from a checkpoint (CPU); it adapts on the trainer's device.
+    params = {k: v.detach().to(trainer.device)
+              for k, v in stack_params(theta, len(tasks)).items()}
     returns = []
     with tqdm(total=len(sizes) + 1, desc=desc, unit="step", disable=not progress,
               dynamic_ncols=True) as bar:
@@ -79,7 +81,7 @@ def adaptation_returns(trainer: MetaRLTrainer, theta: Params, tasks: list[dict],
                         sample_env_steps(trainer.sampler, tasks, params, step_seed, env_steps))
             check_actions(episodes, after)
             check_env_states(episodes, after)
-            returns.append(episodes.returns_per_task().numpy())
+            returns.append(episodes.returns_per_task().cpu().numpy())
             if k < len(sizes) and sizes[k] != 0:
                 start = {name: v.clone().requires_grad_(True) for name, v in params.items()}
                 adapted = adapt(learner.inner_loss, start, learner.process(episodes),

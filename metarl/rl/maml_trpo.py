@@ -202,7 +202,8 @@ class MAMLTRPO:
         s = self.settings
         train_part, valid_part = train, valid
         if s.hvp_subsample < 1.0:
-            index = subsample_index(train.episodes.episodes_per_task, s.hvp_subsample, generator)
+            index = subsample_index(train.episodes.episodes_per_task, s.hvp_subsample,
+                                    generator).to(train.advantages.device)
             train_part = TaskData(take_episodes(train.episodes, index), train.advantages[:, :, index])
             valid_part = TaskData(take_episodes(valid.episodes, index), valid.advantages[:, :, index])
         episodes = valid_part.episodes

@@ -86,11 +86,12 @@ def sample_env_steps(sampler, tasks: Sequence[dict], params: Mapping[str, Tensor
     rounds: list[Episodes] = []
     for r in range(max_rounds):
         rounds.append(sampler.sample(tasks, params, seed=round_seed(seed, r)))
-        lengths = torch.stack([batch.lengths for batch in rounds]).numpy()
+        lengths = torch.stack([batch.lengths for batch in rounds]).cpu().numpy()
         keep = completed_within_budget(lengths, steps)
         if keep is not None:
             # [R, K, S] -> [K, R * S], episode r * S + s being slot s's r-th
             keep = torch.from_numpy(keep).permute(1, 0, 2).reshape(len(tasks), -1)
+            keep = keep.to(rounds[0].lengths.device)
             return keep_episodes(concat_episodes(rounds), keep)
     raise RuntimeError(f"{max_rounds} rounds of {expected} episodes per task did not complete "
                        f"{steps} env steps")

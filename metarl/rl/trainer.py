@@ -29,9 +29,11 @@ import torch
 
 from metarl.checkpoint_format import RunSchema, check_run_state, tensors
 from metarl.core.maml import Params, parameters_of
+from metarl.device import cpu_state, resolve_device
 from metarl.envs.family import TaskFamily
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig, task_family
+from metarl.rl.device_sampler import on_device
 from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO
 from metarl.rl.policy import GaussianMLPPolicy
@@ -114,7 +116,8 @@ class MetaRLTrainer:
         self.family = task_family(config)  # the env with its options: every env is built from it
         obs_size, act_size = env_sizes(self.family)
         check_family_tasks(self.family, config)
-        self.policy = build_policy(config, obs_size, act_size)
+        self.device = resolve_device(config.device)
+        self.policy = build_policy(config, obs_size, act_size).to(self.device)
         self.learner = MAMLTRPO(self.policy, config)
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                                nonlinearity=config.nonlinearity,
@@ -123,6 +126,8 @@ class MetaRLTrainer:
         self.iteration = 0
         self.rejected_non_finite = 0  # TRPO steps rejected for non-finite values, in a row
         self._warned_non_finite = False
+        # Sampling stays on the CPU; off it, parameters go there and episodes come back.
+        self.sampler = on_device(self.sampler, self.device)
 
     def close(self) -> None:
         self.sampler.close()
@@ -175,6 +180,7 @@ class MetaRLTrainer:
             sampled_valid = time.perf_counter()
             check_actions(valid, "after adaptation")
             valid_data = learner.process(valid)
+        # On the CPU whatever the device, so that the subsample is the same on every device.
         generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
         info = learner.step(train_data, valid_data, generator, adapted=adapted)
         done = time.perf_counter()
@@ -238,9 +244,9 @@ class MetaRLTrainer:
         return text
 
     def state(self) -> dict[str, Any]:
-        """What a checkpoint holds: the policy, the iteration and the config (the seeds of
-        every iteration derive from them)."""
-        return {"algo": "maml_trpo", "policy": self.policy.state_dict(),
+        """What a checkpoint holds: the policy (CPU tensors, whatever the device), the
+        iteration and the config (the seeds of every iteration derive from them)."""
+        return {"algo": "maml_trpo", "policy": cpu_state(self.policy.state_dict()),
                 "iteration": self.iteration, "config": dataclasses.asdict(self.config)}
 
     def load(self, state: dict[str, Any], *, source: str) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from metarl.core.maml import parameters_of
+from metarl.device import to_device
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.evaluation_options import EvaluateOptions, with_defaults
 from metarl.supervised.curves import adaptation_curve, task_functions
@@ -86,15 +87,15 @@ def _held_out(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOp
     config = learner.config
     seed = config.seed if options.seed is None else options.seed
     generator = torch.Generator().manual_seed(seed + EVALUATION_SEED_OFFSET)
-    support, query, tasks = problem.meta_batch_with_tasks(
-        options.num_tasks, generator, query_size=QUERY_SIZE, shots=shots)
+    support, query, tasks = to_device(problem.meta_batch_with_tasks(
+        options.num_tasks, generator, query_size=QUERY_SIZE, shots=shots), learner.device)
     iterations, oracle_iterations = (
         (default_baseline_iterations(learner.iteration), MAX_BASELINE_ITERATIONS)
         if options.baseline_iterations is None else (options.baseline_iterations,) * 2)
     return HeldOut(support, query, tasks, options.steps,
                    evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale),
                    iterations, oracle_iterations, config.meta_batch_size, config.meta_lr, seed,
-                   progress)
+                   progress, learner.device)
 
 
 def _fine_tuned(label: str, start: Start, problem: FewShotProblem,
@@ -105,7 +106,7 @@ def _fine_tuned(label: str, start: Start, problem: FewShotProblem,
                             held_out.support, held_out.query, steps=held_out.steps,
                             step_size=held_out.step_sizes, chunk_size=problem.eval_chunk_size,
                             progress=held_out.progress,
-                            desc=f"{label}: adaptation curve").numpy()
+                            desc=f"{label}: adaptation curve").cpu().numpy()
 
 
 def _problem_with_shots(learner: MetaLearner, shots: int, build_problem: Any) -> FewShotProblem:

@@ -20,12 +20,14 @@ def pretrain_jointly(problem: FewShotProblem, model: nn.Module, *, iterations: i
     average function over the task distribution; fine-tuning it on a task's support set is the
     comparison MAML must beat. (For classification with per-episode labels this is meaningless,
     so classification problems bring their own baseline.) ``progress``: a bar on stderr.
+    Batches are drawn on the CPU and moved to the model's device.
     """
+    device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in tqdm(range(iterations), desc="pretrained baseline: training", unit="it",
                   disable=not progress, dynamic_ncols=True):
         (xs, ys), (xq, yq) = problem.meta_batch(batch_size, generator, split="train")
-        x, y = torch.cat([xs, xq], dim=1), torch.cat([ys, yq], dim=1)
+        x, y = torch.cat([xs, xq], dim=1).to(device), torch.cat([ys, yq], dim=1).to(device)
         params = stack_params(parameters_of(model), batch_size)
         loss = problem.task_loss(model.task_forward(params, x), y).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -44,7 +46,7 @@ class PretrainedBaseline:
 
     def run(self, problem: FewShotProblem, held_out: HeldOut) -> dict[str, Start]:
         torch.manual_seed(held_out.seed)
-        model = problem.build_model()
+        model = problem.build_model().to(held_out.device)
         params = pretrain_jointly(problem, model, iterations=held_out.iterations,
                                   batch_size=held_out.batch_size, lr=held_out.lr,
                                   generator=torch.Generator().manual_seed(held_out.seed + 1),

@@ -129,6 +129,9 @@ class HeldOut:
     seed: int
     #: Progress bars of the long phases on stderr.
     progress: bool
+    #: Where the evaluation computes (``evaluate --device``): the held-out batches are there,
+    #: and a baseline trains its model there.
+    device: torch.device = torch.device("cpu")
 
 
 @dataclass(frozen=True)

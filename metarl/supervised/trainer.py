@@ -38,6 +38,7 @@ from metarl.checkpoint_format import (
 )
 from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
+from metarl.device import RESUME_NOTE, cpu_state, device_option, resolve_device, to_device
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
 from metarl.supervised.curves import adaptation_curve
@@ -90,6 +91,8 @@ class MAMLConfig:
     seed: int = seed_option(0, "random seed (initialisation and task sampling)")
     torch_threads: int = option(0, TORCH_THREADS_HELP, minimum=0, exclusive_minimum=False,
                                 maximum=THREADS_MAX)
+    device: str = device_option("cpu", "; the model, the data batches and the meta-step run "
+                                "there (" + RESUME_NOTE + ")")
     output_dir: str = option("runs", "folder in which run directories are created")
 
 
@@ -114,7 +117,8 @@ class MetaLearner:
         self.problem = problem
         self.config = config
         torch.manual_seed(config.seed)
-        self.model = problem.build_model()
+        self.device = resolve_device(config.device)
+        self.model = problem.build_model().to(self.device)  # initialised on the CPU
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.meta_lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.iteration = 0
@@ -173,6 +177,7 @@ class MetaLearner:
         start = time.perf_counter()
         support, query = self.problem.meta_batch(self.config.meta_batch_size, self.generator,
                                                  split="train", query_size=self.config.queries)
+        support, query = to_device((support, query), self.device)  # drawn on the CPU
         loss, score = self.meta_loss(support, query)
         meta_loss = loss.item()
         if not math.isfinite(meta_loss):
@@ -197,8 +202,8 @@ class MetaLearner:
         part of its state)."""
         config = self.config
         if self._held_out is None and config.eval_every and config.eval_tasks:
-            self._held_out = held_out_batch(self.problem, config, config.eval_tasks,
-                                            query_size=EVAL_QUERY_SIZE)
+            self._held_out = to_device(held_out_batch(self.problem, config, config.eval_tasks,
+                                                      query_size=EVAL_QUERY_SIZE), self.device)
         return self._held_out
 
     def held_out_curve(self, held_out: tuple[Any, Any]) -> dict[str, float]:
@@ -230,8 +235,8 @@ class MetaLearner:
         (Omniglot: the character split and the archives it was made from)."""
         state = {
             "algo": "maml",
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": cpu_state(self.model.state_dict()),  # CPU tensors, whatever the device
+            "optimizer": cpu_state(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
             "iteration": self.iteration,
             "config": dataclasses.asdict(self.config),

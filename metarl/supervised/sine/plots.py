@@ -19,15 +19,15 @@ def plot_fits(ax, problem, methods: Mapping[str, Start], support, true_tasks,
     num_shown = min(num_shown, len(true_tasks[0]))  # evaluate may hold fewer tasks
     amplitude, phase = (t[:num_shown] for t in true_tasks)
     xs, ys = support[0][:num_shown], support[1][:num_shown]
-    grid = torch.linspace(-5, 5, 200).expand(num_shown, 200).unsqueeze(-1)
-    truth = problem.tasks.evaluate(amplitude, phase, grid)
+    grid = torch.linspace(-5, 5, 200, device=xs.device).expand(num_shown, 200).unsqueeze(-1)
+    truth = problem.tasks.evaluate(amplitude, phase, grid).cpu()
     colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"maml": "-", "pretrained": ":"}
     for i in range(num_shown):
         colour = colours[i % len(colours)]
-        ax.plot(grid[i, :, 0], truth[i, :, 0], color=colour, linewidth=3, alpha=0.35,
+        ax.plot(grid[i, :, 0].cpu(), truth[i, :, 0], color=colour, linewidth=3, alpha=0.35,
                 label="true" if i == 0 else None)
-        ax.scatter(xs[i, :, 0], ys[i, :, 0], color=colour, marker="^", zorder=3,
+        ax.scatter(xs[i, :, 0].cpu(), ys[i, :, 0].cpu(), color=colour, marker="^", zorder=3,
                    label="support" if i == 0 else None)
     for label, start in methods.items():
         losses, _ = task_functions(problem, start.model)
@@ -37,9 +37,9 @@ def plot_fits(ax, problem, methods: Mapping[str, Start], support, true_tasks,
             adapted = adapt(lambda p, d, f=losses: f(p, d).sum(), params, (xs, ys),
                             num_steps=k, step_size=list(sizes[:k]), first_order=True)
             with torch.no_grad():
-                prediction = start.model.task_forward(adapted, grid)
+                prediction = start.model.task_forward(adapted, grid).cpu()
             for i in range(num_shown):
-                ax.plot(grid[i, :, 0], prediction[i, :, 0], color=colours[i % len(colours)],
+                ax.plot(grid[i, :, 0].cpu(), prediction[i, :, 0], color=colours[i % len(colours)],
                         linestyle=styles.get(label, "--"), alpha=1.0 if k == 1 else 0.6,
                         label=f"{label}, {k} step{'s' if k > 1 else ''}" if i == 0 else None)
     ax.set_title("adapted fits on held-out tasks")
