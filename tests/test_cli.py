@@ -240,7 +240,7 @@ def test_rl_resume_refuses_a_new_fast_lr(tmp_path, capsys):
     capsys.readouterr()
     assert main(["maml_trpo", "--resume", str(run_dir), "--fast-lr", "0.2"]) == 2
     err = capsys.readouterr().err
-    assert "fast_lr (saved 0.1, new 0.2)" in err and "num_workers, torch_threads" in err
+    assert "fast_lr (saved 0.1, new 0.2)" in err and "num_workers, ray_address" in err and "torch_threads, device" in err
 
 
 def test_ctrl_c_says_whether_a_checkpoint_exists(tmp_path, capsys, monkeypatch):
