@@ -73,6 +73,8 @@ OWN_KEYS = ("env", "task", "seed", "output_dir")
 MAX_RETRIES = 2
 #: Seconds Ctrl-C waits for cancelled runs to stop before their processes are killed.
 CANCEL_GRACE_S = 30
+#: The evaluation settings a finished run's ``curve.json`` must have been made with.
+COMPARED = ("seed", "num_tasks", "episodes_per_task", "env_steps_per_task")
 ADDRESS = re.compile(r"auto|ray://[\w.-]+:\d+|[\w.-]+:\d+")
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -242,7 +244,8 @@ def spec(args: argparse.Namespace, config: Any, family: str, options: dict) -> d
         "options": {entry.selector: family, "seed": config.seed,
                     "output_dir": config.output_dir, **options},
         "resume_options": {entry.selector: family,
-                           **{k: v for k, v in options.items() if k in entry.resume_may_change}},
+                           **{k: v for k, v in options.items()
+                              if k in entry.resume_may_change and k != "num_batches"}},
         "num_batches": config.num_batches,
         "evaluation": {k: v for k, v in evaluation.items() if v is not None},
     }
@@ -258,7 +261,7 @@ def finished_curve(spec: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if curve.get("iteration") != spec["num_batches"]:
         return None
-    wanted = {k: v for k, v in spec["evaluation"].items() if k in curve}
+    wanted = {k: v for k, v in spec["evaluation"].items() if k in COMPARED}
     return curve if all(curve[k] == v for k, v in wanted.items()) else None
 
 
@@ -270,7 +273,10 @@ def state_of(spec: dict[str, Any]) -> str:
     if (run_dir / "checkpoint.pt").is_file():
         import torch
 
-        iteration = torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"]
+        try:
+            iteration = torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"]
+        except Exception as error:  # the run itself reports it in full
+            return f"unreadable checkpoint ({type(error).__name__})"
         return f"resume at iteration {iteration}"
     return "new"
 
