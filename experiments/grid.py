@@ -7,8 +7,9 @@
         [--dry-run]
     python experiments/grid.py --algo maml --tasks sine --seeds 0 1 2 --set num_batches=5000
 
-One Ray task per run, each given ``--cpus-per-run`` CPUs, so Ray spreads the runs over the
-cluster's nodes. A run trains through ``metarl.experiment`` (what ``python -m metarl.run`` uses)
+One Ray task per run, each given ``--cpus-per-run`` CPUs, spread over the cluster's nodes
+(Ray's ``SPREAD`` scheduling); a run whose worker process or node dies is started again
+(``MAX_RETRIES``), from its last checkpoint where the output folder is shared. A run trains through ``metarl.experiment`` (what ``python -m metarl.run`` uses)
 and is evaluated with the paper's protocol: ``evaluate`` on 40 held-out tasks with the paper's
 test batches of 4000 env steps per task and step (``--episodes-per-task N``: N episodes
 instead), every seed on the same held-out tasks (``--eval-seed``); supervised runs with
@@ -88,9 +89,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = Parser(description=__doc__.splitlines()[0],
-                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                    epilog="The module docstring of experiments/grid.py says more.")
+    parser = Parser(description=__doc__.replace("``", ""),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="maml_trpo", choices=sorted(ALGORITHMS),
                         help="what every run trains (default: maml_trpo)")
     parser.add_argument("--envs", nargs="+", default=[], metavar="ENV",
@@ -287,9 +287,12 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     outcome (never raises for a failed run: the error's line is in ``"error"``)."""
     import socket
 
+    import ray
+
     from metarl import experiment
 
-    outcome = {"name": spec["name"], "node": socket.gethostname()}
+    outcome = {"name": spec["name"], "host": socket.gethostname(),
+               "node_id": ray.get_runtime_context().get_node_id()}
     run_dir = Path(spec["run_dir"])
     try:
         curve = finished_curve(spec)
@@ -351,7 +354,8 @@ def largest_node_cpus(ray: Any) -> float:
 def run_all(ray: Any, specs: list[dict[str, Any]], cpus: int) -> list[dict[str, Any]]:
     """Each spec as a Ray task; outcomes in the order of ``specs``, printed as they come. A
     task lost with its worker or node is a failed run. Ctrl-C cancels the tasks left."""
-    task = ray.remote(num_cpus=cpus, max_retries=MAX_RETRIES)(run_one)
+    task = ray.remote(num_cpus=cpus, max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")(
+        run_one)
     refs = {task.remote(s): i for i, s in enumerate(specs)}
     outcomes: list[dict[str, Any] | None] = [None] * len(specs)
     pending = list(refs)
@@ -366,6 +370,7 @@ def run_all(ray: Any, specs: list[dict[str, Any]], cpus: int) -> list[dict[str, 
                            "error": f"{type(error).__name__}: {one_line(error)}"}
             outcomes[index] = outcome
             print(f"{outcome['status']}: {outcome['name']}"
+                  + (f" (on {outcome['host']})" if "host" in outcome else "")
                   + (f": {outcome['error']}" if "error" in outcome else ""), flush=True)
     except KeyboardInterrupt:
         cancel(ray, pending)

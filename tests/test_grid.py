@@ -1,7 +1,10 @@
 """``experiments/grid.py``: a tiny grid on the session's two-node Ray cluster; bad input."""
 
+import _thread
 import json
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -40,6 +43,7 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     out = capsys.readouterr()
     records = json.loads((tmp_path / "grid_results.json").read_text())
     assert [r["status"] for r in records] == ["trained", "resumed at iteration 1", "failed"]
+    assert len({r["node_id"] for r in records}) == 2  # spread over both nodes
     assert "checkpoint" in records[2]["error"] and "Traceback" not in records[2]["error"]
     assert iteration(fresh["run_dir"]) == iteration(stopped["run_dir"]) == 2
     table = (tmp_path / "grid_table.md").read_text()
@@ -80,3 +84,27 @@ def test_without_ray_it_names_the_extra_to_install(grid, tmp_path, capsys, monke
         grid.main([*TINY, "--output-dir", str(tmp_path)])
     assert stop.value.code == 2
     assert 'pip install -e ".[ray]"' in one_error_line(capsys)
+
+
+def test_ctrl_c_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp_path, capsys):
+    argv = [*TINY, "--set", "num_batches=100000", "--set", "checkpoint_every=1",
+            "--output-dir", str(tmp_path), "--ray-address", ray_cluster.address]
+    (run,) = grid.plan(grid.parse_args(argv))
+    checkpoint = tmp_path / run["name"] / "checkpoint.pt"
+
+    def interrupt_after_a_checkpoint():
+        deadline = time.monotonic() + 60
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _thread.interrupt_main()  # Ctrl-C
+
+    threading.Thread(target=interrupt_after_a_checkpoint, daemon=True).start()
+    assert grid.main(argv) == 130
+    assert "interrupted: the runs were cancelled" in capsys.readouterr().err
+    stopped_at = iteration(tmp_path / run["name"])
+    time.sleep(1.0)
+    assert iteration(tmp_path / run["name"]) == stopped_at  # the task no longer trains
+
+    assert grid.main([*argv, "--set", f"num_batches={stopped_at + 1}"]) == 0
+    (record,) = json.loads((tmp_path / "grid_results.json").read_text())
+    assert record["status"] == f"resumed at iteration {stopped_at}"
