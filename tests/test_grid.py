@@ -108,3 +108,14 @@ def test_ctrl_c_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp
     assert grid.main([*argv, "--set", f"num_batches={stopped_at + 1}"]) == 0
     (record,) = json.loads((tmp_path / "grid_results.json").read_text())
     assert record["status"] == f"resumed at iteration {stopped_at}"
+
+
+def test_a_dry_run_lists_supervised_runs_without_ray(grid, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    argv = ["--algo", "maml", "--tasks", "sine", "--seeds", "0", "1", "--grid",
+            "hidden_sizes=[40,40],[80,80]", "--output-dir", str(tmp_path), "--dry-run"]
+    assert grid.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["new: maml__sine__seed0__hidden_sizes=40-40",
+                         "new: maml__sine__seed1__hidden_sizes=40-40"]
+    assert lines[-1] == f"4 runs under {tmp_path}" and list(tmp_path.iterdir()) == []
