@@ -7,36 +7,40 @@
         [--dry-run]
     python experiments/grid.py --algo maml --tasks sine --seeds 0 1 2 --set num_batches=5000
 
-One Ray task per run, each given ``--cpus-per-run`` CPUs, spread over the cluster's nodes
-(Ray's ``SPREAD`` scheduling); a run whose worker process or node dies is started again
-(``MAX_RETRIES``), from its last checkpoint where the output folder is shared. A run trains through ``metarl.experiment`` (what ``python -m metarl.run`` uses)
-and is evaluated with the paper's protocol: ``evaluate`` on 40 held-out tasks with the paper's
-test batches of 4000 env steps per task and step (``--episodes-per-task N``: N episodes
-instead), every seed on the same held-out tasks (``--eval-seed``); supervised runs with
-``evaluate``'s defaults. No baselines: the table compares seeds and options.
+One Ray task per run, each reserving ``--cpus-per-run`` CPUs (also the run's ``torch_threads``
+and sampler ``num_workers`` unless ``--set`` gives them), spread over the cluster's nodes (Ray's
+``SPREAD`` scheduling); a run whose worker process or node dies is started again, up to
+``MAX_RETRIES`` times, from its last checkpoint where the output folder is shared. A run
+trains through ``metarl.experiment``, the API of ``python -m metarl.run``, and is evaluated with
+the paper's protocol: ``evaluate`` on 40 held-out tasks with the paper's test batches of 4000
+env steps per task and step (``--episodes-per-task N``: N episodes instead), every seed on the
+same held-out tasks (``--eval-seed``); supervised runs with ``evaluate``'s defaults. No
+baselines: the table compares seeds and options.
 
 ``--set KEY=VALUE`` gives every run an option (a ``maml_trpo``/``maml`` config key, dashes or
 underscores, the value as in YAML: ``--set hidden_sizes=100,100``); ``--grid KEY=V1,V2`` runs
 each value (a YAML list without its brackets: ``--grid hidden_sizes=[64,64],[100,100]``). The
-grid is every family x option combination x seed. Every run is checked before any starts: an
-unknown family, key or value stops the script with exit status 2 and one line.
+grid is every family x option combination x seed. Every run's config is resolved and checked
+before any starts: an unknown family, key or value stops the script with exit status 2 and
+one line. ``--dry-run`` lists the runs and what each would do (new, resume, done).
 
-**Run directories.** Run ``ALGO__FAMILY__seedS__KEY=VALUE...`` lives in
-``OUTPUT_DIR/ALGO__FAMILY__seedS__KEY=VALUE...`` (every option from ``--set``/``--grid`` except
-those a resumed run may change: the budget ``num_batches``, checkpointing, threads, workers), a
-normal run directory (``config.yaml``, TensorBoard events, ``checkpoint.pt``, ``evaluation/``).
-Running the same command again skips every run whose evaluation exists at its
-``num_batches`` and resumes every other from its last checkpoint (a larger ``--set
-num_batches=N`` continues finished runs and evaluates them again).
+**Run directories.** Each run is a normal run directory (``config.yaml``, TensorBoard events,
+``checkpoint.pt``, ``evaluation/``) named from its settings, never from the time:
+``OUTPUT_DIR/ALGO__FAMILY__seedS__KEY=VALUE...``, one ``KEY=VALUE`` for each option given with
+``--set`` or ``--grid`` except those a resumed run may change (the budget ``num_batches``,
+checkpointing, threads, workers). Running the same command again skips every run whose
+evaluation exists at its ``num_batches`` with the same evaluation settings, and resumes every
+other one from its last checkpoint; a larger ``--set num_batches=N`` continues finished runs
+and evaluates them again.
 
 **The table.** Each run returns its evaluation (``curve.json``) to this script, which lines up
 the seeds of each family and option combination with their mean and 95% interval over seeds
 (``experiments/seed_table.py``) and writes ``OUTPUT_DIR/grid_table.md`` (printed too) and
 ``OUTPUT_DIR/grid_results.json`` (every run's status and curve) on this machine: the table needs
 no shared file system. The run directories are written by the nodes that train them, so for a
-rerun to skip or resume runs on any node, ``--output-dir`` must be a folder every node sees at
-the same path (a shared file system); without one, a rerun resumes a run only where Ray places
-it on the node that holds it.
+rerun to skip or resume runs on any node, ``--output-dir`` (made absolute on this machine) must
+be a folder every node sees at that path, a shared file system; without one, a rerun resumes
+or skips a run only where Ray happens to place it on the node that holds it.
 
 **Ray.** Without ``--ray-address`` a local Ray runtime is started for the grid (on 127.0.0.1,
 no dashboard) and shut down after; ``auto`` joins the cluster this machine belongs to (``ray
@@ -63,6 +67,7 @@ from metarl import experiment
 from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.config import ConfigError
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
+from metarl.files import OutputPathError, ensure_dir
 from metarl.run import one_line
 
 HERE = Path(__file__).resolve().parent
@@ -380,12 +385,17 @@ def run_all(ray: Any, specs: list[dict[str, Any]], cpus: int) -> list[dict[str, 
 
 def cancel(ray: Any, pending: list[Any]) -> None:
     """Interrupt the tasks of ``pending`` (KeyboardInterrupt in each: its sampler stopped, its
-    last checkpoint intact), and kill those still running after ``CANCEL_GRACE_S``."""
-    for ref in pending:
-        ray.cancel(ref)
-    _, left = ray.wait(pending, num_returns=len(pending), timeout=CANCEL_GRACE_S)
-    for ref in left:
-        ray.cancel(ref, force=True)
+    last checkpoint intact), and kill those still running after ``CANCEL_GRACE_S`` (or at a
+    second Ctrl-C)."""
+    left = pending
+    try:
+        for ref in pending:
+            ray.cancel(ref)
+        if pending:
+            _, left = ray.wait(pending, num_returns=len(pending), timeout=CANCEL_GRACE_S)
+    finally:
+        for ref in left:
+            ray.cancel(ref, force=True)
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -446,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(specs)} runs under {output}")
         return 0
     ray = import_ray()
+    try:
+        ensure_dir(output)  # where the table goes, checked before any run starts
+    except OutputPathError as error:
+        print(f"grid.py: error: --output-dir: {error}", file=sys.stderr)
+        return EXIT_USAGE
     started = False
     try:
         started = connect(ray, args.ray_address)

@@ -78,6 +78,12 @@ def test_bad_input_stops_with_one_line_before_anything_starts(grid, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_dir_that_is_a_file_stops_before_anything_starts(grid, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert grid.main([*TINY, "--output-dir", str(tmp_path / "file" / "grid")]) == 2
+    assert "is a file, not a folder" in one_error_line(capsys)
+
+
 def test_without_ray_it_names_the_extra_to_install(grid, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(SystemExit) as stop:
