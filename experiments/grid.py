@@ -47,28 +47,33 @@ no dashboard) and shut down after; ``auto`` joins the cluster this machine belon
 start``), ``ray://HOST:PORT`` one through Ray Client. A Python caller already connected
 (``ray.init``) uses its connection. Every node needs metarl installed, ``pip install -e
 ".[ray]"``. A failed run puts its error line in the summary and the others go on; the exit
-status is then 1. Ctrl-C cancels the running tasks (their last checkpoints are intact:
-run the command again to resume them) and exits with status 130.
+status is then 1. Ctrl-C (or SIGTERM) cancels the running tasks (their last checkpoints are
+intact: run the command again to resume them) and exits with status 130 (143).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
 import os
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 from metarl import experiment
 from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.config import ConfigError
+from metarl.envs.base import usable_cores
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
 from metarl.files import OutputPathError, ensure_dir
-from metarl.run import one_line
+from metarl.run import Terminated, one_line
 
 HERE = Path(__file__).resolve().parent
 #: The paper's test batches: env steps per task and step (docs/protocol.md).
@@ -82,7 +87,7 @@ CANCEL_GRACE_S = 30
 #: The evaluation settings a finished run's ``curve.json`` must have been made with.
 COMPARED = ("seed", "num_tasks", "episodes_per_task", "env_steps_per_task")
 ADDRESS = re.compile(r"auto|ray://[\w.-]+:\d+|[\w.-]+:\d+")
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
 class Parser(argparse.ArgumentParser):
@@ -339,8 +344,11 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     if address is None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Its workers at normal priority: Ray's default niceness, 15, lets any other job on
+        # the machine starve the runs.
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=True)
+                 num_cpus=usable_cores(), log_to_driver=True,
+                 _system_config={"worker_niceness": 0})
         return True
     try:
         ray.init(address=address)
@@ -442,6 +450,31 @@ def write_outputs(output: Path, specs: list[dict], outcomes: list[dict]) -> str:
     return text
 
 
+def runs(count: int) -> str:
+    return f"{count} run" + ("" if count == 1 else "s")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so that it
+    cancels the runs as Ctrl-C does; the previous handler is restored after. Yields the signals
+    received (Ray's ``wait`` turns any exception of a handler into a plain KeyboardInterrupt)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> NoReturn:
+        received.append(signum)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -453,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for s in specs:
             print(f"{state_of(s)}: {s['name']}")
-        print(f"{len(specs)} runs under {output}")
+        print(f"{runs(len(specs))} under {output}")
         return 0
     ray = import_ray()
     try:
@@ -461,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     except OutputPathError as error:
         print(f"grid.py: error: --output-dir: {error}", file=sys.stderr)
         return EXIT_USAGE
-    started = False
+    started, terminated = False, []
     try:
         started = connect(ray, args.ray_address)
         largest = largest_node_cpus(ray)
@@ -469,12 +502,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grid.py: error: --cpus-per-run {args.cpus_per_run}: no node of the cluster "
                   f"has that many CPUs (the most: {largest:g})", file=sys.stderr)
             return EXIT_USAGE
-        print(f"{len(specs)} runs under {output}", flush=True)
-        outcomes = run_all(ray, specs, args.cpus_per_run)
-    except KeyboardInterrupt:
+        print(f"{runs(len(specs))} under {output}", flush=True)
+        with sigterm_as_interrupt() as terminated:  # after ray.init, which sets its own
+            outcomes = run_all(ray, specs, args.cpus_per_run)
+    except KeyboardInterrupt as interrupt:
         print("interrupted: the runs were cancelled; their last checkpoints are intact: run the "
               "same command again to resume them", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return (EXIT_TERMINATED if terminated or isinstance(interrupt, Terminated)
+                else EXIT_INTERRUPTED)
     finally:
         if started:
             ray.shutdown()
@@ -482,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"table: {output / 'grid_table.md'}")
     failed = sum(o["status"] == "failed" for o in outcomes)
     if failed:
-        print(f"{failed} of {len(specs)} runs failed", file=sys.stderr)
+        print(f"{failed} of {runs(len(specs))} failed", file=sys.stderr)
     return 1 if failed else 0
 
 

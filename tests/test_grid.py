@@ -2,6 +2,8 @@
 
 import _thread
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -92,7 +94,11 @@ def test_without_ray_it_names_the_extra_to_install(grid, tmp_path, capsys, monke
     assert 'pip install -e ".[ray]"' in one_error_line(capsys)
 
 
-def test_ctrl_c_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp_path, capsys):
+@pytest.mark.parametrize("stop, status", [(_thread.interrupt_main, 130),
+                                          (lambda: os.kill(os.getpid(), signal.SIGTERM), 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_stop_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp_path, capsys,
+                                                          stop, status):
     argv = [*TINY, "--set", "num_batches=100000", "--set", "checkpoint_every=1",
             "--output-dir", str(tmp_path), "--ray-address", ray_cluster.address]
     (run,) = grid.plan(grid.parse_args(argv))
@@ -102,10 +108,10 @@ def test_ctrl_c_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp
         deadline = time.monotonic() + 60
         while not checkpoint.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        _thread.interrupt_main()  # Ctrl-C
+        stop()
 
     threading.Thread(target=interrupt_after_a_checkpoint, daemon=True).start()
-    assert grid.main(argv) == 130
+    assert grid.main(argv) == status
     assert "interrupted: the runs were cancelled" in capsys.readouterr().err
     stopped_at = iteration(tmp_path / run["name"])
     time.sleep(1.0)
