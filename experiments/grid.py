@@ -427,10 +427,9 @@ def summary(specs: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> str:
     lines = []
     for group, runs in groups.items():
         lines += [f"### {group}", ""]
-        differ = [key for key in seed_table.PROTOCOL
-                  if len({json.dumps(curve.get(key)) for _, curve in runs}) > 1]
+        differ = seed_table.differences([curve for _, curve in runs])
         if differ:
-            lines += [f"these evaluations differ in {', '.join(differ)}; no table", ""]
+            lines += [f"these evaluations differ in {'; '.join(differ)}; no table", ""]
             continue
         rows = [(f"seed {seed}", curve) for seed, curve in sorted(runs, key=lambda r: r[0])]
         lines += [*seed_table.table(rows, "maml"), ""]
