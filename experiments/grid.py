@@ -29,9 +29,10 @@ one line. ``--dry-run`` lists the runs and what each would do (new, resume, done
 ``OUTPUT_DIR/ALGO__FAMILY__seedS__KEY=VALUE...``, one ``KEY=VALUE`` for each option given with
 ``--set`` or ``--grid`` except those a resumed run may change (the budget ``num_batches``,
 checkpointing, threads, workers). Running the same command again skips every run whose
-evaluation exists at its ``num_batches`` with the same evaluation settings, and resumes every
-other one from its last checkpoint; a larger ``--set num_batches=N`` continues finished runs
-and evaluates them again.
+evaluation exists at its ``num_batches`` with the same evaluation options (which
+``evaluation/grid_evaluation.json`` records), and resumes every other one from its last
+checkpoint; a larger ``--set num_batches=N`` continues finished runs and evaluates them again,
+other evaluation options evaluate them again.
 
 **The table.** Each run returns its evaluation (``curve.json``) to this script, which lines up
 the seeds of each family and option combination with their mean and 95% interval over seeds
@@ -84,8 +85,8 @@ OWN_KEYS = ("env", "task", "seed", "output_dir")
 MAX_RETRIES = 2
 #: Seconds Ctrl-C waits for cancelled runs to stop before their processes are killed.
 CANCEL_GRACE_S = 30
-#: The evaluation settings a finished run's ``curve.json`` must have been made with.
-COMPARED = ("seed", "num_tasks", "episodes_per_task", "env_steps_per_task")
+#: The file beside a run's ``evaluation/curve.json`` naming the options it was made with.
+EVALUATED_WITH = "grid_evaluation.json"
 ADDRESS = re.compile(r"auto|ray://[\w.-]+:\d+|[\w.-]+:\d+")
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
@@ -263,16 +264,15 @@ def spec(args: argparse.Namespace, config: Any, family: str, options: dict) -> d
 
 def finished_curve(spec: dict[str, Any]) -> dict[str, Any] | None:
     """The run's ``curve.json`` if its evaluation is done: at the run's ``num_batches`` and
-    with the grid's evaluation settings; else None."""
-    path = Path(spec["run_dir"]) / "evaluation" / "curve.json"
+    with the grid's evaluation options (``EVALUATED_WITH``, written after it); else None."""
+    folder = Path(spec["run_dir"]) / "evaluation"
     try:
-        curve = json.loads(path.read_text())
+        curve = json.loads((folder / "curve.json").read_text())
+        options = json.loads((folder / EVALUATED_WITH).read_text())
     except (OSError, ValueError):
         return None
-    if curve.get("iteration") != spec["num_batches"]:
-        return None
-    wanted = {k: v for k, v in spec["evaluation"].items() if k in COMPARED}
-    return curve if all(curve[k] == v for k, v in wanted.items()) else None
+    done = curve.get("iteration") == spec["num_batches"] and options == spec["evaluation"]
+    return curve if done else None
 
 
 def state_of(spec: dict[str, Any]) -> str:
@@ -310,16 +310,22 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             return {**outcome, "status": "done", "curve": curve}
         if (run_dir / "checkpoint.pt").is_file():
             saved = experiment.open_run(run_dir, spec["algo"])
-            config = experiment.make_config(spec["algo"], resume=saved, **spec["resume_options"],
-                                            num_batches=spec["num_batches"])
-            experiment.train(config, resume=saved)
-            status = f"resumed at iteration {saved.iteration}"
+            if saved.iteration < spec["num_batches"]:
+                config = experiment.make_config(spec["algo"], resume=saved,
+                                                **spec["resume_options"],
+                                                num_batches=spec["num_batches"])
+                experiment.train(config, resume=saved)
+                status = f"resumed at iteration {saved.iteration}"
+            else:  # trained to num_batches already: only evaluated
+                status = "evaluated"
         else:
             config = experiment.make_config(spec["algo"], **spec["options"])
             experiment.train(config, run_dir=run_dir)
             status = "trained"
         experiment.evaluate(run_dir, **spec["evaluation"])
-        curve = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+        evaluation = run_dir / "evaluation"
+        (evaluation / EVALUATED_WITH).write_text(json.dumps(spec["evaluation"]))
+        curve = json.loads((evaluation / "curve.json").read_text())
         return {**outcome, "status": status, "curve": curve}
     except Exception as error:  # reported in the summary; the other runs go on
         return {**outcome, "status": "failed", "error": one_line(error)}

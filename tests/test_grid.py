@@ -58,6 +58,10 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     records = json.loads((tmp_path / "grid_results.json").read_text())
     assert [r["status"] for r in records] == ["done", "done", "failed"]
     assert (tmp_path / "grid_table.md").read_text() == table
+    assert grid.main([*argv, "--num-tasks", "3"]) == 1  # another protocol: evaluated again
+    records = json.loads((tmp_path / "grid_results.json").read_text())
+    assert [r["status"] for r in records] == ["evaluated", "evaluated", "failed"]
+    assert [r["curve"]["num_tasks"] for r in records[:2]] == [3, 3]
 
 
 @pytest.mark.parametrize("flags, message", [
