@@ -41,6 +41,17 @@ def read(folder: Path, method: str) -> dict:
     return result
 
 
+def differences(results: list[dict]) -> list[str]:
+    """The ``PROTOCOL`` keys in which the ``curve.json`` contents ``results`` differ, each with
+    the values found (none: one table may hold them)."""
+    found = []
+    for key in PROTOCOL:
+        values = {json.dumps(result.get(key)) for result in results}
+        if len(values) > 1:
+            found.append(f"{key} ({', '.join(sorted(values))})")
+    return found
+
+
 def table(rows: list[tuple[str, dict]], method: str) -> list[str]:
     """Markdown: one row per ``(label, curve.json)``, the mean over them ± 1.96 SE, the paper."""
     steps = min(len(result["methods"][method]["mean"]) for _, result in rows)
@@ -75,13 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="maml")
     args = parser.parse_args(argv)
     results = [(folder, read(folder, args.method)) for folder in args.folders]
-    for key in PROTOCOL:
-        values = {json.dumps(result.get(key)) for _, result in results}
-        if len(values) > 1:
-            raise SystemExit(f"error: these evaluations differ in {key} "
-                             f"({', '.join(sorted(values))}); a mean over seeds needs the same "
-                             "protocol: "
-                             f"{', '.join(PROTOCOL)}")
+    differ = differences([result for _, result in results])
+    if differ:
+        raise SystemExit(f"error: these evaluations differ in {'; '.join(differ)}; a mean over "
+                         f"seeds needs the same protocol: {', '.join(PROTOCOL)}")
     rows = [(f"seed {result.get('run_seed', '?')}", result) for _, result in results]
     print("\n".join(table(rows, args.method)))
     return 0

@@ -213,11 +213,18 @@ class Run:
     Args:
         config: from :func:`make_config` (a directly built one is validated here).
         resume: the run directory ``config`` continues (or its :class:`SavedRun`).
+        run_dir: a new run's directory, named by the caller (created if missing; one that
+            holds a checkpoint is refused), instead of a new
+            ``output_dir/{algo}__{task}__{seed}__{time}``; not with ``resume``.
     """
 
-    def __init__(self, config: Any, *, resume: str | Path | SavedRun | None = None):
+    def __init__(self, config: Any, *, resume: str | Path | SavedRun | None = None,
+                 run_dir: str | Path | None = None):
         self.algo = algo_of(config)
         validate(config)
+        if resume is not None and run_dir is not None:
+            raise ValueError("give resume (a run to continue) or run_dir (a new run's "
+                             "directory), not both")
         saved = _saved(resume, self.algo)
         if saved is not None:
             check_resumable(saved, config)
@@ -225,20 +232,22 @@ class Run:
         use_torch_threads(config.torch_threads)
         self.trainer = algorithm(self.algo).build_trainer(config)
         try:
-            self.run_dir = self._open_dir(saved)
+            self.run_dir = self._open_dir(saved, run_dir)
         except BaseException:
             self.close()
             raise
 
-    def _open_dir(self, saved: SavedRun | None) -> Path:
-        """The resumed run's directory (its checkpoint loaded) or a new one; writes
-        config.yaml once the trainer holds the checkpoint."""
-        from metarl.runs import new_run_dir, remove_stale_temp_files
+    def _open_dir(self, saved: SavedRun | None, named: str | Path | None) -> Path:
+        """The resumed run's directory (its checkpoint loaded), the ``named`` new one, or a new
+        timestamped one; writes config.yaml once the trainer holds the checkpoint."""
+        from metarl.runs import claim_run_dir, new_run_dir, remove_stale_temp_files
 
         if saved is not None:
             run_dir = saved.run_dir
             remove_stale_temp_files(run_dir)  # of writes cut short when the run was killed
             self.trainer.load(dict(saved.state), source=str(run_dir))
+        elif named is not None:
+            run_dir = claim_run_dir(named)
         else:
             run_dir = new_run_dir(self.config.output_dir, self.algo, self.config.task,
                                   self.config.seed)
@@ -269,10 +278,11 @@ class Run:
 
 
 def train(config: Any, *, resume: str | Path | SavedRun | None = None,
-          progress: bool = False) -> Path:
-    """Train a run of ``config`` (a new one, or the one in ``resume`` continued); returns its
-    directory. Ctrl-C raises KeyboardInterrupt; the last checkpoint is intact."""
-    with Run(config, resume=resume) as run:
+          run_dir: str | Path | None = None, progress: bool = False) -> Path:
+    """Train a run of ``config`` (a new one, in ``run_dir`` if given, or the one in ``resume``
+    continued); returns its directory. Ctrl-C raises KeyboardInterrupt; the last checkpoint is
+    intact."""
+    with Run(config, resume=resume, run_dir=run_dir) as run:
         run.train(progress=progress)
     return run.run_dir
 

@@ -32,7 +32,13 @@ from metarl.checkpoint_format import (
     state_digest,
     verify_digest,
 )
-from metarl.files import atomic_write_bytes, ensure_dir, remove_temp_files, write_failure
+from metarl.files import (
+    OutputPathError,
+    atomic_write_bytes,
+    ensure_dir,
+    remove_temp_files,
+    write_failure,
+)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.yaml"
@@ -57,6 +63,20 @@ def new_run_dir(output_dir: str | Path, algo: str, task: str, seed: int) -> Path
             raise write_failure(error, f"the run directory {path}") from None
         return path
     raise AssertionError("unreachable")
+
+
+def claim_run_dir(path: str | Path) -> Path:
+    """Create the directory ``path`` for a new run whose name the caller chose (an experiment
+    grid's, named from its settings), instead of :func:`new_run_dir`'s timestamped one. A
+    folder left by a run stopped before its first checkpoint is reused (its temp files
+    removed); one that holds ``checkpoint.pt`` is a run to resume, not to start again: an
+    OutputPathError. Also an OutputPathError if ``path`` cannot hold files."""
+    path = ensure_dir(path)
+    if (path / CHECKPOINT_NAME).exists():
+        raise OutputPathError(f"{path} already holds a run ({CHECKPOINT_NAME}); resume it "
+                              "instead of starting a new run there")
+    remove_stale_temp_files(path)
+    return path
 
 
 def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:

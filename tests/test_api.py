@@ -129,3 +129,16 @@ def test_the_example_script_matches_the_command_line(tmp_path, monkeypatch, caps
     for name, value in cli["policy"].items():
         torch.testing.assert_close(script["policy"][name], value, rtol=0, atol=0)
     assert (script_dir / "evaluation" / "curve.json").is_file()
+
+
+def test_a_new_run_goes_into_the_directory_named_and_is_not_started_twice(tmp_path):
+    config = experiment.make_config("maml", output_dir=str(tmp_path / "unused"), **SINE_TINY)
+    named = tmp_path / "grid" / "sine__seed0"
+    named.mkdir(parents=True)
+    (named / "config.yaml").write_text("left by a run stopped before its first checkpoint\n")
+    assert experiment.train(config, run_dir=named) == named
+    assert (named / "checkpoint.pt").is_file() and not (tmp_path / "unused").exists()
+    with pytest.raises(ValueError, match="already holds a run"):
+        experiment.train(config, run_dir=named)
+    with pytest.raises(ValueError, match="not both"):
+        experiment.train(config, resume=named, run_dir=named)

@@ -1,0 +1,530 @@
+"""Run a grid of experiments (families x seeds x options) as Ray tasks, then tabulate them.
+
+    python experiments/grid.py --envs cheetah_vel cheetah_dir --seeds 0 1 2
+        [--algo maml_trpo] [--set KEY=VALUE ...] [--grid KEY=V1,V2,... ...]
+        [--ray-address auto|ray://HOST:PORT|HOST:PORT] [--cpus-per-run N]
+        [--output-dir runs/grid] [--num-tasks N] [--episodes-per-task N] [--eval-seed S]
+        [--dry-run]
+    python experiments/grid.py --algo maml --tasks sine --seeds 0 1 2 --set num_batches=5000
+
+One Ray task per run, each reserving ``--cpus-per-run`` CPUs (also the run's ``torch_threads``
+and sampler ``num_workers`` unless ``--set`` gives them), spread over the cluster's nodes (Ray's
+``SPREAD`` scheduling); a run whose worker process or node dies is started again, up to
+``MAX_RETRIES`` times, from its last checkpoint where the output folder is shared. A run
+trains through ``metarl.experiment``, the API of ``python -m metarl.run``, and is evaluated with
+the paper's protocol: ``evaluate`` on 40 held-out tasks with the paper's test batches of 4000
+env steps per task and step (``--episodes-per-task N``: N episodes instead), every seed on the
+same held-out tasks (``--eval-seed``); supervised runs with ``evaluate``'s defaults. No
+baselines: the table compares seeds and options.
+
+``--set KEY=VALUE`` gives every run an option (a ``maml_trpo``/``maml`` config key, dashes or
+underscores, the value as in YAML: ``--set hidden_sizes=100,100``); ``--grid KEY=V1,V2`` runs
+each value (a YAML list without its brackets: ``--grid hidden_sizes=[64,64],[100,100]``). The
+grid is every family x option combination x seed. Every run's config is resolved and checked
+before any starts: an unknown family, key or value stops the script with exit status 2 and
+one line. ``--dry-run`` lists the runs and what each would do (new, resume, done).
+
+**Run directories.** Each run is a normal run directory (``config.yaml``, TensorBoard events,
+``checkpoint.pt``, ``evaluation/``) named from its settings, never from the time:
+``OUTPUT_DIR/ALGO__FAMILY__seedS__KEY=VALUE...``, one ``KEY=VALUE`` for each option given with
+``--set`` or ``--grid`` except those a resumed run may change (the budget ``num_batches``,
+checkpointing, threads, workers). Running the same command again skips every run whose
+evaluation exists at its ``num_batches`` with the same evaluation options (which
+``evaluation/grid_evaluation.json`` records), and resumes every other one from its last
+checkpoint; a larger ``--set num_batches=N`` continues finished runs and evaluates them again,
+other evaluation options evaluate them again.
+
+**The table.** Each run returns its evaluation (``curve.json``) to this script, which lines up
+the seeds of each family and option combination with their mean and 95% interval over seeds
+(``experiments/seed_table.py``) and writes ``OUTPUT_DIR/grid_table.md`` (printed too) and
+``OUTPUT_DIR/grid_results.json`` (every run's status and curve) on this machine: the table needs
+no shared file system. The run directories are written by the nodes that train them, so for a
+rerun to skip or resume runs on any node, ``--output-dir`` (made absolute on this machine) must
+be a folder every node sees at that path, a shared file system; without one, a rerun resumes
+or skips a run only where Ray happens to place it on the node that holds it.
+
+**Ray.** Without ``--ray-address`` a local Ray runtime is started for the grid (on 127.0.0.1,
+no dashboard) and shut down after; ``auto`` joins the cluster this machine belongs to (``ray
+start``), ``ray://HOST:PORT`` one through Ray Client. A Python caller already connected
+(``ray.init``) uses its connection. Every node needs metarl installed, ``pip install -e
+".[ray]"``. A failed run puts its error line in the summary and the others go on; the exit
+status is then 1. Ctrl-C (or SIGTERM) cancels the running tasks (their last checkpoints are
+intact: run the command again to resume them) and exits with status 130 (143).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import itertools
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+from metarl import experiment
+from metarl.algorithms import ALGORITHMS, algorithm
+from metarl.config import ConfigError
+from metarl.envs.base import usable_cores
+from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
+from metarl.files import OutputPathError, ensure_dir
+from metarl.run import Terminated, one_line
+
+HERE = Path(__file__).resolve().parent
+#: The paper's test batches: env steps per task and step (docs/protocol.md).
+PAPER_TEST_STEPS = 4000
+#: Options this script sets itself (``--envs``/``--tasks``, ``--seeds``, ``--output-dir``).
+OWN_KEYS = ("env", "task", "seed", "output_dir")
+#: How often Ray reruns a task whose worker process or node died (it resumes its checkpoint).
+MAX_RETRIES = 2
+#: Seconds Ctrl-C waits for cancelled runs to stop before their processes are killed.
+CANCEL_GRACE_S = 30
+#: The file beside a run's ``evaluation/curve.json`` naming the options it was made with.
+EVALUATED_WITH = "grid_evaluation.json"
+ADDRESS = re.compile(r"auto|ray://[\w.-]+:\d+|[\w.-]+:\d+")
+EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line, exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"grid.py: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(description=__doc__.replace("``", ""),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", default="maml_trpo", choices=sorted(ALGORITHMS),
+                        help="what every run trains (default: maml_trpo)")
+    parser.add_argument("--envs", nargs="+", default=[], metavar="ENV",
+                        help="maml_trpo task families (default: none; required for maml_trpo)")
+    parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK",
+                        help="maml tasks, sine or omniglot (default: none; required for maml)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                        help="training seeds (default: 0)")
+    parser.add_argument("--set", action="append", default=[], dest="settings",
+                        metavar="KEY=VALUE", help="an option for every run, repeatable "
+                        "(default: the family's shipped defaults)")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                        help="an option to vary: one run per value, repeatable (default: none)")
+    parser.add_argument("--output-dir", default="runs/grid", metavar="DIR",
+                        help="where the run directories, grid_table.md and grid_results.json "
+                        "go; on a cluster, a folder every node sees (default: runs/grid)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="auto, ray://HOST:PORT or HOST:PORT: join that cluster (default: "
+                        "a local Ray runtime on 127.0.0.1 for the grid)")
+    parser.add_argument("--cpus-per-run", type=int, default=2, metavar="N",
+                        help="Ray CPUs reserved per run; also each run's torch_threads and "
+                        "num_workers unless --set gives them (default: 2)")
+    parser.add_argument("--num-tasks", type=int, default=None, metavar="N",
+                        help="held-out evaluation tasks, >= 2 (default: evaluate's, 40 for RL)")
+    parser.add_argument("--episodes-per-task", type=int, default=None, metavar="N",
+                        help="RL evaluation episodes per task and step (default: the paper's "
+                        f"test batches of {PAPER_TEST_STEPS} env steps)")
+    parser.add_argument("--eval-seed", type=int, default=0, metavar="S",
+                        help="evaluation seed, the same for every run so that all seeds are "
+                        "scored on the same held-out tasks (default: 0)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs and what each would do, start nothing (default: off)")
+    args = parser.parse_args(argv)
+    for name, minimum in (("cpus_per_run", 1), ("num_tasks", 2), ("episodes_per_task", 1)):
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            parser.error(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
+    if not 0 <= args.eval_seed < 2**32:
+        parser.error(f"--eval-seed={args.eval_seed} must be in [0, 4294967295]")
+    if args.ray_address is not None and not ADDRESS.fullmatch(args.ray_address):
+        parser.error(f"--ray-address {args.ray_address!r} is not valid; give auto, "
+                     "ray://HOST:PORT or HOST:PORT")
+    selector = algorithm(args.algo).selector
+    families, other = (args.envs, args.tasks) if selector == "env" else (args.tasks, args.envs)
+    if other:
+        parser.error(f"--{'tasks' if selector == 'env' else 'envs'} is for the other algorithm; "
+                     f"{args.algo} takes --{selector}s")
+    if not families:
+        parser.error(f"{args.algo} needs --{selector}s NAME ...")
+    if args.episodes_per_task is not None and selector != "env":
+        parser.error("--episodes-per-task is for maml_trpo runs only")
+    args.families = list(dict.fromkeys(families))
+    args.seeds = list(dict.fromkeys(args.seeds))
+    try:
+        args.fixed = dict(key_value(text, many=False) for text in args.settings)
+        args.varied = dict(key_value(text, many=True) for text in args.grid)
+        check_keys(args)
+    except ConfigError as error:
+        parser.error(str(error))
+    return args
+
+
+def key_value(text: str, *, many: bool) -> tuple[str, Any]:
+    """``"fast-lr=0.1"`` -> ``("fast_lr", 0.1)``; with ``many``, ``"fast_lr=0.05,0.1"`` ->
+    ``("fast_lr", [0.05, 0.1])``. Values are read as YAML (a list with ``many``, brackets
+    added); the config coerces them to the option's type."""
+    import yaml
+
+    flag = "--grid" if many else "--set"
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip() or not value.strip():
+        raise ConfigError(f"{flag} {text!r}: give KEY=" + ("V1,V2,..." if many else "VALUE"))
+    try:
+        parsed = yaml.safe_load(f"[{value}]" if many else value)
+    except yaml.YAMLError:
+        raise ConfigError(f"{flag} {text!r}: the value is not valid YAML") from None
+    if many and (not parsed or any(v is None for v in parsed)):
+        raise ConfigError(f"{flag} {text!r}: give one or more values, V1,V2,...")
+    return key.strip().replace("-", "_"), parsed
+
+
+def check_keys(args: argparse.Namespace) -> None:
+    both = sorted(set(args.fixed) & set(args.varied))
+    if both:
+        raise ConfigError(f"{', '.join(both)}: given by both --set and --grid")
+    own = sorted(k for k in (*args.fixed, *args.varied) if k in OWN_KEYS)
+    if own:
+        raise ConfigError(f"{', '.join(own)}: set by this script; use --envs/--tasks, --seeds "
+                          "and --output-dir")
+    varied = [k for k in args.varied if k in algorithm(args.algo).resume_may_change]
+    if varied:
+        raise ConfigError(f"--grid {', '.join(varied)}: a setting a resumed run may change "
+                          "names no run; give it with --set")
+
+
+# --- the runs -----------------------------------------------------------------------------------
+
+def value_text(value: Any) -> str:
+    """A config value as it appears in a run's name: ``(64, 64)`` -> ``64-64``."""
+    if isinstance(value, tuple | list):
+        return "-".join(value_text(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every run of the grid as the spec its task receives, each config resolved and checked
+    (a ConfigError names the first bad one)."""
+    entry = algorithm(args.algo)
+    output = Path(args.output_dir).resolve()
+    machine = {"torch_threads": args.cpus_per_run}
+    if "num_workers" in entry.resume_may_change:
+        machine["num_workers"] = args.cpus_per_run
+    keys = list(args.varied)
+    specs = []
+    for family in args.families:
+        for values in itertools.product(*(args.varied[k] for k in keys)):
+            options = {**machine, **args.fixed, **dict(zip(keys, values))}
+            for seed in args.seeds:
+                config = experiment.make_config(args.algo, **{entry.selector: family},
+                                                seed=seed, output_dir=str(output), **options)
+                specs.append(spec(args, config, family, options))
+    names = [s["name"] for s in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"--grid values that are one value name the same run twice: "
+                          f"{', '.join(twice)}")
+    return specs
+
+
+def spec(args: argparse.Namespace, config: Any, family: str, options: dict) -> dict[str, Any]:
+    """What a run's task needs: its name and directory, how to create or resume it, how to
+    evaluate it."""
+    entry = algorithm(args.algo)
+    named = {k: getattr(config, k) for k in sorted(options) if k not in entry.resume_may_change}
+    label = "".join(f"__{k}={value_text(v)}" for k, v in named.items())
+    name = re.sub(r"[^\w.=+-]", "-", f"{args.algo}__{family}__seed{config.seed}{label}")
+    plugin = ":" in family
+    evaluation: dict[str, Any] = {"seed": args.eval_seed, "num_tasks": args.num_tasks,
+                                  "baselines": False, "env": family if plugin else None}
+    if entry.selector == "env":
+        if args.episodes_per_task is None:
+            evaluation["env_steps_per_task"] = PAPER_TEST_STEPS
+        else:
+            evaluation["episodes_per_task"] = args.episodes_per_task
+    return {
+        "name": name, "algo": args.algo, "family": family, "seed": config.seed,
+        "group": f"{family}{label.replace('__', ', ')}",
+        "run_dir": str(Path(config.output_dir) / name),
+        "options": {entry.selector: family, "seed": config.seed,
+                    "output_dir": config.output_dir, **options},
+        "resume_options": {entry.selector: family,
+                           **{k: v for k, v in options.items()
+                              if k in entry.resume_may_change and k != "num_batches"}},
+        "num_batches": config.num_batches,
+        "evaluation": {k: v for k, v in evaluation.items() if v is not None},
+    }
+
+
+def finished_curve(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's ``curve.json`` if its evaluation is done: at the run's ``num_batches`` and
+    with the grid's evaluation options (``EVALUATED_WITH``, written after it); else None."""
+    folder = Path(spec["run_dir"]) / "evaluation"
+    try:
+        curve = json.loads((folder / "curve.json").read_text())
+        options = json.loads((folder / EVALUATED_WITH).read_text())
+    except (OSError, ValueError):
+        return None
+    done = curve.get("iteration") == spec["num_batches"] and options == spec["evaluation"]
+    return curve if done else None
+
+
+def state_of(spec: dict[str, Any]) -> str:
+    """What running ``spec`` would do, as this machine's files say."""
+    run_dir = Path(spec["run_dir"])
+    if finished_curve(spec) is not None:
+        return "done"
+    if (run_dir / "checkpoint.pt").is_file():
+        import torch
+
+        try:
+            iteration = torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"]
+        except Exception as error:  # the run itself reports it in full
+            return f"unreadable checkpoint ({type(error).__name__})"
+        return f"resume at iteration {iteration}"
+    return "new"
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """One run of the grid, in a Ray task: skipped if done, else resumed from its checkpoint
+    or started in its directory, trained to ``num_batches`` and evaluated. Returns its
+    outcome (never raises for a failed run: the error's line is in ``"error"``)."""
+    import socket
+
+    import ray
+
+    from metarl import experiment
+
+    outcome = {"name": spec["name"], "host": socket.gethostname(),
+               "node_id": ray.get_runtime_context().get_node_id()}
+    run_dir = Path(spec["run_dir"])
+    try:
+        curve = finished_curve(spec)
+        if curve is not None:
+            return {**outcome, "status": "done", "curve": curve}
+        if (run_dir / "checkpoint.pt").is_file():
+            saved = experiment.open_run(run_dir, spec["algo"])
+            if saved.iteration < spec["num_batches"]:
+                config = experiment.make_config(spec["algo"], resume=saved,
+                                                **spec["resume_options"],
+                                                num_batches=spec["num_batches"])
+                experiment.train(config, resume=saved)
+                status = f"resumed at iteration {saved.iteration}"
+            else:  # trained to num_batches already: only evaluated
+                status = "evaluated"
+        else:
+            config = experiment.make_config(spec["algo"], **spec["options"])
+            experiment.train(config, run_dir=run_dir)
+            status = "trained"
+        experiment.evaluate(run_dir, **spec["evaluation"])
+        evaluation = run_dir / "evaluation"
+        (evaluation / EVALUATED_WITH).write_text(json.dumps(spec["evaluation"]))
+        curve = json.loads((evaluation / "curve.json").read_text())
+        return {**outcome, "status": status, "curve": curve}
+    except Exception as error:  # reported in the summary; the other runs go on
+        return {**outcome, "status": "failed", "error": one_line(error)}
+
+
+# --- Ray ----------------------------------------------------------------------------------------
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        print('grid.py: error: Ray is not installed; install it with pip install -e ".[ray]"',
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return ray
+
+
+def connect(ray: Any, address: str | None) -> bool:
+    """Join the cluster at ``address``, or start a local runtime; True if this script started
+    (and must shut down) Ray. An existing connection of the calling process is used as is."""
+    if ray.is_initialized():
+        return False
+    if address is None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Its workers at normal priority: Ray's default niceness, 15, lets any other job on
+        # the machine starve the runs.
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                 num_cpus=usable_cores(), log_to_driver=True,
+                 _system_config={"worker_niceness": 0})
+        return True
+    try:
+        ray.init(address=address)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        print(f"grid.py: error: cannot join the Ray cluster at {address}: {one_line(error)}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return False
+
+
+def largest_node_cpus(ray: Any) -> float:
+    return max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]),
+               default=0)
+
+
+def run_all(ray: Any, specs: list[dict[str, Any]], cpus: int) -> list[dict[str, Any]]:
+    """Each spec as a Ray task; outcomes in the order of ``specs``, printed as they come. A
+    task lost with its worker or node is a failed run. Ctrl-C cancels the tasks left."""
+    task = ray.remote(num_cpus=cpus, max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")(
+        run_one)
+    refs = {task.remote(s): i for i, s in enumerate(specs)}
+    outcomes: list[dict[str, Any] | None] = [None] * len(specs)
+    pending = list(refs)
+    try:
+        while pending:
+            (ready,), pending = ray.wait(pending, num_returns=1)
+            index = refs[ready]
+            try:
+                outcome = ray.get(ready)
+            except ray.exceptions.RayError as error:
+                outcome = {"name": specs[index]["name"], "status": "failed",
+                           "error": f"{type(error).__name__}: {one_line(error)}"}
+            outcomes[index] = outcome
+            print(f"{outcome['status']}: {outcome['name']}"
+                  + (f" (on {outcome['host']})" if "host" in outcome else "")
+                  + (f": {outcome['error']}" if "error" in outcome else ""), flush=True)
+    except KeyboardInterrupt:
+        cancel(ray, pending)
+        raise
+    return outcomes
+
+
+def cancel(ray: Any, pending: list[Any]) -> None:
+    """Interrupt the tasks of ``pending`` (KeyboardInterrupt in each: its sampler stopped, its
+    last checkpoint intact), and kill those still running after ``CANCEL_GRACE_S`` (or at a
+    second Ctrl-C)."""
+    left = pending
+    try:
+        for ref in pending:
+            ray.cancel(ref)
+        if pending:
+            _, left = ray.wait(pending, num_returns=len(pending), timeout=CANCEL_GRACE_S)
+    finally:
+        for ref in left:
+            ray.cancel(ref, force=True)
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+def load_seed_table() -> Any:
+    """``experiments/seed_table.py`` as a module (scripts are not a package)."""
+    module_spec = importlib.util.spec_from_file_location("seed_table", HERE / "seed_table.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def summary(specs: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> str:
+    """Markdown: per family and option combination, its seeds' table with their mean
+    (``seed_table.table``); then one line per failed run."""
+    seed_table = load_seed_table()
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for s, outcome in zip(specs, outcomes):
+        if "curve" in outcome:
+            groups.setdefault(s["group"], []).append((s["seed"], outcome["curve"]))
+    lines = []
+    for group, runs in groups.items():
+        lines += [f"### {group}", ""]
+        differ = seed_table.differences([curve for _, curve in runs])
+        if differ:
+            lines += [f"these evaluations differ in {'; '.join(differ)}; no table", ""]
+            continue
+        rows = [(f"seed {seed}", curve) for seed, curve in sorted(runs, key=lambda r: r[0])]
+        lines += [*seed_table.table(rows, "maml"), ""]
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    if failed:
+        lines += ["### failed runs", "", *(f"- {o['name']}: {o['error']}" for o in failed), ""]
+    return "\n".join(lines)
+
+
+def write_outputs(output: Path, specs: list[dict], outcomes: list[dict]) -> str:
+    text = summary(specs, outcomes)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "grid_table.md").write_text(text)
+    records = [{"name": s["name"], "family": s["family"], "seed": s["seed"],
+                "options": s["options"], **o} for s, o in zip(specs, outcomes)]
+    (output / "grid_results.json").write_text(json.dumps(records, indent=1))
+    return text
+
+
+def runs(count: int) -> str:
+    return f"{count} run" + ("" if count == 1 else "s")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so that it
+    cancels the runs as Ctrl-C does; the previous handler is restored after. Yields the signals
+    received (Ray's ``wait`` turns any exception of a handler into a plain KeyboardInterrupt)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> NoReturn:
+        received.append(signum)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        specs = plan(args)
+    except (ConfigError, UnknownEnvError, NotATaskFamilyError) as error:
+        print(f"grid.py: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    output = Path(args.output_dir).resolve()
+    if args.dry_run:
+        for s in specs:
+            print(f"{state_of(s)}: {s['name']}")
+        print(f"{runs(len(specs))} under {output}")
+        return 0
+    ray = import_ray()
+    try:
+        ensure_dir(output)  # where the table goes, checked before any run starts
+    except OutputPathError as error:
+        print(f"grid.py: error: --output-dir: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    started, terminated = False, []
+    try:
+        started = connect(ray, args.ray_address)
+        largest = largest_node_cpus(ray)
+        if args.cpus_per_run > largest:
+            print(f"grid.py: error: --cpus-per-run {args.cpus_per_run}: no node of the cluster "
+                  f"has that many CPUs (the most: {largest:g})", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{runs(len(specs))} under {output}", flush=True)
+        with sigterm_as_interrupt() as terminated:  # after ray.init, which sets its own
+            outcomes = run_all(ray, specs, args.cpus_per_run)
+    except KeyboardInterrupt as interrupt:
+        print("interrupted: the runs were cancelled; their last checkpoints are intact: run the "
+              "same command again to resume them", file=sys.stderr)
+        return (EXIT_TERMINATED if terminated or isinstance(interrupt, Terminated)
+                else EXIT_INTERRUPTED)
+    finally:
+        if started:
+            ray.shutdown()
+    print(write_outputs(output, specs, outcomes))
+    print(f"table: {output / 'grid_table.md'}")
+    failed = sum(o["status"] == "failed" for o in outcomes)
+    if failed:
+        print(f"{failed} of {runs(len(specs))} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

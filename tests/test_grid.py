@@ -1,0 +1,137 @@
+"""``experiments/grid.py``: a tiny grid on the session's two-node Ray cluster; bad input."""
+
+import _thread
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from run_helpers import one_error_line
+
+from metarl import experiment
+
+TINY = ["--envs", "navigation_2d", "--set", "num_batches=2", "--set", "meta_batch_size=2",
+        "--set", "fast_batch_size=2", "--set", "hidden_sizes=8,8", "--set", "cg_iters=2",
+        "--num-tasks", "2", "--episodes-per-task", "2", "--cpus-per-run", "1"]
+
+
+@pytest.fixture(scope="module")
+def grid(experiment_script):
+    return experiment_script("grid")
+
+
+def iteration(run_dir) -> int:
+    return torch.load(f"{run_dir}/checkpoint.pt", weights_only=True)["iteration"]
+
+
+def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_cluster, tmp_path,
+                                                                  capsys):
+    argv = [*TINY, "--seeds", "0", "1", "2", "--output-dir", str(tmp_path),
+            "--ray-address", ray_cluster.address]
+    fresh, stopped, corrupt = grid.plan(grid.parse_args(argv))
+    assert fresh["name"] == ("maml_trpo__navigation_2d__seed0__cg_iters=2__fast_batch_size=2"
+                             "__hidden_sizes=8-8__meta_batch_size=2")
+    # seed 1 stopped after its first iteration; seed 2's checkpoint is junk
+    first = experiment.make_config("maml_trpo", **{**stopped["options"], "num_batches": 1})
+    experiment.train(first, run_dir=stopped["run_dir"])
+    (tmp_path / corrupt["name"]).mkdir()
+    (tmp_path / corrupt["name"] / "checkpoint.pt").write_bytes(b"junk")
+
+    assert grid.main(argv) == 1  # one run failed, the others went on
+    out = capsys.readouterr()
+    records = json.loads((tmp_path / "grid_results.json").read_text())
+    assert [r["status"] for r in records] == ["trained", "resumed at iteration 1", "failed"]
+    assert len({r["node_id"] for r in records}) == 2  # spread over both nodes
+    assert "checkpoint" in records[2]["error"] and "Traceback" not in records[2]["error"]
+    assert iteration(fresh["run_dir"]) == iteration(stopped["run_dir"]) == 2
+    table = (tmp_path / "grid_table.md").read_text()
+    assert table in out.out and "| mean of 2 |" in table and "| seed 1 | 2 |" in table
+    assert f"- {corrupt['name']}: " in table and "1 of 3 runs failed" in out.err
+
+    assert grid.main([*argv[:-2], "--dry-run"]) == 0  # as this machine's files say
+    assert capsys.readouterr().out.startswith(f"done: {fresh['name']}\ndone: {stopped['name']}")
+    assert grid.main(argv) == 1  # again: the two done runs are skipped
+    records = json.loads((tmp_path / "grid_results.json").read_text())
+    assert [r["status"] for r in records] == ["done", "done", "failed"]
+    assert (tmp_path / "grid_table.md").read_text() == table
+    assert grid.main([*argv, "--num-tasks", "3"]) == 1  # another protocol: evaluated again
+    records = json.loads((tmp_path / "grid_results.json").read_text())
+    assert [r["status"] for r in records] == ["evaluated", "evaluated", "failed"]
+    assert [r["curve"]["num_tasks"] for r in records[:2]] == [3, 3]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--envs", "nope"], "unknown env 'nope'; known task families: navigation_2d"),
+    (["--envs", "navigation_2d", "--set", "speed=1"], "unknown option(s) speed"),
+    (["--envs", "navigation_2d", "--grid", "fast_lr=0.1,-1"], "fast_lr=-1.0 must be > 0"),
+    (["--envs", "navigation_2d", "--set", "seed=3"], "seed: set by this script"),
+    (["--envs", "navigation_2d", "--grid", "num_batches=1,2"], "give it with --set"),
+    (["--envs", "navigation_2d", "--ray-address", "nowhere"], "is not valid; give auto"),
+    (["--tasks", "sine"], "--tasks is for the other algorithm; maml_trpo takes --envs"),
+])
+def test_bad_input_stops_with_one_line_before_anything_starts(grid, tmp_path, capsys, flags,
+                                                              message):
+    with pytest.raises(SystemExit) as stop:
+        status = grid.main([*flags, "--output-dir", str(tmp_path / "out")])
+        raise SystemExit(status)
+    assert stop.value.code == 2
+    line = one_error_line(capsys)
+    assert line.startswith("grid.py: error: ") and message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_that_is_a_file_stops_before_anything_starts(grid, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert grid.main([*TINY, "--output-dir", str(tmp_path / "file" / "grid")]) == 2
+    assert "is a file, not a folder" in one_error_line(capsys)
+
+
+def test_without_ray_it_names_the_extra_to_install(grid, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(SystemExit) as stop:
+        grid.main([*TINY, "--output-dir", str(tmp_path)])
+    assert stop.value.code == 2
+    assert 'pip install -e ".[ray]"' in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("stop, status", [(_thread.interrupt_main, 130),
+                                          (lambda: os.kill(os.getpid(), signal.SIGTERM), 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_stop_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp_path, capsys,
+                                                          stop, status):
+    argv = [*TINY, "--set", "num_batches=100000", "--set", "checkpoint_every=1",
+            "--output-dir", str(tmp_path), "--ray-address", ray_cluster.address]
+    (run,) = grid.plan(grid.parse_args(argv))
+    checkpoint = tmp_path / run["name"] / "checkpoint.pt"
+
+    def interrupt_after_a_checkpoint():
+        deadline = time.monotonic() + 60
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop()
+
+    threading.Thread(target=interrupt_after_a_checkpoint, daemon=True).start()
+    assert grid.main(argv) == status
+    assert "interrupted: the runs were cancelled" in capsys.readouterr().err
+    stopped_at = iteration(tmp_path / run["name"])
+    time.sleep(1.0)
+    assert iteration(tmp_path / run["name"]) == stopped_at  # the task no longer trains
+
+    assert grid.main([*argv, "--set", f"num_batches={stopped_at + 1}"]) == 0
+    (record,) = json.loads((tmp_path / "grid_results.json").read_text())
+    assert record["status"] == f"resumed at iteration {stopped_at}"
+
+
+def test_a_dry_run_lists_supervised_runs_without_ray(grid, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    argv = ["--algo", "maml", "--tasks", "sine", "--seeds", "0", "1", "--grid",
+            "hidden_sizes=[40,40],[80,80]", "--output-dir", str(tmp_path), "--dry-run"]
+    assert grid.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["new: maml__sine__seed0__hidden_sizes=40-40",
+                         "new: maml__sine__seed1__hidden_sizes=40-40"]
+    assert lines[-1] == f"4 runs under {tmp_path}" and list(tmp_path.iterdir()) == []
