@@ -59,7 +59,6 @@ import contextlib
 import importlib.util
 import itertools
 import json
-import os
 import re
 import signal
 import sys
@@ -71,9 +70,9 @@ from typing import Any, NoReturn
 from metarl import experiment
 from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.config import ConfigError
-from metarl.envs.base import usable_cores
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
 from metarl.files import OutputPathError, ensure_dir
+from metarl.ray_runtime import RayRuntime
 from metarl.run import Terminated, one_line
 
 HERE = Path(__file__).resolve().parent
@@ -333,38 +332,6 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
 # --- Ray ----------------------------------------------------------------------------------------
 
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        print('grid.py: error: Ray is not installed; install it with pip install -e ".[ray]"',
-              file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-    return ray
-
-
-def connect(ray: Any, address: str | None) -> bool:
-    """Join the cluster at ``address``, or start a local runtime; True if this script started
-    (and must shut down) Ray. An existing connection of the calling process is used as is."""
-    if ray.is_initialized():
-        return False
-    if address is None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        # Its workers at normal priority: Ray's default niceness, 15, lets any other job on
-        # the machine starve the runs.
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-                 num_cpus=usable_cores(), log_to_driver=True,
-                 _system_config={"worker_niceness": 0})
-        return True
-    try:
-        ray.init(address=address)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        print(f"grid.py: error: cannot join the Ray cluster at {address}: {one_line(error)}",
-              file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-    return False
-
-
 def largest_node_cpus(ray: Any) -> float:
     return max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]),
                default=0)
@@ -493,22 +460,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{state_of(s)}: {s['name']}")
         print(f"{runs(len(specs))} under {output}")
         return 0
-    ray = import_ray()
     try:
         ensure_dir(output)  # where the table goes, checked before any run starts
-    except OutputPathError as error:
-        print(f"grid.py: error: --output-dir: {error}", file=sys.stderr)
+        runtime = RayRuntime(args.ray_address, what="grid.py")
+    except (OutputPathError, ConfigError) as error:
+        print(f"grid.py: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    started, terminated = False, []
+    ray, terminated = runtime.ray, []
     try:
-        started = connect(ray, args.ray_address)
         largest = largest_node_cpus(ray)
         if args.cpus_per_run > largest:
             print(f"grid.py: error: --cpus-per-run {args.cpus_per_run}: no node of the cluster "
                   f"has that many CPUs (the most: {largest:g})", file=sys.stderr)
             return EXIT_USAGE
         print(f"{runs(len(specs))} under {output}", flush=True)
-        with sigterm_as_interrupt() as terminated:  # after ray.init, which sets its own
+        with sigterm_as_interrupt() as terminated:
             outcomes = run_all(ray, specs, args.cpus_per_run)
     except KeyboardInterrupt as interrupt:
         print("interrupted: the runs were cancelled; their last checkpoints are intact: run the "
@@ -516,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         return (EXIT_TERMINATED if terminated or isinstance(interrupt, Terminated)
                 else EXIT_INTERRUPTED)
     finally:
-        if started:
-            ray.shutdown()
+        runtime.close()
     print(write_outputs(output, specs, outcomes))
     print(f"table: {output / 'grid_table.md'}")
     failed = sum(o["status"] == "failed" for o in outcomes)

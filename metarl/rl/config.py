@@ -14,13 +14,12 @@ from metarl.device import RESUME_NOTE, device_option
 from metarl.envs.family import TaskFamily
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.envs.registry import resolve
+from metarl.ray_runtime import RAY_EXTRA
 
 #: How MAMLTRPO computes the KL's curvature products (``curvature``; ``metarl.rl.maml_trpo``).
 CURVATURES = ("gauss_newton", "exact")
 #: Where episodes are sampled (``sampler``): this machine's processes, or Ray actors.
 SAMPLERS = ("local", "ray")
-#: What to install for ``sampler: ray``.
-RAY_EXTRA = 'pip install -e ".[ray]"'
 #: The settings of the Ray sampler, with their defaults.
 RAY_DEFAULTS = {"ray_address": "", "ray_actors": 0, "ray_cpus_per_actor": 1.0, "ray_retries": 3}
 

@@ -36,18 +36,15 @@ the driver's ``sys.path``, which is enough on one machine.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import pickle
-import signal
 import sys
-import threading
 import time
 import traceback
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,10 +52,8 @@ import torch
 from torch import Tensor
 
 from metarl import envs
-from metarl.config import ConfigError
-from metarl.envs.base import usable_cores
 from metarl.envs.registry import TaskFamily
-from metarl.rl.config import RAY_EXTRA
+from metarl.ray_runtime import RayRuntime, first_line
 from metarl.rl.episodes import Episodes
 from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
 from metarl.rl.workers import FORWARDED, WorkerError, _ensure_registered, _probe_horizon
@@ -71,52 +66,6 @@ _POLL_S = 0.5
 class RaySamplerError(WorkerError):
     """A shard could not be sampled on the Ray cluster (actors died past the retries, none
     could be placed) or an actor raised an unexpected error."""
-
-
-def import_ray():
-    """The ``ray`` module; a ``ConfigError`` naming the extra to install when it is missing."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ConfigError(f"--sampler ray needs Ray, which is not installed ({error}); install "
-                          f"it with: {RAY_EXTRA}") from None
-    return ray
-
-
-class RayRuntime:
-    """Ray for one sampler: joins ``address`` or starts a local runtime; ``close()`` ends what
-    it started (a runtime that was already running in this process is left as it was)."""
-
-    def __init__(self, address: str | None = None):
-        ray = self.ray = import_ray()
-        self.owned = not ray.is_initialized()
-        if not self.owned:
-            return
-        with _keeping_sigterm():
-            self._start(address)
-
-    def _start(self, address: str | None) -> None:
-        ray = self.ray
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=True)
-            else:
-                # A runtime of its own (never one another program started), its actors at the
-                # priority of the learner and of the local sampler's processes (Ray's default
-                # worker niceness, 15, lets any other job on the machine starve them).
-                ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-                         num_cpus=usable_cores(), log_to_driver=True,
-                         _system_config={"worker_niceness": 0})
-        except (ConnectionError, ValueError, RuntimeError) as error:
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray runtime"
-            raise ConfigError(f"could not connect to {where}: {_first_line(error)} (valid "
-                              f"--ray-address: empty for a local runtime, auto, host:port or "
-                              f"ray://host:port)") from None
-
-    def close(self) -> None:
-        if self.owned and self.ray.is_initialized():
-            self.ray.shutdown()
-        self.owned = False
 
 
 class _ShardActor:
@@ -236,7 +185,7 @@ class RaySampler:
         self.transfer = Transfer()
         self._actors: list[Any] = []
         self._closed = False
-        self._runtime = RayRuntime(address)
+        self._runtime = RayRuntime(address, what="--sampler ray")
         self.ray = self._runtime.ray
         self._finalizer = weakref.finalize(self, _shutdown, self.ray, self._actors,
                                            self._runtime)
@@ -282,7 +231,7 @@ class RaySampler:
             return self.ray.get(refs)
         except self.ray.exceptions.RayError as error:
             raise RaySamplerError(f"a Ray sampler actor failed to start: "
-                                  f"{_first_line(error)}") from None
+                                  f"{first_line(error)}") from None
 
     @property
     def pids(self) -> list[int]:
@@ -334,7 +283,7 @@ class RaySampler:
                     kind, payload = ray.get(ref)
                 except ray.exceptions.RayTaskError as error:
                     raise RaySamplerError(f"Ray sampler actor for tasks {self._tasks(shard)} "
-                                          f"failed: {_first_line(error)}") from None
+                                          f"failed: {first_line(error)}") from None
                 except ray.exceptions.RayError as error:  # the actor, its node or result lost
                     attempts[shard] += 1
                     transfer.retries += 1
@@ -342,10 +291,10 @@ class RaySampler:
                         raise RaySamplerError(
                             f"Ray sampler actor for tasks {self._tasks(shard)} died "
                             f"{attempts[shard]} times in one meta-batch (--ray-retries "
-                            f"{self.max_retries}); last: {_first_line(error)}") from None
+                            f"{self.max_retries}); last: {first_line(error)}") from None
                     log.warning("warning: Ray sampler actor for tasks %s died (%s); sampling its "
                                 "shard again (retry %d of %d)", self._tasks(shard),
-                                _first_line(error), attempts[shard], self.max_retries)
+                                first_line(error), attempts[shard], self.max_retries)
                     self._replace(shard)
                     running[submit(shard)] = shard
                     continue
@@ -411,20 +360,6 @@ class RaySampler:
         self.close()
 
 
-@contextlib.contextmanager
-def _keeping_sigterm() -> Iterator[None]:
-    """Keep this process's SIGTERM handler across ``ray.init``, which installs its own (a stack
-    dump, then death): the command line's handler stops a run like Ctrl-C, with the resume
-    message, and this sampler's actors are killed on the way out."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
 def _shutdown(ray, actors: list, runtime: RayRuntime) -> None:
     if ray.is_initialized():
         for actor in actors:
@@ -434,8 +369,3 @@ def _shutdown(ray, actors: list, runtime: RayRuntime) -> None:
                 pass
     actors.clear()
     runtime.close()
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
