@@ -70,6 +70,7 @@ from typing import Any, NoReturn
 from metarl import experiment
 from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.config import ConfigError
+from metarl.envs.base import EnvOptionError
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
 from metarl.files import OutputPathError, ensure_dir
 from metarl.ray_runtime import RayRuntime
@@ -123,6 +124,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpus-per-run", type=int, default=2, metavar="N",
                         help="Ray CPUs reserved per run; also each run's torch_threads and "
                         "num_workers unless --set gives them (default: 2)")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, metavar="G",
+                        help="Ray GPUs reserved per run, for runs with --set device=cuda (Ray "
+                        "shows a task only the GPUs it reserves; default: 0)")
     parser.add_argument("--num-tasks", type=int, default=None, metavar="N",
                         help="held-out evaluation tasks, >= 2 (default: evaluate's, 40 for RL)")
     parser.add_argument("--episodes-per-task", type=int, default=None, metavar="N",
@@ -138,6 +142,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < minimum:
             parser.error(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
+    if not 0 <= args.gpus_per_run < 1e3:  # also refuses nan
+        parser.error(f"--gpus-per-run={args.gpus_per_run} must be in [0, 1000)")
     if not 0 <= args.eval_seed < 2**32:
         parser.error(f"--eval-seed={args.eval_seed} must be in [0, 4294967295]")
     if args.ray_address is not None and not ADDRESS.fullmatch(args.ray_address):
@@ -199,7 +205,10 @@ def check_keys(args: argparse.Namespace) -> None:
 # --- the runs -----------------------------------------------------------------------------------
 
 def value_text(value: Any) -> str:
-    """A config value as it appears in a run's name: ``(64, 64)`` -> ``64-64``."""
+    """A config value as it appears in a run's name: ``(64, 64)`` -> ``64-64``; a mapping by
+    its sorted keys, ``{"clock": "paper"}`` -> ``clock=paper`` (any order names one run)."""
+    if isinstance(value, dict):
+        return "-".join(f"{k}={value_text(v)}" for k, v in sorted(value.items()))
     if isinstance(value, tuple | list):
         return "-".join(value_text(v) for v in value)
     if isinstance(value, bool):
@@ -223,6 +232,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             for seed in args.seeds:
                 config = experiment.make_config(args.algo, **{entry.selector: family},
                                                 seed=seed, output_dir=str(output), **options)
+                check_machine(args, config)
                 specs.append(spec(args, config, family, options))
     names = [s["name"] for s in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -230,6 +240,23 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise ConfigError(f"--grid values that are one value name the same run twice: "
                           f"{', '.join(twice)}")
     return specs
+
+
+def check_machine(args: argparse.Namespace, config: Any) -> None:
+    """What a run needs that the grid must give it, and its env options, checked before any
+    run starts: a ConfigError (or the family's ``EnvOptionError``) naming the value."""
+    device = getattr(config, "device", "cpu")
+    if device != "cpu" and args.gpus_per_run == 0:
+        raise ConfigError(f"device={device!r} needs GPUs: give --gpus-per-run (Ray shows a run "
+                          f"only the GPUs it reserves)")
+    if getattr(config, "sampler", "local") != "local":
+        raise ConfigError(f"sampler={config.sampler!r}: a grid's runs sample on their own "
+                          f"--cpus-per-run CPUs (use --sampler ray for one large run instead)")
+    if getattr(config, "env_options", None):
+        from metarl.rl.config import task_family
+        from metarl.rl.trainer import env_sizes
+
+        env_sizes(task_family(config))  # builds one env: an option or value it refuses
 
 
 def spec(args: argparse.Namespace, config: Any, family: str, options: dict) -> dict[str, Any]:
@@ -270,7 +297,8 @@ def finished_curve(spec: dict[str, Any]) -> dict[str, Any] | None:
         options = json.loads((folder / EVALUATED_WITH).read_text())
     except (OSError, ValueError):
         return None
-    done = curve.get("iteration") == spec["num_batches"] and options == spec["evaluation"]
+    # A run trained past num_batches (an earlier, longer grid) cannot go back: it is done.
+    done = curve.get("iteration", -1) >= spec["num_batches"] and options == spec["evaluation"]
     return curve if done else None
 
 
@@ -337,11 +365,12 @@ def largest_node_cpus(ray: Any) -> float:
                default=0)
 
 
-def run_all(ray: Any, specs: list[dict[str, Any]], cpus: int) -> list[dict[str, Any]]:
+def run_all(ray: Any, specs: list[dict[str, Any]], cpus: int,
+            gpus: float = 0.0) -> list[dict[str, Any]]:
     """Each spec as a Ray task; outcomes in the order of ``specs``, printed as they come. A
     task lost with its worker or node is a failed run. Ctrl-C cancels the tasks left."""
-    task = ray.remote(num_cpus=cpus, max_retries=MAX_RETRIES, scheduling_strategy="SPREAD")(
-        run_one)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=MAX_RETRIES,
+                      scheduling_strategy="SPREAD")(run_one)
     refs = {task.remote(s): i for i, s in enumerate(specs)}
     outcomes: list[dict[str, Any] | None] = [None] * len(specs)
     pending = list(refs)
@@ -451,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         specs = plan(args)
-    except (ConfigError, UnknownEnvError, NotATaskFamilyError) as error:
+    except (ConfigError, UnknownEnvError, NotATaskFamilyError, EnvOptionError) as error:
         print(f"grid.py: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     output = Path(args.output_dir).resolve()
@@ -475,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         print(f"{runs(len(specs))} under {output}", flush=True)
         with sigterm_as_interrupt() as terminated:
-            outcomes = run_all(ray, specs, args.cpus_per_run)
+            outcomes = run_all(ray, specs, args.cpus_per_run, args.gpus_per_run)
     except KeyboardInterrupt as interrupt:
         print("interrupted: the runs were cancelled; their last checkpoints are intact: run the "
               "same command again to resume them", file=sys.stderr)

@@ -121,6 +121,19 @@ def _is_mapping(annotation: Any) -> bool:
     return annotation is dict or typing.get_origin(annotation) is dict
 
 
+def _value_of(text: str) -> Any:
+    """A ``KEY=VALUE`` value as YAML reads it, except that a number YAML 1.1 leaves a string
+    (``1e-2``: no dot) is a float."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value  # "nan", "inf": words, refused later
+    return value
+
+
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     """A mapping field's value from YAML (a mapping) or the command line (``KEY=VALUE``
     strings, each value a YAML scalar); ConfigError naming the bad entry."""
@@ -133,7 +146,7 @@ def _mapping(name: str, value: Any) -> dict[str, Any]:
             if not equals or not key.strip():
                 raise ConfigError(f"{name}: {item!r} is not KEY=VALUE")
             try:
-                items.append((key.strip(), yaml.safe_load(text) if text.strip() else None))
+                items.append((key.strip(), _value_of(text) if text.strip() else None))
             except yaml.YAMLError:
                 raise ConfigError(f"{name}: {item!r} has no valid value (a number, a word, "
                                   "true or false)") from None

@@ -70,13 +70,15 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
 def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
                  progress: bool) -> dict[str, Any]:
     from metarl.config import validate
-    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.config import RAY_DEFAULTS, MAMLTRPOConfig
     from metarl.rl.evaluate import evaluate_rl
 
     refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is a MAML-TRPO run (use "
                        f"--episodes-per-task for the evaluation batch)")
+    # evaluate's own device, as above; it samples on this machine (a run trained on a Ray
+    # cluster evaluates anywhere, and the baselines' trainers need no actors of their own)
     config = dataclasses.replace(from_mapping(MAMLTRPOConfig, saved, source=str(checkpoint)),
-                                 device=options.device)  # evaluate's own, as above
+                                 device=options.device, sampler="local", **RAY_DEFAULTS)
     validate(config)
     check_plugin_named(config.env, options.env, source=f"checkpoint {checkpoint}")
     if options.torch_threads is not None:  # the evaluation's trainers set it from the config

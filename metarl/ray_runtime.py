@@ -85,6 +85,15 @@ def keeping_sigterm() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+def first_and_last_line(error: BaseException) -> str:
+    """An error's first and last non-empty lines: for an error Ray forwards with a traceback
+    (an actor whose constructor raised), what happened and the exception that says why."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
+
+
 def first_line(error: BaseException) -> str:
     """An error's first non-empty line (Ray's errors run to many)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

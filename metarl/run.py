@@ -198,7 +198,7 @@ def _report_stop(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        status = EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+        status = EXIT_TERMINATED if _terminated(interrupt) else EXIT_INTERRUPTED
         raise Interrupted(f"interrupted; {resume_hint(run_dir)}", status) from None
     except (OutputPathError, WriteError) as error:
         raise type(error)(f"{error}; {resume_hint(run_dir)}") from None
@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # evaluate, or training before its run was ready
         print("interrupted" if command == "evaluate" else "interrupted before training started",
               file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _terminated(interrupt) else EXIT_INTERRUPTED
 
 
 @contextlib.contextmanager
@@ -379,6 +379,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _SIGTERMS.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
@@ -386,8 +387,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: SIGTERMs received while a command runs: code that catches the ``Terminated`` raised by the
+#: handler and raises a plain KeyboardInterrupt instead (Ray's ``wait`` does) must still end
+#: the command with SIGTERM's exit status.
+_SIGTERMS: list[int] = []
+
+
 def _raise_terminated(signum: int, frame: Any) -> NoReturn:
+    _SIGTERMS.append(signum)
     raise Terminated
+
+
+def _terminated(interrupt: KeyboardInterrupt) -> bool:
+    """Whether ``interrupt`` stops the command for a SIGTERM (else it is Ctrl-C)."""
+    return isinstance(interrupt, Terminated) or bool(_SIGTERMS)
 
 
 if __name__ == "__main__":

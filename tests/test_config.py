@@ -179,3 +179,13 @@ def test_a_declared_range_is_checked_and_said_in_the_message(values, message):
     validate(Ranged(fraction=0.999, share=1.0, cap=4, seed=2**32 - 1, free=-1e300))
     with pytest.raises(ConfigError, match=message):
         validate(from_mapping(Ranged, values, source="test"))
+
+
+def test_a_key_value_number_without_a_dot_is_a_float_and_words_stay_words():
+    from metarl.rl.config import MAMLTRPOConfig
+
+    config = from_mapping(MAMLTRPOConfig, {"env_options": ["timestep=1e-2", "frame_skip=2",
+                                                           "clock=paper", "x=nan"]},
+                          source="the command line")
+    assert config.env_options == {"timestep": 0.01, "frame_skip": 2, "clock": "paper",
+                                  "x": "nan"}

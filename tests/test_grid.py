@@ -72,6 +72,11 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     (["--envs", "navigation_2d", "--grid", "num_batches=1,2"], "give it with --set"),
     (["--envs", "navigation_2d", "--ray-address", "nowhere"], "is not valid; give auto"),
     (["--tasks", "sine"], "--tasks is for the other algorithm; maml_trpo takes --envs"),
+    (["--envs", "navigation_2d", "--set", "device=auto"], "device='auto' needs GPUs: give "
+                                                          "--gpus-per-run"),
+    (["--envs", "navigation_2d", "--set", "sampler=ray"], "sampler='ray': a grid's runs sample"),
+    (["--envs", "cheetah_vel", "--set", "env_options={frame_skip: 0}"], "frame_skip"),
+    (["--envs", "cheetah_vel", "--set", "env_options={gravity: 1}"], "valid env options"),
 ])
 def test_bad_input_stops_with_one_line_before_anything_starts(grid, tmp_path, capsys, flags,
                                                               message):
@@ -135,3 +140,9 @@ def test_a_dry_run_lists_supervised_runs_without_ray(grid, tmp_path, capsys, mon
     assert lines[:2] == ["new: maml__sine__seed0__hidden_sizes=40-40",
                          "new: maml__sine__seed1__hidden_sizes=40-40"]
     assert lines[-1] == f"4 runs under {tmp_path}" and list(tmp_path.iterdir()) == []
+
+
+def test_a_mapping_option_names_one_run_whatever_its_key_order(grid):
+    one = grid.value_text({"timestep": 0.02, "frame_skip": 1})
+    assert one == grid.value_text({"frame_skip": 1, "timestep": 0.02}) == (
+        "frame_skip=1-timestep=0.02")

@@ -90,7 +90,7 @@ class MAMLTRPOConfig:
                               "this machine is part of), host:port or ray://host:port; empty: "
                               "start a local Ray runtime for the run", metavar="ADDRESS")
     ray_actors: int = option(0, "with --sampler ray: sampler actors (0: one per "
-                             "--ray-cpus-per-actor CPUs of the cluster, at most "
+                             "--ray-cpus-per-actor CPUs free in the cluster, at most "
                              "--meta-batch-size)", minimum=0, exclusive_minimum=False,
                              maximum=4096)
     ray_cpus_per_actor: float = option(1.0, "with --sampler ray: CPUs each sampler actor "

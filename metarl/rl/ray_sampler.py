@@ -13,7 +13,7 @@ meta-batch's buffers (the arrays it gets are read-only views of the object store
 
 Placement: actors ask for ``cpus_per_actor`` CPUs each and are spread over the cluster's nodes
 (``scheduling_strategy="SPREAD"``). By default there is one actor per ``cpus_per_actor`` CPUs
-of the cluster, at most one per task.
+free in the cluster when the sampler starts (at least one), at most one per task.
 
 Faults: an actor that dies while sampling (its process killed, its node removed, the node out of
 memory) has its shard sampled again, with the same seeds, on a replacement actor (so the result
@@ -53,7 +53,7 @@ from torch import Tensor
 
 from metarl import envs
 from metarl.envs.registry import TaskFamily
-from metarl.ray_runtime import RayRuntime, first_line
+from metarl.ray_runtime import RayRuntime, first_and_last_line, first_line
 from metarl.rl.episodes import Episodes
 from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
 from metarl.rl.workers import FORWARDED, WorkerError, _ensure_registered, _probe_horizon
@@ -151,7 +151,8 @@ class RaySampler:
         episodes_per_task: E.
         address: Ray cluster to join (``auto``, ``host:port``, ``ray://host:port``); None: a
             local runtime started for this sampler (or the one this process already runs).
-        num_actors: None: one per ``cpus_per_actor`` CPUs of the cluster, at most K.
+        num_actors: None: one per ``cpus_per_actor`` CPUs free in the cluster, at least 1,
+            at most K.
         cpus_per_actor: CPUs each actor reserves.
         num_threads: physics threads per actor (None: ``cpus_per_actor``, at least 2, as a
             worker process: a single-threaded one stalls when the scheduler parks it).
@@ -190,9 +191,9 @@ class RaySampler:
         self._finalizer = weakref.finalize(self, _shutdown, self.ray, self._actors,
                                            self._runtime)
         try:
-            if num_actors is None:
-                cluster_cpus = self.ray.cluster_resources().get("CPU", 1)
-                num_actors = max(1, int(cluster_cpus // cpus_per_actor))
+            if num_actors is None:  # the CPUs free now: other samplers or tasks keep theirs
+                free_cpus = self.ray.available_resources().get("CPU", 0)
+                num_actors = max(1, int(free_cpus // cpus_per_actor))
             self.num_actors = min(int(num_actors), self.num_tasks)
             self.bounds = (np.linspace(0, self.num_tasks, self.num_actors + 1).round()
                            .astype(int).tolist())
@@ -231,7 +232,7 @@ class RaySampler:
             return self.ray.get(refs)
         except self.ray.exceptions.RayError as error:
             raise RaySamplerError(f"a Ray sampler actor failed to start: "
-                                  f"{first_line(error)}") from None
+                                  f"{first_and_last_line(error)}") from None
 
     @property
     def pids(self) -> list[int]:

@@ -68,8 +68,17 @@ def test_env_options_travel_with_the_family_to_the_actors():
         assert_identical(sampler.sample(tasks, params, seed=5), want)
 
 
-def test_actors_are_spread_over_the_nodes_and_default_to_the_clusters_cpus():
+def all_cpus_free(within: float = 30.0) -> None:
+    """Wait until the actors of earlier tests (killed asynchronously) have freed their CPUs."""
+    deadline = time.monotonic() + within
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)
+
+
+def test_actors_are_spread_over_the_nodes_and_default_to_the_free_cpus():
     spec = PolicySpec(2, 2, (8,))
+    all_cpus_free()
     with RaySampler("navigation_2d", spec, num_tasks=8, episodes_per_task=1) as sampler:
         assert sampler.num_actors == 4  # two nodes with 2 CPUs each, 1 CPU per actor
         assert len({where["node_id"] for where in sampler.placement}) == 2
@@ -78,6 +87,7 @@ def test_actors_are_spread_over_the_nodes_and_default_to_the_clusters_cpus():
         moved = sampler.transfer
         assert moved.params_bytes == sum(p.numel() * 4 for p in params_for(spec).values())
         assert moved.episode_bytes > 100 * 8 * (2 + 2 + 2) * 4  # T=100: obs, actions, ...
+    all_cpus_free()
     with RaySampler("navigation_2d", spec, num_tasks=3, episodes_per_task=1) as sampler:
         assert sampler.num_actors == 3  # at most one per task
 
@@ -234,6 +244,19 @@ def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys,
     assert not list(tmp_path.iterdir())
 
 
+def test_a_command_line_run_joins_a_running_cluster_by_its_address(ray_cluster, tmp_path):
+    """A separate process joins the session's cluster with --ray-address, samples on its
+    actors, and leaves the cluster running when it ends."""
+    command = [sys.executable, "-m", "metarl.run", "maml_trpo", "--env", "navigation_2d", *TINY,
+               "--num-batches", "1", "--sampler", "ray", "--ray-address", ray_cluster.address,
+               "--ray-actors", "2", "--output-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Connected to Ray cluster" in done.stderr
+    assert only_run_dir(tmp_path).joinpath("checkpoint.pt").exists()
+    assert len([node for node in ray.nodes() if node["Alive"]]) == 2
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_command_line_run_on_ray_with_the_resume_message(tmp_path):
     """A real process (its own local Ray runtime): SIGTERM mid-run ends it with status 143
@@ -277,3 +300,37 @@ def session_processes(session: str) -> list[str]:
         if session in text:
             found.append(text[:120])
     return found
+
+
+def test_evaluate_samples_a_ray_run_on_this_machine(tmp_path, monkeypatch):
+    """A run trained on Ray evaluates where Ray's cluster is gone, and its baselines' trainers
+    need no actors of their own."""
+    from metarl.rl import ray_sampler
+    from metarl.run import main
+
+    assert main(["maml_trpo", *TINY, "--num-batches", "1", "--sampler", "ray", "--ray-actors",
+                 "2", "--output-dir", str(tmp_path)]) == 0
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("evaluate started a Ray sampler")
+
+    monkeypatch.setattr(ray_sampler.RaySampler, "__init__", no_ray)
+    assert main(["evaluate", "--run", str(only_run_dir(tmp_path)), "--num-tasks", "2",
+                 "--steps", "1", "--episodes-per-task", "1", "--no-progress"]) == 0
+
+
+def test_sigterm_turned_into_a_plain_interrupt_still_exits_143(tmp_path, capsys, monkeypatch):
+    """Ray's wait turns the handler's Terminated into a plain KeyboardInterrupt; the command
+    still ends with SIGTERM's status and the resume message."""
+    from metarl.rl.trainer import MetaRLTrainer
+    from metarl.run import Terminated, main
+
+    def a_wait_that_swallows_terminated(self):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises on return from the call
+        except Terminated:
+            raise KeyboardInterrupt from None
+
+    monkeypatch.setattr(MetaRLTrainer, "step", a_wait_that_swallows_terminated)
+    assert main(["maml_trpo", *TINY, "--num-workers", "1", "--output-dir", str(tmp_path)]) == 143
+    assert capsys.readouterr().err.rstrip().endswith("so there is nothing to resume")
