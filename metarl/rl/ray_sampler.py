@@ -42,7 +42,6 @@ import os
 import pickle
 import sys
 import time
-import traceback
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,8 +54,8 @@ from metarl import envs
 from metarl.envs.registry import TaskFamily
 from metarl.ray_runtime import RayRuntime, first_and_last_line, first_line
 from metarl.rl.episodes import Episodes
-from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_params
-from metarl.rl.workers import FORWARDED, WorkerError, _ensure_registered, _probe_horizon
+from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_call
+from metarl.rl.workers import WorkerError, ensure_registered, failure_message, probe_horizon
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class _ShardActor:
         torch.set_num_threads(1)
         sys.path.extend(p for p in sys_path if p not in sys.path)  # plug-ins import by path
         self.family: TaskFamily = pickle.loads(family)
-        _ensure_registered(self.family)
+        ensure_registered(self.family)
         self.spec, self.episodes, self.horizon = spec, episodes, horizon
         self.num_threads = num_threads
         self.samplers: dict[tuple[int, int], BatchedSampler] = {}
@@ -112,17 +111,7 @@ class _ShardActor:
             sampler.sample(tasks, own, seed, out=out)
             return "done", (dataclasses.asdict(out), time.perf_counter() - began)
         except Exception as error:
-            return _failure(error)
-
-
-def _failure(error: Exception) -> tuple[str, Any]:
-    if isinstance(error, FORWARDED):
-        try:
-            pickle.loads(pickle.dumps(error))
-            return "raise", error
-        except Exception:  # an error that does not survive pickling goes as text
-            pass
-    return "error", traceback.format_exc()
+            return failure_message(error)
 
 
 @dataclasses.dataclass
@@ -179,7 +168,7 @@ class RaySampler:
         family = env if isinstance(env, TaskFamily) else envs.resolve(env)
         self.family, self.spec = family, spec
         self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
-        self.horizon = _probe_horizon(family)
+        self.horizon = probe_horizon(family)
         self.cpus_per_actor = cpus_per_actor
         self.num_threads = max(2, int(cpus_per_actor)) if num_threads is None else num_threads
         self.max_retries, self.placement_timeout_s = int(max_retries), placement_timeout_s
@@ -245,12 +234,7 @@ class RaySampler:
         if self._closed:
             raise RuntimeError("RaySampler.sample() after close() (or after a failure); create "
                                "a new sampler")
-        tasks = list(tasks)
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
-        params, shared = check_params(params, self.spec, self.num_tasks)
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        tasks, params, shared = check_call(tasks, params, seed, self.spec, self.num_tasks)
         try:
             return self._sample(tasks, params, shared, int(seed))
         except BaseException:  # a failure, or Ctrl-C: stop every actor, then re-raise

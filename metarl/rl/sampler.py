@@ -117,6 +117,19 @@ def check_params(params: Mapping[str, Tensor], spec: PolicySpec,
     return out, shared
 
 
+def check_call(tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int,
+               spec: PolicySpec, num_tasks: int) -> tuple[list[dict], dict[str, Tensor], bool]:
+    """The arguments of a sharded sampler's ``sample`` call checked before any shard starts:
+    ``(tasks as a list, params, shared)`` (see :func:`check_params`)."""
+    tasks = list(tasks)
+    if len(tasks) != num_tasks:
+        raise ValueError(f"sampler was built for {num_tasks} tasks, got {len(tasks)}")
+    params, shared = check_params(params, spec, num_tasks)
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return tasks, params, shared
+
+
 def check_env_sizes(family: TaskFamily, env: envs.BatchedTaskEnv, spec: PolicySpec) -> None:
     """``NotATaskFamilyError`` (a ``ValueError``) unless the batched env's observation and action
     sizes are the policy's.

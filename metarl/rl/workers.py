@@ -57,8 +57,8 @@ from metarl.rl.sampler import (
     EpisodeBuffers,
     PolicySpec,
     check_action_bounds,
+    check_call,
     check_env_sizes,
-    check_params,
 )
 
 _JOIN_TIMEOUT_S = 2.0
@@ -100,7 +100,7 @@ class ProcessSampler:
                              f"on its own thread), got {num_threads!r}")
         family = env if isinstance(env, TaskFamily) else envs.resolve(env)
         self.spec, self.num_tasks, self.episodes_per_task = spec, num_tasks, episodes_per_task
-        self.horizon = _probe_horizon(family)
+        self.horizon = probe_horizon(family)
         self.num_workers = min(num_workers, num_tasks)
         self.num_threads = num_threads
         self.bounds = np.linspace(0, num_tasks, self.num_workers + 1).round().astype(int).tolist()
@@ -134,12 +134,7 @@ class ProcessSampler:
         if self._closed:
             raise RuntimeError("ProcessSampler.sample() after close() (or after a worker "
                                "failure); create a new sampler")
-        tasks = list(tasks)
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
-        params, shared = check_params(params, self.spec, self.num_tasks)
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        tasks, params, shared = check_call(tasks, params, seed, self.spec, self.num_tasks)
         try:
             for name, p in params.items():
                 view = self._params[name]
@@ -244,7 +239,7 @@ def _exit_status(proc) -> str:
     return f"exit code {code}"
 
 
-def _probe_horizon(family: TaskFamily) -> int:
+def probe_horizon(family: TaskFamily) -> int:
     if family.horizon is not None:
         return int(family.horizon)
     batch = family.make_batched(1)
@@ -294,7 +289,7 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
         try:
             message = conn.recv()
             _, family, spec, start, stop, num_tasks, episodes, horizon, threads = message
-            _ensure_registered(family)
+            ensure_registered(family)
             layout = _Layout(spec, horizon, num_tasks, episodes)
             params_all, buffers_all = layout.views(shared)
             buffers = buffers_all.tasks(start, stop)
@@ -306,7 +301,7 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
                                  f"expected {horizon}")
             conn.send(("ready", None))
         except Exception as error:  # sent to the main process, which raises it there
-            conn.send(_failure(error))
+            conn.send(failure_message(error))
             return
         while True:
             message = conn.recv()
@@ -319,7 +314,7 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
                 sampler.sample(tasks, params, seed, out=buffers)
                 conn.send(("done", None))
             except Exception as error:  # sent to the main process, which raises it there
-                conn.send(_failure(error))
+                conn.send(failure_message(error))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the main process is gone: exit quietly
     finally:
@@ -327,7 +322,7 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
             sampler.close()
 
 
-def _failure(error: Exception) -> tuple[str, object]:
+def failure_message(error: Exception) -> tuple[str, object]:
     """The message that reports ``error`` (being handled) to the main process: ``("raise",
     error)`` for a ``FORWARDED`` error that pickles, else ``("error", traceback text)``."""
     if isinstance(error, FORWARDED):
@@ -339,11 +334,11 @@ def _failure(error: Exception) -> tuple[str, object]:
     return "error", traceback.format_exc()
 
 
-def _ensure_registered(family: TaskFamily) -> None:
+def ensure_registered(family: TaskFamily) -> None:
     """Re-register a family that the parent registered at run time (not by importing envs)."""
     inner = getattr(family, "inner", None)  # an oracle family: its own family's registration
     if inner is not None:
-        _ensure_registered(inner)
+        ensure_registered(inner)
         return
     if family.env_id is None or family.env_id in gym.registry or family.env_cls is None:
         return
