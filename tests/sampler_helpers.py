@@ -45,6 +45,12 @@ class SlowLine(gym.Env):
         return np.array([self._x]), -abs(self._x - self.task["target"]), False, False, {}
 
 
+class BriefSlowLine(SlowLine):
+    """SlowLine at half the time per step: a 1 s episode, still long enough to be killed in."""
+
+    step_seconds = 0.01
+
+
 class FailingLine(SlowLine):
     """Raises at its fourth step when its target is positive."""
 
