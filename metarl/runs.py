@@ -68,14 +68,17 @@ def new_run_dir(output_dir: str | Path, algo: str, task: str, seed: int) -> Path
 def claim_run_dir(path: str | Path) -> Path:
     """Create the directory ``path`` for a new run whose name the caller chose (an experiment
     grid's, named from its settings), instead of :func:`new_run_dir`'s timestamped one. A
-    folder left by a run stopped before its first checkpoint is reused (its temp files
-    removed); one that holds ``checkpoint.pt`` is a run to resume, not to start again: an
-    OutputPathError. Also an OutputPathError if ``path`` cannot hold files."""
+    folder left by a run stopped before its first checkpoint is reused (its temp files and
+    the TensorBoard events of the steps it will log again removed); one that holds
+    ``checkpoint.pt`` is a run to resume, not to start again: an OutputPathError. Also an
+    OutputPathError if ``path`` cannot hold files."""
     path = ensure_dir(path)
     if (path / CHECKPOINT_NAME).exists():
         raise OutputPathError(f"{path} already holds a run ({CHECKPOINT_NAME}); resume it "
                               "instead of starting a new run there")
     remove_stale_temp_files(path)
+    for events in path.glob("events.out.tfevents.*"):
+        events.unlink()
     return path
 
 

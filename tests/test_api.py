@@ -136,8 +136,11 @@ def test_a_new_run_goes_into_the_directory_named_and_is_not_started_twice(tmp_pa
     named = tmp_path / "grid" / "sine__seed0"
     named.mkdir(parents=True)
     (named / "config.yaml").write_text("left by a run stopped before its first checkpoint\n")
+    stale = named / "events.out.tfevents.1.stopped.0"  # its steps would show twice
+    stale.write_bytes(b"")
     assert experiment.train(config, run_dir=named) == named
     assert (named / "checkpoint.pt").is_file() and not (tmp_path / "unused").exists()
+    assert not stale.exists() and len(list(named.glob("events.out.tfevents.*"))) == 1
     with pytest.raises(ValueError, match="already holds a run"):
         experiment.train(config, run_dir=named)
     with pytest.raises(ValueError, match="not both"):
