@@ -17,8 +17,9 @@ free in the cluster when the sampler starts (at least one), at most one per task
 
 Faults: an actor that dies while sampling (its process killed, its node removed, the node out of
 memory) has its shard sampled again, with the same seeds, on a replacement actor (so the result
-is unchanged), up to ``max_retries`` times per shard and call; a replacement that the cluster
-cannot place within ``placement_timeout_s`` is dropped and the shard goes to a surviving actor.
+is unchanged), up to ``max_retries`` times per shard and call; replacements are started
+together, while the other shards sample, and one that the cluster cannot place within
+``placement_timeout_s`` is dropped and its shard goes to a surviving actor.
 Beyond that, a :class:`RaySamplerError` (a :class:`~metarl.rl.workers.WorkerError`: one line at
 the command line, with the resume hint). Errors of the task family or non-finite values raised
 in an actor come back as themselves (``workers.FORWARDED``), never retried: the same seeds would
@@ -256,6 +257,7 @@ class RaySampler:
                                                      shared, seed)
 
         running = {submit(shard): shard for shard in range(self.num_actors)}
+        placing: dict[int, tuple[float, Any]] = {}  # shard -> (deadline, its new actor's where)
         attempts = [0] * self.num_actors
         out = EpisodeBuffers.allocate(self.horizon, self.num_tasks, self.episodes_per_task,
                                       self.spec.obs_size, self.spec.act_size)
@@ -280,7 +282,7 @@ class RaySampler:
                     log.warning("warning: Ray sampler actor for tasks %s died (%s); sampling its "
                                 "shard again (retry %d of %d)", self._tasks(shard),
                                 first_line(error), attempts[shard], self.max_retries)
-                    self._replace(shard)
+                    placing[shard] = self._replace(shard)  # placed while the others sample
                     running[submit(shard)] = shard
                     continue
                 if kind == "raise":
@@ -297,38 +299,44 @@ class RaySampler:
                     getattr(part, name)[...] = array
                     transfer.episode_bytes += array.nbytes
                 transfer.copy_s += time.perf_counter() - copied
+            for shard, (deadline, where) in list(placing.items()):
+                if ray.wait([where], timeout=0)[0]:  # placed (or failed: its sample says so)
+                    del placing[shard]
+                elif time.monotonic() > deadline:
+                    del placing[shard]
+                    running = {ref: s for ref, s in running.items() if s != shard}
+                    self._fall_back(shard, placing)
+                    running[submit(shard)] = shard
         transfer.wait_s = time.perf_counter() - waited - transfer.copy_s
         self.transfer = transfer
         return out.to_episodes(copy=False)
 
-    def _replace(self, shard: int) -> None:
-        """A new actor for ``shard``; where the cluster cannot place one in time, the shard
-        goes to an actor of another shard (which then samples both, one after the other)."""
-        ray = self.ray
+    def _replace(self, shard: int) -> tuple[float, Any]:
+        """Kill ``shard``'s actor and start a new one for it, not waiting for it to be placed;
+        returns the placement deadline and the reference that resolves once it is."""
         try:
-            ray.kill(self._actors[shard])
+            self.ray.kill(self._actors[shard])
         except Exception:  # already gone
             pass
-        actor = self._new_actor()
-        ready, _ = ray.wait([actor.where.remote()], timeout=self.placement_timeout_s)
-        if ready:
-            try:
-                ray.get(ready[0])
-                self._actors[shard] = actor
-                return
-            except ray.exceptions.RayError:
-                pass
-        ray.kill(actor)
-        dead = self._actors[shard]
-        others = [a for s, a in enumerate(self._actors) if s != shard and a is not dead]
-        if not others:
+        self._actors[shard] = self._new_actor()
+        return time.monotonic() + self.placement_timeout_s, self._actors[shard].where.remote()
+
+    def _fall_back(self, shard: int, placing: Mapping[int, Any]) -> None:
+        """``shard``'s replacement could not be placed in time: drop it, and give the shard to
+        a placed actor of another shard (which then samples both, one after the other)."""
+        unplaced = self._actors[shard]
+        self.ray.kill(unplaced)
+        placed = [a for s, a in enumerate(self._actors)
+                  if s != shard and s not in placing and a is not unplaced]
+        if not placed:
             raise RaySamplerError(f"no Ray actor could be placed for tasks {self._tasks(shard)} "
                                   f"within {self.placement_timeout_s:g} s and no other actor is "
                                   f"left (the cluster has "
-                                  f"{ray.available_resources().get('CPU', 0):g} CPUs free)")
-        log.warning("warning: no replacement Ray actor could be placed for tasks %s; another actor "
-                    "samples them", self._tasks(shard))
-        self._actors[shard] = others[shard % len(others)]
+                                  f"{self.ray.available_resources().get('CPU', 0):g} CPUs free)")
+        log.warning("warning: no replacement Ray actor could be placed for tasks %s within "
+                    "%g s; another actor samples them", self._tasks(shard),
+                    self.placement_timeout_s)
+        self._actors[shard] = placed[shard % len(placed)]
 
     def _tasks(self, shard: int) -> str:
         return f"{self.bounds[shard]}:{self.bounds[shard + 1]}"

@@ -112,14 +112,19 @@ def test_an_actor_killed_mid_sample_is_replaced_and_the_episodes_are_unchanged()
         assert sampler.transfer.retries == 0
 
 
-def test_a_removed_node_has_its_shard_resampled(ray_cluster):
-    node = ray_cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+def test_a_removed_node_has_its_shard_resampled_by_a_surviving_actor(ray_cluster, caplog):
+    """Three actors of 2 CPUs fill three 2-CPU nodes; once one node is gone no replacement
+    fits, so after the placement timeout another actor samples the lost shard too."""
+    node = ray_cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     try:
         spec = PolicySpec(1, 1, (8,))
         tasks = [{"target": t} for t in (-0.5, 0.0, 0.5)]
         params = params_for(spec)
+        all_cpus_free()
         with RaySampler("sampler_helpers:BriefSlowLine", spec, num_tasks=3,
-                        episodes_per_task=1, num_actors=3) as sampler:
+                        episodes_per_task=1, cpus_per_actor=2) as sampler:
+            sampler.placement_timeout_s = 3.0  # for the replacement: started, it never fits
+            assert sampler.num_actors == 3
             assert len({where["node_id"] for where in sampler.placement}) == 3
             want = sampler.sample(tasks, params, seed=3)
             threading.Timer(0.5, ray_cluster.remove_node, args=(node,),
@@ -127,6 +132,8 @@ def test_a_removed_node_has_its_shard_resampled(ray_cluster):
             node = None
             assert_identical(sampler.sample(tasks, params, seed=3), want)
             assert sampler.transfer.retries == 1
+            assert "another actor samples them" in caplog.text
+            assert_identical(sampler.sample(tasks, params, seed=3), want)  # two shards, one actor
     finally:
         if node is not None:
             ray_cluster.remove_node(node)
