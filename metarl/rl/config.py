@@ -96,9 +96,9 @@ class MAMLTRPOConfig:
     ray_cpus_per_actor: float = option(1.0, "with --sampler ray: CPUs each sampler actor "
                                        "reserves (its physics threads: this, at least 2)",
                                        minimum=0.0, maximum=256)
-    ray_retries: int = option(3, "with --sampler ray: times a shard whose actor died (process "
-                              "killed, node lost) is sampled again, with the same seeds, per "
-                              "meta-batch", minimum=0, exclusive_minimum=False, maximum=100)
+    ray_retries: int = option(3, "with --sampler ray: times an actor's share of a meta-batch "
+                              "is sampled again, with the same seeds, when its actor dies "
+                              "(process killed, node lost)", minimum=0, exclusive_minimum=False, maximum=100)
     torch_threads: int = option(0, "PyTorch threads of the learner process (0: PyTorch's "
                                 "default, one per core, fastest on a quiet machine); use 1 on a "
                                 "machine busy with other jobs (measurements: docs/results.md, "
