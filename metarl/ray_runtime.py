@@ -63,7 +63,9 @@ class RayRuntime:
             where = f"the Ray cluster at {address!r}" if address else "a local Ray runtime"
             raise ConfigError(f"could not connect to {where}: {first_line(error)} (valid "
                               f"--ray-address: empty for a local runtime, auto, host:port or "
-                              f"ray://host:port)") from None
+                              f"ray://host:port; a cluster with Ray's token authentication "
+                              f"also needs RAY_AUTH_MODE=token and its token on this "
+                              f"machine)") from None
 
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():

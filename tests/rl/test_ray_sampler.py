@@ -337,3 +337,4 @@ def test_sigterm_turned_into_a_plain_interrupt_still_exits_143(tmp_path, capsys,
     monkeypatch.setattr(MetaRLTrainer, "step", a_wait_that_swallows_terminated)
     assert main(["maml_trpo", *TINY, "--num-workers", "1", "--output-dir", str(tmp_path)]) == 143
     assert capsys.readouterr().err.rstrip().endswith("so there is nothing to resume")
+
