@@ -63,6 +63,7 @@ def test_mujoco_episodes_are_the_in_process_ones_with_an_actor_per_task():
     assert not torch.equal(want[0].actions, want[1].actions)
 
 
+@pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_env_options_travel_with_the_family_to_the_actors():
     spec = PolicySpec(20, 6, (16, 16))
     family = envs.resolve("cheetah_vel").with_options(clock="paper")
@@ -75,6 +76,7 @@ def test_env_options_travel_with_the_family_to_the_actors():
         assert_identical(sampler.sample(tasks, params, seed=5), want)
 
 
+@pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_actors_are_spread_over_the_nodes_and_default_to_the_free_cpus():
     spec = PolicySpec(2, 2, (8,))
     all_cpus_free()
@@ -88,6 +90,7 @@ def test_actors_are_spread_over_the_nodes_and_default_to_the_free_cpus():
         assert moved.episode_bytes > 100 * 8 * (2 + 2 + 2) * 4  # T=100: obs, actions, ...
 
 
+@pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_plugin_and_oracle_families_match_in_process(plugin_envs):
     for name, spec in (("plugin_family:LineTargetEnv", PolicySpec(1, 1, (8,))),
                        ("plugin_family:LineTargetEnv+oracle", PolicySpec(2, 1, (8,)))):
@@ -112,6 +115,7 @@ def test_an_actor_killed_mid_sample_is_replaced_and_the_episodes_are_unchanged()
         assert sampler.transfer.retries == 0
 
 
+@pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_a_removed_node_has_its_shard_resampled_by_a_surviving_actor(ray_cluster, caplog):
     """Three actors of 2 CPUs fill three 2-CPU nodes; once one node is gone no replacement
     fits, so after the placement timeout another actor samples the lost shard too."""
@@ -173,6 +177,7 @@ def test_a_fault_of_the_family_comes_back_as_itself_without_retries():
             sampler.sample([{"goal": [0.1, 0.2]}, {"nope": 1}], params_for(spec), seed=0)
 
 
+@pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_an_unexpected_actor_error_carries_its_traceback(plugin_envs):
     spec = PolicySpec(1, 1, (8,))
     with RaySampler("sampler_helpers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
@@ -247,6 +252,7 @@ def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys,
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_a_command_line_run_joins_a_running_cluster_by_its_address(ray_cluster, tmp_path):
     """A separate process joins the session's cluster with --ray-address, samples on its
     actors, and leaves the cluster running when it ends."""
