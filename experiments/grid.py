@@ -55,15 +55,11 @@ intact: run the command again to resume them) and exits with status 130 (143).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import itertools
 import json
 import re
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,7 +70,7 @@ from metarl.envs.base import EnvOptionError
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
 from metarl.files import OutputPathError, ensure_dir
 from metarl.ray_runtime import RayRuntime
-from metarl.run import Terminated, one_line
+from metarl.run import one_line, sigterm_as_interrupt, stopped_by_sigterm
 
 HERE = Path(__file__).resolve().parent
 #: The paper's test batches: env steps per task and step (docs/protocol.md).
@@ -455,27 +451,6 @@ def runs(count: int) -> str:
     return f"{count} run" + ("" if count == 1 else "s")
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[list[int]]:
-    """SIGTERM raises ``Terminated`` (a KeyboardInterrupt) in the main thread, so that it
-    cancels the runs as Ctrl-C does; the previous handler is restored after. Yields the signals
-    received (Ray's ``wait`` turns any exception of a handler into a plain KeyboardInterrupt)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def raise_terminated(signum: int, frame: Any) -> NoReturn:
-        received.append(signum)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -495,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputPathError, ConfigError) as error:
         print(f"grid.py: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    ray, terminated = runtime.ray, []
+    ray = runtime.ray
     try:
         largest = largest_node_cpus(ray)
         if args.cpus_per_run > largest:
@@ -503,13 +478,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"has that many CPUs (the most: {largest:g})", file=sys.stderr)
             return EXIT_USAGE
         print(f"{runs(len(specs))} under {output}", flush=True)
-        with sigterm_as_interrupt() as terminated:
+        with sigterm_as_interrupt():  # after ray.init, which sets its own
             outcomes = run_all(ray, specs, args.cpus_per_run, args.gpus_per_run)
     except KeyboardInterrupt as interrupt:
         print("interrupted: the runs were cancelled; their last checkpoints are intact: run the "
               "same command again to resume them", file=sys.stderr)
-        return (EXIT_TERMINATED if terminated or isinstance(interrupt, Terminated)
-                else EXIT_INTERRUPTED)
+        return EXIT_TERMINATED if stopped_by_sigterm(interrupt) else EXIT_INTERRUPTED
     finally:
         runtime.close()
     print(write_outputs(output, specs, outcomes))

@@ -198,7 +198,7 @@ def _report_stop(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        status = EXIT_TERMINATED if _terminated(interrupt) else EXIT_INTERRUPTED
+        status = EXIT_TERMINATED if stopped_by_sigterm(interrupt) else EXIT_INTERRUPTED
         raise Interrupted(f"interrupted; {resume_hint(run_dir)}", status) from None
     except (OutputPathError, WriteError) as error:
         raise type(error)(f"{error}; {resume_hint(run_dir)}") from None
@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     tune_malloc()  # freed tensor memory stays in the process (metarl.allocator)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             known = commands()
             if command not in known:
                 raise UsageError(f"unknown algorithm {command!r}; choose from: "
@@ -368,11 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:  # evaluate, or training before its run was ready
         print("interrupted" if command == "evaluate" else "interrupted before training started",
               file=sys.stderr)
-        return EXIT_TERMINATED if _terminated(interrupt) else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if stopped_by_sigterm(interrupt) else EXIT_INTERRUPTED
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """While the command runs, SIGTERM raises :class:`Terminated` in the main thread (it
     unwinds like Ctrl-C); the previous handler is restored after. Elsewhere than in the main
     thread, where no handler can be installed, SIGTERM keeps its action."""
@@ -398,7 +398,7 @@ def _raise_terminated(signum: int, frame: Any) -> NoReturn:
     raise Terminated
 
 
-def _terminated(interrupt: KeyboardInterrupt) -> bool:
+def stopped_by_sigterm(interrupt: KeyboardInterrupt) -> bool:
     """Whether ``interrupt`` stops the command for a SIGTERM (else it is Ctrl-C)."""
     return isinstance(interrupt, Terminated) or bool(_SIGTERMS)
 

@@ -42,7 +42,7 @@ def experiment_script():
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One simulated two-node Ray cluster (``ray.cluster_utils.Cluster``) on 127.0.0.1 for the
-    whole test session, this process connected as its driver; each node has 2 logical CPUs.
+    whole pytest run, this process connected as its driver; each node has 2 logical CPUs.
     Tests may add nodes (and must remove the ones they add); they must not shut it down."""
     import ray
     from ray.cluster_utils import Cluster

@@ -1,4 +1,4 @@
-"""``experiments/grid.py``: a tiny grid on the session's two-node Ray cluster; bad input."""
+"""``experiments/grid.py``: a tiny grid on the tests' two-node Ray cluster; bad input."""
 
 import _thread
 import json

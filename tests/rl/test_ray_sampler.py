@@ -194,7 +194,7 @@ def test_close_kills_the_actors_and_leaves_the_runtime_it_did_not_start():
     sampler.close()
     sampler.close()
     assert_gone(pids, within=30.0)
-    assert ray.is_initialized()  # the session's cluster, which the sampler joined
+    assert ray.is_initialized()  # the tests' cluster, which the sampler joined
 
 
 def test_actors_that_cannot_be_placed_are_an_error_not_a_hang():
@@ -254,7 +254,7 @@ def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys,
 
 @pytest.mark.slow  # a cluster case the default suite's Ray tests do not need
 def test_a_command_line_run_joins_a_running_cluster_by_its_address(ray_cluster, tmp_path):
-    """A separate process joins the session's cluster with --ray-address, samples on its
+    """A separate process joins the tests' cluster with --ray-address, samples on its
     actors, and leaves the cluster running when it ends."""
     command = [sys.executable, "-m", "metarl.run", "maml_trpo", "--env", "navigation_2d", *TINY,
                "--num-batches", "1", "--sampler", "ray", "--ray-address", ray_cluster.address,
