@@ -44,6 +44,7 @@ from metarl.config import (
 )
 from metarl.evaluate_run import EvaluateOptions, checkpoint_path, output_dir
 from metarl.files import OutputPathError, WriteError
+from metarl.ray_runtime import first_and_last_line as one_line  # an error, in one line
 from metarl.runs import CHECKPOINT_NAME, CheckpointError, resume_hint
 
 EXIT_FAILED = 1  # training stopped by a failure (a sampler worker died); its last checkpoint intact
@@ -228,15 +229,6 @@ def out_of_memory_line(error: BaseException) -> str:
     return (f"out of memory ({detail[:160]}); the sizes are too large for this "
             f"machine: reduce --meta-batch-size, --fast-batch-size, --hidden-sizes, --ways, "
             f"--shots, --queries or evaluate's --num-tasks / --episodes-per-task")
-
-
-def one_line(error: BaseException) -> str:
-    """An error's message in one line: its first line, and for a forwarded traceback also its
-    last (the exception raised)."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return lines[0] if lines else type(error).__name__
-    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 def _report(run_dir: Path, iterations: int, last: dict[str, float],
