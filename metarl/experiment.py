@@ -54,7 +54,14 @@ def shipped_task(algo: str, family: str) -> str:
 
 def algo_of(config: Any) -> str:
     """The algorithm (a key of ``ALGORITHMS``) whose config ``config`` is."""
-    for name, entry in ALGORITHMS.items():
+    for name, entry in ALGORITHMS.items():  # the algorithm whose family class it is
+        family = getattr(config, entry.selector, None)
+        try:
+            if family is not None and type(config) is entry.config_class(family):
+                return name
+        except ConfigError:
+            pass
+    for name, entry in ALGORITHMS.items():  # a base class constructed directly
         if isinstance(config, entry.config_base()):
             return name
     raise TypeError(f"not a metarl run config: {type(config).__name__}; build one with "

@@ -113,6 +113,10 @@ class MetaLearner:
     """The model, its Adam optimiser and the task stream of one supervised MAML run (a
     ``metarl.training.Trainer``)."""
 
+    #: The algorithm whose checkpoints this trainer writes and loads (a subclass for another
+    #: gradient-based method names its own).
+    algo = "maml"
+
     def __init__(self, problem: FewShotProblem, config: MAMLConfig):
         self.problem = problem
         self.config = config
@@ -128,7 +132,7 @@ class MetaLearner:
     @property
     def name(self) -> str:
         """The progress bar's label."""
-        return f"maml {self.config.task}"
+        return f"{self.algo} {self.config.task}"
 
     @property
     def layout(self) -> dict[str, list[str]]:
@@ -234,7 +238,7 @@ class MetaLearner:
         """What a checkpoint holds; ``"problem"`` is the problem's own state where it has one
         (Omniglot: the character split and the archives it was made from)."""
         state = {
-            "algo": "maml",
+            "algo": self.algo,
             "model": cpu_state(self.model.state_dict()),  # CPU tensors, whatever the device
             "optimizer": cpu_state(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
@@ -251,7 +255,7 @@ class MetaLearner:
         checkpoints (a CheckpointError names what is missing or wrong); the problem's saved
         state first (a checkpoint without one, written before it was saved, keeps the problem
         as built)."""
-        check_run_state(state, source=source, algo="maml", schema=CHECKPOINT_SCHEMA)
+        check_run_state(state, source=source, algo=self.algo, schema=CHECKPOINT_SCHEMA)
         check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS + TASK_KEYS, source=source)
         if state.get("problem") is not None:

@@ -1,0 +1,126 @@
+"""What every episodic classifier shares: the episode interface and the conv embedding.
+
+An episode model maps a task's labelled support set and its queries to class scores in one
+forward pass. Everything is batched over a leading task axis ``T``: support images
+``x_s [T, S, 1, 28, 28]`` with labels ``y_s [T, S]`` in ``0..N-1``, queries
+``x_q [T, Q, 1, 28, 28]``; scores come back as ``[T, Q, N]``.
+
+The embedding is the conv net of the MAML, Prototypical, Matching and Relation papers' Omniglot
+experiments: four blocks of ``3x3 conv (64) -> batch norm -> ReLU -> 2x2 max-pool``. Batch norm
+uses each task's own statistics (over that task's support and query images), always, as the
+MAML conv net does (``metarl.supervised.omniglot.model``): a task's predictions never depend on
+the other tasks of a batch, so results do not depend on how an evaluation chunks its tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+BN_EPS = 1e-5
+
+
+def per_task_batch_norm(h: Tensor, tasks: int, weight: Tensor, bias: Tensor) -> Tensor:
+    """Batch norm of ``h [T*B, C, H, W]`` with each task's statistics::
+
+        y = (h - mean_t) / sqrt(var_t + eps) * weight + bias
+
+    ``mean_t``, ``var_t``: per channel over task t's ``B`` images and their pixels (the biased
+    variance, as ``F.batch_norm`` in training mode)."""
+    if h.shape[0] % tasks:
+        raise ValueError(f"{h.shape[0]} images do not split into {tasks} tasks")
+    g = h.view(tasks, -1, *h.shape[1:])  # [T, B, C, H, W]
+    mean = g.mean(dim=(1, 3, 4), keepdim=True)
+    var = g.var(dim=(1, 3, 4), keepdim=True, unbiased=False)
+    g = (g - mean) * torch.rsqrt(var + BN_EPS)
+    return (g * weight.view(1, 1, -1, 1, 1) + bias.view(1, 1, -1, 1, 1)).view_as(h)
+
+
+class ConvEmbedding(nn.Module):
+    """The 4-block conv embedding, run on a batch of tasks.
+
+    ``forward(x [T, B, C, 28, 28]) -> [T, B, hidden * s * s]`` (``s = 1`` after four blocks:
+    64 features); ``feature_maps`` keeps the spatial layout, ``[T, B, hidden, s, s]``, for a
+    model that compares maps (Relation Networks). ``pool_blocks`` blocks end in max-pooling
+    (all by default; the Relation Network's embedding pools in the first two only).
+    """
+
+    def __init__(self, *, in_channels: int = 1, hidden: int = 64, num_blocks: int = 4,
+                 pool_blocks: int | None = None):
+        super().__init__()
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+        pool_blocks = num_blocks if pool_blocks is None else pool_blocks
+        if not 0 <= pool_blocks <= num_blocks:
+            raise ValueError(f"pool_blocks must be in [0, {num_blocks}], got {pool_blocks}")
+        self.hidden = hidden
+        self.pool_blocks = pool_blocks
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels if i == 0 else hidden, hidden, kernel_size=3, padding=1)
+            for i in range(num_blocks))
+        self.norm_weight = nn.Parameter(torch.ones(num_blocks, hidden))
+        self.norm_bias = nn.Parameter(torch.zeros(num_blocks, hidden))
+
+    def feature_maps(self, x: Tensor) -> Tensor:
+        """``[T, B, C, H, W] -> [T, B, hidden, h, w]``."""
+        if x.dim() != 5:
+            raise ValueError(f"expected images [T, B, C, H, W], got shape {tuple(x.shape)}")
+        tasks, batch = x.shape[:2]
+        h = x.reshape(tasks * batch, *x.shape[2:])
+        for i, conv in enumerate(self.convs):
+            h = per_task_batch_norm(conv(h), tasks, self.norm_weight[i], self.norm_bias[i])
+            h = F.relu(h)
+            if i < self.pool_blocks:
+                h = F.max_pool2d(h, 2)
+        return h.view(tasks, batch, *h.shape[1:])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.feature_maps(x).flatten(2)
+
+    def output_size(self, image_size: int = 28) -> int:
+        """Features per image of ``forward`` for square images of ``image_size`` pixels."""
+        side = image_size
+        for _ in range(self.pool_blocks):
+            side //= 2
+        return self.hidden * side * side
+
+
+def episode_ways(support_y: Tensor, ways: int) -> None:
+    """Check that every task's support labels are in ``0..ways-1``."""
+    if support_y.numel() and (int(support_y.min()) < 0 or int(support_y.max()) >= ways):
+        raise ValueError(f"support labels must be in 0..{ways - 1} for a {ways}-way model, got "
+                         f"{int(support_y.min())}..{int(support_y.max())}")
+
+
+class EpisodeModel(nn.Module):
+    """A classifier of queries given the labelled support set of their episode.
+
+    Subclasses implement ``episode_logits``; ``episode_loss`` is the cross-entropy of those
+    scores unless the method trains on another objective (Relation's MSE, Siamese pairs).
+    """
+
+    #: N: classes per episode.
+    ways: int
+
+    def episode_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        """Class scores ``[T, Q, N]`` of every query; the argmax is the prediction."""
+        raise NotImplementedError
+
+    def episode_loss(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+                     query_y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loss [T], accuracy [T])``: each task's mean query cross-entropy (differentiable)
+        and its query accuracy (no gradient)."""
+        logits = self.episode_logits(support_x, support_y, query_x)
+        return cross_entropy_and_accuracy(logits, query_y)
+
+
+def cross_entropy_and_accuracy(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``logits [T, Q, N]``, ``y [T, Q]`` -> per-task mean cross-entropy and accuracy ``[T]``."""
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    return loss.mean(1), accuracy(logits, y)
+
+
+def accuracy(scores: Tensor, y: Tensor) -> Tensor:
+    """Per-task fraction of queries whose highest score is their label, ``[T]`` (no grad)."""
+    return (scores.detach().argmax(-1) == y).float().mean(1)
