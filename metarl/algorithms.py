@@ -10,11 +10,12 @@ values it reports built from the entry. Configs and trainers are imported when u
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metarl.catalog import supervised_tasks
+from metarl.catalog import FEW_SHOT_METHODS, check_method_task, supervised_tasks
 from metarl.checkpoint_format import RunSchema, know_algorithms
 from metarl.config import ConfigError
 
@@ -178,6 +179,67 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "python -m metarl.run maml_trpo --env cheetah_vel+oracle --num-steps 0"),
         reported=("returns/",)),
 }
+# --- the episodic methods (metric and black-box families) ---------------------------------------
+
+def _episodic_config(method: str) -> Callable[[str], type]:
+    def config_class(task: str) -> type:
+        check_method_task(method, task)
+        from metarl.supervised.episodic.methods import METHODS
+
+        return METHODS[method].config
+
+    return config_class
+
+
+def _episodic_trainer(config: Any) -> Any:
+    from metarl.supervised.episodic.trainer import build_learner
+
+    return build_learner(config)
+
+
+def _episodic_checkpoint() -> RunSchema:
+    from metarl.supervised.episodic.trainer import CHECKPOINT_SCHEMA
+
+    return CHECKPOINT_SCHEMA
+
+
+EPISODIC_DESCRIPTION = """\
+{head}
+
+tasks (--task):
+  omniglot    N-way K-shot classification of handwritten characters; needs the Omniglot zips
+              in --data-dir (or --download)
+"""
+
+
+def _episodic(method: str) -> Algorithm:
+    entry = FEW_SHOT_METHODS[method]
+    return Algorithm(
+        selector="task", default="omniglot",
+        resume_may_change=("num_batches", "checkpoint_every", "eval_every", "eval_tasks",
+                           "torch_threads", "device", "output_dir", "data_dir", "cache_dir",
+                           "download"),
+        config_class=_episodic_config(method), config_base=lambda: _episodic_config(method)(
+            "omniglot"),
+        build_trainer=_episodic_trainer, checkpoint=_episodic_checkpoint,
+        summary=f"meta-train {entry.title} ({entry.family}) on Omniglot episodes",
+        description=EPISODIC_DESCRIPTION.format(head=textwrap.fill(
+            f"Meta-train {entry.title} ({entry.family} family; {entry.paper}) on Omniglot "
+            "episodes: each meta-iteration draws a batch of N-way K-shot episodes of the "
+            "training characters and takes an Adam step on the mean query loss; a new task is "
+            "answered in one forward pass from its labelled support set, with no gradient "
+            f"step. Its tasks: {', '.join(entry.tasks)} ({entry.why_not}).", width=95)),
+        examples=(f"python -m metarl.run {method} --task omniglot --ways 5 --shots 1 "
+                  "--data-dir DIR",
+                  f"python -m metarl.run evaluate --run runs/{method}__omniglot__0__20261202-"
+                  "140000"),
+        reported=("train/", "held_out/"), families=lambda: ["omniglot"])
+
+
+for _method in ("protonet", "matching", "relation", "siamese", "mann"):
+    ALGORITHMS[_method] = _episodic(_method)
+
+
 know_algorithms(ALGORITHMS)  # a checkpoint's schema is its algorithm's, from this table
 
 

@@ -87,7 +87,29 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
                        progress=progress)
 
 
+def _evaluate_episodic(options: EvaluateOptions, state, saved, checkpoint: Path,
+                       out_dir: Path, progress: bool) -> dict[str, Any]:
+    from metarl.algorithms import algorithm
+    from metarl.config import validate
+    from metarl.supervised.episodic.evaluate import evaluate_episodic
+    from metarl.supervised.episodic.trainer import build_learner
+
+    algo = state["algo"]
+    refuse_other_kinds(options, "supervised", f"{checkpoint} is a {algo} run")
+    config_cls = algorithm(algo).config_class(saved.get("task", "omniglot"))
+    config = dataclasses.replace(from_mapping(config_cls, saved, source=str(checkpoint)),
+                                 device=options.device)
+    validate(config)
+    use_torch_threads(config.torch_threads if options.torch_threads is None
+                      else options.torch_threads)
+    learner = build_learner(config)
+    learner.load(state, source=str(checkpoint))
+    return evaluate_episodic(learner, ensure_dir(out_dir), options, progress=progress)
+
+
 #: Each algorithm's evaluation (``options``, the checkpoint's state and saved config, the
 #: checkpoint, the output folder, ``progress``) -> the result: it rebuilds the run's learner and
 #: hands it to its kind's evaluation, which reports through ``metarl.evaluation``.
-EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl}
+EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl,
+               **{method: _evaluate_episodic
+                  for method in ("protonet", "matching", "relation", "siamese", "mann")}}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metarl.config import option, seed_option
+from metarl.config import option
 from metarl.evaluation_options import EvalDefaults
 from metarl.runs import CheckpointError
 from metarl.supervised.omniglot.baseline import ClassifierBaseline
@@ -37,11 +37,12 @@ from metarl.supervised.omniglot.data import (
 )
 from metarl.supervised.omniglot.maml import meta_loss as omniglot_meta_loss
 from metarl.supervised.omniglot.model import ConvNet
+from metarl.supervised.omniglot.options import OmniglotOptions
 from metarl.supervised.trainer import MAMLConfig
 
 
 @dataclass
-class OmniglotConfig(MAMLConfig):
+class OmniglotConfig(OmniglotOptions, MAMLConfig):
     """Omniglot with the paper's settings: inner lr 0.4, 1 step (3 at test), meta-batch 32,
     15 queries per class, Adam 1e-3."""
 
@@ -54,17 +55,6 @@ class OmniglotConfig(MAMLConfig):
     queries: int = option(15, "query images per class for the meta-loss", minimum=0)
     eval_steps: int = option(3, "inner steps in the held-out adaptation curve", minimum=0,
                              exclusive_minimum=False)
-    data_dir: str = option("data/omniglot", "folder holding the Omniglot zips "
-                           "(images_background.zip and images_evaluation.zip, or the two small "
-                           "background subsets)")
-    download: bool = option(False, "download the full zips into --data-dir if missing")
-    cache_dir: str = option("", "folder of the preprocessed-array cache; none: "
-                            "~/.cache/metarl/omniglot")
-    ways: int = option(5, "N: classes per episode", minimum=0)
-    rotations: bool = option(True, "add each character's 90/180/270-degree rotations as classes")
-    split_seed: int = seed_option(0, "seed of the class-disjoint character split")
-    test_fraction: float = option(0.25, "fraction of characters held out for testing",
-                                  minimum=0.0, maximum=1.0, exclusive_maximum=True)
 
 
 class OmniglotProblem:
