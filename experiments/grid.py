@@ -6,6 +6,7 @@
         [--output-dir runs/grid] [--num-tasks N] [--episodes-per-task N] [--eval-seed S]
         [--dry-run]
     python experiments/grid.py --algo maml --tasks sine --seeds 0 1 2 --set num_batches=5000
+    python experiments/grid.py --algo protonet matching reptile --tasks omniglot --set ways=20
 
 One Ray task per run, each reserving ``--cpus-per-run`` CPUs (also the run's ``torch_threads``
 and sampler ``num_workers`` unless ``--set`` gives them), spread over the cluster's nodes (Ray's
@@ -17,11 +18,12 @@ env steps per task and step (``--episodes-per-task N``: N episodes instead), eve
 same held-out tasks (``--eval-seed``); supervised runs with ``evaluate``'s defaults. No
 baselines: the table compares seeds and options.
 
-``--set KEY=VALUE`` gives every run an option (a ``maml_trpo``/``maml`` config key, dashes or
+``--set KEY=VALUE`` gives every run an option (a config key of the algorithms, dashes or
 underscores, the value as in YAML: ``--set hidden_sizes=100,100``); ``--grid KEY=V1,V2`` runs
 each value (a YAML list without its brackets: ``--grid hidden_sizes=[64,64],[100,100]``). The
-grid is every family x option combination x seed. Every run's config is resolved and checked
-before any starts: an unknown family, key or value stops the script with exit status 2 and
+grid is every algorithm x family x option combination x seed; its table has a section per
+algorithm, family and option combination. Every run's config is resolved and checked before
+any starts: an unknown family, key or value stops the script with exit status 2 and
 one line. ``--dry-run`` lists the runs and what each would do (new, resume, done).
 
 **Run directories.** Each run is a normal run directory (``config.yaml``, TensorBoard events,
@@ -98,8 +100,10 @@ class Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser(description=__doc__.replace("``", ""),
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", default="maml_trpo", choices=sorted(ALGORITHMS),
-                        help="what every run trains (default: maml_trpo)")
+    parser.add_argument("--algo", nargs="+", default=["maml_trpo"], choices=sorted(ALGORITHMS),
+                        metavar="ALGO", help="what the runs train, one or more algorithms "
+                        "that take the same --envs or --tasks: every one on every family "
+                        f"(choose from: {', '.join(ALGORITHMS)}; default: maml_trpo)")
     parser.add_argument("--envs", nargs="+", default=[], metavar="ENV",
                         help="maml_trpo task families (default: none; required for maml_trpo)")
     parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK",
@@ -145,7 +149,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.ray_address is not None and not ADDRESS.fullmatch(args.ray_address):
         parser.error(f"--ray-address {args.ray_address!r} is not valid; give auto, "
                      "ray://HOST:PORT or HOST:PORT")
-    selector = algorithm(args.algo).selector
+    args.algos = list(dict.fromkeys(args.algo))
+    selectors = {algorithm(algo).selector for algo in args.algos}
+    if len(selectors) > 1:
+        parser.error(f"--algo {' '.join(args.algos)}: some take --envs and some --tasks; "
+                     "give algorithms of one kind")
+    (selector,) = selectors
+    args.algo = args.algos[0]  # what the messages below name
     families, other = (args.envs, args.tasks) if selector == "env" else (args.tasks, args.envs)
     if other:
         parser.error(f"--{'tasks' if selector == 'env' else 'envs'} is for the other algorithm; "
@@ -192,7 +202,8 @@ def check_keys(args: argparse.Namespace) -> None:
     if own:
         raise ConfigError(f"{', '.join(own)}: set by this script; use --envs/--tasks, --seeds "
                           "and --output-dir")
-    varied = [k for k in args.varied if k in algorithm(args.algo).resume_may_change]
+    varied = [k for k in args.varied
+              if any(k in algorithm(algo).resume_may_change for algo in args.algos)]
     if varied:
         raise ConfigError(f"--grid {', '.join(varied)}: a setting a resumed run may change "
                           "names no run; give it with --set")
@@ -215,21 +226,21 @@ def value_text(value: Any) -> str:
 def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every run of the grid as the spec its task receives, each config resolved and checked
     (a ConfigError names the first bad one)."""
-    entry = algorithm(args.algo)
     output = Path(args.output_dir).resolve()
-    machine = {"torch_threads": args.cpus_per_run}
-    if "num_workers" in entry.resume_may_change:
-        machine["num_workers"] = args.cpus_per_run
     keys = list(args.varied)
     specs = []
-    for family in args.families:
+    for algo, family in itertools.product(args.algos, args.families):
+        entry = algorithm(algo)
+        machine = {"torch_threads": args.cpus_per_run}
+        if "num_workers" in entry.resume_may_change:
+            machine["num_workers"] = args.cpus_per_run
         for values in itertools.product(*(args.varied[k] for k in keys)):
             options = {**machine, **args.fixed, **dict(zip(keys, values))}
             for seed in args.seeds:
-                config = experiment.make_config(args.algo, **{entry.selector: family},
+                config = experiment.make_config(algo, **{entry.selector: family},
                                                 seed=seed, output_dir=str(output), **options)
                 check_machine(args, config)
-                specs.append(spec(args, config, family, options))
+                specs.append(spec(args, algo, config, family, options))
     names = [s["name"] for s in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -255,13 +266,14 @@ def check_machine(args: argparse.Namespace, config: Any) -> None:
         env_sizes(task_family(config))  # builds one env: an option or value it refuses
 
 
-def spec(args: argparse.Namespace, config: Any, family: str, options: dict) -> dict[str, Any]:
-    """What a run's task needs: its name and directory, how to create or resume it, how to
-    evaluate it."""
-    entry = algorithm(args.algo)
+def spec(args: argparse.Namespace, algo: str, config: Any, family: str,
+         options: dict) -> dict[str, Any]:
+    """What a run of ``algo`` needs: its name and directory, how to create or resume it, how
+    to evaluate it."""
+    entry = algorithm(algo)
     named = {k: getattr(config, k) for k in sorted(options) if k not in entry.resume_may_change}
     label = "".join(f"__{k}={value_text(v)}" for k, v in named.items())
-    name = re.sub(r"[^\w.=+-]", "-", f"{args.algo}__{family}__seed{config.seed}{label}")
+    name = re.sub(r"[^\w.=+-]", "-", f"{algo}__{family}__seed{config.seed}{label}")
     plugin = ":" in family
     evaluation: dict[str, Any] = {"seed": args.eval_seed, "num_tasks": args.num_tasks,
                                   "baselines": False, "env": family if plugin else None}
@@ -271,8 +283,9 @@ def spec(args: argparse.Namespace, config: Any, family: str, options: dict) -> d
         else:
             evaluation["episodes_per_task"] = args.episodes_per_task
     return {
-        "name": name, "algo": args.algo, "family": family, "seed": config.seed,
-        "group": f"{family}{label.replace('__', ', ')}",
+        "name": name, "algo": algo, "family": family, "seed": config.seed,
+        "group": f"{algo}, {family}{label.replace('__', ', ')}" if len(args.algos) > 1
+        else f"{family}{label.replace('__', ', ')}",
         "run_dir": str(Path(config.output_dir) / name),
         "options": {entry.selector: family, "seed": config.seed,
                     "output_dir": config.output_dir, **options},
@@ -430,7 +443,8 @@ def summary(specs: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> str:
             lines += [f"these evaluations differ in {'; '.join(differ)}; no table", ""]
             continue
         rows = [(f"seed {seed}", curve) for seed, curve in sorted(runs, key=lambda r: r[0])]
-        lines += [*seed_table.table(rows, "maml"), ""]
+        method = next(iter(runs[0][1]["methods"]))  # the evaluated run's curve comes first
+        lines += [*seed_table.table(rows, method), ""]
     failed = [o for o in outcomes if o["status"] == "failed"]
     if failed:
         lines += ["### failed runs", "", *(f"- {o['name']}: {o['error']}" for o in failed), ""]

@@ -35,7 +35,8 @@ def evaluate_episodic(learner: EpisodicLearner, out_dir: Path, options: Evaluate
     """The held-out accuracy of the run in ``learner``: ``curve.json``, ``curve.csv``,
     ``per_task.csv`` and ``curve.png`` in ``out_dir``; returns the JSON (its printed table under
     ``"table"``)."""
-    set_options = [name for name in ADAPTATION_OPTIONS if getattr(options, name) is not None]
+    set_options = [name for name in ADAPTATION_OPTIONS
+                   if getattr(options, name) not in (None, False)]  # --no-baselines is no harm
     if set_options:
         flags = ", ".join("--" + name.replace("_", "-") for name in set_options)
         raise ConfigError(f"{flags}: only for gradient-based runs; a {learner.algo} run "
