@@ -179,6 +179,50 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "python -m metarl.run maml_trpo --env cheetah_vel+oracle --num-steps 0"),
         reported=("returns/",)),
 }
+
+# --- RL² (a GRU policy meta-trained with PPO on trials; metarl.rl.rl2) ---------------------------
+
+def _rl2_config(env: str) -> type:
+    """Every env has the same options."""
+    return _rl2_base()
+
+
+def _rl2_base() -> type:
+    from metarl.rl.rl2_config import RL2Config
+
+    return RL2Config
+
+
+def _rl2_trainer(config: Any) -> Any:
+    from metarl.rl.rl2 import RL2Trainer
+
+    return RL2Trainer(config)
+
+
+def _rl2_checkpoint() -> RunSchema:
+    from metarl.rl.rl2 import CHECKPOINT_SCHEMA
+
+    return CHECKPOINT_SCHEMA
+
+
+RL2_DESCRIPTION = """\
+Meta-train a GRU Gaussian policy with RL2 (Duan et al. 2016): each meta-iteration samples
+trials of a few episodes of one task each, the policy's hidden state carried across the
+episodes of a trial (it adapts by remembering, with no gradient step), and improves it with
+PPO on the return of whole trials. Families as for maml_trpo (--env).
+"""
+
+ALGORITHMS["rl2"] = Algorithm(
+    selector="env", default="navigation_2d",
+    resume_may_change=("num_batches", "checkpoint_every", "torch_threads", "device",
+                       "output_dir"),
+    config_class=_rl2_config, config_base=_rl2_base, build_trainer=_rl2_trainer,
+    shipped_task=_without_oracle, checkpoint=_rl2_checkpoint,
+    summary="meta-train a recurrent policy with RL2 (PPO on trials of episodes)",
+    description=RL2_DESCRIPTION,
+    examples=("python -m metarl.run rl2 --env navigation_2d --num-batches 100",
+              "python -m metarl.run evaluate --run runs/rl2__navigation_2d__0__20261202-140000"),
+    reported=("returns/",))
 # --- the episodic methods (metric and black-box families) ---------------------------------------
 
 def _episodic_config(method: str) -> Callable[[str], type]:

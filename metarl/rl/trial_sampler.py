@@ -1,0 +1,345 @@
+"""Batched RL² trials: J episodes of one task in a row, the policy's GRU state carried across them.
+
+A *trial* (Duan et al. 2016, "RL²", §2) is ``J = episodes_per_trial`` consecutive episodes of one
+task; the policy's hidden state starts at 0 with the trial and persists across its episode
+boundaries, so what it learnt in episode j shapes how it acts in episode j + 1. One call of
+:meth:`TrialSampler.sample` runs ``M = trials_per_task`` trials of each of K tasks together, one
+row per trial (row ``k·M + m`` is trial m of task k), in lock-step::
+
+    h = 0 [K·M, hidden];  a_prev, r_prev, d_prev = 0
+    for j in 0 .. J-1:                                  (episode slot j of every trial)
+        o = env.reset(seeds of episode j)               every instance, the state h kept
+        for s in 0 .. H-1:                              (t = j·H + s; H = the env's horizon)
+            x_t = [o, a_prev, r_prev, d_prev]
+            h   = GRU(x_t, h)                           one call for all K·M rows
+            a_t = μ(h) + σ ε_t;  V_t = V(h)
+            o, r_t, ... = env.step(clip(a_t))           one batched env step
+            a_prev, r_prev, d_prev = a_t, r_t, [the episode ended at t]
+
+Layout: time-major ``[T, K, M, ...]`` with ``T = J·H``: episode j of a trial occupies the slot
+``j·H .. (j+1)·H - 1``, and an episode of length L < H (terminated early) leaves the rest of its
+slot masked (``mask`` 0, zeros in every array); a row whose episode has ended is not stepped
+and its GRU state is held (``GRUGaussianPolicy.step``'s ``alive``) until the next slot starts.
+Fixed slots keep every row at the same time index, so the env resets all instances at once and
+the whole batch steps together; the masked gaps carry nothing, so the trial seen by the policy
+is its episodes back to back.
+
+Seeding, as :mod:`metarl.rl.sampler`'s: task k (``task_offset + k``) draws reset seeds and action
+noise from ``episode_seeds(seed, k, M·J, H, act)``; episode j of trial m takes entry ``m·J + j``.
+A trial therefore depends only on ``(seed, task index, m)`` and the policy.
+
+In-process only: the process and Ray sharding of the feed-forward sampler
+(:mod:`metarl.rl.workers`, :mod:`metarl.rl.ray_sampler`) is not extended to trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl import envs
+from metarl.config import ConfigError
+from metarl.envs.base import non_finite_output_error, usable_cores
+from metarl.envs.registry import NotATaskFamilyError, TaskFamily
+from metarl.nonfinite import require_finite
+from metarl.rl.policy import gaussian_log_prob
+from metarl.rl.recurrent_policy import GRUGaussianPolicy, policy_inputs
+from metarl.rl.sampler import episode_seeds
+
+
+@dataclass
+class Trials:
+    """M trials of each of K tasks, J episodes of horizon H each: ``T = J·H`` steps.
+
+    Attributes:
+        inputs: ``[T, K, M, obs + act + 2]`` the policy's input ``[o_t, a_{t-1}, r_{t-1},
+            d_{t-1}]`` at each step (``recurrent_policy.policy_inputs``).
+        actions: ``[T, K, M, act]`` the action sampled (unclipped).
+        rewards: ``[T, K, M]``.
+        log_probs: ``[T, K, M]`` log-probability of the action under the sampling policy.
+        values: ``[T, K, M]`` the value head's estimate at each step (for GAE).
+        mask: ``[T, K, M]`` float, 1.0 at the steps an episode took, 0.0 in the rest of a slot.
+        lengths: ``[J, K, M]`` int64, the length of episode j of each trial (at most H).
+        terminated: ``[J, K, M]`` bool, episode ended by termination (not the horizon).
+        non_finite: ``[J, K, M]`` bool, episode ended at a state the env flagged non-finite.
+        hidden: ``[T, K, M, hidden]`` the GRU state after each step (held through masked
+            steps), or None where the sampler was not asked to keep it.
+    """
+
+    inputs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    log_probs: Tensor
+    values: Tensor
+    mask: Tensor
+    lengths: Tensor
+    terminated: Tensor
+    non_finite: Tensor
+    hidden: Tensor | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.rewards.dim() != 3:
+            raise ValueError(f"rewards must be [T, K, M], got {tuple(self.rewards.shape)}")
+        t, k, m = self.rewards.shape
+        if self.lengths.dim() != 3 or t % max(self.lengths.shape[0], 1):
+            raise ValueError(f"lengths must be [J, K, M] with J dividing T={t}, got "
+                             f"{tuple(self.lengths.shape)}")
+        j = self.lengths.shape[0]
+        expected = {"inputs": (t, k, m, None), "actions": (t, k, m, None),
+                    "log_probs": (t, k, m), "values": (t, k, m), "mask": (t, k, m),
+                    "lengths": (j, k, m), "terminated": (j, k, m), "non_finite": (j, k, m)}
+        if self.hidden is not None:
+            expected["hidden"] = (t, k, m, None)
+        for name, shape in expected.items():
+            actual = tuple(getattr(self, name).shape)
+            if len(actual) != len(shape) or any(s is not None and a != s
+                                                for a, s in zip(actual, shape)):
+                want = ", ".join("*" if s is None else str(s) for s in shape)
+                raise ValueError(f"Trials.{name} has shape {actual}; with rewards [T={t}, K={k}, "
+                                 f"M={m}] and J={j} episodes per trial it must be [{want}]")
+        if not torch.equal(self.mask, slot_mask(self.lengths, t // j).to(self.mask)):
+            raise ValueError("Trials.mask must be 1.0 for the first lengths[j] steps of each "
+                             "episode slot and 0.0 after")
+
+    @property
+    def horizon(self) -> int:
+        """H, the length of one episode slot."""
+        return self.rewards.shape[0] // self.episodes_per_trial
+
+    @property
+    def episodes_per_trial(self) -> int:
+        """J."""
+        return self.lengths.shape[0]
+
+    @property
+    def num_tasks(self) -> int:
+        """K."""
+        return self.rewards.shape[1]
+
+    @property
+    def trials_per_task(self) -> int:
+        """M."""
+        return self.rewards.shape[2]
+
+    @property
+    def num_steps(self) -> int:
+        """Env steps taken (the sum of ``lengths``)."""
+        return int(self.lengths.sum())
+
+    def episode_returns(self) -> Tensor:
+        """Undiscounted return of each episode of each trial ``[J, K, M]``: ``Σ_s m r`` over its
+        slot."""
+        j, h = self.episodes_per_trial, self.horizon
+        masked = torch.where(self.mask != 0, self.rewards, 0.0)
+        return masked.reshape(j, h, *masked.shape[1:]).sum(1)
+
+    def returns_per_episode(self) -> Tensor:
+        """Mean return of episode j of the trials of each task ``[J, K]`` (the adaptation curve
+        of a task: episode 0 knows nothing of it, later ones what the trial has shown)."""
+        return self.episode_returns().mean(-1)
+
+    def to(self, device: torch.device | str) -> Trials:
+        """The same trials with every tensor on ``device``."""
+        return Trials(**{f.name: None if getattr(self, f.name) is None
+                         else getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def slot_mask(lengths: Tensor, horizon: int) -> Tensor:
+    """``mask [J·H, K, M]`` float from episode ``lengths [J, K, M]``: step ``s`` of slot ``j`` is
+    valid where ``s < lengths[j]``."""
+    steps = torch.arange(horizon, device=lengths.device).view(1, horizon, 1, 1)
+    mask = (steps < lengths.unsqueeze(1)).to(torch.float32)  # [J, H, K, M]
+    return mask.reshape(-1, *lengths.shape[1:])
+
+
+class TrialSampler:
+    """Samples ``trials_per_task`` trials of ``episodes_per_trial`` episodes on each of
+    ``num_tasks`` tasks in this process.
+
+    Args:
+        env: task family name (``metarl.envs.registry.resolve``) or a resolved ``TaskFamily``.
+        num_tasks: K, tasks per ``sample`` call.
+        trials_per_task: M.
+        episodes_per_trial: J.
+        normalize_actions: the policy acts in [-1, 1], mapped affinely onto the env's bounds
+            before clipping (as ``PolicySpec.normalize_actions``).
+        num_threads: physics threads of the batched env (None: the usable cores).
+        task_offset: index of the first task in the meta-batch (for seeding).
+    """
+
+    def __init__(self, env: str | TaskFamily, *, num_tasks: int, trials_per_task: int,
+                 episodes_per_trial: int, normalize_actions: bool = False,
+                 num_threads: int | None = None, task_offset: int = 0):
+        for name, value in (("num_tasks", num_tasks), ("trials_per_task", trials_per_task),
+                            ("episodes_per_trial", episodes_per_trial)):
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.family = env if isinstance(env, TaskFamily) else envs.resolve(env)
+        self.num_tasks, self.trials_per_task = int(num_tasks), int(trials_per_task)
+        self.episodes_per_trial, self.task_offset = int(episodes_per_trial), int(task_offset)
+        num_threads = usable_cores() if num_threads is None else int(num_threads)
+        self._env: envs.BatchedTaskEnv | None = self.family.make_batched(
+            self.num_tasks * self.trials_per_task, num_threads=num_threads)
+        env = self._env
+        self.obs_size, self.act_size = int(env.observation_size), int(env.action_size)
+        self.horizon = int(env.horizon)
+        self._low, self._high = np.asarray(env.action_low), np.asarray(env.action_high)
+        self._scale = self._offset = None
+        if normalize_actions:
+            if not (np.isfinite(self._low).all() and np.isfinite(self._high).all()):
+                self.close()
+                raise ConfigError(f"normalize_actions=True needs finite action bounds, but "
+                                  f"{self.family.name} has low={self._low.tolist()}, "
+                                  f"high={self._high.tolist()}; use --no-normalize-actions")
+            self._scale = (self._high - self._low) / 2.0
+            self._offset = (self._high + self._low) / 2.0
+
+    @property
+    def rows(self) -> int:
+        """K·M, the trials stepped together."""
+        return self.num_tasks * self.trials_per_task
+
+    def sample(self, tasks: Sequence[dict], policy: GRUGaussianPolicy, seed: int, *,
+               keep_hidden: bool = False) -> Trials:
+        """Run M trials of every task with ``policy`` (on the CPU); see the module docstring.
+
+        ``keep_hidden``: also return the GRU state after every step (``Trials.hidden``)."""
+        if self._env is None:
+            raise RuntimeError("TrialSampler.sample() after close()")
+        tasks = list(tasks)
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        if (policy.obs_size, policy.act_size) != (self.obs_size, self.act_size):
+            raise NotATaskFamilyError(
+                f"{self.family.name}'s batched env has observations of size {self.obs_size} and "
+                f"actions of size {self.act_size}; the policy takes {policy.obs_size} and "
+                f"{policy.act_size}")
+        require_finite(dict(policy.named_parameters()), "the policy to sample with")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small ops; a second thread only competes with the physics
+        try:
+            with torch.no_grad():
+                return self._sample(tasks, policy, seed, keep_hidden)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _sample(self, tasks: list[dict], policy: GRUGaussianPolicy, seed: int,
+                keep_hidden: bool) -> Trials:
+        m, j, h_len, act = (self.trials_per_task, self.episodes_per_trial, self.horizon,
+                            self.act_size)
+        rows, t_len = self.rows, j * h_len
+        seeds, noise = self._seeds(seed)
+        buf = {"inputs": torch.zeros(t_len, rows, policy.input_size),
+               "actions": torch.zeros(t_len, rows, act), "rewards": torch.zeros(t_len, rows),
+               "log_probs": torch.zeros(t_len, rows), "values": torch.zeros(t_len, rows)}
+        hidden = torch.zeros(t_len, rows, policy.hidden_size) if keep_hidden else None
+        lengths = np.zeros((j, rows), dtype=np.int64)
+        terminated = np.zeros((j, rows), dtype=bool)
+        non_finite = np.zeros((j, rows), dtype=bool)
+        prev_a, prev_r, prev_d = torch.zeros(rows, act), torch.zeros(rows), torch.zeros(rows)
+        h = policy.initial_state(rows)
+        self._env.set_tasks([task for task in tasks for _ in range(m)])
+        clipped = np.empty((rows, act))
+        for slot in range(j):
+            obs = self._env.reset(seeds[:, slot].tolist())
+            if not np.isfinite(obs).all():
+                raise non_finite_output_error(self.family.name, "reset",
+                                              int((~np.isfinite(obs).all(1)).sum()), rows)
+            alive = np.ones(rows, dtype=bool)
+            for s in range(h_len):
+                t = slot * h_len + s
+                if not alive.any():
+                    if hidden is not None:
+                        hidden[t:(slot + 1) * h_len] = h
+                    break
+                live = torch.from_numpy(alive)
+                x = policy_inputs(torch.from_numpy(obs).float(), prev_a, prev_r, prev_d)
+                h = policy.step(x, h, live)
+                mean, log_std, value = policy.heads(h)
+                a = mean + log_std.exp() * noise[t]
+                env_a = a.double().numpy()
+                if self._scale is not None:  # [-1, 1] -> [low, high]
+                    env_a = env_a * self._scale + self._offset
+                np.clip(env_a, self._low, self._high, out=clipped)
+                obs, reward, term, trunc, info = self._env.step(clipped)
+                obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
+                ended = term | flagged
+                done = ended | trunc
+                keep = live.unsqueeze(-1)
+                buf["inputs"][t] = torch.where(keep, x, 0.0)
+                buf["actions"][t] = torch.where(keep, a, 0.0)
+                reward_t = torch.where(live, torch.from_numpy(reward).float(), 0.0)
+                buf["rewards"][t] = reward_t
+                buf["log_probs"][t] = torch.where(live, gaussian_log_prob(mean, log_std, a), 0.0)
+                buf["values"][t] = torch.where(live, value, 0.0)
+                if hidden is not None:
+                    hidden[t] = h
+                prev_a = torch.where(keep, a, prev_a)
+                prev_r = torch.where(live, reward_t, prev_r)
+                prev_d = torch.where(live, torch.from_numpy(done).float(), prev_d)
+                lengths[slot] += alive
+                terminated[slot] |= alive & ended
+                non_finite[slot] |= alive & flagged
+                alive &= ~done
+            prev_d = torch.ones(rows)  # every episode of the slot has ended
+        return self._trials(buf, hidden, lengths, terminated, non_finite)
+
+    def _seeds(self, seed: int) -> tuple[np.ndarray, Tensor]:
+        """Reset seeds ``[K·M, J]`` and action noise ``ε [T, K·M, act]`` (float32)."""
+        k, m, j, h_len, act = (self.num_tasks, self.trials_per_task, self.episodes_per_trial,
+                               self.horizon, self.act_size)
+        seeds = np.empty((k, m * j), dtype=np.int64)
+        noise = np.empty((k, m * j, h_len, act), dtype=np.float32)
+        for task in range(k):  # once per call, not per step
+            reset, noise[task] = episode_seeds(seed, self.task_offset + task, m * j, h_len, act)
+            seeds[task] = reset
+        # episode m·J + j of a task is episode j of its trial m
+        noise = noise.reshape(k * m, j * h_len, act).transpose(1, 0, 2)
+        return seeds.reshape(k * m, j), torch.from_numpy(np.ascontiguousarray(noise))
+
+    def _checked(self, obs: np.ndarray, reward: np.ndarray, info: dict, alive: np.ndarray,
+                 clipped: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(obs, reward, flagged)``: a state the env flagged non-finite (or NaN/inf it
+        returned there) zeroed and flagged; NaN/inf after a finite action the env did not flag
+        is the family's fault (``NotATaskFamilyError``), as in ``BatchedSampler``."""
+        declared = np.asarray(info.get("non_finite", np.zeros(len(alive), dtype=bool)))
+        bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
+        if not (bad.any() or declared.any()):
+            return obs, reward, np.zeros(len(alive), dtype=bool)
+        undeclared = alive & bad & ~declared & np.isfinite(clipped).all(axis=1)
+        if undeclared.any():
+            raise non_finite_output_error(self.family.name, "step", int(undeclared.sum()),
+                                          len(alive), at=np.array([s + 1]))
+        flagged = declared | bad
+        return (np.where(flagged[:, None], 0.0, obs), np.where(flagged, 0.0, reward),
+                alive & flagged)
+
+    def _trials(self, buf: dict[str, Tensor], hidden: Tensor | None, lengths: np.ndarray,
+                terminated: np.ndarray, non_finite: np.ndarray) -> Trials:
+        k, m = self.num_tasks, self.trials_per_task
+
+        def split(x: Tensor) -> Tensor:  # [T or J, K·M, ...] -> [T or J, K, M, ...]
+            return x.reshape(x.shape[0], k, m, *x.shape[2:])
+
+        lengths_t = split(torch.from_numpy(lengths))
+        return Trials(**{name: split(x) for name, x in buf.items()},
+                      mask=slot_mask(lengths_t, self.horizon), lengths=lengths_t,
+                      terminated=split(torch.from_numpy(terminated)),
+                      non_finite=split(torch.from_numpy(non_finite)),
+                      hidden=None if hidden is None else split(hidden))
+
+    def close(self) -> None:
+        """Release the batched env (idempotent)."""
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def __enter__(self) -> TrialSampler:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
