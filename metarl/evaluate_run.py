@@ -107,9 +107,25 @@ def _evaluate_episodic(options: EvaluateOptions, state, saved, checkpoint: Path,
     return evaluate_episodic(learner, ensure_dir(out_dir), options, progress=progress)
 
 
+def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
+                  progress: bool) -> dict[str, Any]:
+    from metarl.config import validate
+    from metarl.rl.rl2_config import RL2Config
+    from metarl.rl.rl2_evaluate import evaluate_rl2
+
+    refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is an RL2 run")
+    config = dataclasses.replace(from_mapping(RL2Config, saved, source=str(checkpoint)),
+                                 device=options.device)
+    validate(config)
+    check_plugin_named(config.env, options.env, source=f"checkpoint {checkpoint}")
+    use_torch_threads(config.torch_threads if options.torch_threads is None
+                      else options.torch_threads)
+    return evaluate_rl2(config, state, ensure_dir(out_dir), options, source=str(checkpoint))
+
+
 #: Each algorithm's evaluation (``options``, the checkpoint's state and saved config, the
 #: checkpoint, the output folder, ``progress``) -> the result: it rebuilds the run's learner and
 #: hands it to its kind's evaluation, which reports through ``metarl.evaluation``.
-EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl,
+EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl, "rl2": _evaluate_rl2,
                **{method: _evaluate_episodic
                   for method in ("protonet", "matching", "relation", "siamese", "mann")}}
