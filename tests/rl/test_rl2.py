@@ -18,7 +18,7 @@ from metarl.rl.recurrent_policy import GRUGaussianPolicy, policy_inputs
 from metarl.rl.returns import gae
 from metarl.rl.rl2 import ppo_batch, ppo_loss
 from metarl.rl.sampler import episode_seeds
-from metarl.rl.trial_sampler import TrialSampler, Trials
+from metarl.rl.trial_sampler import Trials, TrialSampler
 from metarl.run import main
 
 #: A plug-in family whose episodes end early (terminated near the target), horizon 30:
@@ -265,12 +265,14 @@ def test_trials_refuse_a_mask_that_disagrees_with_the_lengths(plugin_envs):
         Trials(**fields)
 
 
-def test_cli_trains_resumes_bit_identically_and_evaluates(tmp_path, capsys):
-    common = [*TINY[2:], "--checkpoint-every", "1"]
+def test_cli_trains_and_a_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path):
+    common = [*TINY[2:], "--trials-per-task", "1", "--num-minibatches", "1",
+              "--checkpoint-every", "1"]
     assert main(["rl2", "--num-batches", "3", *common, "--output-dir",
                  str(tmp_path / "full")]) == 0
     assert main(["rl2", "--num-batches", "2", *common, "--output-dir", str(tmp_path / "cut")]) == 0
     cut = only_run_dir(tmp_path / "cut")
+    assert cut.name.startswith("rl2__navigation_2d__0__")
     assert (cut / "checkpoint.pt").exists() and list(cut.glob("events.out.tfevents.*"))
     saved = yaml.safe_load((cut / "config.yaml").read_text())
     assert saved["algo"] == "rl2" and saved["normalize_actions"] is True  # the shipped YAML
@@ -280,25 +282,29 @@ def test_cli_trains_resumes_bit_identically_and_evaluates(tmp_path, capsys):
     assert resumed["iteration"] == full["iteration"] == 3
     for name, value in full["policy"].items():
         assert torch.equal(resumed["policy"][name], value), name
+    assert full["optimizer"]["state"]  # Adam's moments, restored on resume
     for index, moments in full["optimizer"]["state"].items():
         for key, value in moments.items():
             assert torch.equal(torch.as_tensor(resumed["optimizer"]["state"][index][key]),
                                torch.as_tensor(value)), (index, key)
-    capsys.readouterr()
-    assert main(["evaluate", "--run", str(cut), "--num-tasks", "3"]) == 0
-    curve = json.loads((cut / "evaluation" / "curve.json").read_text())
-    assert len(curve["methods"]["rl2"]["mean"]) == 2  # one point per episode of the trial
-    assert curve["num_tasks"] == 3 and curve["episodes_per_trial"] == 2
-    assert (cut / "evaluation" / "curve.png").exists()
-    assert main(["evaluate", "--run", str(cut), "--steps", "3"]) == 2
-    assert "--steps: not for RL2 runs" in capsys.readouterr().err
 
 
-def test_evaluation_draws_maml_trpos_held_out_tasks(tmp_path, monkeypatch):
+def test_evaluate_writes_one_point_per_episode_on_maml_trpos_held_out_tasks(
+        tmp_path, monkeypatch, capsys):
     from metarl.evaluation import EVALUATION_SEED_OFFSET
     from metarl.rl import rl2_evaluate
 
-    assert main(["rl2", *TINY, "--num-batches", "0", "--output-dir", str(tmp_path)]) == 0
+    assert main(["rl2", *TINY, "--num-batches", "0", "--trials-per-task", "1",
+                 "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "3"]) == 0
+    curve = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    assert len(curve["methods"]["rl2"]["mean"]) == 2  # one point per episode of the trial
+    assert curve["num_tasks"] == 3 and curve["episodes_per_trial"] == 2
+    assert (run_dir / "evaluation" / "curve.png").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir), "--steps", "3"]) == 2
+    assert "--steps: not for RL2 runs" in capsys.readouterr().err
     seen = {}
 
     def record(config, state, tasks, seed):
@@ -306,6 +312,6 @@ def test_evaluation_draws_maml_trpos_held_out_tasks(tmp_path, monkeypatch):
         return np.zeros((len(tasks), config.episodes_per_trial))
 
     monkeypatch.setattr(rl2_evaluate, "trial_returns", record)
-    assert main(["evaluate", "--run", str(only_run_dir(tmp_path)), "--num-tasks", "4"]) == 0
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4"]) == 0
     want = envs.resolve("navigation_2d").sample_tasks(4, seed=0 + EVALUATION_SEED_OFFSET)
     assert seen["tasks"] == want
