@@ -46,7 +46,7 @@ from metarl.config import ConfigError
 from metarl.envs.base import non_finite_output_error, usable_cores
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import require_finite
-from metarl.rl.policy import gaussian_log_prob
+from metarl.rl.policy import HALF_LOG_2PI
 from metarl.rl.recurrent_policy import GRUGaussianPolicy, policy_inputs
 from metarl.rl.sampler import episode_seeds
 
@@ -149,10 +149,11 @@ class Trials:
 
 
 def slot_mask(lengths: Tensor, horizon: int) -> Tensor:
-    """``mask [J·H, K, M]`` float from episode ``lengths [J, K, M]``: step ``s`` of slot ``j`` is
-    valid where ``s < lengths[j]``."""
-    steps = torch.arange(horizon, device=lengths.device).view(1, horizon, 1, 1)
-    mask = (steps < lengths.unsqueeze(1)).to(torch.float32)  # [J, H, K, M]
+    """``mask [J·H, *B]`` float from episode ``lengths [J, *B]`` (``B``: ``K, M``, or rows):
+    step ``s`` of slot ``j`` is valid where ``s < lengths[j]``."""
+    steps = torch.arange(horizon, device=lengths.device)
+    steps = steps.view(1, horizon, *[1] * (lengths.dim() - 1))
+    mask = (steps < lengths.unsqueeze(1)).to(torch.float32)  # [J, H, *B]
     return mask.reshape(-1, *lengths.shape[1:])
 
 
@@ -235,13 +236,14 @@ class TrialSampler:
         seeds, noise = self._seeds(seed)
         buf = {"inputs": torch.zeros(t_len, rows, policy.input_size),
                "actions": torch.zeros(t_len, rows, act), "rewards": torch.zeros(t_len, rows),
-               "log_probs": torch.zeros(t_len, rows), "values": torch.zeros(t_len, rows)}
+               "values": torch.zeros(t_len, rows)}
         hidden = torch.zeros(t_len, rows, policy.hidden_size) if keep_hidden else None
         lengths = np.zeros((j, rows), dtype=np.int64)
         terminated = np.zeros((j, rows), dtype=bool)
         non_finite = np.zeros((j, rows), dtype=bool)
         prev_a, prev_r, prev_d = torch.zeros(rows, act), torch.zeros(rows), torch.zeros(rows)
         h = policy.initial_state(rows)
+        std = policy.log_std.exp()
         self._env.set_tasks([task for task in tasks for _ in range(m)])
         clipped = np.empty((rows, act))
         for slot in range(j):
@@ -259,8 +261,8 @@ class TrialSampler:
                 live = torch.from_numpy(alive)
                 x = policy_inputs(torch.from_numpy(obs).float(), prev_a, prev_r, prev_d)
                 h = policy.step(x, h, live)
-                mean, log_std, value = policy.heads(h)
-                a = mean + log_std.exp() * noise[t]
+                mean, _, value = policy.heads(h)
+                a = mean + std * noise[t]
                 env_a = a.double().numpy()
                 if self._scale is not None:  # [-1, 1] -> [low, high]
                     env_a = env_a * self._scale + self._offset
@@ -269,15 +271,14 @@ class TrialSampler:
                 obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
                 ended = term | flagged
                 done = ended | trunc
-                keep = live.unsqueeze(-1)
-                buf["inputs"][t] = torch.where(keep, x, 0.0)
-                buf["actions"][t] = torch.where(keep, a, 0.0)
-                reward_t = torch.where(live, torch.from_numpy(reward).float(), 0.0)
+                buf["inputs"][t] = x  # masked steps are zeroed at the end
+                buf["actions"][t] = a
+                reward_t = torch.from_numpy(reward).float()
                 buf["rewards"][t] = reward_t
-                buf["log_probs"][t] = torch.where(live, gaussian_log_prob(mean, log_std, a), 0.0)
-                buf["values"][t] = torch.where(live, value, 0.0)
+                buf["values"][t] = value
                 if hidden is not None:
                     hidden[t] = h
+                keep = live.unsqueeze(-1)
                 prev_a = torch.where(keep, a, prev_a)
                 prev_r = torch.where(live, reward_t, prev_r)
                 prev_d = torch.where(live, torch.from_numpy(done).float(), prev_d)
@@ -286,7 +287,14 @@ class TrialSampler:
                 non_finite[slot] |= alive & flagged
                 alive &= ~done
             prev_d = torch.ones(rows)  # every episode of the slot has ended
-        return self._trials(buf, hidden, lengths, terminated, non_finite)
+        # log π(a|·) with a = μ + σε:  -½ Σ_d ε_d² - Σ_d log σ_d - (act/2) log 2π
+        buf["log_probs"] = (-0.5 * noise.square().sum(-1)
+                            - (policy.log_std.sum() + act * HALF_LOG_2PI))
+        lengths_t = torch.from_numpy(lengths)
+        valid = slot_mask(lengths_t, h_len) != 0  # [T, K·M]
+        for x in buf.values():  # zeros at the masked steps
+            x[~valid] = 0.0
+        return self._trials(buf, hidden, lengths_t, terminated, non_finite)
 
     def _seeds(self, seed: int) -> tuple[np.ndarray, Tensor]:
         """Reset seeds ``[K·M, J]`` and action noise ``ε [T, K·M, act]`` (float32)."""
@@ -318,14 +326,14 @@ class TrialSampler:
         return (np.where(flagged[:, None], 0.0, obs), np.where(flagged, 0.0, reward),
                 alive & flagged)
 
-    def _trials(self, buf: dict[str, Tensor], hidden: Tensor | None, lengths: np.ndarray,
+    def _trials(self, buf: dict[str, Tensor], hidden: Tensor | None, lengths: Tensor,
                 terminated: np.ndarray, non_finite: np.ndarray) -> Trials:
         k, m = self.num_tasks, self.trials_per_task
 
         def split(x: Tensor) -> Tensor:  # [T or J, K·M, ...] -> [T or J, K, M, ...]
             return x.reshape(x.shape[0], k, m, *x.shape[2:])
 
-        lengths_t = split(torch.from_numpy(lengths))
+        lengths_t = split(lengths)
         return Trials(**{name: split(x) for name, x in buf.items()},
                       mask=slot_mask(lengths_t, self.horizon), lengths=lengths_t,
                       terminated=split(torch.from_numpy(terminated)),
