@@ -24,8 +24,8 @@ not cut the bootstrap (``ppo.trial_gae``); γ = 0.99, λ = 0.95 are PPO's MuJoCo
 Randomness: the tasks, the trials' reset seeds and noise, and the minibatch order of iteration
 ``i`` come from ``derive_seed(seed, i, purpose)``, as in MAML-TRPO; Adam's moments are the rest of
 the state, saved with the policy, so a resumed run repeats the uninterrupted one bit for bit.
-Sampling runs on the CPU; with ``device`` other than cpu, the update runs there on a copy and
-the sampling policy takes its weights after each step.
+Sampling runs on the CPU, with a copy of the policy that takes the learner's weights after each
+update; the update runs on ``device`` (CUDA untested so far: no GPU where this was written).
 """
 
 from __future__ import annotations
@@ -140,9 +140,10 @@ class RL2Trainer:
         obs_size, act_size = env_sizes(self.family)
         check_family_tasks(self.family, config)
         self.device = resolve_device(config.device)
-        self.sampling_policy = build_policy(config, obs_size, act_size)  # on the CPU
-        self.policy = (self.sampling_policy if self.device.type == "cpu"
-                       else copy.deepcopy(self.sampling_policy).to(self.device))
+        # The learner's policy on its device, and a CPU copy the sampler steps (one path for
+        # every device: the copy takes the learner's weights after each update).
+        self.policy = build_policy(config, obs_size, act_size).to(self.device)
+        self.sampling_policy = copy.deepcopy(self.policy).cpu()
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.sampler = build_sampler(config, self.family)
         self.iteration = 0
@@ -192,8 +193,7 @@ class RL2Trainer:
                        "the PPO batch")
         generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
         parts = self.update(batch, generator)
-        if self.policy is not self.sampling_policy:
-            self.sampling_policy.load_state_dict(cpu_state(self.policy.state_dict()))
+        self.sampling_policy.load_state_dict(cpu_state(self.policy.state_dict()))
         done = time.perf_counter()
         self.iteration += 1
         returns = trials.returns_per_episode()  # [J, K]
@@ -264,6 +264,5 @@ class RL2Trainer:
                          source=source)
         load_state_dict_strict(self.policy, state["policy"], source=source)
         load_optimizer_strict(self.optimizer, state["optimizer"], source=source)
-        if self.policy is not self.sampling_policy:
-            self.sampling_policy.load_state_dict(cpu_state(self.policy.state_dict()))
+        self.sampling_policy.load_state_dict(cpu_state(self.policy.state_dict()))
         self.iteration = state["iteration"]
