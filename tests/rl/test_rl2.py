@@ -266,7 +266,7 @@ def test_trials_refuse_a_mask_that_disagrees_with_the_lengths(plugin_envs):
 
 
 def test_cli_trains_and_a_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_path):
-    common = [*TINY[2:], "--trials-per-task", "1", "--num-minibatches", "1",
+    common = ["--env", "navigation_2d", *TINY[2:], "--trials-per-task", "1", "--num-minibatches", "1",
               "--checkpoint-every", "1"]
     assert main(["rl2", "--num-batches", "3", *common, "--output-dir",
                  str(tmp_path / "full")]) == 0
