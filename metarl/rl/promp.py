@@ -18,6 +18,10 @@ the Hessian through which the outer gradient flows differs (lower variance). At 
 steps θ ≠ θ_o, and the inner objective importance-weights the pre-update steps by π_θ / π_θo,
 as the authors' implementation does.
 
+With ``num_steps > 1`` every inner step reuses D_i (as MAML-TRPO's do) and the penalty stays
+on the pre-update KL alone; the reference implementation samples between inner steps and
+penalises each step's KL with a coefficient of its own.
+
 Defaults (``PROMPConfig``, ``experiments/promp/*.yaml``): the authors' released run scripts
 (``run_scripts/pro-mp_run_*.py`` of github.com/jonasrothfuss/ProMP): α = 0.1, β = 1e-3,
 5 outer steps, ε = 0.3, η = 5e-4 fixed (adaptive off; target KL 0.01 when on).

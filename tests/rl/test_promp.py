@@ -309,6 +309,23 @@ def test_promp_trains_writes_its_run_directory_and_evaluates(tmp_path, capsys):
     assert (run_dir / "evaluation" / "curve.json").is_file()
 
 
+def test_an_iteration_logs_the_outer_steps_values_and_the_shared_ones(tmp_path):
+    from metarl import experiment
+    from metarl.rl.promp_trainer import ProMPTrainer
+
+    config = experiment.make_config("promp", env="navigation_2d", meta_batch_size=2,
+                                    fast_batch_size=2, hidden_sizes=[8], num_outer_steps=2,
+                                    num_workers=1, torch_threads=1, output_dir=str(tmp_path))
+    with ProMPTrainer(config) as trainer:
+        values = trainer.step()
+        assert trainer.name == "promp navigation_2d" and trainer.iteration == 1
+    assert {"returns/step_0", "returns/step_1", "time/optimisation_s"} <= set(values)
+    assert values["promp/kl_coef"] == 5e-4 and values["promp/inner_kl"] > 0
+    assert 0 <= values["promp/clip_fraction"] <= 1
+    assert not [tag for tag in values if tag.startswith("trpo/")]
+    assert all(math.isfinite(value) for value in values.values())
+
+
 def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
     common = [*TINY, "--checkpoint-every", "1", "--adaptive-kl", "--target-inner-kl", "1e-9"]
     assert main(["promp", "--num-batches", "3", *common,
