@@ -57,8 +57,7 @@ def setup():
     learner = ProMP(policy, PROMPConfig(fast_lr=0.3, num_outer_steps=3, init_kl_coef=0.1))
     theta = {k: v.detach() for k, v in parameters_of(policy).items()}
     train = learner.process(synthetic_episodes(policy, theta, seed=1))
-    adapted = learner.adapt({k: v.requires_grad_(True) for k, v in
-                             (dict((k, v.clone()) for k, v in theta.items())).items()}, train)
+    adapted = learner.adapt(parameters_of(policy), train)
     valid = learner.process(synthetic_episodes(policy, {k: v.detach() for k, v in
                                                         adapted.items()}, seed=2))
     return learner, policy, train, valid
