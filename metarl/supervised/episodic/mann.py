@@ -30,7 +30,7 @@ softmax). The controller's input is the step's input concatenated with the previ
   empty memory) scores 0 with finite gradients, where the plain cosine is 0/0.
 * **Initial state.** ``h, c, r, M, w^u, w^r`` all zero.
 * **Sizes** (the paper's Omniglot experiments): LSTM of 200 units, memory of 128 rows x 40, 4
-  read heads; the usage decay ``gamma`` is not printed there, 0.95 is the re-implementations'.
+  read heads; usage decay ``gamma = 0.95``, the value of the public re-implementations.
 
 **Adapted to the episode interface.** The paper feeds raw pixels (20x20) in a single stream
 whose labels come one step late and scores every step. Here:
