@@ -14,6 +14,8 @@ the other tasks of a batch, so results do not depend on how an evaluation chunks
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -96,6 +98,80 @@ def episode_ways(support_y: Tensor, ways: int) -> None:
                          f"{int(support_y.min())}..{int(support_y.max())}")
 
 
+def check_labels(labels: Tensor, ways: int, name: str) -> None:
+    """Check that ``labels`` (any shape, integer) are in ``0..ways-1``; the message names
+    ``name`` (e.g. "query labels"), the bad value and its position."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}")
+    bad = (labels < 0) | (labels >= ways)
+    if bad.any():
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} must be in 0..{ways - 1} for a {ways}-way model, got "
+                         f"{int(labels[where])} at index {where}")
+
+
+def check_episode(support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> None:
+    """Check an episode batch: ``support_x [T, S, ...]``, ``support_y [T, S]`` in ``0..N-1``
+    with every class present in every task, ``query_x [T, Q, ...]`` shaped like the support."""
+    if support_y.dim() != 2 or tuple(support_x.shape[:2]) != tuple(support_y.shape):
+        raise ValueError(f"support images [T, S, ...] and labels [T, S] disagree: "
+                         f"{tuple(support_x.shape)} vs {tuple(support_y.shape)}")
+    if query_x.shape[0] != support_x.shape[0] or query_x.shape[2:] != support_x.shape[2:]:
+        raise ValueError(f"query images {tuple(query_x.shape)} do not match the support's "
+                         f"tasks and image shape {tuple(support_x.shape)}")
+    class_counts(support_y, ways)
+
+
+def class_counts(labels: Tensor, ways: int) -> Tensor:
+    """Support examples per class, ``labels [T, S] -> [T, N]`` (long); raises if a label is
+    outside ``0..N-1`` or a task has no example of some class (no prototype, no class map)."""
+    check_labels(labels, ways, "support labels")
+    counts = F.one_hot(labels, ways).sum(1)
+    empty = (counts == 0).nonzero()
+    if len(empty):
+        task, k = (int(i) for i in empty[0])
+        raise ValueError(f"task {task} has no support example of class {k}: every class "
+                         f"0..{ways - 1} needs at least one")
+    return counts
+
+
+def class_sums(x: Tensor, labels: Tensor, ways: int) -> Tensor:
+    """Sum of each class's support features::
+
+        s[t, k] = sum_{i : labels[t, i] = k} x[t, i]
+
+    ``x [T, S, *F]``, ``labels [T, S]`` -> ``[T, N, *F]`` (every class must be present)."""
+    class_counts(labels, ways)
+    one_hot = F.one_hot(labels, ways).to(x.dtype)  # [T, S, N]
+    sums = one_hot.transpose(1, 2) @ x.flatten(2)  # [T, N, prod(F)]
+    return sums.view(*sums.shape[:2], *x.shape[2:])
+
+
+def class_means(x: Tensor, labels: Tensor, ways: int) -> Tensor:
+    """Mean of each class's support features, ``x [T, S, *F]`` -> ``[T, N, *F]``::
+
+        m[t, k] = (1 / |S_tk|) sum_{i : labels[t, i] = k} x[t, i]"""
+    counts = class_counts(labels, ways).to(x.dtype)
+    sums = class_sums(x, labels, ways)
+    return sums / counts.view(*counts.shape, *([1] * (x.dim() - 2)))
+
+
+def embed_episode(embedding: Callable[[Tensor], Tensor], support_x: Tensor, query_x: Tensor
+                  ) -> tuple[Tensor, Tensor]:
+    """Run ``embedding`` on each task's support and query images together (one call, so batch
+    norm sees the task's whole episode, as MAML's conv net does) and split the result back:
+    ``[T, S, ...]``, ``[T, Q, ...]`` -> ``([T, S, ...], [T, Q, ...])``."""
+    out = embedding(torch.cat([support_x, query_x], dim=1))
+    return out[:, :support_x.shape[1]], out[:, support_x.shape[1]:]
+
+
+def check_ways(ways: int, minimum: int = 1) -> int:
+    """``ways`` as an int, raising unless it is an integer ``>= minimum``."""
+    if isinstance(ways, bool) or not isinstance(ways, int) or ways < minimum:
+        raise ValueError(f"ways must be an integer >= {minimum}, got {ways!r}")
+    return ways
+
+
 class EpisodeModel(nn.Module):
     """A classifier of queries given the labelled support set of their episode.
 
@@ -114,6 +190,7 @@ class EpisodeModel(nn.Module):
                      query_y: Tensor) -> tuple[Tensor, Tensor]:
         """``(loss [T], accuracy [T])``: each task's mean query cross-entropy (differentiable)
         and its query accuracy (no gradient)."""
+        check_labels(query_y, self.ways, "query labels")
         logits = self.episode_logits(support_x, support_y, query_x)
         return cross_entropy_and_accuracy(logits, query_y)
 
