@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.supervised.omniglot.model import task_slices
+
 BN_EPS = 1e-5
 
 
@@ -68,17 +70,32 @@ class ConvEmbedding(nn.Module):
         self.norm_bias = nn.Parameter(torch.zeros(num_blocks, hidden))
 
     def feature_maps(self, x: Tensor) -> Tensor:
-        """``[T, B, C, H, W] -> [T, B, hidden, h, w]``."""
+        """``[T, B, C, H, W] -> [T, B, hidden, h, w]``, tasks in the groups of
+        ``omniglot.model.task_slices`` (two on a CPU, all on other devices)."""
         if x.dim() != 5:
             raise ValueError(f"expected images [T, B, C, H, W], got shape {tuple(x.shape)}")
+        parts = [self.group_maps(x[part]) for part in task_slices(x.shape[0], x.device)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def group_maps(self, x: Tensor) -> Tensor:
+        """``feature_maps`` of one group of G tasks, run as grouped convolutions: the tasks'
+        channels are stacked (``[B, G*C, H, W]``, channels-last), each conv has ``groups=G``
+        with the shared weights repeated, and batch norm over the stacked channels normalises
+        each task's channels with its own statistics (as MAML's ``grouped_features``: on a CPU
+        twice as fast as one convolution over all the tasks' images). Max-pooling comes before
+        the ReLU: ``relu(maxpool(h)) == maxpool(relu(h))``."""
         tasks, batch = x.shape[:2]
-        h = x.reshape(tasks * batch, *x.shape[2:])
+        h = x.transpose(0, 1).reshape(batch, tasks * x.shape[2], *x.shape[3:])
+        h = h.contiguous(memory_format=torch.channels_last)
         for i, conv in enumerate(self.convs):
-            h = per_task_batch_norm(conv(h), tasks, self.norm_weight[i], self.norm_bias[i])
-            if i < self.pool_blocks:  # pooling first: relu(maxpool(h)) == maxpool(relu(h))
+            h = F.conv2d(h, conv.weight.repeat(tasks, 1, 1, 1), conv.bias.repeat(tasks),
+                         padding=1, groups=tasks)
+            h = F.batch_norm(h, None, None, self.norm_weight[i].repeat(tasks),
+                             self.norm_bias[i].repeat(tasks), training=True, eps=BN_EPS)
+            if i < self.pool_blocks:
                 h = F.max_pool2d(h, 2)
             h = F.relu(h)
-        return h.view(tasks, batch, *h.shape[1:])
+        return h.reshape(batch, tasks, self.hidden, *h.shape[2:]).transpose(0, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.feature_maps(x).flatten(2)

@@ -37,3 +37,32 @@ def test_the_embedding_of_a_task_does_not_depend_on_its_batch():
     torch.testing.assert_close(embedding(x)[1:2], alone, atol=1e-5, rtol=1e-5)
     assert alone.shape == (1, 5, embedding.output_size()) == (1, 5, 8)
     assert ConvEmbedding(hidden=8, pool_blocks=2).feature_maps(x).shape == (3, 5, 8, 7, 7)
+
+
+def plain_maps(embedding: ConvEmbedding, x: torch.Tensor) -> torch.Tensor:
+    """The embedding written out one task at a time: conv, batch norm with the task's batch
+    statistics, ReLU, max-pool."""
+    out = []
+    for images in x:
+        h = images
+        for i, conv in enumerate(embedding.convs):
+            h = F.relu(F.batch_norm(conv(h), None, None, embedding.norm_weight[i],
+                                    embedding.norm_bias[i], training=True, eps=BN_EPS))
+            if i < embedding.pool_blocks:
+                h = F.max_pool2d(h, 2)
+        out.append(h)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("pool_blocks", [None, 2])
+def test_grouped_embedding_equals_one_task_at_a_time(pool_blocks):
+    torch.manual_seed(0)
+    embedding = ConvEmbedding(hidden=8, pool_blocks=pool_blocks)
+    x = torch.randn(5, 4, 1, 28, 28)  # an odd number of tasks: the last group is shorter
+    torch.testing.assert_close(embedding.feature_maps(x), plain_maps(embedding, x),
+                               atol=1e-4, rtol=1e-4)
+    grads = torch.autograd.grad(embedding(x).square().sum(), list(embedding.parameters()))
+    expected = torch.autograd.grad(plain_maps(embedding, x).square().sum(),
+                                   list(embedding.parameters()))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
