@@ -109,6 +109,29 @@ def _maml_trpo_checkpoint() -> RunSchema:
     return CHECKPOINT_SCHEMA
 
 
+def _promp_base() -> type:
+    from metarl.rl.config import PROMPConfig
+
+    return PROMPConfig
+
+
+def _promp_config(env: str) -> type:
+    """Every env has the same options, as for MAML-TRPO."""
+    return _promp_base()
+
+
+def _promp_trainer(config: Any) -> Any:
+    from metarl.rl.promp_trainer import ProMPTrainer
+
+    return ProMPTrainer(config)
+
+
+def _promp_checkpoint() -> RunSchema:
+    from metarl.rl.promp_trainer import CHECKPOINT_SCHEMA
+
+    return CHECKPOINT_SCHEMA
+
+
 def _without_oracle(env: str) -> str:
     """ENV+oracle (the policy also observes the task) starts from ENV's shipped defaults."""
     from metarl.envs.oracle import ORACLE_SUFFIX
@@ -128,11 +151,7 @@ tasks (--task):
               net; needs the Omniglot zips in --data-dir (or --download)
 """
 
-MAML_TRPO_DESCRIPTION = """\
-Meta-train a Gaussian MLP policy with MAML-TRPO: each meta-iteration samples episodes on a
-batch of tasks, adapts the policy to each task with policy-gradient steps, samples again with
-the adapted policies and improves the starting policy with a TRPO step through the adaptation.
-
+RL_FAMILIES = """\
 task families (--env):
   navigation_2d   a point moves to a goal in [-0.5, 0.5]^2 (100 steps)
   cheetah_vel     half-cheetah runs at a target velocity in [0, 2] (200 steps)
@@ -143,6 +162,27 @@ task families (--env):
   NAME+oracle     NAME with the task appended to every observation (the oracle baseline)
   a Gymnasium id or package.module:Class of your own (README: "Your own task family")
 """
+
+MAML_TRPO_DESCRIPTION = """\
+Meta-train a Gaussian MLP policy with MAML-TRPO: each meta-iteration samples episodes on a
+batch of tasks, adapts the policy to each task with policy-gradient steps, samples again with
+the adapted policies and improves the starting policy with a TRPO step through the adaptation.
+
+""" + RL_FAMILIES
+
+PROMP_DESCRIPTION = """\
+Meta-train a Gaussian MLP policy with ProMP (Rothfuss et al. 2019): MAML-TRPO's meta-iteration
+with the low-variance curvature (LVC) inner objective, and as outer step several Adam steps on
+a clipped surrogate of the post-update episodes with a KL penalty, the adaptation recomputed
+at each step. A ProMP run is evaluated like a MAML-TRPO one.
+
+""" + RL_FAMILIES
+
+#: What a resumed meta-RL run may change: episodes are identical for any number of workers or
+#: Ray actors, so the sampler's settings may change.
+RL_RESUME_MAY_CHANGE = ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
+                        "device", "output_dir", "sampler", "ray_address", "ray_actors",
+                        "ray_cpus_per_actor", "ray_retries")
 
 ALGORITHMS: dict[str, Algorithm] = {
     # Supervised MAML (sine regression, Omniglot). The held-out curves draw from their own
@@ -161,13 +201,9 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "python -m metarl.run maml --resume runs/maml__sine__0__20261123-140000 "
                   "--num-batches 100000"),
         reported=("train/", "adaptation/"), families=_maml_tasks),
-    # MAML-TRPO on an RL task family. Episodes are identical for any number of workers or Ray
-    # actors, so the sampler's settings may change on resume.
+    # MAML-TRPO on an RL task family.
     "maml_trpo": Algorithm(
-        selector="env", default="navigation_2d",
-        resume_may_change=("num_batches", "checkpoint_every", "num_workers", "torch_threads",
-                           "device", "output_dir", "sampler", "ray_address", "ray_actors",
-                           "ray_cpus_per_actor", "ray_retries"),
+        selector="env", default="navigation_2d", resume_may_change=RL_RESUME_MAY_CHANGE,
         config_class=_maml_trpo_config, config_base=_maml_trpo_base,
         build_trainer=_maml_trpo_trainer, shipped_task=_without_oracle,
         checkpoint=_maml_trpo_checkpoint,
@@ -177,6 +213,19 @@ ALGORITHMS: dict[str, Algorithm] = {
                   "python -m metarl.run maml_trpo --env cheetah_vel --hidden-sizes 100 100 "
                   "--nonlinearity relu",
                   "python -m metarl.run maml_trpo --env cheetah_vel+oracle --num-steps 0"),
+        reported=("returns/",)),
+    # ProMP on an RL task family: MAML-TRPO's sampling and evaluation, its own outer step (the
+    # Adam state is restored on resume, so outer_lr may not change).
+    "promp": Algorithm(
+        selector="env", default="navigation_2d", resume_may_change=RL_RESUME_MAY_CHANGE,
+        config_class=_promp_config, config_base=_promp_base, build_trainer=_promp_trainer,
+        shipped_task=_without_oracle, checkpoint=_promp_checkpoint,
+        summary="meta-train a policy with ProMP on a family of RL tasks",
+        description=PROMP_DESCRIPTION,
+        examples=("python -m metarl.run promp --env navigation_2d --num-batches 100",
+                  "python -m metarl.run promp --env cheetah_dir --adaptive-kl",
+                  "python -m metarl.run evaluate --run runs/promp__navigation_2d__0__"
+                  "20261202-150000"),
         reported=("returns/",)),
 }
 

@@ -68,12 +68,13 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
 
 
 def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
-                 progress: bool) -> dict[str, Any]:
+                 progress: bool, *, name: str = "MAML-TRPO") -> dict[str, Any]:
     from metarl.config import validate
     from metarl.rl.config import RAY_DEFAULTS, MAMLTRPOConfig
     from metarl.rl.evaluate import evaluate_rl
 
-    refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is a MAML-TRPO run (use "
+    # ONLY_FOR's "MAML-TRPO" options are those of every meta-RL run's evaluation
+    refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is a {name} run (use "
                        f"--episodes-per-task for the evaluation batch)")
     # evaluate's own device, as above; it samples on this machine (a run trained on a Ray
     # cluster evaluates anywhere, and the baselines' trainers need no actors of their own)
@@ -107,6 +108,16 @@ def _evaluate_episodic(options: EvaluateOptions, state, saved, checkpoint: Path,
     return evaluate_episodic(learner, ensure_dir(out_dir), options, progress=progress)
 
 
+def _evaluate_promp(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
+                    progress: bool) -> dict[str, Any]:
+    """A ProMP run is evaluated as the MAML-TRPO run of its policy (``as_maml_trpo_state``)."""
+    from metarl.rl.promp_trainer import as_maml_trpo_state
+
+    state = as_maml_trpo_state(state)
+    return _evaluate_rl(options, state, dict(state["config"]), checkpoint, out_dir, progress,
+                        name="ProMP")
+
+
 def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
                   progress: bool) -> dict[str, Any]:
     from metarl.config import validate
@@ -126,6 +137,7 @@ def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_
 #: Each algorithm's evaluation (``options``, the checkpoint's state and saved config, the
 #: checkpoint, the output folder, ``progress``) -> the result: it rebuilds the run's learner and
 #: hands it to its kind's evaluation, which reports through ``metarl.evaluation``.
-EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl, "rl2": _evaluate_rl2,
+EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl,
+               "promp": _evaluate_promp, "rl2": _evaluate_rl2,
                **{method: _evaluate_episodic
                   for method in ("protonet", "matching", "relation", "siamese", "mann")}}

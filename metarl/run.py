@@ -3,9 +3,10 @@
 Commands:
 
 * one training command per entry of ``metarl.algorithms.ALGORITHMS`` (:func:`run_training`):
-  ``maml``, supervised MAML (``--task sine`` or ``--task omniglot --data-dir PATH``), and
-  ``maml_trpo``, meta-RL with MAML-TRPO (``--env navigation_2d``, ``cheetah_vel``, ...); its
-  help page, its line on the top-level page and what it reports come from its entry;
+  the few-shot methods (``maml``, ``protonet``, ... with ``--task sine`` or ``--task omniglot
+  --data-dir PATH``) and the meta-RL ones (``maml_trpo``, ``promp``, ... with ``--env
+  navigation_2d``, ``cheetah_vel``, ...); each command's help page, its line on the top-level
+  page and what it reports come from its entry;
 * ``evaluate``: the adaptation curve of a finished run (``--run DIR`` or ``--checkpoint FILE``).
 
 Every option is also a YAML key (``--config FILE``; flags override the file); see

@@ -71,13 +71,25 @@ def test_maml_trpo_page_lists_the_families_and_the_chosen_ones_defaults(capsys):
 
 
 @pytest.mark.parametrize("argv", [("maml",), ("maml_trpo",), ("maml_trpo", "--env", "ant_dir"),
-                                  ("evaluate",)])
+                                  ("promp",), ("promp", "--env", "ant_dir"), ("evaluate",)])
 def test_every_option_shows_its_default(capsys, argv):
     flags = options(help_page(capsys, *argv))
     assert len(flags) > 10
     missing = [flag for flag, text in flags.items()
                if "(default: " not in text and "(required" not in text]
     assert missing == []
+
+
+def test_promp_page_lists_the_families_and_its_own_options(capsys):
+    page = help_page(capsys, "promp")
+    for family in FAMILIES:
+        assert re.search(rf"^  {family}\s", page, re.MULTILINE), family
+    flags = options(page)
+    assert "(default: 0.3)" in flags["--clip-eps"]  # experiments/promp/navigation_2d.yaml
+    assert "(default: 5)" in flags["--num-outer-steps"]
+    assert "--max-kl" not in flags and "--curvature" not in flags
+    assert "(default: 40)" in options(help_page(capsys, "promp", "--env", "ant_dir"))[
+        "--meta-batch-size"]
 
 
 def test_choices_are_named_on_the_page(capsys):

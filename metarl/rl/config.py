@@ -1,6 +1,7 @@
-"""The options of a MAML-TRPO run (docs/protocol.md), with their defaults and valid ranges.
+"""The options of a meta-RL run (MAML-TRPO: docs/protocol.md; ProMP), with their defaults and
+valid ranges.
 
-The per-environment defaults of the paper live in ``experiments/maml_trpo/{env}.yaml``.
+The per-environment defaults of the papers live in ``experiments/{algo}/{env}.yaml``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ RAY_DEFAULTS = {"ray_address": "", "ray_actors": 0, "ray_cpus_per_actor": 1.0, "
 
 
 @dataclass
-class MAMLTRPOConfig:
-    """MAML-TRPO. ``num_steps: 0`` trains plain multi-task TRPO (the "pretrained" baseline).
+class MetaRLConfig:
+    """The options every meta-RL run shares: the task family, the batches, the inner step, the
+    returns, the policy, the sampler and the run. Each algorithm's config adds its outer step's
+    options (``MAMLTRPOConfig``, ``PROMPConfig``); ``num_steps: 0`` trains the outer step alone
+    on all tasks jointly (multi-task TRPO: the "pretrained" baseline).
 
     Constructed directly, a config holds the built-in defaults only: not the shipped
-    ``experiments/maml_trpo/{env}.yaml`` of its env (``MAMLTRPOConfig(env="navigation_2d")``
+    ``experiments/{algo}/{env}.yaml`` of its env (``MAMLTRPOConfig(env="navigation_2d")``
     acts without ``normalize_actions``, where the command line's run normalises), and it is not
     validated. ``metarl.experiment.make_config("maml_trpo", env=...)`` builds the config the
     command line would, from the same layers, validated.
@@ -46,17 +50,11 @@ class MAMLTRPOConfig:
     num_batches: int = option(500, "meta-iterations", minimum=0, exclusive_minimum=False)
     meta_batch_size: int = option(20, "tasks per meta-iteration", minimum=0)
     fast_batch_size: int = option(20, "episodes per task, before and after adaptation", minimum=0)
-    num_steps: int = option(1, "inner VPG steps (0: no adaptation, plain multi-task TRPO)",
+    num_steps: int = option(1, "inner VPG steps (0: no adaptation, the outer step alone on all "
+                            "tasks jointly)",
                             minimum=0, exclusive_minimum=False)
     fast_lr: float = option(0.1, "inner-loop learning rate (alpha)", minimum=0.0)
     first_order: bool = option(False, "first-order MAML: do not differentiate the inner update")
-    max_kl: float = option(0.01, "TRPO trust region: mean KL bound (delta)", minimum=0.0)
-    cg_iters: int = option(10, "conjugate-gradient iterations", minimum=0)
-    cg_damping: float = option(1e-5, "damping added to the curvature products", minimum=0.0,
-                               exclusive_minimum=False)
-    ls_max_steps: int = option(15, "line-search backtracking steps", minimum=0)
-    ls_backtrack_ratio: float = option(0.8, "line-search step shrink factor, in (0, 1)",
-                                       minimum=0.0, maximum=1.0, exclusive_maximum=True)
     gamma: float = option(0.99, "discount factor, in [0, 1]", minimum=0.0, exclusive_minimum=False,
                           maximum=1.0)
     gae_lambda: float = option(1.0, "GAE lambda, in [0, 1]", minimum=0.0, exclusive_minimum=False,
@@ -75,11 +73,6 @@ class MAMLTRPOConfig:
                                     minimum=0.0, exclusive_minimum=False)
     normalize_actions: bool = option(False, "policy acts in [-1, 1], mapped onto the env's "
                                      "action bounds (rllab's normalize, as in the MAML paper)")
-    curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "
-                            "current point, cheaper) or exact (double backprop)", choices=CURVATURES)
-    hvp_subsample: float = option(0.2, "fraction of each task's episodes used for the curvature "
-                                  "products, in (0, 1] (1.0: all; the line search always checks "
-                                  "all of them)", minimum=0.0, maximum=1.0)
     sampler: str = option("local", "where episodes are sampled: local (this machine: in-process "
                           "or --num-workers processes) or ray (Ray actors on a local Ray runtime, "
                           "or on the cluster at --ray-address; needs the [ray] extra); the "
@@ -104,7 +97,7 @@ class MAMLTRPOConfig:
                                 "machine busy with other jobs (measurements: docs/results.md, "
                                 "Performance)", minimum=0, exclusive_minimum=False,
                                 maximum=THREADS_MAX)
-    device: str = device_option("cpu", "; the policy, adaptation and the TRPO step run there "
+    device: str = device_option("cpu", "; the policy, adaptation and the outer step run there "
                                 "(" + RESUME_NOTE + ")")
     checkpoint_every: int = option(10, "iterations between checkpoints (one is always written at "
                                    "the end)", minimum=0)
@@ -131,12 +124,64 @@ class MAMLTRPOConfig:
         return self.env.replace("/", "-").replace(":", "-")
 
 
+@dataclass
+class MAMLTRPOConfig(MetaRLConfig):
+    """MAML-TRPO (docs/protocol.md): the shared options and TRPO's. ``num_steps: 0`` trains
+    plain multi-task TRPO (the "pretrained" baseline)."""
+
+    max_kl: float = option(0.01, "TRPO trust region: mean KL bound (delta)", minimum=0.0)
+    cg_iters: int = option(10, "conjugate-gradient iterations", minimum=0)
+    cg_damping: float = option(1e-5, "damping added to the curvature products", minimum=0.0,
+                               exclusive_minimum=False)
+    ls_max_steps: int = option(15, "line-search backtracking steps", minimum=0)
+    ls_backtrack_ratio: float = option(0.8, "line-search step shrink factor, in (0, 1)",
+                                       minimum=0.0, maximum=1.0, exclusive_maximum=True)
+    curvature: str = option("gauss_newton", "KL curvature products: gauss_newton (exact at the "
+                            "current point, cheaper) or exact (double backprop)", choices=CURVATURES)
+    hvp_subsample: float = option(0.2, "fraction of each task's episodes used for the curvature "
+                                  "products, in (0, 1] (1.0: all; the line search always checks "
+                                  "all of them)", minimum=0.0, maximum=1.0)
+
+
+@dataclass
+class PROMPConfig(MetaRLConfig):
+    """ProMP (Rothfuss et al., ICLR 2019; ``metarl.rl.promp``): the shared options and those of
+    its outer step, several Adam steps on a clipped surrogate with a KL penalty. Defaults: the
+    authors' released run scripts (``experiments/promp/{env}.yaml`` says which)."""
+
+    num_outer_steps: int = option(5, "outer Adam steps on each sampled meta-batch, the inner "
+                                  "step recomputed from the pre-update episodes at each (the "
+                                  "reference implementation's num_promp_steps)", minimum=0)
+    outer_lr: float = option(1e-3, "outer Adam learning rate (beta)", minimum=0.0)
+    clip_eps: float = option(0.3, "clipping range epsilon of the outer likelihood ratio, in "
+                             "(0, 1): the ratio counts within [1 - eps, 1 + eps]", minimum=0.0,
+                             maximum=1.0, exclusive_maximum=True)
+    init_kl_coef: float = option(5e-4, "KL penalty coefficient eta on KL(pi_old || pi_theta) "
+                                 "over the pre-update episodes (its starting value with "
+                                 "--adaptive-kl; 0: no penalty)", minimum=0.0,
+                                 exclusive_minimum=False)
+    adaptive_kl: bool = option(False, "adapt eta after each meta-iteration: halve it when the "
+                               "KL is below target_inner_kl / 1.5, double it above "
+                               "target_inner_kl * 1.5 (PPO's rule)")
+    target_inner_kl: float = option(0.01, "the KL the adaptive penalty aims at (with "
+                                    "--adaptive-kl)", minimum=0.0)
+
+    def check(self) -> None:
+        """Rules across fields: those of every meta-RL run, and an adaptive penalty that can
+        move (halving or doubling 0 leaves 0)."""
+        super().check()
+        if self.adaptive_kl and self.init_kl_coef == 0:
+            raise ConfigError("adaptive_kl=True needs init_kl_coef > 0 (halving or doubling a "
+                              "coefficient of 0 leaves it 0); give --init-kl-coef X or "
+                              "--no-adaptive-kl")
+
+
 #: Config keys a checkpoint must agree on to be loaded into a policy (the env it acts in, with
 #: its options, and the policy's shape).
 ARCHITECTURE_KEYS = ("env", "env_options", "hidden_sizes", "nonlinearity", "normalize_actions")
 
 
-def task_family(config: MAMLTRPOConfig) -> TaskFamily:
+def task_family(config: MetaRLConfig) -> TaskFamily:
     """The run's task family, ``config.env`` with ``config.env_options`` bound: what every
     sampler, probe and evaluation of the run builds its envs from (``EnvOptionError`` for an
     option the family does not take)."""

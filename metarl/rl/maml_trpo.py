@@ -94,11 +94,7 @@ class MAMLTRPO:
 
     def process(self, episodes: Episodes) -> TaskData:
         """Fit the baseline per task, compute GAE and normalise per task (step 2 / 4)."""
-        s = self.settings
-        returns = discounted_returns(episodes.rewards, episodes.mask, s.gamma)
-        values = baseline_values(episodes.observations, returns, episodes.mask).to(returns.dtype)
-        advantages = gae(episodes.rewards, values, episodes.mask, s.gamma, s.gae_lambda)
-        return TaskData(episodes, normalize_advantages(advantages, episodes.mask))
+        return process_episodes(episodes, self.settings.gamma, self.settings.gae_lambda)
 
     def inner_loss(self, params: Params, data: TaskData) -> Tensor:
         """Σ_i L_VPG(θ_i; D_i), L_VPG = -mean over valid steps of log π(a|o) · A.
@@ -108,7 +104,7 @@ class MAMLTRPO:
         """
         ep = data.episodes
         log_probs = self.policy.log_prob(params, ep.observations, ep.actions)
-        return -(_masked_task_mean(log_probs * data.advantages, ep.mask)).sum()
+        return -(masked_task_mean(log_probs * data.advantages, ep.mask)).sum()
 
     def adapt(self, params: Params, data: TaskData, *, first_order: bool | None = None) -> Params:
         """θ'_i for every task: ``num_steps`` VPG steps from shared ``params`` (step 3)."""
@@ -125,11 +121,11 @@ class MAMLTRPO:
     def _surrogate_of(self, outputs: tuple[Tensor, Tensor], data: TaskData) -> Tensor:
         ep = data.episodes
         ratio = torch.exp(gaussian_log_prob(*outputs, ep.actions) - ep.log_probs)
-        return _masked_task_mean(ratio * data.advantages, ep.mask).mean()
+        return masked_task_mean(ratio * data.advantages, ep.mask).mean()
 
     def mean_kl(self, old: tuple[Tensor, Tensor], adapted: Params, episodes: Episodes) -> Tensor:
         """Mean over tasks and valid steps of KL(π_old ‖ π_adapted) on ``episodes``."""
-        return _mean_kl_of(old, self.policy.mean_and_log_std(adapted, episodes.observations),
+        return mean_kl_of(old, self.policy.mean_and_log_std(adapted, episodes.observations),
                            episodes.mask)
 
     # --- one outer step ------------------------------------------------------------------------
@@ -176,7 +172,7 @@ class MAMLTRPO:
                 outputs = self.policy.mean_and_log_std({k: v.detach() for k, v in new.items()},
                                                        valid.observations)
                 return (self._surrogate_of(outputs, valid_data).item() - base,
-                        _mean_kl_of(old, outputs, valid.mask).item())
+                        mean_kl_of(old, outputs, valid.mask).item())
 
         result = line_search(evaluate, full_step, max_kl=s.max_kl, max_steps=s.ls_max_steps,
                              backtrack_ratio=s.ls_backtrack_ratio)
@@ -238,6 +234,15 @@ class MAMLTRPO:
         return gauss_newton_vector_product(outputs, theta, fisher, damping=s.cg_damping)
 
 
+def process_episodes(episodes: Episodes, gamma: float, gae_lambda: float) -> TaskData:
+    """The episodes with their advantages ``[T, K, E]``: the linear baseline fitted per task to
+    the discounted returns, GAE(γ, λ) on it, normalised per task over the valid steps."""
+    returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
+    values = baseline_values(episodes.observations, returns, episodes.mask).to(returns.dtype)
+    advantages = gae(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
+    return TaskData(episodes, normalize_advantages(advantages, episodes.mask))
+
+
 def subsample_index(count: int, fraction: float, generator: torch.Generator | None) -> Tensor:
     """Sorted random ``ceil(fraction · count)`` indices out of ``count`` (at least one)."""
     keep = min(count, max(1, math.ceil(fraction * count)))
@@ -253,13 +258,15 @@ def take_episodes(episodes: Episodes, index: Tensor) -> Episodes:
         terminated=episodes.terminated[:, index], non_finite=episodes.non_finite[:, index])
 
 
-def _masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
+def masked_task_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Per-task mean of ``x [T, K, E]`` over valid steps: ``[K]``."""
     return (x * mask).sum(dim=(0, 2)) / mask.sum(dim=(0, 2)).clamp_min(1.0)
 
 
-def _mean_kl_of(old: tuple[Tensor, Tensor], new: tuple[Tensor, Tensor], mask: Tensor) -> Tensor:
-    return _masked_task_mean(gaussian_kl(*old, *new), mask).mean()
+def mean_kl_of(old: tuple[Tensor, Tensor], new: tuple[Tensor, Tensor], mask: Tensor) -> Tensor:
+    """Mean over tasks of the per-task mean over valid steps of ``KL(old ‖ new)``, each policy
+    a ``(mean, log_std)`` pair ``[T, K, E, act]``; a scalar."""
+    return masked_task_mean(gaussian_kl(*old, *new), mask).mean()
 
 
 def _task_mean_weights(mask: Tensor) -> Tensor:

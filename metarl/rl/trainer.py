@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,10 @@ from metarl.core.maml import Params, parameters_of
 from metarl.device import cpu_state, resolve_device
 from metarl.envs.family import TaskFamily
 from metarl.nonfinite import NonFiniteError, require_finite
-from metarl.rl.config import ARCHITECTURE_KEYS, MAMLTRPOConfig, task_family
+from metarl.rl.config import ARCHITECTURE_KEYS, MetaRLConfig, task_family
 from metarl.rl.device_sampler import on_device
 from metarl.rl.episodes import Episodes
-from metarl.rl.maml_trpo import MAMLTRPO
+from metarl.rl.maml_trpo import MAMLTRPO, TaskData
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec
 from metarl.rl.workers import make_sampler
@@ -70,13 +71,13 @@ def env_sizes(family: TaskFamily) -> tuple[int, int]:
         probe.close()
 
 
-def check_family_tasks(family: TaskFamily, config: MAMLTRPOConfig) -> None:
+def check_family_tasks(family: TaskFamily, config: MetaRLConfig) -> None:
     """Draw the first meta-iteration's tasks once, so that a family whose ``sample_tasks`` breaks
     the protocol fails (``NotATaskFamilyError``) before anything is built or written."""
     family.sample_tasks(config.meta_batch_size, seed=derive_seed(config.seed, 0, "tasks"))
 
 
-def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> GaussianMLPPolicy:
+def build_policy(config: MetaRLConfig, obs_size: int, act_size: int) -> GaussianMLPPolicy:
     torch.manual_seed(config.seed)
     return GaussianMLPPolicy(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                              nonlinearity=config.nonlinearity,
@@ -84,7 +85,7 @@ def build_policy(config: MAMLTRPOConfig, obs_size: int, act_size: int) -> Gaussi
                              init_output_scale=config.init_mean_scale)
 
 
-def build_sampler(config: MAMLTRPOConfig, family: TaskFamily, spec: PolicySpec):
+def build_sampler(config: MetaRLConfig, family: TaskFamily, spec: PolicySpec):
     """The sampler ``config`` asks for, for ``family`` (with its env options bound): this
     machine's (``make_sampler``) or Ray actors'."""
     if config.sampler == "ray":
@@ -105,11 +106,42 @@ def build_sampler(config: MAMLTRPOConfig, family: TaskFamily, spec: PolicySpec):
                         num_workers=config.num_workers or None)
 
 
+@dataclass(frozen=True)
+class MetaBatch:
+    """One meta-iteration's processed pre- and post-update episodes (the same with
+    ``num_steps: 0``), θ'_i with its graph to θ (None without adaptation), and when each part
+    was done (``time.perf_counter``)."""
+
+    train_data: TaskData
+    valid_data: TaskData
+    adapted: Params | None
+    start: float
+    sampled_train: float
+    adapted_at: float
+    sampled_valid: float
+
+    @property
+    def train(self) -> Episodes:
+        return self.train_data.episodes
+
+    @property
+    def valid(self) -> Episodes:
+        return self.valid_data.episodes
+
+
 class MetaRLTrainer:
     """A MAML-TRPO run: the policy, the learner, the sampler and the iteration counter (a
-    ``metarl.training.Trainer``)."""
+    ``metarl.training.Trainer``). Another meta-RL algorithm subclasses it with its own
+    ``algo``, ``schema``, ``make_learner`` and ``outer_step`` (``metarl.rl.promp_trainer``)."""
 
-    def __init__(self, config: MAMLTRPOConfig):
+    #: The algorithm's name: its checkpoints' ``algo``, the progress bar's label.
+    algo = "maml_trpo"
+    #: What its checkpoints hold besides algo, iteration and config.
+    schema = CHECKPOINT_SCHEMA
+    #: The outer step, as a non-finite policy after it is reported.
+    outer_name = "TRPO step"
+
+    def __init__(self, config: MetaRLConfig):
         self.config = config
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
@@ -118,7 +150,7 @@ class MetaRLTrainer:
         check_family_tasks(self.family, config)
         self.device = resolve_device(config.device)
         self.policy = build_policy(config, obs_size, act_size).to(self.device)
-        self.learner = MAMLTRPO(self.policy, config)
+        self.learner = self.make_learner()
         self.spec = PolicySpec(obs_size, act_size, hidden_sizes=config.hidden_sizes,
                                nonlinearity=config.nonlinearity,
                                normalize_actions=config.normalize_actions)
@@ -128,6 +160,10 @@ class MetaRLTrainer:
         self._warned_non_finite = False
         # Sampling stays on the CPU; off it, parameters go there and episodes come back.
         self.sampler = on_device(self.sampler, self.device)
+
+    def make_learner(self) -> MAMLTRPO:
+        """The learner of ``self.policy`` (its ``process``, ``adapt`` and outer step)."""
+        return MAMLTRPO(self.policy, self.config)
 
     def close(self) -> None:
         self.sampler.close()
@@ -141,7 +177,7 @@ class MetaRLTrainer:
     @property
     def name(self) -> str:
         """The progress bar's label."""
-        return f"maml_trpo {self.config.env}"
+        return f"{self.algo} {self.config.env}"
 
     @property
     def layout(self) -> dict[str, list[str]]:
@@ -157,40 +193,18 @@ class MetaRLTrainer:
 
     def step(self) -> dict[str, float]:
         """One meta-iteration (docs/protocol.md, steps 1-5); returns the values to log."""
-        config, learner, it = self.config, self.learner, self.iteration
-        tasks = self.family.sample_tasks(config.meta_batch_size,
-                                         seed=derive_seed(config.seed, it, "tasks"))
-        start = time.perf_counter()
-        theta = self.theta()
-        train = self.sampler.sample(tasks, theta, seed=derive_seed(config.seed, it, "train"))
-        sampled_train = time.perf_counter()
-        check_actions(train, "before adaptation")
-        train_data = learner.process(train)
-        adapted = None
-        if config.num_steps == 0:  # plain multi-task TRPO: the pre-update episodes are all
-            valid, valid_data = train, train_data
-            adapted_at = sampled_valid = sampled_train
-        else:
-            # θ'_i with its graph to θ: sampled with here, differentiated in learner.step.
-            adapted = learner.adapt(parameters_of(self.policy), train_data)
-            adapted_at = time.perf_counter()
-            require_finite(adapted, f"the adapted policy (inner step size {config.fast_lr:g})")
-            valid = self.sampler.sample(tasks, {k: v.detach() for k, v in adapted.items()},
-                                        seed=derive_seed(config.seed, it, "valid"))
-            sampled_valid = time.perf_counter()
-            check_actions(valid, "after adaptation")
-            valid_data = learner.process(valid)
-        # On the CPU whatever the device, so that the subsample is the same on every device.
-        generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
-        info = learner.step(train_data, valid_data, generator, adapted=adapted)
+        config = self.config
+        batch = self.sample_batch()
+        outer = self.outer_step(batch)
         done = time.perf_counter()
-        require_finite(parameters_of(self.policy), "the policy after the TRPO step")
+        require_finite(parameters_of(self.policy), f"the policy after the {self.outer_name}")
         self.iteration += 1
+        train, valid = batch.train, batch.valid
         non_finite = int(train.non_finite.sum()) + (int(valid.non_finite.sum())
                                                     if config.num_steps else 0)
-        self._note_non_finite(non_finite, info.rejected_non_finite)
+        self._note_non_finite(non_finite)
 
-        sampling = (sampled_train - start) + (sampled_valid - adapted_at)
+        sampling = (batch.sampled_train - batch.start) + (batch.sampled_valid - batch.adapted_at)
         env_steps = int(train.num_steps) + (int(valid.num_steps) if config.num_steps else 0)
         return {
             "returns/step_0": train.returns_per_task().mean().item(),
@@ -200,6 +214,50 @@ class MetaRLTrainer:
             "episodes/length_step_0": train.lengths.float().mean().item(),
             f"episodes/length_step_{config.num_steps}": valid.lengths.float().mean().item(),
             "policy/std": self.policy.log_std.detach().exp().mean().item(),
+            **outer,
+            "episodes/non_finite": non_finite,
+            "time/sampling_s": sampling,
+            "time/adaptation_s": batch.adapted_at - batch.sampled_train,
+            "time/optimisation_s": done - batch.sampled_valid,
+            "time/iteration_s": done - batch.start,
+            "time/env_steps_per_s": env_steps / max(sampling, 1e-9),
+        }
+
+    def sample_batch(self) -> MetaBatch:
+        """Steps 1-4 of a meta-iteration: this iteration's tasks, their pre-update episodes
+        with θ, θ'_i (with its graph to θ) and the post-update episodes with θ'_i, processed."""
+        config, learner, it = self.config, self.learner, self.iteration
+        tasks = self.family.sample_tasks(config.meta_batch_size,
+                                         seed=derive_seed(config.seed, it, "tasks"))
+        start = time.perf_counter()
+        theta = self.theta()
+        train = self.sampler.sample(tasks, theta, seed=derive_seed(config.seed, it, "train"))
+        sampled_train = time.perf_counter()
+        check_actions(train, "before adaptation")
+        train_data = learner.process(train)
+        if config.num_steps == 0:  # the outer step alone: the pre-update episodes are all
+            return MetaBatch(train_data, train_data, None, start, sampled_train, sampled_train,
+                             sampled_train)
+        # θ'_i with its graph to θ: sampled with here, differentiated in the outer step.
+        adapted = learner.adapt(parameters_of(self.policy), train_data)
+        adapted_at = time.perf_counter()
+        require_finite(adapted, f"the adapted policy (inner step size {config.fast_lr:g})")
+        valid = self.sampler.sample(tasks, {k: v.detach() for k, v in adapted.items()},
+                                    seed=derive_seed(config.seed, it, "valid"))
+        sampled_valid = time.perf_counter()
+        check_actions(valid, "after adaptation")
+        return MetaBatch(train_data, learner.process(valid), adapted, start, sampled_train,
+                         adapted_at, sampled_valid)
+
+    def outer_step(self, batch: MetaBatch) -> dict[str, float]:
+        """Step 5, TRPO's: one trust-region step on θ; returns its values to log (``trpo/``)."""
+        # On the CPU whatever the device, so that the subsample is the same on every device.
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, self.iteration,
+                                                              "subsample"))
+        info = self.learner.step(batch.train_data, batch.valid_data, generator,
+                                 adapted=batch.adapted)
+        self._note_rejected(info.rejected_non_finite)
+        return {
             "trpo/kl": info.kl,
             "trpo/surrogate_improvement": info.surrogate_improvement,
             "trpo/line_search_steps": info.line_search_steps,
@@ -207,24 +265,21 @@ class MetaRLTrainer:
             "trpo/accepted": float(info.accepted),
             "trpo/gradient_norm": info.gradient_norm,
             "trpo/rejected_nonfinite": self.rejected_non_finite,
-            "episodes/non_finite": non_finite,
-            "time/sampling_s": sampling,
-            "time/adaptation_s": adapted_at - sampled_train,
-            "time/optimisation_s": done - sampled_valid,
-            "time/iteration_s": done - start,
-            "time/env_steps_per_s": env_steps / max(sampling, 1e-9),
         }
 
-    def _note_non_finite(self, episodes: int, rejected: bool) -> None:
-        """Count this iteration's rejection in the streak; warn at the first episodes that
-        ended non-finite and after ``REJECTED_IN_A_ROW_WARNING`` rejections in a row."""
+    def _note_rejected(self, rejected: bool) -> None:
+        """Count this iteration's rejection in the streak; warn after
+        ``REJECTED_IN_A_ROW_WARNING`` rejections in a row."""
         self.rejected_non_finite = self.rejected_non_finite + 1 if rejected else 0
-        streak = self.rejected_non_finite
+        streak, done = self.rejected_non_finite, self.iteration + 1
         if streak and streak % REJECTED_IN_A_ROW_WARNING == 0:
             log.warning("warning: iteration %d: the TRPO step was rejected for a non-finite KL "
                         "or surrogate in %d iterations in a row, so the policy has not changed "
-                        "since iteration %d (trpo/rejected_nonfinite)", self.iteration, streak,
-                        self.iteration - streak)
+                        "since iteration %d (trpo/rejected_nonfinite)", done, streak,
+                        done - streak)
+
+    def _note_non_finite(self, episodes: int) -> None:
+        """Warn at the first episodes that ended non-finite."""
         if episodes and not self._warned_non_finite:
             self._warned_non_finite = True
             log.warning("warning: iteration %d: %d episodes of %s ended at a non-finite state "
@@ -239,21 +294,21 @@ class MetaRLTrainer:
                 f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s")
         if values["episodes/non_finite"]:
             text += f" | {values['episodes/non_finite']:.0f} non-finite episodes"
-        if values["trpo/rejected_nonfinite"]:
+        if values.get("trpo/rejected_nonfinite"):
             text += f" | {values['trpo/rejected_nonfinite']:.0f} non-finite rejections in a row"
         return text
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds: the policy (CPU tensors, whatever the device), the
         iteration and the config (the seeds of every iteration derive from them)."""
-        return {"algo": "maml_trpo", "policy": cpu_state(self.policy.state_dict()),
+        return {"algo": self.algo, "policy": cpu_state(self.policy.state_dict()),
                 "iteration": self.iteration, "config": dataclasses.asdict(self.config)}
 
     def load(self, state: dict[str, Any], *, source: str) -> None:
-        """Restore a checkpoint of ``state()``, checked first against the schema of MAML-TRPO
-        checkpoints (a CheckpointError names what is missing or wrong) and this run's env and
-        policy (``ARCHITECTURE_KEYS``)."""
-        check_run_state(state, source=source, algo="maml_trpo", schema=CHECKPOINT_SCHEMA)
+        """Restore a checkpoint of ``state()``, checked first against the schema of this
+        algorithm's checkpoints (a CheckpointError names what is missing or wrong) and this
+        run's env and policy (``ARCHITECTURE_KEYS``)."""
+        check_run_state(state, source=source, algo=self.algo, schema=self.schema)
         check_compatible(state["config"], dataclasses.asdict(self.config),
                          ARCHITECTURE_KEYS, source=source)
         load_state_dict_strict(self.policy, state["policy"], source=source)

@@ -1,0 +1,114 @@
+"""The few-shot comparison table of the README and docs/results.md, from the runs of
+``reproduce_fewshot.sh``.
+
+    python experiments/fewshot_table.py [OUT]     (OUT: the script's output folder)
+
+For each setting (``OUT/5way1shot``, ``OUT/5way5shot``, ``OUT/20way1shot``, each a folder of
+``experiments/grid.py``) it reads ``grid_results.json`` and prints one Markdown row per method:
+its held-out accuracy ± 95% CI over 1000 episodes in each setting (for a gradient-based method
+the last adaptation step the evaluation took, as the papers report), the published number on
+the full Omniglot beside it, and the run's training time on this machine (from its TensorBoard
+``time/iteration_s``, summed). A setting without a finished run of a method is a dash.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SETTINGS = ("5way1shot", "5way5shot", "20way1shot")
+#: The methods in the table's order, with their family.
+METHODS = {"maml": "optimization", "fomaml": "optimization", "reptile": "optimization",
+           "anil": "optimization", "protonet": "metric", "matching": "metric",
+           "relation": "metric", "siamese": "metric", "mann": "black-box"}
+#: Published accuracies on the full Omniglot (5-way 1-shot, 5-way 5-shot, 20-way 1-shot), in
+#: percent: the MAML paper's table for MAML, first-order MAML and MANN (82.8 and 94.9 are
+#: MANN's 5-way accuracies at the second and fifth presentation of a class), each method's own
+#: paper otherwise (Reptile: transductive). ANIL's paper reports no 5-way Omniglot number.
+PUBLISHED = {"maml": (98.7, 99.9, 95.8), "fomaml": (98.3, 99.2, 89.4),
+             "reptile": (97.7, 99.5, 89.4), "anil": (None, None, 96.2),
+             "protonet": (98.8, 99.7, 96.0), "matching": (98.1, 98.9, 93.8),
+             "relation": (99.6, 99.8, 97.6), "siamese": (97.3, 98.4, 88.2),
+             "mann": (82.8, 94.9, None)}
+
+
+def results(out: Path) -> dict[tuple[str, str], dict]:
+    """(setting, method) -> the grid's record of its finished run."""
+    found = {}
+    for setting in SETTINGS:
+        path = out / setting / "grid_results.json"
+        if not path.is_file():
+            continue
+        for record in json.loads(path.read_text()):
+            algo = record["name"].split("__")[0]
+            if "curve" in record:
+                found[setting, algo] = record
+    return found
+
+
+def training_hours(run_dir: Path) -> float | None:
+    """The run's summed ``time/iteration_s`` from its TensorBoard events, in hours."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return None
+    total = 0.0
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if "time/iteration_s" in accumulator.Tags()["scalars"]:
+            steps = {e.step: e.value for e in accumulator.Scalars("time/iteration_s")}
+            total += sum(steps.values())
+    return total / 3600 if total else None
+
+
+def cell(record: dict | None, published: float | None) -> str:
+    paper = "—" if published is None else f"{published:.1f}"
+    if record is None:
+        return f"— ({paper})"
+    curve = record["curve"]
+    method = next(iter(curve["methods"]))
+    mean, ci = curve["methods"][method]["mean"][-1], curve["methods"][method]["ci95"][-1]
+    return f"**{100 * mean:.1f}** ± {100 * ci:.1f} ({paper})"
+
+
+def table(out: Path) -> list[str]:
+    found = results(out)
+    lines = ["| method | family | 5-way 1-shot | 5-way 5-shot | 20-way 1-shot | iterations × "
+             "episodes | training time |", "|---|---|---|---|---|---|---|"]
+    for method, family in METHODS.items():
+        records = [found.get((setting, method)) for setting in SETTINGS]
+        if not any(records):
+            continue
+        budgets, hours = [], []
+        for record in records:
+            if record is None:
+                budgets.append("—")
+                hours.append("—")
+                continue
+            options = record["options"]
+            budgets.append(f"{record['curve']['iteration']} × {options['meta_batch_size']}")
+            spent = training_hours(Path(record["options"]["output_dir"]) / record["name"])
+            hours.append("—" if spent is None else f"{spent:.2f} h")
+        cells = " | ".join(cell(r, p) for r, p in zip(records, PUBLISHED[method]))
+        lines.append(f"| {method} | {family} | {cells} | {' / '.join(budgets)} | "
+                     f"{' / '.join(hours)} |")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0] if argv else "runs/fewshot")
+    lines = table(out)
+    if len(lines) == 2:
+        print(f"error: no finished runs under {out}/{{{','.join(SETTINGS)}}}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    print("\nours: held-out accuracy (%) on the small Omniglot subsets ± 95% CI over 1000 "
+          "episodes (a gradient-based method after its evaluation's last step); in brackets, "
+          "the published number on the full Omniglot")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
