@@ -251,6 +251,15 @@ def test_the_loss_at_the_sampling_policy_has_ratio_one(plugin_envs):
     # the sampler's log-probabilities, recomputed (the GRU states bit for bit, the heads over
     # [T, N] rows rather than [N] to float32 rounding)
     assert abs(parts["approx_kl"].item()) < 1e-8
+    # the value part: ½ mean (V - R)², with V the sampler's values and R = A + V: ½ mean A²
+    adv = trial_gae(trials.rewards, trials.values, trials.mask, 0.99, 0.95)
+    half_square = 0.5 * adv[trials.mask != 0].square().mean()
+    torch.testing.assert_close(parts["value"], half_square, rtol=1e-4, atol=1e-6)
+    # the entropy of N(μ, σ²) with log σ = 0 in one dimension: ½ log 2πe
+    assert math.isclose(parts["entropy"].item(), 0.5 * math.log(2 * math.pi * math.e),
+                        rel_tol=1e-6)
+    torch.testing.assert_close(loss, parts["policy"] + 0.5 * parts["value"]
+                               - 0.01 * parts["entropy"])
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in policy.parameters())
