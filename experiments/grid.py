@@ -277,7 +277,7 @@ def spec(args: argparse.Namespace, algo: str, config: Any, family: str,
     plugin = ":" in family
     evaluation: dict[str, Any] = {"seed": args.eval_seed, "num_tasks": args.num_tasks,
                                   "baselines": False, "env": family if plugin else None}
-    if entry.selector == "env":
+    if entry.selector == "env" and entry.test_batches:
         if args.episodes_per_task is None:
             evaluation["env_steps_per_task"] = PAPER_TEST_STEPS
         else:

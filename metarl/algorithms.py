@@ -54,6 +54,10 @@ class Algorithm:
     #: Where each family has a config class of its own, their names: the help page then shows
     #: every family's options. None: one config class for any family (an RL env).
     families: Callable[[], Sequence[str]] | None = None
+    #: Whether ``evaluate`` samples a test batch per adaptation step (``--episodes-per-task``,
+    #: ``--env-steps-per-task``): an RL method that adapts by gradient steps does, RL², which
+    #: adapts within a trial of its own episodes, does not.
+    test_batches: bool = True
 
 
 def _maml_config(task: str) -> type:
@@ -271,7 +275,9 @@ ALGORITHMS["rl2"] = Algorithm(
     description=RL2_DESCRIPTION,
     examples=("python -m metarl.run rl2 --env navigation_2d --num-batches 100",
               "python -m metarl.run evaluate --run runs/rl2__navigation_2d__0__20261202-140000"),
-    reported=("returns/",))
+    reported=("returns/",), test_batches=False)
+
+
 # --- the episodic methods (metric and black-box families) ---------------------------------------
 
 def _episodic_config(method: str) -> Callable[[str], type]:
