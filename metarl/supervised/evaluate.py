@@ -93,8 +93,8 @@ def _held_out(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOp
         if options.baseline_iterations is None else (options.baseline_iterations,) * 2)
     return HeldOut(support, query, tasks, options.steps,
                    evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale),
-                   iterations, oracle_iterations, config.meta_batch_size, config.meta_lr, seed,
-                   progress, learner.device)
+                   iterations, oracle_iterations, config.meta_batch_size, learner.baseline_lr(),
+                   seed, progress, learner.device)
 
 
 def _fine_tuned(label: str, start: Start, problem: FewShotProblem,

@@ -216,6 +216,11 @@ class MetaLearner:
         adapts part of θ (ANIL: the head) returns a model running the rest frozen."""
         return Start(self.model, parameters_of(self.model))
 
+    def baseline_lr(self) -> float:
+        """The Adam learning rate of the baselines ``evaluate`` compares this run with: the
+        run's Adam meta learning rate β (``meta_lr``)."""
+        return self.config.meta_lr
+
     def held_out_curve(self, held_out: tuple[Any, Any]) -> dict[str, float]:
         """The mean held-out loss or score after 0..``eval_steps`` inner steps from θ, on what
         ``start`` adapts."""

@@ -310,3 +310,8 @@ def test_a_checkpoint_of_one_method_does_not_load_into_another():
     state = tiny_sine("anil").state()
     with pytest.raises(CheckpointError):
         tiny_sine("fomaml").load(state, source="ckpt")
+
+
+def test_reptile_baselines_train_with_an_adam_rate_not_epsilon():
+    assert tiny_sine("reptile", meta_lr=0.7).baseline_lr() == 1e-3
+    assert tiny_sine("anil", meta_lr=0.002).baseline_lr() == 0.002

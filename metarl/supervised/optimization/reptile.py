@@ -74,6 +74,11 @@ def reptile_direction(params: Params, adapted: Params) -> Params:
     return {name: p.detach() - adapted[name].mean(dim=0) for name, p in params.items()}
 
 
+#: The Adam learning rate of the baselines ``evaluate`` compares a Reptile run with: MAML's β
+#: (experiments/maml/*.yaml), since Reptile's ``meta_lr`` is its outer step size ε, no Adam rate.
+BASELINE_LR = 1e-3
+
+
 class ReptileLearner(MetaLearner):
     """Reptile on a few-shot problem: ``MetaLearner``'s model, task stream, held-out curves and
     checkpoints, with SGD (learning rate ε_t) on Reptile's direction as the meta step."""
@@ -89,6 +94,10 @@ class ReptileLearner(MetaLearner):
         """θ'_i for every task of ``support``: k = ``num_steps`` SGD steps of ``fast_lr``."""
         return inner_sgd(lambda p, d: self.task_losses(p, d).sum(), params, support,
                          num_steps=self.config.num_steps, step_size=self.config.fast_lr)
+
+    def baseline_lr(self) -> float:
+        """``BASELINE_LR``: ``meta_lr`` is ε here, not an Adam learning rate."""
+        return BASELINE_LR
 
     def step(self) -> dict[str, float]:
         """One meta-iteration (Algorithm 2); logs the post-adaptation query loss and score,
