@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.core.maml import parameters_of
 from metarl.device import to_device
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.evaluation_options import EvaluateOptions, with_defaults
@@ -59,8 +58,8 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOp
     problem = _problem_with_shots(learner, shots, build_problem)
     held_out = _held_out(learner, problem, options, shots, progress)
 
-    starts = {"maml": Start(learner.model, parameters_of(learner.model))}
-    curves = {"maml": _fine_tuned("maml", starts["maml"], problem, held_out)}
+    starts = {learner.algo: learner.start()}  # what the method adapts (ANIL: the head)
+    curves = {learner.algo: _fine_tuned(learner.algo, starts[learner.algo], problem, held_out)}
     flat: dict[str, str] = {}
     meta = _meta(config, problem, options, shots, held_out, learner.iteration)
     for baseline in problem.baselines() if options.baselines else ():
@@ -94,8 +93,8 @@ def _held_out(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOp
         if options.baseline_iterations is None else (options.baseline_iterations,) * 2)
     return HeldOut(support, query, tasks, options.steps,
                    evaluation_step_sizes(config.fast_lr, options.steps, options.later_lr_scale),
-                   iterations, oracle_iterations, config.meta_batch_size, config.meta_lr, seed,
-                   progress, learner.device)
+                   iterations, oracle_iterations, config.meta_batch_size, learner.baseline_lr(),
+                   seed, progress, learner.device)
 
 
 def _fine_tuned(label: str, start: Start, problem: FewShotProblem,

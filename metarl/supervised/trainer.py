@@ -41,8 +41,8 @@ from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.device import RESUME_NOTE, cpu_state, device_option, resolve_device, to_device
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
-from metarl.supervised.curves import adaptation_curve
-from metarl.supervised.problem import FewShotProblem
+from metarl.supervised.curves import adaptation_curve, task_functions
+from metarl.supervised.problem import FewShotProblem, Start
 
 #: Held-out tasks come from a generator seeded with ``seed + HELD_OUT_SEED_OFFSET``, so they are
 #: disjoint in seed from the training stream (which uses ``seed``).
@@ -210,9 +210,22 @@ class MetaLearner:
                                                       query_size=EVAL_QUERY_SIZE), self.device)
         return self._held_out
 
+    def start(self) -> Start:
+        """What the held-out curves fine-tune (here and in ``evaluate``): the parameters this
+        method adapts and the model that runs them; MAML's is the whole model. A method that
+        adapts part of θ (ANIL: the head) returns a model running the rest frozen."""
+        return Start(self.model, parameters_of(self.model))
+
+    def baseline_lr(self) -> float:
+        """The Adam learning rate of the baselines ``evaluate`` compares this run with: the
+        run's Adam meta learning rate β (``meta_lr``)."""
+        return self.config.meta_lr
+
     def held_out_curve(self, held_out: tuple[Any, Any]) -> dict[str, float]:
-        """The mean held-out loss or score after 0..``eval_steps`` inner steps from θ."""
-        curve = adaptation_curve(self.task_losses, self.task_scores, parameters_of(self.model),
+        """The mean held-out loss or score after 0..``eval_steps`` inner steps from θ, on what
+        ``start`` adapts."""
+        start = self.start()
+        curve = adaptation_curve(*task_functions(self.problem, start.model), start.params,
                                  *held_out, steps=self.config.eval_steps,
                                  step_size=self.config.fast_lr,
                                  chunk_size=self.problem.eval_chunk_size)
