@@ -278,6 +278,74 @@ ALGORITHMS["rl2"] = Algorithm(
     reported=("returns/",), test_batches=False)
 
 
+# --- the other gradient-based few-shot methods (FOMAML, Reptile, ANIL) ---------------------------
+
+def _optimization_config(method: str) -> Callable[[str], type]:
+    def config_class(task: str) -> type:
+        check_method_task(method, task)
+        from metarl.supervised.optimization import CONFIGS
+
+        return CONFIGS[method][task]
+
+    return config_class
+
+
+def _optimization_trainer(method: str) -> Callable[[Any], Any]:
+    def build(config: Any) -> Any:
+        from metarl.supervised.optimization import TRAINERS
+
+        _, build_problem = supervised_tasks()[config.task]
+        return TRAINERS[method](build_problem(config), config)
+
+    return build
+
+
+OPTIMIZATION_HEADS = {
+    "fomaml": "Meta-train a model with first-order MAML: MAML's inner steps and query loss, with "
+              "the meta-gradient taken at the adapted parameters (the second-order terms "
+              "through the inner steps dropped).",
+    "reptile": "Meta-train a model with Reptile: each task's parameters are adapted with k SGD "
+               "steps on its support set, and the meta-parameters move toward the mean of "
+               "the adapted ones by a step size annealed linearly to 0 over the run (so a "
+               "resume may not change --num-batches); no query loss is differentiated.",
+    "anil": "Meta-train a model with ANIL (almost no inner loop): MAML with the inner steps on "
+            "the last layer (the head) only; the body is learned in the outer loop, and a new "
+            "task is adapted by fine-tuning the head.",
+}
+
+OPTIMIZATION_DESCRIPTION = """\
+{head}
+
+tasks (--task):
+  sine        sine-wave regression: amplitude in [0.1, 5], phase in [0, pi], x in [-5, 5];
+              an MLP 1-40-40-1 learns from K points
+  omniglot    N-way K-shot classification of handwritten characters with the 4-block conv
+              net; needs the Omniglot zips in --data-dir (or --download)
+"""
+
+
+def _optimization(method: str) -> Algorithm:
+    entry = FEW_SHOT_METHODS[method]
+    may_change = ALGORITHMS["maml"].resume_may_change
+    if method == "reptile":  # its outer step size is annealed over num_batches
+        may_change = tuple(name for name in may_change if name != "num_batches")
+    return Algorithm(
+        selector="task", default="sine", resume_may_change=may_change,
+        config_class=_optimization_config(method), config_base=_maml_base,
+        build_trainer=_optimization_trainer(method), checkpoint=_maml_checkpoint,
+        summary=f"meta-train a model with {entry.title} on sine or Omniglot",
+        description=OPTIMIZATION_DESCRIPTION.format(head=textwrap.fill(
+            f"{OPTIMIZATION_HEADS[method]} ({entry.paper}.)", width=95)),
+        examples=(f"python -m metarl.run {method} --task omniglot --ways 5 --shots 1 "
+                  "--data-dir DIR",
+                  f"python -m metarl.run {method} --task sine --shots 5"),
+        reported=("train/", "adaptation/"), families=_maml_tasks)
+
+
+for _method in ("fomaml", "reptile", "anil"):
+    ALGORITHMS[_method] = _optimization(_method)
+
+
 # --- the episodic methods (metric and black-box families) ---------------------------------------
 
 def _episodic_config(method: str) -> Callable[[str], type]:

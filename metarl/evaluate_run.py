@@ -51,17 +51,23 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
         raise CheckpointError(f"checkpoint {checkpoint} is for task {task!r}; "
                               f"evaluate knows: {', '.join(tasks)}")
     config_cls, build_problem = tasks[task]
+    algo = state["algo"]
+    if algo != "maml":  # another gradient-based method: its own config class and trainer
+        from metarl.supervised.optimization import CONFIGS, TRAINERS
+
+        config_cls, trainer_cls = CONFIGS[algo][task], TRAINERS[algo]
+    else:
+        from metarl.supervised.trainer import MetaLearner as trainer_cls
     # evaluate's own device, whatever the run trained on (its checkpoint holds CPU tensors)
     config = dataclasses.replace(from_mapping(config_cls, saved, source=str(checkpoint)),
                                  device=options.device)
     validate(config)
 
     from metarl.supervised.evaluate import evaluate_supervised
-    from metarl.supervised.trainer import MetaLearner
 
     use_torch_threads(config.torch_threads if options.torch_threads is None
                       else options.torch_threads)
-    learner = MetaLearner(build_problem(config), config)
+    learner = trainer_cls(build_problem(config), config)
     learner.load(state, source=str(checkpoint))
     return evaluate_supervised(learner, ensure_dir(out_dir), options, build_problem,
                                progress=progress)
@@ -138,6 +144,7 @@ def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_
 #: checkpoint, the output folder, ``progress``) -> the result: it rebuilds the run's learner and
 #: hands it to its kind's evaluation, which reports through ``metarl.evaluation``.
 EVALUATIONS = {"maml": _evaluate_supervised, "maml_trpo": _evaluate_rl,
+               **{method: _evaluate_supervised for method in ("fomaml", "reptile", "anil")},
                "promp": _evaluate_promp, "rl2": _evaluate_rl2,
                **{method: _evaluate_episodic
                   for method in ("protonet", "matching", "relation", "siamese", "mann")}}
