@@ -3,8 +3,9 @@
 
     python experiments/fewshot_table.py [OUT]     (OUT: the script's output folder)
 
-For each setting (``OUT/5way1shot``, ``OUT/5way5shot``, ``OUT/20way1shot``, each a folder of
-``experiments/grid.py``) it reads ``grid_results.json`` and prints one Markdown row per method:
+For each setting (``OUT/5way1shot``, ``OUT/5way5shot``, ``OUT/20way1shot``: folders of
+``experiments/grid.py``, or several grids' folders whose names start so) it reads
+``grid_results.json`` and prints one Markdown row per method:
 its held-out accuracy ± 95% CI over 1000 episodes in each setting (for a gradient-based method
 the last adaptation step the evaluation took, as the papers report), the published number on
 the full Omniglot beside it, and the run's training time on this machine (from its TensorBoard
@@ -37,13 +38,11 @@ def results(out: Path) -> dict[tuple[str, str], dict]:
     """(setting, method) -> the grid's record of its finished run."""
     found = {}
     for setting in SETTINGS:
-        path = out / setting / "grid_results.json"
-        if not path.is_file():
-            continue
-        for record in json.loads(path.read_text()):
-            algo = record["name"].split("__")[0]
-            if "curve" in record:
-                found[setting, algo] = record
+        for path in sorted(out.glob(f"{setting}*/grid_results.json")):  # one grid or several
+            for record in json.loads(path.read_text()):
+                algo = record["name"].split("__")[0]
+                if "curve" in record:
+                    found[setting, algo] = record
     return found
 
 

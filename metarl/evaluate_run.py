@@ -91,7 +91,7 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
     if options.torch_threads is not None:  # the evaluation's trainers set it from the config
         config = dataclasses.replace(config, torch_threads=options.torch_threads)
     return evaluate_rl(config, state, ensure_dir(out_dir), options, source=str(checkpoint),
-                       progress=progress)
+                       progress=progress, label="maml" if name == "MAML-TRPO" else name.lower())
 
 
 def _evaluate_episodic(options: EvaluateOptions, state, saved, checkpoint: Path,

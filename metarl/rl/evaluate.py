@@ -163,16 +163,17 @@ def baseline_iterations(config: MAMLTRPOConfig, options: EvaluateOptions) -> int
 
 
 def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
-                options: EvaluateOptions, *, source: str, progress: bool = False
-                ) -> dict[str, Any]:
+                options: EvaluateOptions, *, source: str, progress: bool = False,
+                label: str = "maml") -> dict[str, Any]:
     """Adaptation curves of the meta-trained policy of checkpoint ``state`` of the run
     ``config`` (and baselines); writes curve.json/.csv/.png and TensorBoard events into
     ``out_dir``; returns the JSON. Options left unset take ``eval_defaults``; ``progress``:
-    bars of the baselines' training and of each curve's steps on stderr."""
+    bars of the baselines' training and of each curve's steps on stderr; ``label`` names the
+    run's curve (``maml`` for MAML-TRPO, ``promp`` for ProMP)."""
     options = with_defaults(options, eval_defaults(config))
     protocol = eval_protocol(config, options)
     curves, baselines = rl_curves(config, state, protocol, out_dir, options, source=source,
-                                  progress=progress)
+                                  progress=progress, label=label)
     log_curves(out_dir, curves)
     meta = rl_meta(config, protocol, int(state["iteration"]), baselines)
     references = published_curves(config.env, protocol.steps, with_oracle=options.baselines)
@@ -183,8 +184,8 @@ def evaluate_rl(config: MAMLTRPOConfig, state: dict[str, Any], out_dir: Path,
 
 
 def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProtocol,
-              out_dir: Path, options: EvaluateOptions, *, source: str, progress: bool
-              ) -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
+              out_dir: Path, options: EvaluateOptions, *, source: str, progress: bool,
+              label: str = "maml") -> tuple[dict[str, np.ndarray], dict[str, Baseline]]:
     """Held-out returns ``[tasks, K + 1]`` of the run's policy (checkpoint ``state``) and, with
     ``options.baselines``, of each of ``baselines.BASELINES`` (pretrained, random init, oracle:
     the oracle not fine-tuned); also the trained baselines used (loaded, or trained under
@@ -201,7 +202,7 @@ def rl_curves(config: MAMLTRPOConfig, state: dict[str, Any], protocol: EvalProto
     with Evaluators(config, protocol, progress=progress) as evaluators:
         maml = evaluators.trainer(config)
         maml.load(state, source=source)
-        curves = {"maml": curve("maml", Start(maml.theta(), config))}
+        curves = {label: curve(label, Start(maml.theta(), config))}
         given = {kind: Path(getattr(options, kind)) if getattr(options, kind) else None
                  for kind in ("pretrained", "oracle")}
         setting = BaselineSetting(config, out_dir, given, protocol.baseline_iterations,

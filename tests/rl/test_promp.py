@@ -4,6 +4,7 @@ synthetic episodes, and ``python -m metarl.run promp`` with tiny budgets."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -305,7 +306,8 @@ def test_promp_trains_writes_its_run_directory_and_evaluates(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
                  "--episodes-per-task", "2", "--no-progress"]) == 0
-    assert (run_dir / "evaluation" / "curve.json").is_file()
+    curve = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    assert list(curve["methods"]) == ["promp"]  # the run's curve, named by its algorithm
 
 
 def test_an_iteration_logs_the_outer_steps_values_and_the_shared_ones(tmp_path):
