@@ -47,7 +47,7 @@ def test_make_config_layers_a_config_file_under_the_overrides(tmp_path):
     ("maml", {"fast_lr": float("inf")}, "fast_lr=inf must be a finite number > 0"),
     ("maml", {"speed": 1}, "unknown option(s) speed"),
     ("maml", {"task": "cosine"}, "task='cosine' is not valid; choose from: sine, omniglot"),
-    ("reptile", {}, "algo='reptile' is not valid; choose from: maml, maml_trpo"),
+    ("sarsa", {}, "algo='sarsa' is not valid; choose from: maml, maml_trpo"),
     ("maml_trpo", {"seed": 2**32}, "seed=4294967296 must be in [0, 4294967295]"),
 ])
 def test_make_config_refuses_what_the_command_line_refuses(algo, overrides, message):
