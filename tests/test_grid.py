@@ -72,6 +72,9 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     (["--envs", "navigation_2d", "--grid", "num_batches=1,2"], "give it with --set"),
     (["--envs", "navigation_2d", "--ray-address", "nowhere"], "is not valid; give auto"),
     (["--tasks", "sine"], "--tasks is for the other algorithm; maml_trpo takes --envs"),
+    (["--algo", "maml_trpo", "protonet", "--envs", "navigation_2d"],
+     "--algo maml_trpo protonet: some take --envs and some --tasks"),
+    (["--algo", "protonet", "maml", "--tasks", "sine"], "protonet cannot do task='sine'"),
     (["--envs", "navigation_2d", "--set", "device=auto"], "device='auto' needs GPUs: give "
                                                           "--gpus-per-run"),
     (["--envs", "navigation_2d", "--set", "sampler=ray"], "sampler='ray': a grid's runs sample"),
@@ -146,3 +149,18 @@ def test_a_mapping_option_names_one_run_whatever_its_key_order(grid):
     one = grid.value_text({"timestep": 0.02, "frame_skip": 1})
     assert one == grid.value_text({"frame_skip": 1, "timestep": 0.02}) == (
         "frame_skip=1-timestep=0.02")
+
+
+def test_several_algorithms_make_one_grid_named_by_algorithm(grid, tmp_path, capsys):
+    assert grid.main(["--algo", "maml_trpo", "promp", "rl2", "--envs", "navigation_2d",
+                      "--seeds", "0", "1", "--set", "num_batches=1", "--dry-run",
+                      "--output-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [f"new: {algo}__navigation_2d__seed{seed}"
+                          for algo in ("maml_trpo", "promp", "rl2") for seed in (0, 1)]
+    specs = grid.plan(grid.parse_args(["--algo", "promp", "rl2", "--envs", "navigation_2d",
+                                       "--output-dir", str(tmp_path)]))
+    # RL² is evaluated on its trials' episodes: no test batches of the paper's protocol
+    assert "env_steps_per_task" in specs[0]["evaluation"]
+    assert "env_steps_per_task" not in specs[1]["evaluation"]
+    assert [s["group"] for s in specs] == ["promp, navigation_2d", "rl2, navigation_2d"]
