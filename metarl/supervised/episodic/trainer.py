@@ -38,10 +38,8 @@ from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict
 from metarl.supervised.episodic.config import EpisodicConfig
 from metarl.supervised.episodic.methods import METHODS, method_of
 from metarl.supervised.omniglot.problem import OmniglotProblem
+from metarl.supervised.trainer import HELD_OUT_SEED_OFFSET  # MAML's: held-out, apart from training
 
-#: Held-out episodes come from a generator seeded with ``seed + HELD_OUT_SEED_OFFSET`` (as
-#: MAML's periodic curve), apart from the training stream.
-HELD_OUT_SEED_OFFSET = 1_000_003
 #: Episodes per forward pass when scoring held-out episodes (bounds memory).
 EVAL_CHUNK = 50
 #: Config keys a checkpoint must agree on to be loaded into a model, and those that define the
