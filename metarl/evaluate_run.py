@@ -79,8 +79,7 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
     from metarl.rl.config import RAY_DEFAULTS, MAMLTRPOConfig
     from metarl.rl.evaluate import evaluate_rl
 
-    # ONLY_FOR's "MAML-TRPO" options are those of every meta-RL run's evaluation
-    refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is a {name} run (use "
+    refuse_other_kinds(options, "meta-RL", f"{checkpoint} is a {name} run (use "
                        f"--episodes-per-task for the evaluation batch)")
     # evaluate's own device, as above; it samples on this machine (a run trained on a Ray
     # cluster evaluates anywhere, and the baselines' trainers need no actors of their own)
@@ -130,7 +129,7 @@ def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_
     from metarl.rl.rl2_config import RL2Config
     from metarl.rl.rl2_evaluate import evaluate_rl2
 
-    refuse_other_kinds(options, "MAML-TRPO", f"{checkpoint} is an RL2 run")
+    refuse_other_kinds(options, "meta-RL", f"{checkpoint} is an RL2 run")
     config = dataclasses.replace(from_mapping(RL2Config, saved, source=str(checkpoint)),
                                  device=options.device)
     validate(config)

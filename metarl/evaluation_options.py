@@ -93,9 +93,9 @@ def with_defaults(options: EvaluateOptions, defaults: EvalDefaults) -> EvaluateO
 
 
 #: The options only one kind of run takes: option -> that kind, as an error names it.
-ONLY_FOR = {"shots": "supervised", "episodes_per_task": "MAML-TRPO",
-            "env_steps_per_task": "MAML-TRPO", "pretrained": "MAML-TRPO", "oracle": "MAML-TRPO",
-            "env": "MAML-TRPO"}
+ONLY_FOR = {"shots": "supervised", "episodes_per_task": "meta-RL",
+            "env_steps_per_task": "meta-RL", "pretrained": "meta-RL", "oracle": "meta-RL",
+            "env": "meta-RL"}
 
 
 def refuse_other_kinds(options: EvaluateOptions, kind: str, run: str) -> None:

@@ -269,4 +269,4 @@ def test_a_plugin_named_with_env_is_evaluated_and_resumed(tmp_path, monkeypatch,
 
 def test_env_is_only_for_rl_runs(sine_run, capsys):
     assert main(["evaluate", "--run", str(sine_run), "--env", "navigation_2d"]) == 2
-    assert "--env: only for MAML-TRPO runs" in one_error_line(capsys)
+    assert "--env: only for meta-RL runs" in one_error_line(capsys)

@@ -73,7 +73,7 @@ def test_evaluate_writes_curve_json_csv_png(tmp_path, capsys):
     assert "maml" in capsys.readouterr().out
     assert main(["evaluate", "--run", str(run_dir), "--episodes-per-task", "40"]) == 2
     err = capsys.readouterr().err
-    assert "--episodes-per-task: only for MAML-TRPO runs" in err and err.count("\n") == 1
+    assert "--episodes-per-task: only for meta-RL runs" in err and err.count("\n") == 1
 
 
 def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):

@@ -38,13 +38,13 @@ def test_an_option_of_another_kind_is_refused_by_its_flag():
     options = EvaluateOptions(episodes_per_task=3, env="pkg:Env", num_tasks=5)
     with pytest.raises(ConfigError) as refused:
         refuse_other_kinds(options, "supervised", "RUN is a supervised 'sine' run")
-    assert str(refused.value) == ("--episodes-per-task, --env: only for MAML-TRPO runs; RUN is "
+    assert str(refused.value) == ("--episodes-per-task, --env: only for meta-RL runs; RUN is "
                                   "a supervised 'sine' run")
-    refuse_other_kinds(options, "MAML-TRPO", "RUN is a MAML-TRPO run")  # its own: accepted
+    refuse_other_kinds(options, "meta-RL", "RUN is a MAML-TRPO run")  # its own: accepted
     with pytest.raises(ConfigError, match="^--shots: only for supervised runs; RUN"):
-        refuse_other_kinds(EvaluateOptions(shots=2), "MAML-TRPO", "RUN is a MAML-TRPO run")
+        refuse_other_kinds(EvaluateOptions(shots=2), "meta-RL", "RUN is a MAML-TRPO run")
     fields = set(EvaluateOptions.__dataclass_fields__)
-    assert set(ONLY_FOR) <= fields and set(ONLY_FOR.values()) == {"supervised", "MAML-TRPO"}
+    assert set(ONLY_FOR) <= fields and set(ONLY_FOR.values()) == {"supervised", "meta-RL"}
 
 
 def sine_held_out(problem, tasks=4, steps=2, iterations=2):
