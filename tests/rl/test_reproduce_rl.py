@@ -70,11 +70,11 @@ def test_a_rerun_continues_a_stopped_run_and_skips_one_without_checkpoint(
     section = (run_dir / "evaluation" / "results_section.md").read_text()
     # the command that trains this run, from its saved config: the flags after -- included
     assert ("`python -m metarl.run maml_trpo --env navigation_2d --seed 0 --num-batches 2 "
-            "--meta-batch-size 2 --fast-batch-size 2 --cg-iters 2 --hidden-sizes 8 8`") in section
+            "--meta-batch-size 2 --fast-batch-size 2 --hidden-sizes 8 8 --cg-iters 2`") in section
     assert "--publish does that" in capsys.readouterr().out
     assert not (tmp_path / "repo").exists()
     script.main([*argv[:-len(TRAINING) - 1], "--skip-training", "--publish"])  # no flags
-    assert "--hidden-sizes 8 8`" in (run_dir / "evaluation" / "results_section.md").read_text()
+    assert "--hidden-sizes 8 8 --cg-iters 2`" in (run_dir / "evaluation" / "results_section.md").read_text()
     assert (tmp_path / "repo" / "docs" / "figures" / "navigation_2d.png").read_bytes() == (
         run_dir / "evaluation" / "curve.png").read_bytes()
 
