@@ -94,7 +94,7 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["reptile"], "unknown algorithm 'reptile'; choose from: maml"),
+    (["sarsa"], "unknown algorithm 'sarsa'; choose from: maml"),
     (["maml", "--task", "cosine"], "task='cosine' is not valid; choose from: sine"),
     (["maml", "--fast-lr", "-0.1"], "fast_lr=-0.1 must be > 0"),
     (["maml", "--meta-lr", "0"], "meta_lr=0.0 must be > 0"),
