@@ -56,7 +56,7 @@ FEW_SHOT_METHODS: dict[str, FewShotMethod] = {
                               "Sung, Yang, Zhang, Xiang, Torr & Hospedales, CVPR 2018"),
     "siamese": FewShotMethod("Siamese networks", "metric", ("omniglot",), _CLASSIFIES,
                              "Koch, Zemel & Salakhutdinov, ICML 2015 deep learning workshop"),
-    "mann": FewShotMethod("memory-augmented neural network (MANN)", "black-box", ("omniglot",),
+    "mann": FewShotMethod("MANN, a memory-augmented network", "black-box", ("omniglot",),
                           "it classifies, predicting the labels of its support set",
                           "Santoro, Bartunov, Botvinick, Wierstra & Lillicrap, ICML 2016"),
 }

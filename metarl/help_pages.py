@@ -17,8 +17,9 @@ from metarl.config import experiment_file
 HELP_HEAD = """\
 usage: python -m metarl.run COMMAND [options]
 
-Meta-learning with MAML (Finn, Abbeel & Levine, 2017): few-shot supervised learning and
-meta-reinforcement learning on one MAML core.
+Meta-learning: few-shot learning with the optimization (MAML and its variants), metric and
+black-box families on one set of episodes, and meta-reinforcement learning (MAML-TRPO, ProMP,
+RL2) on the task families of MAML (Finn, Abbeel & Levine, 2017).
 """
 
 #: The foot of ``python -m metarl.run --help``, below its examples.
