@@ -175,6 +175,17 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, Any], *,
         raise CheckpointError(f"{source} does not match this model: {detail[:300]}") from None
 
 
+def load_generator_strict(generator: torch.Generator, state: Any, *, source: str,
+                          what: str) -> None:
+    """``generator.set_state(state)`` with a one-line error naming ``what`` the generator draws
+    (``"task-stream"``, ``"episode"``) when the saved state does not fit."""
+    try:
+        generator.set_state(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{source}: the saved {what} generator state does not fit "
+                              f"({' '.join(str(error).split())[:200]})") from None
+
+
 def load_optimizer_strict(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], *,
                           source: str) -> None:
     """``optimizer.load_state_dict`` with a one-line error when the saved state does not fit

@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from metarl.checkpoint_format import (
-    CheckpointError,
     MayBeAbsent,
     RunSchema,
     check_run_state,
@@ -40,7 +39,12 @@ from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.device import RESUME_NOTE, cpu_state, device_option, resolve_device, to_device
 from metarl.nonfinite import NonFiniteError, require_finite
-from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
+from metarl.runs import (
+    check_compatible,
+    load_generator_strict,
+    load_optimizer_strict,
+    load_state_dict_strict,
+)
 from metarl.supervised.curves import adaptation_curve, task_functions
 from metarl.supervised.problem import FewShotProblem, Start
 
@@ -275,11 +279,8 @@ class MetaLearner:
             self.problem.load_state_dict(state["problem"], source=source)
         load_state_dict_strict(self.model, state["model"], source=source)
         load_optimizer_strict(self.optimizer, state["optimizer"], source=source)
-        try:
-            self.generator.set_state(state["generator"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{source}: the saved task-stream generator state does not "
-                                  f"fit ({' '.join(str(error).split())[:200]})") from None
+        load_generator_strict(self.generator, state["generator"], source=source,
+                              what="task-stream")
         self.iteration = state["iteration"]
 
 

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from metarl.checkpoint_format import (
-    CheckpointError,
     RunSchema,
     check_run_state,
     generator_state,
@@ -34,7 +33,12 @@ from metarl.checkpoint_format import (
 )
 from metarl.device import cpu_state, resolve_device, to_device
 from metarl.nonfinite import NonFiniteError, require_finite
-from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
+from metarl.runs import (
+    check_compatible,
+    load_generator_strict,
+    load_optimizer_strict,
+    load_state_dict_strict,
+)
 from metarl.supervised.episodic.config import EpisodicConfig
 from metarl.supervised.episodic.methods import METHODS, method_of
 from metarl.supervised.omniglot.problem import OmniglotProblem
@@ -171,11 +175,8 @@ class EpisodicLearner:
         self.problem.load_state_dict(state["problem"], source=source)
         load_state_dict_strict(self.model, state["model"], source=source)
         load_optimizer_strict(self.optimizer, state["optimizer"], source=source)
-        try:
-            self.generator.set_state(state["generator"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{source}: the saved episode generator state does not fit "
-                                  f"({' '.join(str(error).split())[:200]})") from None
+        load_generator_strict(self.generator, state["generator"], source=source,
+                              what="episode")
         self.iteration = state["iteration"]
         self._held_out = None
 
