@@ -62,6 +62,26 @@ def time_raw_physics(model: mujoco.MjModel, num_envs: int, steps: int, frame_ski
     return num_envs * steps / elapsed, cpu / (num_envs * steps)
 
 
+def steps_in_turns(trainers: dict, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds of one ``step()`` of each trainer (name -> trainer), the
+    trainers taking turns ``rounds`` times after one warm-up step each, so that a slow moment
+    of a shared machine falls on all of them alike."""
+    import statistics
+
+    for trainer in trainers.values():
+        trainer.step()  # warm-up: first-call allocations, held-out batches
+    wall = {name: [] for name in trainers}
+    cpu = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            start, start_cpu = time.perf_counter(), cpu_seconds([])
+            trainer.step()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(cpu_seconds([]) - start_cpu)
+    return ({name: statistics.median(v) for name, v in wall.items()},
+            {name: statistics.median(v) for name, v in cpu.items()})
+
+
 def machine() -> dict:
     """Facts that make a timing interpretable: cores, load, versions."""
     import torch

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
@@ -62,23 +60,14 @@ def main() -> None:
 
     methods = [m for m in (args.methods or METHODS) if m in ALGORITHMS]
     trainers = {method: build(method, args) for method in methods}
-    for trainer in trainers.values():
-        trainer.step()  # warm-up: first-call allocations, the held-out batch
-    wall = {method: [] for method in methods}
-    cpu = {method: [] for method in methods}
-    for _ in range(args.rounds):
-        for method, trainer in trainers.items():
-            start, start_cpu = time.perf_counter(), common.cpu_seconds([])
-            trainer.step()
-            wall[method].append(time.perf_counter() - start)
-            cpu[method].append(common.cpu_seconds([]) - start_cpu)
+    wall, cpu = common.steps_in_turns(trainers, args.rounds)
     result = {"episodes": {"ways": args.ways, "shots": args.shots, "queries": args.queries,
                            "meta_batch_size": args.meta_batch_size},
               "rounds": args.rounds, "machine": common.machine(), "methods": {}}
-    reference = statistics.median(wall["maml"]) if "maml" in wall else None
+    reference = wall.get("maml")
     print(f"{'method':<10}{'s/iteration':>14}{'cpu s':>10}{'x MAML':>10}")
     for method in methods:
-        seconds, cpu_s = statistics.median(wall[method]), statistics.median(cpu[method])
+        seconds, cpu_s = wall[method], cpu[method]
         ratio = seconds / reference if reference else None
         result["methods"][method] = {"seconds_per_iteration": round(seconds, 4),
                                      "cpu_seconds_per_iteration": round(cpu_s, 4),

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
 
@@ -52,26 +50,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trainers = {method: build(method, args) for method in METHODS}
     try:
-        for trainer in trainers.values():
-            trainer.step()  # warm-up
-        wall = {method: [] for method in METHODS}
-        cpu = {method: [] for method in METHODS}
-        for _ in range(args.rounds):
-            for method, trainer in trainers.items():
-                start, start_cpu = time.perf_counter(), common.cpu_seconds([])
-                trainer.step()
-                wall[method].append(time.perf_counter() - start)
-                cpu[method].append(common.cpu_seconds([]) - start_cpu)
+        wall, cpu = common.steps_in_turns(trainers, args.rounds)
     finally:
         for trainer in trainers.values():
             trainer.close()
-    reference = statistics.median(wall["maml_trpo"])
+    reference = wall["maml_trpo"]
     result = {"env": args.env, "meta_batch_size": args.meta_batch_size,
               "episodes_per_task": 2 * args.episodes, "rounds": args.rounds,
               "machine": common.machine(), "methods": {}}
     print(f"{'method':<10}{'s/iteration':>14}{'cpu s':>10}{'x MAML-TRPO':>13}")
     for method in METHODS:
-        seconds, cpu_s = statistics.median(wall[method]), statistics.median(cpu[method])
+        seconds, cpu_s = wall[method], cpu[method]
         result["methods"][method] = {"seconds_per_iteration": round(seconds, 3),
                                      "cpu_seconds_per_iteration": round(cpu_s, 3),
                                      "ratio_to_maml_trpo": round(seconds / reference, 3)}

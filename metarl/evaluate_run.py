@@ -74,7 +74,8 @@ def _evaluate_supervised(options: EvaluateOptions, state, saved, checkpoint: Pat
 
 
 def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
-                 progress: bool, *, name: str = "MAML-TRPO") -> dict[str, Any]:
+                 progress: bool, *, name: str = "MAML-TRPO", label: str = "maml"
+                 ) -> dict[str, Any]:
     from metarl.config import validate
     from metarl.rl.config import RAY_DEFAULTS, MAMLTRPOConfig
     from metarl.rl.evaluate import evaluate_rl
@@ -90,7 +91,7 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
     if options.torch_threads is not None:  # the evaluation's trainers set it from the config
         config = dataclasses.replace(config, torch_threads=options.torch_threads)
     return evaluate_rl(config, state, ensure_dir(out_dir), options, source=str(checkpoint),
-                       progress=progress, label="maml" if name == "MAML-TRPO" else name.lower())
+                       progress=progress, label=label)
 
 
 def _evaluate_episodic(options: EvaluateOptions, state, saved, checkpoint: Path,
@@ -120,7 +121,7 @@ def _evaluate_promp(options: EvaluateOptions, state, saved, checkpoint: Path, ou
 
     state = as_maml_trpo_state(state)
     return _evaluate_rl(options, state, dict(state["config"]), checkpoint, out_dir, progress,
-                        name="ProMP")
+                        name="ProMP", label="promp")
 
 
 def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_dir: Path,
