@@ -2,7 +2,9 @@
 
 A curve is a per-task array ``[tasks, steps + 1]`` (score after 0..K units of experience on the
 new task: gradient steps for MAML, ``x_label`` names them) for one method (MAML, a pretrained
-baseline, a random initialisation, ...). Every experiment, supervised or RL, reports through
+baseline, a random initialisation, ...). Its points are at x = 0..K unless ``x_values`` gives
+each point's x, with ``x_name`` heading that column (the support examples per class of an
+episodic run's curve over shots: ``x_name="shots"``, ``x_values=[1, 5, 10]``). Every experiment, supervised or RL, reports through
 these functions (``report`` writes them all) so results read the same everywhere. Each kind of
 run draws its curves with one function (``supervised/curves.py``, ``rl/evaluate.py``), fills
 in its options (``metarl.evaluation_options``) and runs its baselines as plug-ins
@@ -46,6 +48,17 @@ class CurveSummary:
     num_tasks: int
 
 
+def curve_x(x_values: Sequence[int] | None, points: int) -> list[int]:
+    """The x of each of a curve's ``points``: ``x_values``, else the steps ``0..points - 1``;
+    ``ValueError`` when ``x_values`` does not hold one value per point."""
+    if x_values is None:
+        return list(range(points))
+    if len(x_values) != points:
+        raise ValueError(f"{len(x_values)} x values {list(x_values)} for a curve of {points} "
+                         "points")
+    return list(x_values)
+
+
 def summarize(per_task: np.ndarray) -> CurveSummary:
     """``per_task: [tasks, steps + 1]`` -> mean ± 1.96·std/√n at each step (unbiased std)."""
     values = np.asarray(per_task, dtype=np.float64)
@@ -57,13 +70,17 @@ def summarize(per_task: np.ndarray) -> CurveSummary:
 
 def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
                  meta: Mapping[str, object] | None = None,
-                 tasks: Sequence[Mapping[str, object]] | None = None) -> dict[str, object]:
-    """Write ``curve.json`` and ``curve.csv`` (one row per method and step) and the scores they
-    summarise, ``per_task.csv`` (``write_per_task``); return the JSON."""
+                 tasks: Sequence[Mapping[str, object]] | None = None,
+                 x_name: str = "step", x_values: Sequence[int] | None = None
+                 ) -> dict[str, object]:
+    """Write ``curve.json`` and ``curve.csv`` (one row per method and point, its x in column
+    ``x_name``: the step, or ``x_values``) and the scores they summarise, ``per_task.csv``
+    (``write_per_task``); return the JSON."""
     out_dir = Path(out_dir)
     ensure_dir(out_dir)
     summaries = {label: summarize(values) for label, values in curves.items()}
-    write_per_task(out_dir / "per_task.csv", curves, metric=metric, tasks=tasks)
+    write_per_task(out_dir / "per_task.csv", curves, metric=metric, tasks=tasks, x_name=x_name,
+                   x_values=x_values)
     result = {
         "metric": metric,
         **(dict(meta) if meta else {}),
@@ -74,17 +91,19 @@ def write_curves(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metri
         handle.write(json.dumps(result, indent=2) + "\n")
     with atomic_open(out_dir / "curve.csv", "w") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "step", metric, "ci95", "num_tasks"])
+        writer.writerow(["method", x_name, metric, "ci95", "num_tasks"])
         for label, s in summaries.items():
-            for step, (m, h) in enumerate(zip(s.mean, s.ci95)):
-                writer.writerow([label, step, f"{m:.6g}", f"{h:.6g}", s.num_tasks])
+            for x, m, h in zip(curve_x(x_values, len(s.mean)), s.mean, s.ci95):
+                writer.writerow([label, x, f"{m:.6g}", f"{h:.6g}", s.num_tasks])
     return result
 
 
 def write_per_task(path: str | Path, curves: Mapping[str, np.ndarray], *, metric: str,
-                   tasks: Sequence[Mapping[str, object]] | None = None) -> None:
-    """One row per method, task and step: the score behind each mean of ``curve.csv``, to see
-    which tasks adaptation serves well (for instance returns against target velocity).
+                   tasks: Sequence[Mapping[str, object]] | None = None, x_name: str = "step",
+                   x_values: Sequence[int] | None = None) -> None:
+    """One row per method, task and point (its x in column ``x_name``, as in ``curve.csv``):
+    the score behind each mean of ``curve.csv``, to see which tasks adaptation serves well (for
+    instance returns against target velocity).
 
     ``tasks`` (one mapping per row of the curves, e.g. ``{"velocity": 1.27}``) add a column per
     parameter; a list parameter one per entry (``goal`` -> ``goal_0``, ``goal_1``)."""
@@ -96,12 +115,14 @@ def write_per_task(path: str | Path, curves: Mapping[str, np.ndarray], *, metric
                              "described")
     with atomic_open(path, "w") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "task", "step", metric, *columns])
+        writer.writerow(["method", "task", x_name, metric, *columns])
         for label, values in curves.items():
-            for task, row in enumerate(np.asarray(values)):
+            values = np.asarray(values)
+            xs = curve_x(x_values, values.shape[1])
+            for task, row in enumerate(values):
                 described = [params[task].get(c, "") for c in columns] if params else []
-                for step, value in enumerate(row):
-                    writer.writerow([label, task, step, f"{value:.6g}", *described])
+                for x, value in zip(xs, row):
+                    writer.writerow([label, task, x, f"{value:.6g}", *described])
 
 
 def _flat_task(task: Mapping[str, object]) -> dict[str, object]:
@@ -151,7 +172,8 @@ def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: boo
                 references: Mapping[str, Sequence[float]] | None = None,
                 flat: Mapping[str, str] | None = None, first_step: int = 0,
                 colours: Mapping[str, str] | None = None,
-                x_label: str = "adaptation steps") -> None:
+                x_label: str = "adaptation steps",
+                x_values: Sequence[int] | None = None) -> None:
     """Mean with a shaded 95% CI per method on ``ax``, from adaptation step ``first_step`` on;
     optional published reference curves, dashed, in the colour of the method they name
     (``"oracle (paper)"`` as ``"oracle"``).
@@ -160,7 +182,8 @@ def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: boo
     same after every step) instead of a curve, e.g. ``{"classifier_converged": "classifier,
     head after 100 steps"}``. ``colours``: a colour per method, to keep panels alike (default:
     ``curve_colours``). Adaptation steps (``x_label``) are whole numbers, and so are the x
-    ticks.
+    ticks; with ``x_values`` (one per point, the references' too) the points and the ticks are
+    at those values instead of at the steps.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -174,18 +197,21 @@ def plot_curves(ax, curves: Mapping[str, np.ndarray], *, metric: str, log_y: boo
             ax.axhline(mean[0], color=colour, linestyle=":", linewidth=2, label=flat[label])
             ax.axhspan(mean[0] - half[0], mean[0] + half[0], color=colour, alpha=0.12)
             continue
-        steps = np.arange(first_step, first_step + len(mean))
+        steps = curve_x(x_values, len(s.mean))[first_step:]
         ax.plot(steps, mean, marker="o", label=label, color=colour)
         ax.fill_between(steps, mean - half, mean + half, alpha=0.25, color=colour)
     lowered = {label.lower(): colour for label, colour in colours.items()}
     for label, values in (references or {}).items():
         shown = list(values)[first_step:]
-        steps = np.arange(first_step, first_step + len(shown))
+        steps = curve_x(x_values, len(values))[first_step:]
         ax.plot(steps, shown, linestyle="--", marker="x", label=label,
                 color=lowered.get(label.split(" (")[0].lower()))
     ax.set_xlabel(x_label)
     ax.set_ylabel(metric)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if x_values is None:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.set_xticks(list(x_values)[first_step:])
     if log_y:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
@@ -202,8 +228,8 @@ def curve_colours(curves: Mapping[str, object]) -> dict[str, str]:
 
 def plot_zoomed(ax, curves: Mapping[str, np.ndarray], outliers: Sequence[str], *, metric: str,
                 log_y: bool = False, references: Mapping[str, Sequence[float]] | None = None,
-                flat: Mapping[str, str] | None = None, x_label: str = "adaptation steps"
-                ) -> None:
+                flat: Mapping[str, str] | None = None, x_label: str = "adaptation steps",
+                x_values: Sequence[int] | None = None) -> None:
     """The methods that are not ``outliers`` after adaptation (steps 1..K, or step 0 alone when
     K = 0), on their own axis so that their differences show; the published references of
     those methods with them."""
@@ -213,16 +239,20 @@ def plot_zoomed(ax, curves: Mapping[str, np.ndarray], outliers: Sequence[str], *
     shown = {label: values for label, values in (references or {}).items()
              if label.split(" (")[0].lower() in names}
     plot_curves(ax, close, metric=metric, log_y=log_y, references=shown, flat=flat,
-                first_step=first, colours=curve_colours(curves), x_label=x_label)
+                first_step=first, colours=curve_colours(curves), x_label=x_label,
+                x_values=x_values)
     ax.set_title(f"after adaptation, without {', '.join(outliers)} (zoomed)", fontsize=10)
 
 
-def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
-    """A plain-text table: one row per method, ``mean ± ci95`` per step."""
+def format_table(curves: Mapping[str, np.ndarray], *, metric: str, x_name: str = "step",
+                 x_values: Sequence[int] | None = None) -> str:
+    """A plain-text table: one row per method, ``mean ± ci95`` per point, each column headed
+    by its x (``step 0``, ..., or ``x_name`` and each of ``x_values``: ``shots 5``)."""
     summaries = {label: summarize(values) for label, values in curves.items()}
     steps = max(len(s.mean) for s in summaries.values())
     width = max(len(label) for label in summaries) + 2
-    header = f"{metric:<{width}}" + "".join(f"{'step ' + str(k):>18}" for k in range(steps))
+    header = f"{metric:<{width}}" + "".join(f"{f'{x_name} {x}':>18}"
+                                            for x in curve_x(x_values, steps))
     rows = [header]
     for label, s in summaries.items():
         cells = "".join(f"{f'{m:.3f} ± {h:.3f}':>18}" for m, h in zip(s.mean, s.ci95))
@@ -230,14 +260,21 @@ def format_table(curves: Mapping[str, np.ndarray], *, metric: str) -> str:
     return "\n".join(rows)
 
 
-def check_finite_curves(curves: Mapping[str, np.ndarray]) -> None:
-    """``NonFiniteError`` naming the first method and adaptation step whose score is NaN or
-    infinite on some task (``curves``: ``[tasks, steps + 1]`` each), so that no curve with a
-    non-finite point is written or averaged into a mean."""
+def check_finite_curves(curves: Mapping[str, np.ndarray], *, x_name: str = "step",
+                        x_values: Sequence[int] | None = None) -> None:
+    """``NonFiniteError`` naming the first method and adaptation step (or, with ``x_values``,
+    the x of the point) whose score is NaN or infinite on some task (``curves``:
+    ``[tasks, steps + 1]`` each), so that no curve with a non-finite point is written or
+    averaged into a mean."""
     for label, values in curves.items():
         bad = ~np.isfinite(np.asarray(values, dtype=float).reshape(len(values), -1))
         if bad.any():
             step = int(np.nonzero(bad.any(axis=0))[0][0])
+            if x_values is not None:
+                x = curve_x(x_values, bad.shape[1])[step]
+                raise NonFiniteError(
+                    f"the {label} score is non-finite at {x_name} {x} on "
+                    f"{int(bad[:, step].sum())} of {len(values)} tasks; no curve was written")
             raise NonFiniteError(
                 f"the {label} score is non-finite after {step} adaptation step"
                 f"{'' if step == 1 else 's'} on {int(bad[:, step].sum())} of {len(values)} "
@@ -252,18 +289,22 @@ def report(out_dir: str | Path, curves: Mapping[str, np.ndarray], *, metric: str
            flat: Mapping[str, str] | None = None,
            side_panel: Callable[[Any], None] | None = None,
            tasks: Sequence[Mapping[str, object]] | None = None,
-           x_label: str = "adaptation steps") -> dict[str, object]:
+           x_label: str = "adaptation steps", x_name: str = "step",
+           x_values: Sequence[int] | None = None) -> dict[str, object]:
     """Write ``curve.json``, ``curve.csv``, ``per_task.csv`` (``write_curves``; ``tasks``
     describe its rows) and ``curve.png`` (``curve_figure``; ``x_label`` names its x axis, the
     experience on the new task) into ``out_dir``; return the JSON with the plain-text table
-    (``format_table``, headed ``table_metric``, default ``metric``) under ``"table"``."""
-    check_finite_curves(curves)
+    (``format_table``, headed ``table_metric``, default ``metric``) under ``"table"``. The
+    points are at steps 0..K, or at ``x_values`` (the CSV column and the table's headers say
+    ``x_name``)."""
+    x = {"x_name": x_name, "x_values": x_values}
+    check_finite_curves(curves, **x)
     out_dir = Path(out_dir)
-    result = write_curves(out_dir, curves, metric=metric, meta=meta, tasks=tasks)
-    result["table"] = format_table(curves, metric=table_metric or metric)
+    result = write_curves(out_dir, curves, metric=metric, meta=meta, tasks=tasks, **x)
+    result["table"] = format_table(curves, metric=table_metric or metric, **x)
     figure = curve_figure(curves, metric=metric, title=title, iterations=iterations,
                           log_y=log_y, references=references, flat=flat, side_panel=side_panel,
-                          x_label=x_label)
+                          x_label=x_label, x_values=x_values)
     with atomic_open(out_dir / "curve.png", "wb") as handle:
         figure.savefig(handle, format="png", dpi=120)
     return result
@@ -273,9 +314,9 @@ def curve_figure(curves: Mapping[str, np.ndarray], *, metric: str, title: str, i
                  log_y: bool = False, references: Mapping[str, Sequence[float]] | None = None,
                  flat: Mapping[str, str] | None = None,
                  side_panel: Callable[[Any], None] | None = None,
-                 x_label: str = "adaptation steps"):
+                 x_label: str = "adaptation steps", x_values: Sequence[int] | None = None):
     """The figure of ``curve.png``: the curves with their 95% CIs, ``references`` and ``flat``
-    reference lines (``plot_curves``) under ``title`` and the number of meta-training
+    reference lines (``plot_curves``, at ``x_values`` if given) under ``title`` and the number of meta-training
     ``iterations`` of the evaluated model; beside it, when some curves end far from the others
     (``outlier_curves``), the others zoomed (``plot_zoomed``), and, if given,
     ``side_panel(ax)``. A matplotlib ``Figure`` (no pyplot: no backend, no global state)."""
@@ -287,11 +328,11 @@ def curve_figure(curves: Mapping[str, np.ndarray], *, metric: str, title: str, i
     figure = Figure(figsize=(6.5 if panels == 1 else 5.75 * panels, 4.75))
     axes = list(figure.subplots(1, panels, squeeze=False)[0])
     plot_curves(axes[0], curves, metric=metric, log_y=log_y, references=references, flat=flat,
-                x_label=x_label)
+                x_label=x_label, x_values=x_values)
     axes[0].set_title(f"{title}\nafter {iterations:,} meta-training iterations", fontsize=10)
     if outliers:
         plot_zoomed(axes[1], curves, outliers, metric=metric, log_y=log_y,
-                    references=references, flat=flat, x_label=x_label)
+                    references=references, flat=flat, x_label=x_label, x_values=x_values)
     if side_panel:
         side_panel(axes[-1])
     figure.tight_layout()

@@ -24,8 +24,12 @@ class EvaluateOptions:
     steps: int | None = option(None, "adaptation steps K (default: 10 sine; Omniglot: the run's "
                                "eval_steps, 3 in the paper's setting; RL: 4 navigation, 3 "
                                "otherwise)", minimum=0, exclusive_minimum=False, metavar="K")
-    shots: int | None = option(None, "supervised: support examples per task (default: the "
-                               "run's)", minimum=1, exclusive_minimum=False, metavar="K")
+    shots: tuple[int, ...] | None = option(
+        None, "supervised: support examples per class (Omniglot) or task (sine), at most "
+        "the drawings of a character less the run's queries per class. Several, increasing, "
+        "are for episodic runs: the accuracy against the number of shots, e.g. --shots 1 5 "
+        "10; a gradient-based run takes one (default: the run's)", minimum=1,
+        exclusive_minimum=False, metavar="K")
     baselines: bool | None = option(None, "add the paper's baselines: a model pretrained on all "
                                     "tasks and fine-tuned the same way (Omniglot: a classifier "
                                     "of the training classes), an oracle given the task (sine, "
@@ -83,6 +87,16 @@ class EvalDefaults:
     steps: int
     later_lr_scale: float
     baselines: bool
+
+
+def shot_counts(options: EvaluateOptions, run_shots: int) -> tuple[int, ...]:
+    """The support examples per class ``evaluate`` scores at: ``--shots``, else the run's own
+    ``run_shots``; a ConfigError unless they increase (each value once: a curve's x)."""
+    shots = options.shots or (run_shots,)
+    if any(later <= earlier for earlier, later in zip(shots, shots[1:])):
+        raise ConfigError(f"--shots {' '.join(map(str, shots))}: give each value once, in "
+                          f"increasing order (e.g. --shots 1 5 10)")
+    return tuple(shots)
 
 
 def with_defaults(options: EvaluateOptions, defaults: EvalDefaults) -> EvaluateOptions:

@@ -311,12 +311,14 @@ def evaluate(source: str | Path, *, progress: bool = False, **options: Any) -> d
     """Evaluate a run directory (at its ``checkpoint.pt``) or a checkpoint file exactly as
     ``python -m metarl.run evaluate`` does, with ``options`` as its flags
     (``metarl.evaluation_options.EvaluateOptions``: ``num_tasks=``, ``steps=``,
-    ``baselines=``, ...). Writes ``curve.json``, ``curve.csv``, ``per_task.csv`` and
-    ``curve.png`` into ``output``, else ``RUN/evaluation``; returns the result,
-    ``result["table"]`` its printed summary."""
+    ``baselines=``, ...; ``shots=5`` as ``shots=(5,)``, one value of ``--shots``). Writes
+    ``curve.json``, ``curve.csv``, ``per_task.csv`` and ``curve.png`` into ``output``, else
+    ``RUN/evaluation``; returns the result, ``result["table"]`` its printed summary."""
     from metarl.evaluate_run import checkpoint_path, evaluate_checkpoint
     from metarl.evaluation_options import EvaluateOptions
 
+    if isinstance(options.get("shots"), int) and not isinstance(options["shots"], bool):
+        options = {**options, "shots": (options["shots"],)}
     chosen = from_mapping(EvaluateOptions, options, source="the evaluation options")
     validate(chosen)
     return evaluate_checkpoint(checkpoint_path(source), chosen, progress=progress)

@@ -48,14 +48,18 @@ EVALUATE_LINE = ("the adaptation curve of a trained run on held-out tasks, with 
 EVALUATE_HELP = """\
 The adaptation curve of a trained run: its score on held-out tasks after 0..K adaptation steps
 (mean with a 95% confidence interval), next to the baselines. Supervised runs: MSE (sine) or
-accuracy (Omniglot); MAML-TRPO runs: the mean return. Writes curve.json, curve.csv, curve.png,
+accuracy (Omniglot); MAML-TRPO runs: the mean return. Episodic runs (protonet, matching,
+relation, siamese, mann) answer in one forward pass: one point, or with --shots 1 5 10 the
+accuracy against the support examples per class. Writes curve.json, curve.csv, curve.png,
 per_task.csv and TensorBoard events into --output.
 """
 
 #: Example lines at the foot of ``evaluate --help`` (a training command's are its entry's).
 EVALUATE_EXAMPLES = ("python -m metarl.run evaluate --run runs/maml__sine__0__20261123-140000",
                      "python -m metarl.run evaluate --run RUN_DIR --baselines "
-                     "--env-steps-per-task 4000")
+                     "--env-steps-per-task 4000",
+                     "python -m metarl.run evaluate --run runs/protonet__omniglot__0__20261202-"
+                     "090000 --shots 1 5 10")
 
 
 def defaults_note(algo: str, selector: str, task: str) -> str:

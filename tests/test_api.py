@@ -97,13 +97,14 @@ def test_a_resume_from_python_is_guarded_like_the_command_line(tmp_path):
 def test_evaluate_from_python_writes_what_the_command_line_writes(tmp_path):
     run_dir = experiment.train(experiment.make_config("maml", output_dir=str(tmp_path),
                                                       **SINE_TINY))
-    options = {"num_tasks": 8, "steps": 2, "baselines": False}
+    options = {"num_tasks": 8, "steps": 2, "baselines": False, "shots": 4}  # one int: --shots 4
     result = experiment.evaluate(run_dir, output=str(tmp_path / "api"), **options)
     assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "8", "--steps", "2",
-                 "--no-baselines", "--output", str(tmp_path / "cli")]) == 0
+                 "--no-baselines", "--shots", "4", "--output", str(tmp_path / "cli")]) == 0
     cli = json.loads((tmp_path / "cli" / "curve.json").read_text())
     api = json.loads((tmp_path / "api" / "curve.json").read_text())
     assert api["methods"] == cli["methods"] and len(api["methods"]["maml"]["mean"]) == 3
+    assert api["shots"] == cli["shots"] == 4
     assert "maml" in result["table"]
     with pytest.raises(ConfigError, match="num_tasks=1 must be >= 2"):
         experiment.evaluate(run_dir, num_tasks=1)

@@ -93,6 +93,23 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
                  "--output", str(tmp_path / "no_steps"), "--baseline-iterations", "2"]) == 0
 
 
+def test_a_gradient_based_run_is_evaluated_at_one_k(tmp_path, capsys):
+    """A curve over shots is for episodic runs: several ``--shots`` on a MAML run are one error
+    line that says to give one value; one value evaluates at that K."""
+    assert main(["maml", *TINY, "--num-batches", "1", "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    capsys.readouterr()
+    evaluate = ["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--steps", "1",
+                "--no-baselines", "--no-progress"]
+    assert main([*evaluate, "--shots", "1", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --shots 1 5: a maml run is evaluated at one K (its curve is over "
+                   "adaptation steps); give one value, and evaluate once per value with its own "
+                   "--output\n")
+    assert main([*evaluate, "--shots", "5"]) == 0
+    assert json.loads((run_dir / "evaluation" / "curve.json").read_text())["shots"] == 5
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["sarsa"], "unknown algorithm 'sarsa'; choose from: maml"),
     (["maml", "--task", "cosine"], "task='cosine' is not valid; choose from: sine"),
@@ -126,6 +143,8 @@ def test_evaluate_later_steps_take_the_scaled_step_size(tmp_path):
      "later_lr_scale=inf must be a finite number > 0"),
     (["evaluate", "--run", "/nonexistent/run", "--seed", "4294967296"],
      "seed=4294967296 must be in [0, 4294967295]"),
+    (["evaluate", "--run", "/nonexistent/run", "--shots", "1", "0"],
+     "shots=(1, 0) must be >= 1"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):
     assert main(argv) == 2

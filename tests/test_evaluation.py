@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from metarl.evaluation import Z_95, curve_figure, outlier_curves, report, summarize, write_curves
+from metarl.nonfinite import NonFiniteError
 
 
 def read_rows(path):
@@ -178,3 +179,44 @@ def test_rl_adaptation_curves_show_a_bar_of_their_steps_on_request(capsys):
         hidden = adaptation_returns(trainer, trainer.theta(), tasks, sizes=[0.1, 0.05], seed=0)
         assert capsys.readouterr().err == ""
     assert shown.shape == (2, 3) and np.array_equal(shown, hidden)  # the bar changes nothing
+
+
+def test_a_curve_over_shots_writes_its_x_values_where_steps_would_be(tmp_path):
+    """``x_values`` put each point at its x: the CSV columns, the table's headers and the
+    figure's ticks say shots, not steps."""
+    scores = np.array([[0.4, 0.6, 0.8], [0.6, 0.8, 1.0]])
+    result = report(tmp_path, {"protonet": scores}, metric="accuracy", meta={"shots": [1, 5, 10]},
+                    title="omniglot", iterations=3, x_label="support examples per class",
+                    x_name="shots", x_values=[1, 5, 10])
+    assert result["shots"] == [1, 5, 10]
+    assert result["methods"]["protonet"]["mean"] == pytest.approx([0.5, 0.7, 0.9])
+    rows = read_rows(tmp_path / "curve.csv")
+    assert list(rows[0]) == ["method", "shots", "accuracy", "ci95", "num_tasks"]
+    assert [(r["shots"], float(r["accuracy"])) for r in rows] == [("1", 0.5), ("5", 0.7),
+                                                                  ("10", 0.9)]
+    per_task = read_rows(tmp_path / "per_task.csv")
+    assert [(r["task"], r["shots"], r["accuracy"]) for r in per_task[3:]] == [
+        ("1", "1", "0.6"), ("1", "5", "0.8"), ("1", "10", "1")]
+    header = result["table"].splitlines()[0].split()
+    assert header == ["accuracy", "shots", "1", "shots", "5", "shots", "10"]
+    figure = curve_figure({"protonet": scores}, metric="accuracy", title="omniglot",
+                          iterations=3, x_label="support examples per class",
+                          x_values=[1, 5, 10])
+    (axis,) = figure.axes
+    assert axis.get_xlabel() == "support examples per class"
+    assert list(axis.get_xticks()) == [1, 5, 10]
+    (line,) = [line for line in axis.get_lines() if line.get_label() == "protonet"]
+    assert list(line.get_xdata()) == [1, 5, 10]
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_x_values_must_be_one_per_point_and_name_a_non_finite_point(tmp_path):
+    with pytest.raises(ValueError, match=r"2 x values \[1, 5\] for a curve of 3 points"):
+        write_curves(tmp_path, {"protonet": np.zeros((2, 3))}, metric="accuracy",
+                     x_name="shots", x_values=[1, 5])
+    scores = np.array([[0.4, np.nan], [0.6, 0.8]])
+    with pytest.raises(NonFiniteError, match="the protonet score is non-finite at shots 5 on 1 "
+                                             "of 2 tasks; no curve was written"):
+        report(tmp_path, {"protonet": scores}, metric="accuracy", meta={}, title="t",
+               iterations=1, x_name="shots", x_values=[1, 5])
+    assert not (tmp_path / "curve.json").exists()

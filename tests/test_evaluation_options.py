@@ -11,6 +11,7 @@ from metarl.evaluation_options import (
     EvalDefaults,
     EvaluateOptions,
     refuse_other_kinds,
+    shot_counts,
     with_defaults,
 )
 from metarl.supervised.problem import HeldOut, Start
@@ -42,9 +43,19 @@ def test_an_option_of_another_kind_is_refused_by_its_flag():
                                   "a supervised 'sine' run")
     refuse_other_kinds(options, "meta-RL", "RUN is a MAML-TRPO run")  # its own: accepted
     with pytest.raises(ConfigError, match="^--shots: only for supervised runs; RUN"):
-        refuse_other_kinds(EvaluateOptions(shots=2), "meta-RL", "RUN is a MAML-TRPO run")
+        refuse_other_kinds(EvaluateOptions(shots=(2,)), "meta-RL", "RUN is a MAML-TRPO run")
     fields = set(EvaluateOptions.__dataclass_fields__)
     assert set(ONLY_FOR) <= fields and set(ONLY_FOR.values()) == {"supervised", "meta-RL"}
+
+
+def test_shots_default_to_the_run_s_and_several_must_increase():
+    assert shot_counts(EvaluateOptions(), 1) == (1,)
+    assert shot_counts(EvaluateOptions(shots=(5,)), 1) == (5,)
+    assert shot_counts(EvaluateOptions(shots=(1, 5, 10)), 1) == (1, 5, 10)
+    for shots in ((5, 1), (1, 5, 5)):
+        with pytest.raises(ConfigError, match=f"^--shots {' '.join(map(str, shots))}: give each "
+                                              "value once, in increasing order"):
+            shot_counts(EvaluateOptions(shots=shots), 1)
 
 
 def sine_held_out(problem, tasks=4, steps=2, iterations=2):

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.config import ConfigError
 from metarl.device import to_device
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
-from metarl.evaluation_options import EvaluateOptions, with_defaults
+from metarl.evaluation_options import EvaluateOptions, shot_counts, with_defaults
 from metarl.supervised.curves import adaptation_curve, task_functions
 from metarl.supervised.problem import FewShotProblem, HeldOut, Start
 from metarl.supervised.trainer import MAMLConfig, MetaLearner
@@ -54,7 +55,7 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOp
     and the adaptation curves on stderr."""
     config = learner.config
     options = with_defaults(options, learner.problem.eval_defaults())
-    shots = options.shots or config.shots
+    shots = _one_shot_count(learner, options)
     problem = _problem_with_shots(learner, shots, build_problem)
     held_out = _held_out(learner, problem, options, shots, progress)
 
@@ -76,6 +77,19 @@ def evaluate_supervised(learner: MetaLearner, out_dir: Path, options: EvaluateOp
                   iterations=learner.iteration, log_y=not problem.higher_is_better,
                   flat=flat, side_panel=problem.fits_panel(starts, held_out),
                   tasks=problem.task_rows(held_out.tasks))
+
+
+def _one_shot_count(learner: MetaLearner, options: EvaluateOptions) -> int:
+    """The one K the run is evaluated at (``--shots``, else the run's), checked against what
+    its tasks hold; several are refused: a gradient-based run's curve is over adaptation
+    steps (an episodic run's may be over shots)."""
+    shots = shot_counts(options, learner.config.shots)
+    if len(shots) > 1:
+        raise ConfigError(f"--shots {' '.join(map(str, shots))}: a {learner.algo} run is "
+                          f"evaluated at one K (its curve is over adaptation steps); give one "
+                          f"value, and evaluate once per value with its own --output")
+    learner.problem.check_shots(shots[0])
+    return shots[0]
 
 
 def _held_out(learner: MetaLearner, problem: FewShotProblem, options: EvaluateOptions,

@@ -59,6 +59,12 @@ class FewShotProblem(Protocol):
     def load_state_dict(self, state: Mapping[str, Any], *, source: str) -> None:
         """Restore what ``state_dict`` returned (on ``--resume`` and ``evaluate``)."""
 
+    def check_shots(self, shots: int) -> None:
+        """A ConfigError naming ``shots`` and the valid range unless the tasks can hold
+        ``shots`` support examples (per class, for classification) beside their queries
+        (Omniglot: a character's drawings less the queries per class); ``evaluate --shots``
+        calls it before it scores anything."""
+
     def build_model(self) -> nn.Module:
         """A fresh model (a TaskModel) with the problem's architecture."""
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metarl.config import option
+from metarl.config import ConfigError, option
 from metarl.evaluation_options import EvalDefaults
 from metarl.runs import CheckpointError
 from metarl.supervised.omniglot.baseline import ClassifierBaseline
@@ -120,6 +120,18 @@ class OmniglotProblem:
             except UnknownCharacterError as error:
                 raise UnknownCharacterError(f"{source}'s saved split: {error}") from None
             self.data, self.split, self.samplers = data, split, samplers
+
+    def check_shots(self, shots: int) -> None:
+        """A ConfigError naming ``shots`` and the valid range unless an episode of each split
+        can hold ``shots`` support images per class beside the config's queries (support and
+        query never share a drawing, and a character has as many as its archive holds: 20 in
+        Omniglot's)."""
+        drawings = min(sampler.fewest_drawings for sampler in self.samplers.values())
+        most = drawings - self.config.queries
+        if not 1 <= shots <= most:
+            raise ConfigError(f"--shots {shots} is out of range: use 1..{most} (the run's "
+                              f"characters have {drawings} drawings each, and its episodes take "
+                              f"{self.config.queries} of them per class as queries)")
 
     def build_model(self) -> ConvNet:
         return ConvNet(self.config.ways)

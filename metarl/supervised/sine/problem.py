@@ -89,6 +89,9 @@ class SineProblem:
         size, with the baselines."""
         return EvalDefaults(num_tasks=600, steps=10, later_lr_scale=1.0, baselines=True)
 
+    def check_shots(self, shots: int) -> None:
+        """Nothing to check: any K >= 1 points can be drawn from a sine's input range."""
+
     def state_dict(self) -> None:
         """None: sine tasks depend on the config alone."""
         return None

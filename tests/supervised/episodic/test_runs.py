@@ -103,3 +103,78 @@ def test_held_out_episodes_are_maml_s(omniglot_cache_dir):
         for problem in (episodic.problem, maml)]
     for a, b in zip(draws[0][:2], draws[1][:2]):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_several_shots_give_the_accuracy_against_k(tmp_path, omniglot_cache_dir, capsys):
+    """``--shots 1 3``: one point per K, each the accuracy ``--shots K`` alone gives (the same
+    held-out episodes; 1 is the run's own K, 3 another), in curve.json, curve.csv, per_task.csv
+    and the printed table."""
+    runs = tmp_path / "runs"
+    assert main([*tiny("protonet", tmp_path, omniglot_cache_dir, batches=1),
+                 "--output-dir", str(runs)]) == 0
+    run_dir = only_run_dir(runs)
+    evaluate = ["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--no-progress"]
+    capsys.readouterr()
+    assert main([*evaluate, "--shots", "1", "3", "--output", str(tmp_path / "curve")]) == 0
+    assert "shots 1" in capsys.readouterr().out
+    result = json.loads((tmp_path / "curve" / "curve.json").read_text())
+    assert (result["shots"], result["num_tasks"], result["steps"]) == ([1, 3], 4, 0)
+    assert len(result["methods"]["protonet"]["mean"]) == 2
+    rows = read_csv(tmp_path / "curve" / "curve.csv")
+    assert [(r["method"], r["shots"]) for r in rows] == [("protonet", "1"), ("protonet", "3")]
+    per_task = read_csv(tmp_path / "curve" / "per_task.csv")
+    assert len(per_task) == 4 * 2 and {r["shots"] for r in per_task} == {"1", "3"}
+    for shots in ("1", "3"):
+        assert main([*evaluate, "--shots", shots, "--output", str(tmp_path / shots)]) == 0
+        single = json.loads((tmp_path / shots / "curve.json").read_text())
+        assert single["shots"] == int(shots)  # one value: the single point of before
+        assert [r["accuracy"] for r in read_csv(tmp_path / shots / "per_task.csv")] == [
+            r["accuracy"] for r in per_task if r["shots"] == shots]
+
+
+@pytest.mark.parametrize("shots, expected", [
+    (["19"], "error: --shots 19 is out of range: use 1..18 (the run's characters have 20 "
+             "drawings each, and its episodes take 2 of them per class as queries)"),
+    (["1", "19"], "error: --shots 19 is out of range: use 1..18"),
+    (["5", "1"], "error: --shots 5 1: give each value once, in increasing order"),
+    (["0"], "error: shots=(0,) must be >= 1"),
+])
+def test_shots_beyond_the_drawings_are_one_error_line(shots, expected, tmp_path,
+                                                       omniglot_cache_dir, capsys):
+    runs = tmp_path / "runs"
+    assert main([*tiny("protonet", tmp_path, omniglot_cache_dir, batches=1),
+                 "--output-dir", str(runs)]) == 0
+    capsys.readouterr()
+    output = tmp_path / "out"
+    assert main(["evaluate", "--run", str(only_run_dir(runs)), "--shots", *shots,
+                 "--output", str(output), "--no-progress"]) == 2
+    assert one_error_line(capsys).startswith(expected)
+    assert not (output / "curve.json").exists()  # nothing scored before the check
+
+
+def test_the_few_shot_table_reads_a_single_point_evaluation(tmp_path, omniglot_cache_dir,
+                                                            experiment_script):
+    """experiments/fewshot_table.py takes an episodic run's curve.json (one point) as the grid
+    records it."""
+    runs = tmp_path / "runs"
+    assert main([*tiny("protonet", tmp_path, omniglot_cache_dir, batches=1),
+                 "--output-dir", str(runs)]) == 0
+    run_dir = only_run_dir(runs)
+    assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "4", "--no-progress"]) == 0
+    curve = json.loads((run_dir / "evaluation" / "curve.json").read_text())
+    grid = tmp_path / "fewshot" / "5way1shot"
+    grid.mkdir(parents=True)
+    (grid / "grid_results.json").write_text(json.dumps([{
+        "name": run_dir.name, "curve": curve,
+        "options": {"meta_batch_size": 2, "output_dir": str(runs)}}]))
+    mean, ci95 = (curve["methods"]["protonet"][key][0] for key in ("mean", "ci95"))
+    (row,) = experiment_script("fewshot_table").table(tmp_path / "fewshot")[2:]
+    assert row.startswith(f"| protonet | metric | **{100 * mean:.1f}** ± {100 * ci95:.1f} "
+                          f"(98.8) | — (99.7) | — (96.0) | 1 × 2 / — / — |")

@@ -111,6 +111,26 @@ def test_meta_batch_refuses_an_unknown_split_and_reseeds_the_sampler(data_dir, t
     assert len(seeds) == 1
 
 
+@pytest.mark.parametrize("queries, shots, valid", [
+    (2, 18, True), (2, 19, False), (15, 5, True), (15, 6, False), (2, 0, False)])
+def test_shots_are_checked_against_the_drawings_the_queries_leave(data_dir, tmp_path, queries,
+                                                                  shots, valid):
+    """Each of Omniglot's characters has 20 drawings; an episode's queries take Q of them per
+    class, so K in 1..20 - Q support images fit beside them."""
+    from metarl.config import ConfigError
+
+    data_dir.add(SMALL1)
+    problem = OmniglotProblem(config_for(data_dir, tmp_path, queries=queries))
+    if valid:
+        problem.check_shots(shots)
+        return
+    with pytest.raises(ConfigError) as refused:
+        problem.check_shots(shots)
+    assert str(refused.value) == (
+        f"--shots {shots} is out of range: use 1..{20 - queries} (the run's characters have 20 "
+        f"drawings each, and its episodes take {queries} of them per class as queries)")
+
+
 def test_checkpoints_hold_the_split_and_old_ones_still_load(data_dir, tmp_path):
     data_dir.add(SMALL1)
     config = config_for(data_dir, tmp_path)

@@ -108,6 +108,9 @@ class EpisodeSampler:
                 f"{self.num_classes} or give the split more characters"
             )
         counts = data.counts()[self.char_index]
+        #: The drawings of this split's character with the fewest: the most support and query
+        #: images an episode's class can hold (0 for a split without characters).
+        self.fewest_drawings = int(counts.min()) if len(counts) else 0
         if len(counts) and counts.min() < shots + queries:
             raise TooFewDrawingsError(
                 f"shots + queries = {shots + queries} but some {name} characters have only "
