@@ -19,6 +19,16 @@ relation module's batch norm uses each task's statistics (over its ``Q * N`` pai
 embedding's. ``episode_logits`` returns the relation scores (argmax is the prediction) and
 ``episode_loss`` the paper's mean squared error against the one-hot labels.
 
+The pair map is never built. A convolution is linear in its input channels, so with the first
+conv's weight split into its query half and its class half, ``W = [W_q | W_c]``::
+
+    conv_W(concat(f(x_q), m_k)) + b = conv_{W_q}(f(x_q)) + conv_{W_c}(m_k) + b
+
+and the first conv runs once per query map and once per class map (``Q + N`` maps per task
+instead of ``Q * N``); the pair's pre-activation is the broadcast sum ``[T, Q, 1] + [T, 1, N]``,
+normalised over the same ``Q * N`` maps of the task as before. The parameters are those of the
+128-channel conv, so the function and the checkpoints are those of the paper's module.
+
 (The paper's Omniglot embedding convolves without padding in its first two blocks, giving 5x5
 maps and a 5 -> 2 -> 1 relation module; here the shared embedding pads, giving 7x7.)
 
@@ -47,19 +57,6 @@ from metarl.supervised.episodic.model import (
 )
 
 
-def relation_pairs(query: Tensor, classes: Tensor) -> Tensor:
-    """Every (query, class) pair's maps, concatenated along channels::
-
-        pairs[t, q, k] = concat(query[t, q], classes[t, k])
-
-    ``query [T, Q, C, H, W]``, ``classes [T, N, C, H, W]`` -> ``[T, Q, N, 2C, H, W]``."""
-    tasks, queries = query.shape[:2]
-    ways = classes.shape[1]
-    return torch.cat([query.unsqueeze(2).expand(tasks, queries, ways, *query.shape[2:]),
-                      classes.unsqueeze(1).expand(tasks, queries, ways, *classes.shape[2:])],
-                     dim=3)
-
-
 def relation_mse(scores: Tensor, y: Tensor) -> Tensor:
     """``mean_{q, k} (scores[t, q, k] - [y[t, q] = k])^2``: ``scores [T, Q, N]``, ``y [T, Q]`` ->
     ``[T]``."""
@@ -68,7 +65,9 @@ def relation_mse(scores: Tensor, y: Tensor) -> Tensor:
 
 
 class RelationModule(nn.Module):
-    """``g``: pair maps ``[T, P, 2C, h, w]`` -> relation scores ``[T, P]`` in ``[0, 1]``."""
+    """``g``: query maps ``[T, Q, C, h, w]`` and class maps ``[T, N, C', h, w]`` -> relation
+    scores ``[T, Q, N]`` in ``[0, 1]``, the score of each (query, class) pair whose map is the
+    channel concatenation query then class (``C + C' = in_channels``)."""
 
     def __init__(self, in_channels: int = 128, hidden: int = 64, fc_hidden: int = 8,
                  map_size: int = 7):
@@ -84,14 +83,45 @@ class RelationModule(nn.Module):
         self.fc1 = nn.Linear(hidden * side * side, fc_hidden)
         self.fc2 = nn.Linear(fc_hidden, 1)
 
-    def forward(self, pairs: Tensor) -> Tensor:
-        tasks, count = pairs.shape[:2]
-        h = pairs.reshape(tasks * count, *pairs.shape[2:])
-        for i, conv in enumerate(self.convs):
-            h = per_task_batch_norm(conv(h), tasks, self.norm_weight[i], self.norm_bias[i])
-            h = F.max_pool2d(F.relu(h), 2)
+    def forward(self, query: Tensor, classes: Tensor) -> Tensor:
+        tasks, queries, ways = query.shape[0], query.shape[1], classes.shape[1]
+        h = self.first_conv(query, classes).flatten(0, 2)  # [T*Q*N, hidden, h, w]
+        h = self.norm_pool_relu(h, 0, tasks)
+        h = self.norm_pool_relu(self.convs[1](h), 1, tasks)
         h = F.relu(self.fc1(h.flatten(1)))
-        return torch.sigmoid(self.fc2(h)).view(tasks, count)
+        return torch.sigmoid(self.fc2(h)).view(tasks, queries, ways)
+
+    def first_conv(self, query: Tensor, classes: Tensor) -> Tensor:
+        """The first conv of every pair's map, ``[T, Q, N, hidden, h, w]``, by linearity::
+
+            conv_W(concat(q, c)) + b = conv_{W[:, :C]}(q) + conv_{W[:, C:]}(c) + b
+
+        (see the module docstring): ``Q + N`` convolutions per task, not ``Q * N``."""
+        conv = self.convs[0]
+        check_maps(query, classes, conv.in_channels)
+        weight_query, weight_class = conv.weight.split([query.shape[2], classes.shape[2]], dim=1)
+        by_query = F.conv2d(query.flatten(0, 1), weight_query, conv.bias, padding=1)
+        by_class = F.conv2d(classes.flatten(0, 1), weight_class, padding=1)
+        tasks = query.shape[0]
+        return (by_query.view(tasks, -1, 1, *by_query.shape[1:])
+                + by_class.view(tasks, 1, -1, *by_class.shape[1:]))
+
+    def norm_pool_relu(self, h: Tensor, block: int, tasks: int) -> Tensor:
+        """Block ``block``'s per-task batch norm, 2x2 max-pool and ReLU of ``h [T*P, ...]``
+        (pooling first: ``relu(maxpool(h)) == maxpool(relu(h))``, and the ReLU sees fewer pixels)."""
+        h = per_task_batch_norm(h, tasks, self.norm_weight[block], self.norm_bias[block])
+        return F.relu(F.max_pool2d(h, 2))
+
+
+def check_maps(query: Tensor, classes: Tensor, in_channels: int) -> None:
+    """Check query maps ``[T, Q, C, h, w]`` and class maps ``[T, N, C', h, w]`` of the same tasks
+    and pixels, with ``C + C'`` the relation module's ``in_channels``."""
+    if (query.dim() != 5 or classes.dim() != 5 or query.shape[0] != classes.shape[0]
+            or query.shape[3:] != classes.shape[3:]
+            or query.shape[2] + classes.shape[2] != in_channels):
+        raise ValueError(f"expected query maps [T, Q, C, h, w] and class maps [T, N, C', h, w] "
+                         f"of the same tasks and pixels with C + C' = {in_channels}, got "
+                         f"{tuple(query.shape)} and {tuple(classes.shape)}")
 
 
 class RelationNet(EpisodeModel):
@@ -109,9 +139,7 @@ class RelationNet(EpisodeModel):
         """Relation scores ``[T, Q, N]`` in ``[0, 1]``."""
         check_episode(support_x, support_y, query_x, self.ways)
         support, query = embed_episode(self.embedding.feature_maps, support_x, query_x)
-        pairs = relation_pairs(query, class_sums(support, support_y, self.ways))
-        tasks, queries = pairs.shape[:2]
-        return self.relation(pairs.flatten(1, 2)).view(tasks, queries, self.ways)
+        return self.relation(query, class_sums(support, support_y, self.ways))
 
     def episode_loss(self, support_x: Tensor, support_y: Tensor, query_x: Tensor,
                      query_y: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,12 +18,7 @@ from metarl.supervised.episodic.matching import (
 )
 from metarl.supervised.episodic.model import class_means, class_sums
 from metarl.supervised.episodic.protonet import ProtoNet, prototypes, squared_distances
-from metarl.supervised.episodic.relation import (
-    RelationModule,
-    RelationNet,
-    relation_mse,
-    relation_pairs,
-)
+from metarl.supervised.episodic.relation import RelationModule, RelationNet, relation_mse
 from metarl.supervised.episodic.siamese import (
     SiameseNet,
     balanced_pair_bce,
@@ -211,18 +206,11 @@ def test_relation_mse_by_hand():
     assert float(relation_mse(scores, y)) == pytest.approx(expected)
 
 
-def test_relation_pairs_concatenate_query_then_class_maps():
-    query, classes = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 5, 4, 2, 2)
-    pairs = relation_pairs(query, classes)
-    assert pairs.shape == (2, 3, 5, 8, 2, 2)
-    torch.testing.assert_close(pairs[1, 2, 4], torch.cat([query[1, 2], classes[1, 4]]))
-
-
 def test_relation_module_pools_omniglot_maps_7_to_3_to_1():
     module = RelationModule(128, 64, 8, map_size=7)
     assert module.fc1.in_features == 64  # 7x7 -> pool 3x3 -> pool 1x1, 64 channels
-    scores = module(torch.randn(2, 4, 128, 7, 7))
-    assert scores.shape == (2, 4) and ((scores >= 0) & (scores <= 1)).all()
+    scores = module(torch.randn(2, 4, 64, 7, 7), torch.randn(2, 3, 64, 7, 7))
+    assert scores.shape == (2, 4, 3) and ((scores >= 0) & (scores <= 1)).all()
     net = RelationNet(5, hidden=4)  # 28x28 images: embedding maps 7x7
     sx, qx = torch.rand(1, 5, 1, 28, 28), torch.rand(1, 5, 1, 28, 28)
     assert net.embedding.feature_maps(sx).shape == (1, 5, 4, 7, 7)
@@ -238,9 +226,7 @@ def test_relation_class_maps_are_summed_support_maps():
     support, query = maps[:, :sx.shape[1]], maps[:, sx.shape[1]:]
     for t in range(TASKS):
         classes = torch.stack([support[t][sy[t] == k].sum(0) for k in range(WAYS)])
-        pairs = torch.cat([query[t].unsqueeze(1).expand(-1, WAYS, -1, -1, -1),
-                           classes.unsqueeze(0).expand(query.shape[1], -1, -1, -1, -1)], 2)
-        expected = model.relation(pairs.flatten(0, 1).unsqueeze(0)).view(-1, WAYS)
+        expected = model.relation(query[t].unsqueeze(0), classes.unsqueeze(0))[0]
         torch.testing.assert_close(model.episode_logits(sx, sy, qx)[t], expected)
     loss, _ = model.episode_loss(sx, sy, qx, qy)
     torch.testing.assert_close(loss, relation_mse(model.episode_logits(sx, sy, qx), qy))
