@@ -26,10 +26,10 @@ is its episodes back to back.
 
 Seeding, as :mod:`metarl.rl.sampler`'s: task k (``task_offset + k``) draws reset seeds and action
 noise from ``episode_seeds(seed, k, M·J, H, act)``; episode j of trial m takes entry ``m·J + j``.
-A trial therefore depends only on ``(seed, task index, m)`` and the policy.
-
-In-process only: the process and Ray sharding of the feed-forward sampler
-(:mod:`metarl.rl.workers`, :mod:`metarl.rl.ray_sampler`) is not extended to trials.
+The policy is evaluated in its task-stacked form (``GRUGaussianPolicy.task_step``,
+``task_heads``: rows ``[K, M, ...]``), whose rows of one task round the same whatever K. A trial
+therefore depends only on ``(seed, task index, m)`` and the policy, bit for bit, however the
+tasks are split: :mod:`metarl.rl.trial_shards` samples them over worker processes or Ray actors.
 """
 
 from __future__ import annotations
@@ -230,8 +230,8 @@ class TrialSampler:
 
     def _sample(self, tasks: list[dict], policy: GRUGaussianPolicy, seed: int,
                 keep_hidden: bool) -> Trials:
-        m, j, h_len, act = (self.trials_per_task, self.episodes_per_trial, self.horizon,
-                            self.act_size)
+        k, m, j, h_len, act = (self.num_tasks, self.trials_per_task, self.episodes_per_trial,
+                               self.horizon, self.act_size)
         rows, t_len = self.rows, j * h_len
         seeds, noise = self._seeds(seed)
         buf = {"inputs": torch.zeros(t_len, rows, policy.input_size),
@@ -260,8 +260,11 @@ class TrialSampler:
                     break
                 live = torch.from_numpy(alive)
                 x = policy_inputs(torch.from_numpy(obs).float(), prev_a, prev_r, prev_d)
-                h = policy.step(x, h, live)
-                mean, _, value = policy.heads(h)
+                # task-stacked [K, M, ...]: a task's rows round alike in any shard (module doc)
+                h = policy.task_step(x.view(k, m, -1), h.view(k, m, -1),
+                                     live.view(k, m)).reshape(rows, -1)
+                mean, value = (y.reshape(rows, *y.shape[2:])
+                               for y in policy.task_heads(h.view(k, m, -1)))
                 a = mean + std * noise[t]
                 env_a = a.double().numpy()
                 if self._scale is not None:  # [-1, 1] -> [low, high]
