@@ -157,6 +157,21 @@ def slot_mask(lengths: Tensor, horizon: int) -> Tensor:
     return mask.reshape(-1, *lengths.shape[1:])
 
 
+def action_map(family: TaskFamily, env: envs.BatchedTaskEnv, normalize_actions: bool
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(scale, offset)`` of the map [-1, 1] -> [low, high] of ``env``'s actions with
+    ``normalize_actions`` (else ``(None, None)``); a ConfigError where the bounds are not
+    finite."""
+    if not normalize_actions:
+        return None, None
+    low, high = np.asarray(env.action_low), np.asarray(env.action_high)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ConfigError(f"normalize_actions=True needs finite action bounds, but "
+                          f"{family.name} has low={low.tolist()}, high={high.tolist()}; use "
+                          f"--no-normalize-actions")
+    return (high - low) / 2.0, (high + low) / 2.0
+
+
 class TrialSampler:
     """Samples ``trials_per_task`` trials of ``episodes_per_trial`` episodes on each of
     ``num_tasks`` tasks in this process.
@@ -189,15 +204,11 @@ class TrialSampler:
         self.obs_size, self.act_size = int(env.observation_size), int(env.action_size)
         self.horizon = int(env.horizon)
         self._low, self._high = np.asarray(env.action_low), np.asarray(env.action_high)
-        self._scale = self._offset = None
-        if normalize_actions:
-            if not (np.isfinite(self._low).all() and np.isfinite(self._high).all()):
-                self.close()
-                raise ConfigError(f"normalize_actions=True needs finite action bounds, but "
-                                  f"{self.family.name} has low={self._low.tolist()}, "
-                                  f"high={self._high.tolist()}; use --no-normalize-actions")
-            self._scale = (self._high - self._low) / 2.0
-            self._offset = (self._high + self._low) / 2.0
+        try:
+            self._scale, self._offset = action_map(self.family, env, normalize_actions)
+        except ConfigError:
+            self.close()
+            raise
 
     @property
     def rows(self) -> int:
