@@ -18,13 +18,14 @@ hidden_size]``. One call steps N sequences (the sampler's tasks x trials rows) a
 differentiates (full back-propagation through time).
 
 The trial sampler evaluates the same maths in the *task-stacked* form (:meth:`task_step`,
-:meth:`task_heads`): rows ``[K, M, ...]`` (K tasks, M trials each), every matmul a batched one
-over the task axis with the weights transposed to contiguous ``[in, out]`` and broadcast, and
-``σ(v) = 1 / (1 + exp(-v))`` from ``exp``. Each task's rows then come out bit for bit the same
-whatever K and wherever they sit in memory, so a meta-batch sampled in shards (worker
+:meth:`task_heads`): rows ``[K, M, ...]`` (K tasks, M trials each), every matmul one per task
+on a fresh copy of its rows (:func:`task_matmul`), and ``σ(v) = 1 / (1 + exp(-v))`` from
+``exp``. On one PyTorch thread (the sampler's), each task's
+rows then come out bit for bit the same whatever K and wherever they sit in memory, so a meta-batch sampled in shards (worker
 processes, Ray actors) equals the one sampled whole. A single ``GRUCell`` or ``Linear`` call
 over all rows does not have that property (its kernels round differently for different row
-counts and alignments, and ``torch.sigmoid`` computes the tail of a tensor on another path).
+counts and alignments, and ``torch.sigmoid`` computes the tail of a tensor on another path;
+a batched matmul's rounding changes with its number of batches for some sizes).
 The two forms agree to float32 rounding, so the loss's :meth:`unroll` recomputes the sampler's
 states to rounding, not bit for bit.
 
@@ -167,10 +168,12 @@ class GRUGaussianPolicy(nn.Module):
 
 
 def task_matmul(x: Tensor, weight: Tensor) -> Tensor:
-    """``x [K, N, in] @ weight.T`` for ``weight [out, in]``: ``[K, N, out]``, one batched matmul
-    with the transposed weight made contiguous (a transposed view takes another kernel path
-    whose rounding depends on K)."""
-    return torch.bmm(x, weight.t().contiguous().expand(x.shape[0], -1, -1))
+    """``x [K, N, in] @ weight.T`` for ``weight [out, in]``: ``[K, N, out]``, one matmul per task
+    on a fresh contiguous copy of its rows. Each task's product is then the same call on the
+    same bytes in any shard; a batched matmul (``bmm``) is not: its rounding changes with the
+    number of batches for some output sizes (6 and 18 columns, for one)."""
+    weight_t = weight.t().contiguous()
+    return torch.stack([torch.mm(rows.clone(), weight_t) for rows in x.unbind(0)])
 
 
 def _sigmoid(v: Tensor) -> Tensor:
