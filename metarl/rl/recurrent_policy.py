@@ -15,19 +15,11 @@ episode, by termination or truncation), so the policy knows it was put back at a
 Shapes: inputs ``[..., N, input_size]`` with ``input_size = obs + act + 2``; the state ``[N,
 hidden_size]``. One call steps N sequences (the sampler's tasks x trials rows) at once;
 :func:`unroll` runs the same cell over a whole trial ``[T, N, ...]`` and is what the PPO loss
-differentiates (full back-propagation through time).
-
-The trial sampler evaluates the same maths in the *task-stacked* form (:meth:`task_step`,
-:meth:`task_heads`): rows ``[K, M, ...]`` (K tasks, M trials each), every matmul one per task
-on a fresh copy of its rows (:func:`task_matmul`), and ``σ(v) = 1 / (1 + exp(-v))`` from
-``exp``. On one PyTorch thread (the sampler's), each task's
-rows then come out bit for bit the same whatever K and wherever they sit in memory, so a meta-batch sampled in shards (worker
-processes, Ray actors) equals the one sampled whole. A single ``GRUCell`` or ``Linear`` call
-over all rows does not have that property (its kernels round differently for different row
-counts and alignments, and ``torch.sigmoid`` computes the tail of a tensor on another path;
-a batched matmul's rounding changes with its number of batches for some sizes).
-The two forms agree to float32 rounding, so the loss's :meth:`unroll` recomputes the sampler's
-states to rounding, not bit for bit.
+differentiates (full back-propagation through time), so the loss recomputes the in-process
+sampler's GRU states bit for bit (the same ``GRUCell`` kernel on the same rows; the heads,
+applied to all steps at once, agree to float32 rounding). A sampler sharded over processes or Ray
+actors steps fewer rows per call, whose kernels may round differently: its states agree with the
+loss's to float32 rounding.
 
 Steps a row did not take (an episode that ended before its slot in the trial was over, see
 :mod:`metarl.rl.trial_sampler`) keep its state as it was: ``h_t = h_{t-1}`` where ``alive_t`` is
@@ -116,35 +108,11 @@ class GRUGaussianPolicy(nn.Module):
         new = self.gru(x, h)
         return new if alive is None else torch.where(alive.unsqueeze(-1), new, h)
 
-    def task_step(self, x: Tensor, h: Tensor, alive: Tensor | None = None) -> Tensor:
-        """:meth:`step` in the task-stacked form (module docstring): ``x [K, M, input]``, ``h [K,
-        M, hidden]``, ``alive [K, M]`` -> ``[K, M, hidden]``::
-
-            r = σ(W_ir x + b_ir + W_hr h + b_hr),   z = σ(W_iz x + b_iz + W_hz h + b_hz)
-            n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),   h' = n + z ⊙ (h - n)
-
-        (PyTorch's ``GRUCell``; ``h' = (1 - z) ⊙ n + z ⊙ h``)."""
-        if x.dim() != 3 or x.shape[-1] != self.input_size or h.shape[:2] != x.shape[:2]:
-            raise ValueError(f"task_step takes x [K, M, {self.input_size}] and h [K, M, "
-                             f"{self.hidden_size}], got {tuple(x.shape)} and {tuple(h.shape)}")
-        gru = self.gru
-        i_r, i_z, i_n = (task_matmul(x, gru.weight_ih) + gru.bias_ih).chunk(3, -1)
-        h_r, h_z, h_n = (task_matmul(h, gru.weight_hh) + gru.bias_hh).chunk(3, -1)
-        r, z = _sigmoid(i_r + h_r), _sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        new = n + z * (h - n)
-        return new if alive is None else torch.where(alive.unsqueeze(-1), new, h)
-
-    def task_heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mean [K, M, act], value [K, M])`` of states ``h [K, M, hidden]``, task-stacked."""
-        mean = task_matmul(h, self.mean.weight) + self.mean.bias
-        return mean, (task_matmul(h, self.value.weight) + self.value.bias).squeeze(-1)
-
     def unroll(self, x: Tensor, alive: Tensor, h0: Tensor | None = None) -> Tensor:
         """The states of whole trials: ``x [T, N, input]``, ``alive [T, N]`` (bool) ->
         ``h [T, N, hidden]`` with ``h_t = step(x_t, h_{t-1}, alive_t)`` from ``h0`` (default 0).
 
-        A loop over t of the cell (the sampler's task-stacked states to float32 rounding); the
+        A loop over t of the sampler's own cell, so that the states match the sampler's; the
         graph spans the whole trial (back-propagation through time)."""
         if x.dim() != 3 or alive.shape != x.shape[:2]:
             raise ValueError(f"unroll takes x [T, N, input] and alive [T, N], got "
@@ -165,19 +133,3 @@ class GRUGaussianPolicy(nn.Module):
         """Entropy of the Gaussian per step, the same in every state:
         ``Σ_d (log σ_d + ½ log 2πe)``."""
         return (self.log_std + HALF_LOG_2PI_E).sum()
-
-
-def task_matmul(x: Tensor, weight: Tensor) -> Tensor:
-    """``x [K, N, in] @ weight.T`` for ``weight [out, in]``: ``[K, N, out]``, one matmul per task
-    on a fresh contiguous copy of its rows. Each task's product is then the same call on the
-    same bytes in any shard; a batched matmul (``bmm``) is not: its rounding changes with the
-    number of batches for some output sizes (6 and 18 columns, for one)."""
-    weight_t = weight.t().contiguous()
-    return torch.stack([torch.mm(rows.clone(), weight_t) for rows in x.unbind(0)])
-
-
-def _sigmoid(v: Tensor) -> Tensor:
-    """``1 / (1 + exp(-v))`` from ``exp``, which computes every element on one path
-    (``torch.sigmoid`` takes another for a tensor's tail, so an element's bits depend on where
-    it sits)."""
-    return torch.exp(-v).add_(1.0).reciprocal_()

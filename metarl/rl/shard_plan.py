@@ -5,8 +5,9 @@ A sharded sampler (``workers.ShardedProcesses``, ``ray_sampler.RayShards``) spli
 of a call into contiguous shards; shard ``[start, stop)`` runs the plan's in-process sampler
 built with ``task_offset = start``, writes its output arrays, and the sharded sampler hands the
 whole meta-batch's arrays to the plan's ``result``. Since every in-process sampler seeds task k
-by its index in the meta-batch and evaluates its policy so that a task's rows round alike in
-any shard, the result is the in-process sampler's bit for bit.
+by its index in the meta-batch, the result is the in-process sampler's: the feed-forward
+sampler's bit for bit (its task-stacked matmuls round alike in any shard), RL²'s to the float32
+rounding of its ``GRUCell`` over fewer rows.
 """
 
 from __future__ import annotations

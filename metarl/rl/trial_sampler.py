@@ -26,10 +26,12 @@ is its episodes back to back.
 
 Seeding, as :mod:`metarl.rl.sampler`'s: task k (``task_offset + k``) draws reset seeds and action
 noise from ``episode_seeds(seed, k, M·J, H, act)``; episode j of trial m takes entry ``m·J + j``.
-The policy is evaluated in its task-stacked form (``GRUGaussianPolicy.task_step``,
-``task_heads``: rows ``[K, M, ...]``), whose rows of one task round the same whatever K. A trial
-therefore depends only on ``(seed, task index, m)`` and the policy, bit for bit, however the
-tasks are split: :mod:`metarl.rl.trial_shards` samples them over worker processes or Ray actors.
+A trial therefore depends only on ``(seed, task index, m)`` and the policy, however the tasks are
+split: :mod:`metarl.rl.trial_shards` samples them over worker processes or Ray actors, with the
+same seeds and tasks. The policy steps all of a sampler's rows in one ``GRUCell`` call, whose
+kernels round differently for different row counts, so a sharded sample equals the in-process
+one to float32 rounding of the policy, not bit for bit (a run resumed with another
+``--num-workers`` continues on a path that differs in the last bits).
 """
 
 from __future__ import annotations
@@ -241,8 +243,8 @@ class TrialSampler:
 
     def _sample(self, tasks: list[dict], policy: GRUGaussianPolicy, seed: int,
                 keep_hidden: bool) -> Trials:
-        k, m, j, h_len, act = (self.num_tasks, self.trials_per_task, self.episodes_per_trial,
-                               self.horizon, self.act_size)
+        m, j, h_len, act = (self.trials_per_task, self.episodes_per_trial, self.horizon,
+                            self.act_size)
         rows, t_len = self.rows, j * h_len
         seeds, noise = self._seeds(seed)
         buf = {"inputs": torch.zeros(t_len, rows, policy.input_size),
@@ -271,11 +273,8 @@ class TrialSampler:
                     break
                 live = torch.from_numpy(alive)
                 x = policy_inputs(torch.from_numpy(obs).float(), prev_a, prev_r, prev_d)
-                # task-stacked [K, M, ...]: a task's rows round alike in any shard (module doc)
-                h = policy.task_step(x.view(k, m, -1), h.view(k, m, -1),
-                                     live.view(k, m)).reshape(rows, -1)
-                mean, value = (y.reshape(rows, *y.shape[2:])
-                               for y in policy.task_heads(h.view(k, m, -1)))
+                h = policy.step(x, h, live)
+                mean, _, value = policy.heads(h)
                 a = mean + std * noise[t]
                 env_a = a.double().numpy()
                 if self._scale is not None:  # [-1, 1] -> [low, high]

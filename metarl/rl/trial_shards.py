@@ -6,8 +6,9 @@ Each shard of the tasks ``[start, stop)`` runs a :class:`~metarl.rl.trial_sample
 with ``task_offset = start`` and a copy of the policy; the driver sends the policy's parameters
 once per call (they are shared by every task) and gets back the arrays of the shard's trials
 ``[T, k, M, ...]``, ``[J, k, M]``. A trial depends only on the seed, its task's index in the
-meta-batch, its index m and the policy (``trial_sampler``'s seeding and its task-stacked GRU),
-so the result is the in-process sampler's bit for bit for any number of shards. Failures are the
+meta-batch, its index m and the policy (``trial_sampler``'s seeding), so the result is the
+in-process sampler's for any number of shards: the same tasks, seeds and noise, and the policy's
+outputs to float32 rounding (a ``GRUCell`` call over fewer rows may round differently). Failures are the
 feed-forward sampler's: a worker or actor that raises or dies is a ``WorkerError``
 (``RaySamplerError``), faults of the task family come back as themselves, ``close()`` reaps.
 :func:`make_trial_sampler` chooses between the in-process sampler and worker processes as

@@ -160,20 +160,18 @@ def test_sampled_inputs_carry_the_last_step_across_the_episode_boundary(plugin_e
 def test_the_state_persists_across_episodes_and_restarts_with_each_trial(plugin_envs):
     _, policy, _, trials = sample(LINE)
     horizon, rows = trials.horizon, trials.num_tasks * trials.trials_per_task
-    x, hidden = trials.inputs, trials.hidden  # [T, K, M, ...]: the sampler's task-stacked form
-    zero = torch.zeros_like(hidden[0])
+    x = trials.inputs.reshape(trials.inputs.shape[0], rows, -1)
+    hidden = trials.hidden.reshape(x.shape[0], rows, -1)
     with torch.no_grad():
-        fresh = policy.task_step(x[horizon], zero)
-        carried = policy.task_step(x[horizon], hidden[horizon - 1])
-        first = policy.task_step(x[0], zero)
-        # the loss's unroll (GRUCell over rows) recomputes the sampler's states to rounding
-        unrolled = policy.unroll(x.reshape(x.shape[0], rows, -1),
-                                 trials.mask.reshape(x.shape[0], rows) != 0)
+        fresh = policy.step(x[horizon], policy.initial_state(rows))
+        carried = policy.step(x[horizon], hidden[horizon - 1])
+        first = policy.step(x[0], policy.initial_state(rows))
+        # the loss's unroll recomputes the sampler's states exactly
+        unrolled = policy.unroll(x, trials.mask.reshape(x.shape[0], rows) != 0)
     assert torch.equal(hidden[horizon], carried)  # episode 1 starts from episode 0's state
     assert not torch.allclose(hidden[horizon], fresh)  # ... not from zero
     assert torch.equal(hidden[0], first)  # every trial (row) starts from zero
-    torch.testing.assert_close(unrolled, hidden.reshape(x.shape[0], rows, -1), rtol=1e-5,
-                               atol=1e-6)
+    assert torch.equal(unrolled, hidden)
 
 
 def test_a_second_call_starts_new_trials_from_zero(plugin_envs):
