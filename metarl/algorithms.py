@@ -182,8 +182,8 @@ at each step. A ProMP run is evaluated like a MAML-TRPO one.
 
 """ + RL_FAMILIES
 
-#: What a resumed meta-RL run may change: episodes are identical for any number of workers or
-#: Ray actors, so the sampler's settings may change.
+#: What a resumed meta-RL run (MAML-TRPO, ProMP, RL²) may change: episodes and trials are
+#: identical for any number of workers or Ray actors, so the sampler's settings may change.
 RL_RESUME_MAY_CHANGE = ("num_batches", "checkpoint_every", "num_workers", "torch_threads",
                         "device", "output_dir", "sampler", "ray_address", "ray_actors",
                         "ray_cpus_per_actor", "ray_retries")
@@ -267,8 +267,7 @@ PPO on the return of whole trials. Families as for maml_trpo (--env).
 
 ALGORITHMS["rl2"] = Algorithm(
     selector="env", default="navigation_2d",
-    resume_may_change=("num_batches", "checkpoint_every", "torch_threads", "device",
-                       "output_dir"),
+    resume_may_change=RL_RESUME_MAY_CHANGE,
     config_class=_rl2_config, config_base=_rl2_base, build_trainer=_rl2_trainer,
     shipped_task=_without_oracle, checkpoint=_rl2_checkpoint,
     summary="meta-train a recurrent policy with RL2 (PPO on trials of episodes)",

@@ -77,8 +77,9 @@ def _evaluate_rl(options: EvaluateOptions, state, saved, checkpoint: Path, out_d
                  progress: bool, *, name: str = "MAML-TRPO", label: str = "maml"
                  ) -> dict[str, Any]:
     from metarl.config import validate
-    from metarl.rl.config import RAY_DEFAULTS, MAMLTRPOConfig
+    from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.evaluate import evaluate_rl
+    from metarl.rl.sampling_options import RAY_DEFAULTS
 
     refuse_other_kinds(options, "meta-RL", f"{checkpoint} is a {name} run (use "
                        f"--episodes-per-task for the evaluation batch)")
@@ -129,10 +130,12 @@ def _evaluate_rl2(options: EvaluateOptions, state, saved, checkpoint: Path, out_
     from metarl.config import validate
     from metarl.rl.rl2_config import RL2Config
     from metarl.rl.rl2_evaluate import evaluate_rl2
+    from metarl.rl.sampling_options import RAY_DEFAULTS
 
     refuse_other_kinds(options, "meta-RL", f"{checkpoint} is an RL2 run")
+    # evaluate's own device; it samples on this machine, as a MAML-TRPO run's evaluation does
     config = dataclasses.replace(from_mapping(RL2Config, saved, source=str(checkpoint)),
-                                 device=options.device)
+                                 device=options.device, sampler="local", **RAY_DEFAULTS)
     validate(config)
     check_plugin_named(config.env, options.env, source=f"checkpoint {checkpoint}")
     use_torch_threads(config.torch_threads if options.torch_threads is None

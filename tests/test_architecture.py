@@ -14,6 +14,7 @@ LAYERS = [
     ("experiments", ("metarl.experiment", "metarl.algorithms", "metarl.catalog",
                      "metarl.evaluate_run")),
     ("sampling and RL maths", ("metarl.rl.sampler", "metarl.rl.workers", "metarl.rl.ray_sampler",
+                               "metarl.rl.shard_plan", "metarl.rl.trial_shards",
                                "metarl.rl.device_sampler", "metarl.rl.step_budget",
                                "metarl.rl.episodes", "metarl.rl.returns", "metarl.rl.baseline",
                                "metarl.rl.policy", "metarl.rl.trial_sampler",

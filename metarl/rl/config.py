@@ -6,7 +6,6 @@ The per-environment defaults of the papers live in ``experiments/{algo}/{env}.ya
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +14,10 @@ from metarl.device import RESUME_NOTE, device_option
 from metarl.envs.family import TaskFamily
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.envs.registry import resolve
-from metarl.ray_runtime import RAY_EXTRA
+from metarl.rl.sampling_options import check_sampler, sampling_option, unused_ray_settings
 
 #: How MAMLTRPO computes the KL's curvature products (``curvature``; ``metarl.rl.maml_trpo``).
 CURVATURES = ("gauss_newton", "exact")
-#: Where episodes are sampled (``sampler``): this machine's processes, or Ray actors.
-SAMPLERS = ("local", "ray")
-#: The settings of the Ray sampler, with their defaults.
-RAY_DEFAULTS = {"ray_address": "", "ray_actors": 0, "ray_cpus_per_actor": 1.0, "ray_retries": 3}
 
 
 @dataclass
@@ -73,25 +68,12 @@ class MetaRLConfig:
                                     minimum=0.0, exclusive_minimum=False)
     normalize_actions: bool = option(False, "policy acts in [-1, 1], mapped onto the env's "
                                      "action bounds (rllab's normalize, as in the MAML paper)")
-    sampler: str = option("local", "where episodes are sampled: local (this machine: in-process "
-                          "or --num-workers processes) or ray (Ray actors on a local Ray runtime, "
-                          "or on the cluster at --ray-address; needs the [ray] extra); the "
-                          "episodes are identical", choices=SAMPLERS)
-    num_workers: int = option(0, "local sampler worker processes (0: choose for this machine)",
-                              minimum=0, exclusive_minimum=False, maximum=THREADS_MAX)
-    ray_address: str = option("", "with --sampler ray: the Ray cluster to join: auto (the one "
-                              "this machine is part of), host:port or ray://host:port; empty: "
-                              "start a local Ray runtime for the run", metavar="ADDRESS")
-    ray_actors: int = option(0, "with --sampler ray: sampler actors (0: one per "
-                             "--ray-cpus-per-actor CPUs free in the cluster, at most "
-                             "--meta-batch-size)", minimum=0, exclusive_minimum=False,
-                             maximum=4096)
-    ray_cpus_per_actor: float = option(1.0, "with --sampler ray: CPUs each sampler actor "
-                                       "reserves (its physics threads: this, at least 2)",
-                                       minimum=0.0, maximum=256)
-    ray_retries: int = option(3, "with --sampler ray: times an actor's share of a meta-batch "
-                              "is sampled again, with the same seeds, when its actor dies "
-                              "(process killed, node lost)", minimum=0, exclusive_minimum=False, maximum=100)
+    sampler: str = sampling_option("sampler")
+    num_workers: int = sampling_option("num_workers")
+    ray_address: str = sampling_option("ray_address")
+    ray_actors: int = sampling_option("ray_actors")
+    ray_cpus_per_actor: float = sampling_option("ray_cpus_per_actor")
+    ray_retries: int = sampling_option("ray_retries")
     torch_threads: int = option(0, "PyTorch threads of the learner process (0: PyTorch's "
                                 "default, one per core, fastest on a quiet machine); use 1 on a "
                                 "machine busy with other jobs (measurements: docs/results.md, "
@@ -106,17 +88,12 @@ class MetaRLConfig:
 
     def check(self) -> None:
         """Rules across fields: ``sampler: ray`` needs Ray installed."""
-        if self.sampler == "ray" and importlib.util.find_spec("ray") is None:
-            raise ConfigError(f"sampler='ray' needs Ray, which is not installed; install it "
-                              f"with: {RAY_EXTRA}")
+        check_sampler(self)
 
     def unused_ray_settings(self) -> list[str]:
         """The Ray sampler's settings given away from their defaults while the local sampler
-        samples (ignored, with a warning: a run resumed with ``--sampler local`` keeps them)."""
-        if self.sampler == "ray":
-            return []
-        return [f"{name}={getattr(self, name)!r}" for name, default in RAY_DEFAULTS.items()
-                if getattr(self, name) != default]
+        samples (``sampling_options.unused_ray_settings``)."""
+        return unused_ray_settings(self)
 
     @property
     def task(self) -> str:

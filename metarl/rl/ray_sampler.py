@@ -1,10 +1,14 @@
-"""The batched sampler sharded over Ray actors, on a local Ray runtime or across a Ray cluster.
+"""Samplers sharded over Ray actors, on a local Ray runtime or across a Ray cluster:
+:class:`RayShards` runs a :class:`~metarl.rl.shard_plan.ShardPlan`'s in-process sampler in every
+actor; :class:`RaySampler` is the batched feed-forward sampler's form (``trial_shards`` has
+RL²'s).
 
 Layout: the K tasks of a meta-batch are split into contiguous shards, one per actor, exactly as
-:class:`~metarl.rl.workers.ProcessSampler` splits them over processes; each actor runs a
-:class:`~metarl.rl.sampler.BatchedSampler` (batched physics, task-stacked policy) on its shard
-with ``task_offset`` = the shard's first task, so its episodes are bitwise those of the same
-tasks in an in-process sampler: whatever the number of actors, their nodes, or a retry.
+:class:`~metarl.rl.workers.ShardedProcesses` splits them over processes; each actor runs the
+plan's sampler (e.g. a :class:`~metarl.rl.sampler.BatchedSampler`: batched physics, task-stacked
+policy) on its shard with ``task_offset`` = the shard's first task, so its output is bitwise that
+of the same tasks in an in-process sampler: whatever the number of actors, their nodes, or a
+retry.
 
 Per ``sample`` call, the parameters go out once: one ``ray.put`` of ``{name: array}`` that each
 actor reads from its node's object store (zero-copy on the node; one transfer per node). Each
@@ -55,7 +59,8 @@ from metarl import envs
 from metarl.envs.registry import TaskFamily
 from metarl.ray_runtime import RayRuntime, first_and_last_line, first_line
 from metarl.rl.episodes import Episodes
-from metarl.rl.sampler import BatchedSampler, EpisodeBuffers, PolicySpec, check_call
+from metarl.rl.sampler import PolicySpec, check_call
+from metarl.rl.shard_plan import EpisodePlan, ShardPlan, allocate
 from metarl.rl.workers import WorkerError, ensure_registered, failure_message, probe_horizon
 
 log = logging.getLogger(__name__)
@@ -69,12 +74,12 @@ class RaySamplerError(WorkerError):
 
 
 class _ShardActor:
-    """One Ray actor: batched samplers for the shards it is asked to sample (one per shard
-    bounds, kept between calls), and its answers as ``(kind, payload)``: ``("done", arrays)``,
-    ``("raise", error)`` for a forwarded error, ``("error", traceback text)``."""
+    """One Ray actor: the plan's in-process samplers for the shards it is asked to sample (one
+    per shard bounds, kept between calls), and its answers as ``(kind, payload)``: ``("done",
+    arrays)``, ``("raise", error)`` for a forwarded error, ``("error", traceback text)``."""
 
-    def __init__(self, family: bytes, spec: PolicySpec, episodes: int, horizon: int,
-                 num_threads: int, sys_path: list[str]):
+    def __init__(self, family: bytes, plan: ShardPlan, horizon: int, num_threads: int,
+                 sys_path: list[str]):
         from metarl.allocator import tune_malloc
 
         tune_malloc()
@@ -82,9 +87,8 @@ class _ShardActor:
         sys.path.extend(p for p in sys_path if p not in sys.path)  # plug-ins import by path
         self.family: TaskFamily = pickle.loads(family)
         ensure_registered(self.family)
-        self.spec, self.episodes, self.horizon = spec, episodes, horizon
-        self.num_threads = num_threads
-        self.samplers: dict[tuple[int, int], BatchedSampler] = {}
+        self.plan, self.horizon, self.num_threads = plan, horizon, num_threads
+        self.samplers: dict[tuple[int, int], Any] = {}
 
     def where(self) -> dict[str, Any]:
         """The actor's node and process (placement; tests kill the process)."""
@@ -97,17 +101,15 @@ class _ShardActor:
         try:
             sampler = self.samplers.get((start, stop))
             if sampler is None:
-                sampler = BatchedSampler(self.family, self.spec, num_tasks=stop - start,
-                                         episodes_per_task=self.episodes,
-                                         num_threads=self.num_threads, task_offset=start)
+                sampler = self.plan.open(self.family, num_tasks=stop - start,
+                                         task_offset=start, num_threads=self.num_threads)
                 if sampler.horizon != self.horizon:
                     raise ValueError(f"the env's horizon is {sampler.horizon} on this node, the "
                                      f"driver expected {self.horizon}")
                 self.samplers[(start, stop)] = sampler
             own = {name: torch.from_numpy(np.array(p if shared else p[start:stop]))
                    for name, p in params.items()}  # np.array: the store's arrays are read-only
-            out = EpisodeBuffers.allocate(self.horizon, stop - start, self.episodes,
-                                          self.spec.obs_size, self.spec.act_size)
+            out = allocate(self.plan, self.horizon, stop - start)
             began = time.perf_counter()
             sampler.sample(tasks, own, seed, out=out)
             return "done", (dataclasses.asdict(out), time.perf_counter() - began)
@@ -131,14 +133,15 @@ class Transfer:
     retries: int = 0
 
 
-class RaySampler:
-    """:class:`BatchedSampler` over Ray actors; same ``sample`` arguments and output.
+class RayShards:
+    """A :class:`~metarl.rl.shard_plan.ShardPlan`'s in-process sampler over Ray actors (the
+    module docstring); :class:`RaySampler` is the batched feed-forward sampler's form,
+    ``trial_shards.RayTrialSampler`` RL²'s.
 
     Args:
-        env: task family name or ``TaskFamily``.
-        spec: the policy's shape.
+        family: the task family.
+        plan: what each actor samples.
         num_tasks: K; actor a owns the tasks ``bounds[a]:bounds[a + 1]``.
-        episodes_per_task: E.
         address: Ray cluster to join (``auto``, ``host:port``, ``ray://host:port``); None: a
             local runtime started for this sampler (or the one this process already runs).
         num_actors: None: one per ``cpus_per_actor`` CPUs free in the cluster, at least 1,
@@ -151,14 +154,12 @@ class RaySampler:
             unplaceable (at start: an error; a replacement: its shard goes to a surviving actor).
     """
 
-    def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
-                 episodes_per_task: int, address: str | None = None,
-                 num_actors: int | None = None, cpus_per_actor: float = 1,
-                 num_threads: int | None = None, max_retries: int = 3,
-                 placement_timeout_s: float = 60.0):
-        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+    def __init__(self, family: TaskFamily, plan: ShardPlan, *, num_tasks: int,
+                 address: str | None = None, num_actors: int | None = None,
+                 cpus_per_actor: float = 1, num_threads: int | None = None,
+                 max_retries: int = 3, placement_timeout_s: float = 60.0):
+        if not isinstance(num_tasks, int | np.integer) or num_tasks < 1:
+            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
         if num_actors is not None and (not isinstance(num_actors, int | np.integer)
                                        or num_actors < 1):
             raise ValueError(f"num_actors must be a positive int or None, got {num_actors!r}")
@@ -166,9 +167,7 @@ class RaySampler:
             raise ValueError(f"cpus_per_actor must be > 0, got {cpus_per_actor!r}")
         if not isinstance(max_retries, int | np.integer) or max_retries < 0:
             raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        family = env if isinstance(env, TaskFamily) else envs.resolve(env)
-        self.family, self.spec = family, spec
-        self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
+        self.family, self.plan, self.num_tasks = family, plan, int(num_tasks)
         self.horizon = probe_horizon(family)
         self.cpus_per_actor = cpus_per_actor
         self.num_threads = max(2, int(cpus_per_actor)) if num_threads is None else num_threads
@@ -199,8 +198,7 @@ class RaySampler:
     def _new_actor(self):
         return self._remote.options(num_cpus=self.cpus_per_actor, scheduling_strategy="SPREAD",
                                     max_restarts=0).remote(
-            self._family_bytes, self.spec, self.episodes_per_task, self.horizon,
-            self.num_threads, list(sys.path))
+            self._family_bytes, self.plan, self.horizon, self.num_threads, list(sys.path))
 
     def _await_placement(self, actors: list) -> list[dict[str, Any]]:
         """Each actor's node and pid once all are placed and constructed; a RaySamplerError
@@ -230,20 +228,21 @@ class RaySampler:
         return [where["pid"] for where in self.placement]
 
     # -- sampling ----------------------------------------------------------------------------
-    def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int) -> Episodes:
-        """As :meth:`BatchedSampler.sample`; the actors roll out their shards in parallel."""
+    def _run(self, tasks: list[dict], params: Mapping[str, Tensor], shared: bool,
+             seed: int) -> Any:
+        """The plan's result for checked arguments; the actors sample their shards in
+        parallel. Any failure, or Ctrl-C, stops every actor before it propagates."""
         if self._closed:
-            raise RuntimeError("RaySampler.sample() after close() (or after a failure); create "
-                               "a new sampler")
-        tasks, params, shared = check_call(tasks, params, seed, self.spec, self.num_tasks)
+            raise RuntimeError(f"{type(self).__name__}.sample() after close() (or after a "
+                               f"failure); create a new sampler")
         try:
-            return self._sample(tasks, params, shared, int(seed))
-        except BaseException:  # a failure, or Ctrl-C: stop every actor, then re-raise
+            return self._sample(tasks, dict(params), shared, int(seed))
+        except BaseException:
             self.close()
             raise
 
     def _sample(self, tasks: list[dict], params: dict[str, Tensor], shared: bool,
-                seed: int) -> Episodes:
+                seed: int) -> Any:
         ray, transfer = self.ray, Transfer()
         began = time.perf_counter()
         arrays = {name: p.numpy() for name, p in params.items()}
@@ -259,8 +258,7 @@ class RaySampler:
         running = {submit(shard): shard for shard in range(self.num_actors)}
         placing: dict[int, tuple[float, Any]] = {}  # shard -> (deadline, its new actor's where)
         attempts = [0] * self.num_actors
-        out = EpisodeBuffers.allocate(self.horizon, self.num_tasks, self.episodes_per_task,
-                                      self.spec.obs_size, self.spec.act_size)
+        out = allocate(self.plan, self.horizon, self.num_tasks)
         waited = time.perf_counter()
         while running:
             done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
@@ -309,7 +307,7 @@ class RaySampler:
                     running[submit(shard)] = shard
         transfer.wait_s = time.perf_counter() - waited - transfer.copy_s
         self.transfer = transfer
-        return out.to_episodes(copy=False)
+        return self.plan.result(out, copy=False)
 
     def _replace(self, shard: int) -> tuple[float, Any]:
         """Kill ``shard``'s actor and start a new one for it, not waiting for it to be placed;
@@ -346,11 +344,42 @@ class RaySampler:
         self._closed = True
         self._finalizer()
 
-    def __enter__(self) -> RaySampler:
+    def __enter__(self) -> RayShards:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class RaySampler(RayShards):
+    """:class:`BatchedSampler` over Ray actors; same ``sample`` arguments and output.
+
+    Args:
+        env: task family name or ``TaskFamily``.
+        spec: the policy's shape.
+        num_tasks: K.
+        episodes_per_task: E.
+        **options: as :class:`RayShards` (``address``, ``num_actors``, ``cpus_per_actor``,
+            ``num_threads``, ``max_retries``, ``placement_timeout_s``).
+    """
+
+    def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
+                 episodes_per_task: int, **options: Any):
+        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task)):
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        family = env if isinstance(env, TaskFamily) else envs.resolve(env)
+        self.spec, self.episodes_per_task = spec, int(episodes_per_task)
+        super().__init__(family, EpisodePlan(spec, int(episodes_per_task)), num_tasks=num_tasks,
+                         **options)
+
+    def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int) -> Episodes:
+        """As :meth:`BatchedSampler.sample`; the actors roll out their shards in parallel."""
+        if self._closed:
+            raise RuntimeError("RaySampler.sample() after close() (or after a failure); create "
+                               "a new sampler")
+        tasks, params, shared = check_call(tasks, params, seed, self.spec, self.num_tasks)
+        return self._run(tasks, params, shared, seed)
 
 
 def _shutdown(ray, actors: list, runtime: RayRuntime) -> None:

@@ -15,9 +15,11 @@ episode, by termination or truncation), so the policy knows it was put back at a
 Shapes: inputs ``[..., N, input_size]`` with ``input_size = obs + act + 2``; the state ``[N,
 hidden_size]``. One call steps N sequences (the sampler's tasks x trials rows) at once;
 :func:`unroll` runs the same cell over a whole trial ``[T, N, ...]`` and is what the PPO loss
-differentiates (full back-propagation through time), so the loss recomputes the sampler's GRU
-states bit for bit (the same ``GRUCell`` kernel on the same rows; the heads, applied to all
-steps at once, agree to float32 rounding).
+differentiates (full back-propagation through time), so the loss recomputes the in-process
+sampler's GRU states bit for bit (the same ``GRUCell`` kernel on the same rows; the heads,
+applied to all steps at once, agree to float32 rounding). A sampler sharded over processes or Ray
+actors steps fewer rows per call, whose kernels may round differently: its states agree with the
+loss's to float32 rounding.
 
 Steps a row did not take (an episode that ended before its slot in the trial was over, see
 :mod:`metarl.rl.trial_sampler`) keep its state as it was: ``h_t = h_{t-1}`` where ``alive_t`` is

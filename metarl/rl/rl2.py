@@ -24,14 +24,16 @@ not cut the bootstrap (``ppo.trial_gae``); γ = 0.99, λ = 0.95 are PPO's MuJoCo
 Randomness: the tasks, the trials' reset seeds and noise, and the minibatch order of iteration
 ``i`` come from ``derive_seed(seed, i, purpose)``, as in MAML-TRPO; Adam's moments are the rest of
 the state, saved with the policy, so a resumed run repeats the uninterrupted one bit for bit.
-Sampling runs on the CPU, with a copy of the policy that takes the learner's weights after each
-update; the update runs on ``device`` (CUDA untested so far: no GPU where this was written).
+Sampling runs on the CPU (in-process, over worker processes or Ray actors: ``build_sampler``),
+with a copy of the policy that takes the learner's weights after each update; the update runs
+on ``device`` (CUDA untested so far: no GPU where this was written).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -42,6 +44,7 @@ from torch import Tensor
 
 from metarl.checkpoint_format import RunSchema, check_run_state, optimizer_state, tensors
 from metarl.device import cpu_state, resolve_device
+from metarl.envs.registry import TaskFamily
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.policy import gaussian_log_prob
 from metarl.rl.ppo import clipped_surrogate, masked_mean, trial_gae
@@ -50,7 +53,15 @@ from metarl.rl.returns import normalize_advantages
 from metarl.rl.rl2_config import ARCHITECTURE_KEYS, RL2Config, task_family
 from metarl.rl.trainer import check_family_tasks, derive_seed, env_sizes
 from metarl.rl.trial_sampler import Trials, TrialSampler
+from metarl.rl.trial_shards import (
+    ProcessTrialSampler,
+    RayTrialSampler,
+    make_trial_sampler,
+    trial_plan,
+)
 from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
+
+log = logging.getLogger(__name__)
 
 #: What a checkpoint of ``RL2Trainer.state()`` holds besides its algo, iteration and config.
 CHECKPOINT_SCHEMA = RunSchema({"policy": tensors, "optimizer": optimizer_state})
@@ -119,13 +130,30 @@ def build_policy(config: RL2Config, obs_size: int, act_size: int) -> GRUGaussian
                              init_output_scale=config.init_mean_scale)
 
 
-def build_sampler(config: RL2Config, family, *, num_tasks: int | None = None,
-                  trials_per_task: int | None = None) -> TrialSampler:
-    """The run's trial sampler (``num_tasks``, ``trials_per_task``: other sizes, for evaluation)."""
-    return TrialSampler(family, num_tasks=num_tasks or config.meta_batch_size,
-                        trials_per_task=trials_per_task or config.trials_per_task,
-                        episodes_per_trial=config.episodes_per_trial,
-                        normalize_actions=config.normalize_actions)
+def build_sampler(config: RL2Config, family: TaskFamily, *, num_tasks: int | None = None,
+                  trials_per_task: int | None = None
+                  ) -> TrialSampler | ProcessTrialSampler | RayTrialSampler:
+    """The trial sampler ``config`` asks for (``sampler``, ``num_workers``, ``ray_*``, as for
+    MAML-TRPO): in-process, over worker processes or over Ray actors, the same trials from
+    each. ``num_tasks``, ``trials_per_task``: other sizes, for evaluation."""
+    sizes = {"num_tasks": num_tasks or config.meta_batch_size,
+             "trials_per_task": trials_per_task or config.trials_per_task,
+             "episodes_per_trial": config.episodes_per_trial,
+             "normalize_actions": config.normalize_actions}
+    if config.sampler == "ray":
+        num_tasks = sizes.pop("num_tasks")
+        plan, _ = trial_plan(family, hidden_size=config.hidden_size, **sizes)
+        return RayTrialSampler(family, plan, num_tasks=num_tasks,
+                               address=config.ray_address or None,
+                               num_actors=config.ray_actors or None,
+                               cpus_per_actor=config.ray_cpus_per_actor,
+                               max_retries=config.ray_retries)
+    unused = config.unused_ray_settings()
+    if unused:
+        log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
+                    "Ray)", ", ".join(unused))
+    return make_trial_sampler(family, hidden_size=config.hidden_size,
+                              num_workers=config.num_workers or None, **sizes)
 
 
 class RL2Trainer:

@@ -16,6 +16,7 @@ from metarl.device import RESUME_NOTE, device_option
 from metarl.envs.family import TaskFamily
 from metarl.envs.oracle import ORACLE_SUFFIX
 from metarl.envs.registry import resolve
+from metarl.rl.sampling_options import check_sampler, sampling_option, unused_ray_settings
 
 
 @dataclass
@@ -55,6 +56,12 @@ class RL2Config:
                                  exclusive_minimum=False)
     max_grad_norm: float = option(0.5, "clip the gradient's norm to this (0: no clipping)",
                                   minimum=0.0, exclusive_minimum=False)
+    sampler: str = sampling_option("sampler")
+    num_workers: int = sampling_option("num_workers")
+    ray_address: str = sampling_option("ray_address")
+    ray_actors: int = sampling_option("ray_actors")
+    ray_cpus_per_actor: float = sampling_option("ray_cpus_per_actor")
+    ray_retries: int = sampling_option("ray_retries")
     torch_threads: int = option(0, "PyTorch threads of the learner (0: PyTorch's default, one "
                                 "per core); use 1 on a machine busy with other jobs", minimum=0,
                                 exclusive_minimum=False, maximum=THREADS_MAX)
@@ -66,12 +73,19 @@ class RL2Config:
     output_dir: str = option("runs", "folder in which run directories are created")
 
     def check(self) -> None:
-        """Rules across fields: every minibatch holds at least one trial."""
+        """Rules across fields: every minibatch holds at least one trial; ``sampler: ray``
+        needs Ray installed."""
+        check_sampler(self)
         trials = self.meta_batch_size * self.trials_per_task
         if self.num_minibatches > trials:
             raise ConfigError(f"num_minibatches={self.num_minibatches} is more than the "
                               f"{trials} trials of a meta-iteration (meta_batch_size x "
                               f"trials_per_task); choose at most {trials}")
+
+    def unused_ray_settings(self) -> list[str]:
+        """The Ray sampler's settings given away from their defaults while the local sampler
+        samples (``sampling_options.unused_ray_settings``)."""
+        return unused_ray_settings(self)
 
     @property
     def task(self) -> str:

@@ -11,7 +11,9 @@ The held-out tasks are those a MAML-TRPO run of the same family and seed is eval
 (``metarl.rl.evaluate``): ``family.sample_tasks(num_tasks, seed=seed + EVALUATION_SEED_OFFSET)``,
 40 by default; the trials' seeds come from ``derive_seed(seed + EVALUATION_SEED_OFFSET, 0,
 "valid")``, the stream MAML-TRPO's evaluation samples its step-0 episodes from. Sampling runs
-on the CPU whatever ``--device`` says (there is no learner to move).
+on this machine's CPU whatever ``--device`` says (there is no learner to move) and whichever
+sampler the run trained with: in-process or over the run's ``num_workers`` processes, never
+Ray (as MAML-TRPO's evaluation; the trials are the same from every sampler).
 """
 
 from __future__ import annotations

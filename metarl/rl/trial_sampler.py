@@ -26,10 +26,12 @@ is its episodes back to back.
 
 Seeding, as :mod:`metarl.rl.sampler`'s: task k (``task_offset + k``) draws reset seeds and action
 noise from ``episode_seeds(seed, k, M·J, H, act)``; episode j of trial m takes entry ``m·J + j``.
-A trial therefore depends only on ``(seed, task index, m)`` and the policy.
-
-In-process only: the process and Ray sharding of the feed-forward sampler
-(:mod:`metarl.rl.workers`, :mod:`metarl.rl.ray_sampler`) is not extended to trials.
+A trial therefore depends only on ``(seed, task index, m)`` and the policy, however the tasks are
+split: :mod:`metarl.rl.trial_shards` samples them over worker processes or Ray actors, with the
+same seeds and tasks. The policy steps all of a sampler's rows in one ``GRUCell`` call, whose
+kernels round differently for different row counts, so a sharded sample equals the in-process
+one to float32 rounding of the policy, not bit for bit (a run resumed with another
+``--num-workers`` continues on a path that differs in the last bits).
 """
 
 from __future__ import annotations
@@ -157,6 +159,21 @@ def slot_mask(lengths: Tensor, horizon: int) -> Tensor:
     return mask.reshape(-1, *lengths.shape[1:])
 
 
+def action_map(family: TaskFamily, env: envs.BatchedTaskEnv, normalize_actions: bool
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(scale, offset)`` of the map [-1, 1] -> [low, high] of ``env``'s actions with
+    ``normalize_actions`` (else ``(None, None)``); a ConfigError where the bounds are not
+    finite."""
+    if not normalize_actions:
+        return None, None
+    low, high = np.asarray(env.action_low), np.asarray(env.action_high)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ConfigError(f"normalize_actions=True needs finite action bounds, but "
+                          f"{family.name} has low={low.tolist()}, high={high.tolist()}; use "
+                          f"--no-normalize-actions")
+    return (high - low) / 2.0, (high + low) / 2.0
+
+
 class TrialSampler:
     """Samples ``trials_per_task`` trials of ``episodes_per_trial`` episodes on each of
     ``num_tasks`` tasks in this process.
@@ -189,15 +206,11 @@ class TrialSampler:
         self.obs_size, self.act_size = int(env.observation_size), int(env.action_size)
         self.horizon = int(env.horizon)
         self._low, self._high = np.asarray(env.action_low), np.asarray(env.action_high)
-        self._scale = self._offset = None
-        if normalize_actions:
-            if not (np.isfinite(self._low).all() and np.isfinite(self._high).all()):
-                self.close()
-                raise ConfigError(f"normalize_actions=True needs finite action bounds, but "
-                                  f"{self.family.name} has low={self._low.tolist()}, "
-                                  f"high={self._high.tolist()}; use --no-normalize-actions")
-            self._scale = (self._high - self._low) / 2.0
-            self._offset = (self._high + self._low) / 2.0
+        try:
+            self._scale, self._offset = action_map(self.family, env, normalize_actions)
+        except ConfigError:
+            self.close()
+            raise
 
     @property
     def rows(self) -> int:

@@ -1,13 +1,16 @@
-"""The batched sampler sharded over worker processes, each owning a contiguous slice of tasks;
-``make_sampler`` chooses between it and the in-process :class:`~metarl.rl.sampler.BatchedSampler`.
+"""Samplers sharded over worker processes, each owning a contiguous slice of tasks:
+:class:`ShardedProcesses` runs a :class:`~metarl.rl.shard_plan.ShardPlan`'s in-process sampler
+in every worker; :class:`ProcessSampler` is the batched feed-forward sampler's form
+(``trial_shards`` has RL²'s), and ``make_sampler`` chooses between it and the in-process
+:class:`~metarl.rl.sampler.BatchedSampler`.
 
 Layout: one shared-memory block (``multiprocessing.RawArray``, freed with the last process that
-maps it) holds the parameters ``{name: [K, ...]}`` and the episode buffers ``[T, K, E, ...]``.
-Per ``sample`` call the main process writes the parameters, sends each worker one small message
-``(seed, its tasks, shared?)`` through its pipe, and waits; each worker runs a
-:class:`~metarl.rl.sampler.BatchedSampler` on its tasks ``[start, stop)`` writing straight into
-its slice of the buffers, and answers "done" (or the traceback text of its exception). Nothing
-crosses the process boundary per step.
+maps it) holds the parameters ``{name: [K, ...]}`` and the output buffers (episodes ``[T, K, E,
+...]``). Per ``sample`` call the main process writes the parameters, sends each worker one small
+message ``(seed, its tasks, shared?)`` through its pipe, and waits; each worker runs the plan's
+sampler (e.g. a :class:`~metarl.rl.sampler.BatchedSampler`) on its tasks ``[start, stop)`` with
+``task_offset = start``, writing straight into its slice of the buffers, and answers "done" (or
+the traceback text of its exception). Nothing crosses the process boundary per step.
 
 Failure handling: the main process waits on every worker's pipe *and* process sentinel, so a
 worker that raises (its traceback comes back as text) or dies (e.g. SIGKILL, seen at once through
@@ -38,6 +41,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_ready
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -54,12 +58,12 @@ from metarl.nonfinite import NonFiniteError
 from metarl.rl.episodes import Episodes
 from metarl.rl.sampler import (
     BatchedSampler,
-    EpisodeBuffers,
     PolicySpec,
     check_action_bounds,
     check_call,
     check_env_sizes,
 )
+from metarl.rl.shard_plan import EpisodePlan, ShardPlan
 
 _JOIN_TIMEOUT_S = 2.0
 _POLL_S = 0.5
@@ -77,37 +81,36 @@ class WorkerError(RuntimeError):
 FORWARDED = (NotATaskFamilyError, TaskError, NonFiniteError)
 
 
-class ProcessSampler:
-    """:class:`BatchedSampler` over ``num_workers`` processes; same arguments and output.
+class ShardedProcesses:
+    """A :class:`~metarl.rl.shard_plan.ShardPlan`'s in-process sampler over ``num_workers``
+    processes, each owning a contiguous slice of the tasks (the module docstring).
 
     Args:
-        env: task family name or ``TaskFamily``.
-        spec: the policy's shape.
+        family: the task family.
+        plan: what each worker samples.
         num_tasks: K; worker w owns the tasks ``bounds[w]:bounds[w + 1]`` (near-equal slices).
-        episodes_per_task: E.
         num_workers: processes (capped at ``num_tasks``).
-        num_threads: physics threads per worker env (2 by default: see ``make_sampler``).
+        num_threads: physics threads per worker env.
     """
 
-    def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
-                 episodes_per_task: int, num_workers: int, num_threads: int = 2):
-        for name, value in (("num_tasks", num_tasks), ("episodes_per_task", episodes_per_task),
-                            ("num_workers", num_workers)):
+    def __init__(self, family: TaskFamily, plan: ShardPlan, *, num_tasks: int,
+                 num_workers: int, num_threads: int):
+        for name, value in (("num_tasks", num_tasks), ("num_workers", num_workers)):
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(num_threads, int | np.integer) or num_threads < 0:
             raise ValueError(f"num_threads must be an int >= 0 (0: each worker steps its physics "
                              f"on its own thread), got {num_threads!r}")
-        family = env if isinstance(env, TaskFamily) else envs.resolve(env)
-        self.spec, self.num_tasks, self.episodes_per_task = spec, num_tasks, episodes_per_task
+        self.plan, self.num_tasks = plan, num_tasks
         self.horizon = probe_horizon(family)
         self.num_workers = min(num_workers, num_tasks)
         self.num_threads = num_threads
         self.bounds = np.linspace(0, num_tasks, self.num_workers + 1).round().astype(int).tolist()
-        self._layout = _Layout(spec, self.horizon, num_tasks, episodes_per_task)
+        self._layout = _Layout(plan, self.horizon, num_tasks)
         context = _context()
         shared = context.RawArray(ctypes.c_uint8, self._layout.nbytes)
-        self._params, self._buffers = self._layout.views(shared)
+        self._params, buffers = self._layout.views(shared)
+        self._buffers = plan.buffers(buffers)
         self._procs: list[mp.process.BaseProcess] = []
         self._conns: list[Connection] = []
         self._closed = False
@@ -122,19 +125,20 @@ class ProcessSampler:
                 self._procs.append(proc)
                 self._conns.append(parent)
             for w in range(self.num_workers):
-                self._send(w, ("init", family, spec, self.bounds[w], self.bounds[w + 1],
-                               num_tasks, episodes_per_task, self.horizon, num_threads))
+                self._send(w, ("init", family, plan, self.bounds[w], self.bounds[w + 1],
+                               num_tasks, self.horizon, num_threads))
             self._wait_all("start")
         except BaseException:
             self.close()
             raise
 
-    def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int) -> Episodes:
-        """As :meth:`BatchedSampler.sample`; the workers roll out their slices in parallel."""
+    def _sample(self, tasks: list[dict], params: Mapping[str, Tensor], shared: bool,
+                seed: int) -> Any:
+        """The plan's result for checked arguments; the workers sample their slices in
+        parallel."""
         if self._closed:
-            raise RuntimeError("ProcessSampler.sample() after close() (or after a worker "
-                               "failure); create a new sampler")
-        tasks, params, shared = check_call(tasks, params, seed, self.spec, self.num_tasks)
+            raise RuntimeError(f"{type(self).__name__}.sample() after close() (or after a "
+                               f"worker failure); create a new sampler")
         try:
             for name, p in params.items():
                 view = self._params[name]
@@ -143,7 +147,7 @@ class ProcessSampler:
                 start, stop = self.bounds[w], self.bounds[w + 1]
                 self._send(w, ("sample", int(seed), tasks[start:stop], shared))
             self._wait_all("sample")
-            return self._buffers.to_episodes(copy=True)
+            return self.plan.result(self._buffers, copy=True)
         except BaseException:  # a worker failed, or Ctrl-C: stop everything, then re-raise
             self._closed = True
             self._finalizer.detach()
@@ -198,11 +202,42 @@ class ProcessSampler:
         self._closed = True
         self._finalizer()
 
-    def __enter__(self) -> ProcessSampler:
+    def __enter__(self) -> ShardedProcesses:
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class ProcessSampler(ShardedProcesses):
+    """:class:`BatchedSampler` over ``num_workers`` processes; same arguments and output.
+
+    Args:
+        env: task family name or ``TaskFamily``.
+        spec: the policy's shape.
+        num_tasks: K; worker w owns the tasks ``bounds[w]:bounds[w + 1]`` (near-equal slices).
+        episodes_per_task: E.
+        num_workers: processes (capped at ``num_tasks``).
+        num_threads: physics threads per worker env (2 by default: see ``make_sampler``).
+    """
+
+    def __init__(self, env: str | TaskFamily, spec: PolicySpec, *, num_tasks: int,
+                 episodes_per_task: int, num_workers: int, num_threads: int = 2):
+        if not isinstance(episodes_per_task, int | np.integer) or episodes_per_task < 1:
+            raise ValueError(f"episodes_per_task must be a positive int, got "
+                             f"{episodes_per_task!r}")
+        family = env if isinstance(env, TaskFamily) else envs.resolve(env)
+        self.spec, self.episodes_per_task = spec, episodes_per_task
+        super().__init__(family, EpisodePlan(spec, int(episodes_per_task)), num_tasks=num_tasks,
+                         num_workers=num_workers, num_threads=num_threads)
+
+    def sample(self, tasks: Sequence[dict], params: Mapping[str, Tensor], seed: int) -> Episodes:
+        """As :meth:`BatchedSampler.sample`; the workers roll out their slices in parallel."""
+        if self._closed:
+            raise RuntimeError("ProcessSampler.sample() after close() (or after a worker "
+                               "failure); create a new sampler")
+        tasks, params, shared = check_call(tasks, params, seed, self.spec, self.num_tasks)
+        return self._sample(tasks, params, shared, seed)
 
 
 def _shutdown(procs: list, conns: list[Connection], graceful: bool = True) -> None:
@@ -250,15 +285,16 @@ def probe_horizon(family: TaskFamily) -> int:
 
 
 class _Layout:
-    """Byte offsets of the parameters and episode buffers in the shared block."""
+    """Byte offsets of the parameters (``[K, ...]`` where the plan takes task-stacked ones,
+    else ``[1, ...]``) and of the output buffers in the shared block."""
 
-    def __init__(self, spec: PolicySpec, horizon: int, num_tasks: int, episodes: int):
+    def __init__(self, plan: ShardPlan, horizon: int, num_tasks: int):
         self.entries: list[tuple[str, str, tuple[int, ...], np.dtype, int]] = []
         offset = 0
-        for name, shape in spec.param_shapes().items():
-            offset = self._add("param", name, (num_tasks, *shape), np.dtype(np.float32), offset)
-        shapes = EpisodeBuffers.shapes(horizon, num_tasks, episodes, spec.obs_size, spec.act_size)
-        for name, (shape, dtype) in shapes.items():
+        rows = num_tasks if plan.stacked else 1
+        for name, shape in plan.param_shapes().items():
+            offset = self._add("param", name, (rows, *shape), np.dtype(np.float32), offset)
+        for name, (shape, dtype) in plan.buffer_shapes(horizon, num_tasks).items():
             offset = self._add("buffer", name, shape, dtype, offset)
         self.nbytes = max(offset, 1)
 
@@ -267,19 +303,20 @@ class _Layout:
         self.entries.append((kind, name, shape, dtype, offset))
         return offset + int(np.prod(shape)) * dtype.itemsize
 
-    def views(self, shared) -> tuple[dict[str, np.ndarray], EpisodeBuffers]:
+    def views(self, shared) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         raw = np.frombuffer(shared, dtype=np.uint8)
         params, buffers = {}, {}
         for kind, name, shape, dtype, offset in self.entries:
             size = int(np.prod(shape)) * dtype.itemsize
             view = raw[offset:offset + size].view(dtype).reshape(shape)
             (params if kind == "param" else buffers)[name] = view
-        return params, EpisodeBuffers(**buffers)
+        return params, buffers
 
 
 # -- worker side ------------------------------------------------------------------------------
 def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
-    """Serve ``sample`` requests for one slice of tasks until told to close or orphaned."""
+    """Serve ``sample`` requests for one slice of tasks (its plan's in-process sampler) until
+    told to close or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
     tune_malloc()  # as the command line does: freed tensor memory stays in the process
     torch.set_num_threads(1)
@@ -288,14 +325,13 @@ def _worker_main(conn: Connection, shared, sys_path: list[str]) -> None:
     try:
         try:
             message = conn.recv()
-            _, family, spec, start, stop, num_tasks, episodes, horizon, threads = message
+            _, family, plan, start, stop, num_tasks, horizon, threads = message
             ensure_registered(family)
-            layout = _Layout(spec, horizon, num_tasks, episodes)
+            layout = _Layout(plan, horizon, num_tasks)
             params_all, buffers_all = layout.views(shared)
-            buffers = buffers_all.tasks(start, stop)
-            sampler = BatchedSampler(family, spec, num_tasks=stop - start,
-                                     episodes_per_task=episodes, num_threads=threads,
-                                     task_offset=start)
+            buffers = plan.buffers(buffers_all).tasks(start, stop)
+            sampler = plan.open(family, num_tasks=stop - start, task_offset=start,
+                                num_threads=threads)
             if sampler.horizon != horizon:
                 raise ValueError(f"the env's horizon is {sampler.horizon}, the main process "
                                  f"expected {horizon}")
