@@ -96,3 +96,6 @@ class MANNConfig(EpisodicConfig):
     num_reads: int = option(4, "read heads", minimum=0)
     usage_decay: float = option(0.95, "gamma: how much of a slot's usage survives a step",
                                 minimum=0.0, maximum=1.0)
+    key_strength: float = option(10.0, "beta, the sharpness of the reads: softmax over the slots "
+                                 "of beta x cosine similarity (the paper: 1, near-uniform reads "
+                                 "that leave training at chance)", minimum=0.0)

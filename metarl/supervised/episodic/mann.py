@@ -6,13 +6,13 @@ controller reads a task's labelled examples one at a time and stores what it nee
 external memory ``M [R_mem, W]`` (rows x width), addressed by content alone. At step ``t``, for
 each of the ``n`` heads (the paper's "number of reads"; one read and one write each)::
 
-    k_t, a_t, alpha_t = heads(h_t)                       key, add vector, write gate
-    w^lu_{t-1}(i)     = 1 if w^u_{t-1}(i) is among the n smallest, else 0     (least used)
-    w^w_t             = sigmoid(alpha_t) w^r_{t-1} + (1 - sigmoid(alpha_t)) w^lu_{t-1}
-    M_t(i)            = M_{t-1}(i) (least-used rows zeroed) + sum_heads w^w_t(i) a_t
-    w^r_t(i)          = softmax_i K(k_t, M_t(i)),   K the cosine similarity
-    r_t               = sum_i w^r_t(i) M_t(i)
-    w^u_t             = gamma w^u_{t-1} + sum_heads (w^r_t + w^w_t)
+    k_t, alpha_t  = heads(h_t)                           key (tanh), write gate
+    w^lu_{t-1}(i) = 1 if w^u_{t-1}(i) is among the n smallest, else 0     (least used)
+    w^w_t         = sigmoid(alpha_t) w^r_{t-1} + (1 - sigmoid(alpha_t)) w^lu_{t-1}
+    M_t(i)        = M_{t-1}(i) (least-used rows zeroed) + sum_heads w^w_t(i) k_t
+    w^r_t(i)      = softmax_i beta K(k_t, M_t(i)),   K the cosine similarity, beta > 0
+    r_t           = sum_i w^r_t(i) M_t(i)
+    w^u_t         = gamma w^u_{t-1} + sum_heads (w^r_t + w^w_t)
 
 and the class scores are ``W [h_t, r_t]`` (the paper's softmax output layer, before the
 softmax). The controller's input is the step's input concatenated with the previous reads
@@ -23,14 +23,28 @@ softmax). The controller's input is the step's input concatenated with the previ
   step go to ``n`` different fresh rows, and ``w^lu`` is their sum. Before writing, those rows are
   zeroed: the paper zeroes "the least used memory location" ahead of its write; with ``n``
   writers each one's fresh row is cleared (for ``n = 1`` the two read the same).
-* **Add vector.** The paper's write adds the key itself, ``M_t(i) += w^w_t(i) k_t``; here, as
-  in the NTM and the published re-implementations, the write adds its own vector ``a_t``
-  (``tanh``, like the key): the controller can learn ``a_t = k_t``, and need not.
+* **The key is what is written** (the paper's ``M_t(i) += w^w_t(i) k_t``). The NTM and some
+  re-implementations write a separate add vector ``a_t``; at initialisation ``a_t`` and ``k_t``
+  are then unrelated projections of ``h_t``, so a query's key picks the row its own support
+  image wrote no more often than any other: the read carries no sign of the query's label, so
+  the gradient has nothing to strengthen, and training sits at chance. Writing the key, a
+  query's key is close to its support's key from the first step (both are the same projection
+  of similar controller states), and the read brings back that support's key, which carries
+  its label.
+* **Key strength** ``beta`` (``key_strength``; 1 is the paper's). The paper's read is
+  ``softmax_i K``, the NTM's content addressing ``softmax_i beta K`` (Graves et al., 2014,
+  eq. 5, there ``beta`` emitted by the controller). A cosine lies in ``[-1, 1]``, so with
+  ``beta = 1`` no row gets more than ``e^2`` times another's weight: over 128 rows the read is
+  close to the mean of the memory, and its class signal too weak to learn from. A larger fixed
+  ``beta`` lets one row dominate; it is a constant rather than the NTM's learnt one, because a
+  learnt ``beta`` that starts near 1 stayed on the same plateau. docs/results.md ("Why MANN
+  sat at chance") has the measurements behind both choices.
 * **Cosine.** ``K(k, m) = k.m / (sqrt(|k|^2 + eps) sqrt(|m|^2 + eps))``: a zero row (the
   empty memory) scores 0 with finite gradients, where the plain cosine is 0/0.
 * **Initial state.** ``h, c, r, M, w^u, w^r`` all zero.
 * **Sizes** (the paper's Omniglot experiments): LSTM of 200 units, memory of 128 rows x 40, 4
-  read heads; usage decay ``gamma = 0.95``, the value of the public re-implementations.
+  read heads; usage decay ``gamma = 0.95``, the value of the public re-implementations;
+  ``beta = 10``.
 
 **Adapted to the episode interface.** The paper feeds raw pixels (20x20) in a single stream
 whose labels come one step late and scores every step. Here:
@@ -58,6 +72,7 @@ Shapes: ``T`` tasks, ``S`` support and ``Q`` query examples per task, ``n`` head
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -87,10 +102,11 @@ def cosine_similarity(keys: Tensor, memory: Tensor, eps: float = COSINE_EPS) -> 
     return dots / (key_norm * row_norm)
 
 
-def read_weights(keys: Tensor, memory: Tensor) -> Tensor:
-    """``w^r[t, ..., i] = softmax_i K(k, M(i))``: ``keys [T, ..., W]``, ``memory [T, R_mem, W]``
-    -> ``[T, ..., R_mem]`` (each sums to 1 over the rows)."""
-    return torch.softmax(cosine_similarity(keys, memory), dim=-1)
+def read_weights(keys: Tensor, memory: Tensor, strength: float = 1.0) -> Tensor:
+    """``w^r[t, ..., i] = softmax_i beta K(k, M(i))``, ``beta = strength`` (the paper: 1):
+    ``keys [T, ..., W]``, ``memory [T, R_mem, W]`` -> ``[T, ..., R_mem]`` (each sums to 1 over
+    the rows)."""
+    return torch.softmax(strength * cosine_similarity(keys, memory), dim=-1)
 
 
 def read_memory(weights: Tensor, memory: Tensor) -> Tensor:
@@ -120,14 +136,15 @@ def write_weights(gate: Tensor, prev_read: Tensor, prev_least_used: Tensor) -> T
     return s * prev_read + (1 - s) * prev_least_used
 
 
-def write_memory(memory: Tensor, weights: Tensor, add: Tensor, least_used: Tensor) -> Tensor:
-    """``M_t(i) = M_{t-1}(i) (1 - max_j w^lu_j(i)) + sum_j w^w_j(i) a_j``.
+def write_memory(memory: Tensor, weights: Tensor, vectors: Tensor, least_used: Tensor
+                 ) -> Tensor:
+    """``M_t(i) = M_{t-1}(i) (1 - max_j w^lu_j(i)) + sum_j w^w_j(i) v_j``.
 
     The least-used rows (those of any head's ``least_used``) are zeroed, then every head ``j``
-    adds its vector. ``memory [T, R_mem, W]``, ``weights`` and ``least_used`` ``[T, n, R_mem]``,
-    ``add [T, n, W]`` -> ``[T, R_mem, W]``."""
+    adds its vector ``v_j`` (the MANN's: its key). ``memory [T, R_mem, W]``, ``weights`` and
+    ``least_used`` ``[T, n, R_mem]``, ``vectors [T, n, W]`` -> ``[T, R_mem, W]``."""
     keep = 1 - least_used.amax(dim=1)  # [T, R_mem]
-    return memory * keep.unsqueeze(-1) + torch.einsum("tjm,tjw->tmw", weights, add)
+    return memory * keep.unsqueeze(-1) + torch.einsum("tjm,tjw->tmw", weights, vectors)
 
 
 def update_usage(usage: Tensor, read: Tensor, write: Tensor, gamma: float) -> Tensor:
@@ -169,12 +186,13 @@ class MANN(EpisodeModel):
 
     ``hidden``: conv embedding channels (64 features per 28x28 image); ``controller_size``: LSTM
     units; ``memory_rows`` x ``memory_width``: the memory; ``num_reads``: heads (one read and one
-    write each); ``gamma``: usage decay. Defaults: the paper's sizes (see the module docstring).
+    write each); ``gamma``: usage decay; ``key_strength``: ``beta`` of the reads. Defaults: the
+    paper's sizes and ``beta = 10`` (see the module docstring).
     """
 
     def __init__(self, ways: int, *, hidden: int = 64, controller_size: int = 200,
                  memory_rows: int = 128, memory_width: int = 40, num_reads: int = 4,
-                 gamma: float = 0.95):
+                 gamma: float = 0.95, key_strength: float = 10.0):
         super().__init__()
         for name, value in (("ways", ways), ("hidden", hidden),
                             ("controller_size", controller_size), ("memory_rows", memory_rows),
@@ -187,14 +205,17 @@ class MANN(EpisodeModel):
                              f"{memory_rows}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma (the usage decay) must be in [0, 1], got {gamma}")
+        if not (math.isfinite(key_strength) and key_strength > 0):
+            raise ValueError(f"key_strength (beta of the reads) must be a finite number > 0, "
+                             f"got {key_strength}")
         self.ways = ways
         self.memory_rows, self.memory_width = memory_rows, memory_width
-        self.num_reads, self.gamma = num_reads, gamma
+        self.num_reads, self.gamma, self.key_strength = num_reads, gamma, key_strength
         self.embedding = ConvEmbedding(hidden=hidden)
         features = self.embedding.output_size()
         self.controller = nn.LSTMCell(features + ways + num_reads * memory_width, controller_size)
-        # per head: key (W), add vector (W), write gate alpha (1)
-        self.heads = nn.Linear(controller_size, num_reads * (2 * memory_width + 1))
+        # per head: key (W), write gate alpha (1)
+        self.heads = nn.Linear(controller_size, num_reads * (memory_width + 1))
         self.output = nn.Linear(controller_size + num_reads * memory_width, ways)
 
     def initial_state(self, tasks: int, like: Tensor) -> MemoryState:
@@ -206,22 +227,21 @@ class MANN(EpisodeModel):
                            memory=zeros(tasks, rows, width), reads=zeros(tasks, n, width),
                            read_weights=zeros(tasks, n, rows), usage=zeros(tasks, rows))
 
-    def _head_outputs(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``h [..., controller_size]`` -> keys, add vectors ``[..., n, W]`` and gates
-        ``[..., n]``."""
-        out = self.heads(h).unflatten(-1, (self.num_reads, 2 * self.memory_width + 1))
-        key, add, gate = out.split([self.memory_width, self.memory_width, 1], dim=-1)
-        return torch.tanh(key), torch.tanh(add), gate.squeeze(-1)
+    def _head_outputs(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """``h [..., controller_size]`` -> keys ``[..., n, W]`` and gates ``[..., n]``."""
+        out = self.heads(h).unflatten(-1, (self.num_reads, self.memory_width + 1))
+        key, gate = out.split([self.memory_width, 1], dim=-1)
+        return torch.tanh(key), gate.squeeze(-1)
 
     def step(self, inputs: Tensor, state: MemoryState) -> MemoryState:
         """One writing step: ``inputs [T, features + N]`` (embedding and one-hot label)."""
         controller_in = torch.cat([inputs, state.reads.flatten(1)], dim=-1)
         h, c = self.controller(controller_in, (state.h, state.c))
-        key, add, gate = self._head_outputs(h)
+        key, gate = self._head_outputs(h)
         least_used = least_used_weights(state.usage, self.num_reads)  # from w^u_{t-1}
         w_write = write_weights(gate, state.read_weights, least_used)
-        memory = write_memory(state.memory, w_write, add, least_used)
-        w_read = read_weights(key, memory)
+        memory = write_memory(state.memory, w_write, key, least_used)
+        w_read = read_weights(key, memory, self.key_strength)
         return MemoryState(h=h, c=c, memory=memory, reads=read_memory(w_read, memory),
                            read_weights=w_read,
                            usage=update_usage(state.usage, w_read, w_write, self.gamma))
@@ -237,9 +257,10 @@ class MANN(EpisodeModel):
             state = self.step(inputs[:, t], state)
         return state
 
-    def read_queries(self, state: MemoryState, query_features: Tensor) -> Tensor:
-        """Scores ``[T, Q, N]`` of the queries ``query_features [T, Q, features]``, each one
-        controller step ``(features, 0)`` from ``state`` that reads and does not write."""
+    def query_keys(self, state: MemoryState, query_features: Tensor) -> tuple[Tensor, Tensor]:
+        """The controller outputs ``h [T, Q, controller_size]`` and read keys ``[T, Q, n, W]`` of
+        the queries ``query_features [T, Q, features]``, each one controller step
+        ``(features, 0)`` from ``state``."""
         tasks, queries = query_features.shape[:2]
 
         def per_query(x: Tensor) -> Tensor:  # [T, ...] -> [T*Q, ...]
@@ -252,8 +273,14 @@ class MANN(EpisodeModel):
         h, _ = self.controller(controller_in.flatten(0, 1), (per_query(state.h),
                                                              per_query(state.c)))
         h = h.view(tasks, queries, -1)
-        key, _, _ = self._head_outputs(h)  # [T, Q, n, W]
-        reads = read_memory(read_weights(key, state.memory), state.memory)
+        key, _ = self._head_outputs(h)
+        return h, key
+
+    def read_queries(self, state: MemoryState, query_features: Tensor) -> Tensor:
+        """Scores ``[T, Q, N]`` of the queries ``query_features [T, Q, features]``, each one
+        controller step (``query_keys``) that reads and does not write."""
+        h, key = self.query_keys(state, query_features)
+        reads = read_memory(read_weights(key, state.memory, self.key_strength), state.memory)
         return self.output(torch.cat([h, reads.flatten(2)], dim=-1))
 
     def episode_logits(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:

@@ -50,7 +50,8 @@ def _mann(config: configs.MANNConfig):
 
     return MANN(config.ways, hidden=config.hidden, controller_size=config.controller_size,
                 memory_rows=config.memory_rows, memory_width=config.memory_width,
-                num_reads=config.num_reads, gamma=config.usage_decay)
+                num_reads=config.num_reads, gamma=config.usage_decay,
+                key_strength=config.key_strength)
 
 
 METHODS: dict[str, EpisodicMethod] = {

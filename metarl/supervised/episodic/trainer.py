@@ -49,7 +49,8 @@ EVAL_CHUNK = 50
 #: Config keys a checkpoint must agree on to be loaded into a model, and those that define the
 #: episodes; a resumed or evaluated run keeps them.
 ARCHITECTURE_KEYS = ("task", "ways", "hidden", "fce", "fce_steps", "relation_hidden",
-                     "controller_size", "memory_rows", "memory_width", "num_reads")
+                     "controller_size", "memory_rows", "memory_width", "num_reads",
+                     "usage_decay", "key_strength")
 TASK_KEYS = ("shots", "queries", "split_seed", "test_fraction", "rotations")
 #: What a checkpoint holds besides its algo, iteration and config: the model, Adam's state, the
 #: episode stream's generator state and the character split.

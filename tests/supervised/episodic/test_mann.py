@@ -54,6 +54,19 @@ def test_cosine_read_weights_and_read_vector_by_hand():
                                torch.tensor([[[0.5 * 3 + 0.25 * 4 - 0.75, 2 + 0.25 * (-3 - 4)]]]))
 
 
+def test_key_strength_multiplies_the_cosine_inside_the_softmax():
+    keys = torch.tensor([[[3.0, 4.0]]])
+    memory = torch.tensor([[[3.0, 4.0], [4.0, -3.0], [-3.0, -4.0]]])  # cosines 1, 0, -1
+    e2 = math.exp(2.0)
+    torch.testing.assert_close(read_weights(keys, memory, strength=2.0),
+                               torch.tensor([[[e2, 1.0, 1 / e2]]]) / (e2 + 1 + 1 / e2))
+    # beta = 1 caps the contrast of two rows at e^2 whatever the memory: over many rows the
+    # read is close to uniform; a large beta puts nearly all the weight on the best row
+    rows = torch.cat([memory, torch.tensor([[[4.0, -3.0]]]).expand(1, 125, 2)], dim=1)
+    assert read_weights(keys, rows).max() < 0.03
+    assert read_weights(keys, rows, strength=10.0).max() > 0.99
+
+
 def test_cosine_of_zero_rows_and_keys_is_zero_with_finite_gradients():
     keys = torch.tensor([[[1.0, 2.0], [0.0, 0.0]]], requires_grad=True)  # a zero key
     memory = torch.zeros(1, 4, 2, requires_grad=True)  # the empty memory
@@ -124,14 +137,39 @@ def test_first_step_writes_each_head_to_its_own_fresh_row():
     model = tiny_mann()
     inputs = torch.randn(2, model.controller.input_size - model.num_reads * model.memory_width)
     state = model.step(inputs, model.initial_state(2, inputs))
-    _, add, gate = model._head_outputs(state.h)
-    # no previous read: w^w = (1 - sigmoid(alpha)) w^lu, head j on row j of the empty memory
+    key, gate = model._head_outputs(state.h)
+    # no previous read: w^w = (1 - sigmoid(alpha)) w^lu, head j writes its key on row j of the
+    # empty memory
     expected = torch.zeros(2, model.memory_rows, model.memory_width)
-    expected[:, :model.num_reads] = (1 - torch.sigmoid(gate)).unsqueeze(-1) * add
+    expected[:, :model.num_reads] = (1 - torch.sigmoid(gate)).unsqueeze(-1) * key
     torch.testing.assert_close(state.memory, expected)
     torch.testing.assert_close(state.read_weights.sum(-1), torch.ones(2, model.num_reads))
     torch.testing.assert_close(state.reads, torch.einsum("tjm,tmw->tjw", state.read_weights,
                                                          state.memory))
+
+
+def test_an_untrained_query_key_finds_the_rows_its_own_support_image_wrote():
+    """What lets training start: the query of a support image, before any training, reads
+    (argmax of its read weights) one of the rows that image's step wrote far more often than the
+    1 in 5 of a random written row."""
+    torch.manual_seed(0)
+    ways, tasks = 5, 64
+    model = MANN(ways, hidden=4, controller_size=32, memory_rows=16, memory_width=8,
+                 num_reads=2)
+    features = torch.randn(tasks, ways, 4)
+    labels = torch.arange(ways).expand(tasks, -1)
+    inputs = torch.cat([features, torch.nn.functional.one_hot(labels, ways).float()], dim=-1)
+    state, written = model.initial_state(tasks, features), []
+    with torch.no_grad():
+        for t in range(ways):
+            written.append(least_used_weights(state.usage, model.num_reads).argmax(-1))  # [T, n]
+            state = model.step(inputs[:, t], state)
+        assert torch.equal(state.memory, model.write_support(features, labels).memory)
+        _, key = model.query_keys(state, features)  # the queries are the support images
+        picked = read_weights(key, state.memory).argmax(-1)  # [T, Q, n]
+    own = torch.stack(written, dim=1)  # [T, S, n]: the rows step s wrote
+    hits = (picked.unsqueeze(-1) == own.unsqueeze(2)).any(-1).float().mean()
+    assert hits > 0.4  # chance: 0.2
 
 
 # --- the support order -----------------------------------------------------------------------
@@ -233,6 +271,10 @@ def test_constructor_and_inputs_are_checked():
         MANN(3, memory_rows=4, num_reads=5)
     with pytest.raises(ValueError, match=r"gamma .* must be in \[0, 1\], got 1.5"):
         MANN(3, gamma=1.5)
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match=f"key_strength .* must be a finite number > 0, "
+                                             f"got {bad}"):
+            MANN(3, key_strength=bad)
     model = tiny_mann()
     support_x, support_y, query_x, _ = random_episode(tasks=2)
     with pytest.raises(ValueError, match="support labels must be in 0..2"):
@@ -265,8 +307,7 @@ def test_learns_3_way_1_shot_episodes_above_chance(seed):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     patterns = (torch.rand(WAYS, 1, 16, 16, generator=g) < 0.5).float()
-    model = MANN(WAYS, hidden=8, controller_size=32, memory_rows=8, memory_width=16,
-                 num_reads=2)
+    model = MANN(WAYS, hidden=8, controller_size=32, memory_width=16, num_reads=2)  # 128 rows
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(100):
         loss, _ = model.episode_loss(*pattern_episodes(patterns, 16, 2, 0.1, g))
@@ -275,5 +316,5 @@ def test_learns_3_way_1_shot_episodes_above_chance(seed):
         optimizer.step()
     with torch.no_grad():
         _, accuracy = model.episode_loss(*pattern_episodes(patterns, 200, 2, 0.1, g))
-    # chance is 1/3; 12 seeds of this run reached 0.62 to 1.0
-    assert accuracy.mean() > 0.5
+    # chance is 1/3; seeds 0 to 7 of this run reached 1.0
+    assert accuracy.mean() > 0.9
