@@ -51,6 +51,7 @@ from metarl.rl.ppo import clipped_surrogate, masked_mean, trial_gae
 from metarl.rl.recurrent_policy import GRUGaussianPolicy
 from metarl.rl.returns import normalize_advantages
 from metarl.rl.rl2_config import ARCHITECTURE_KEYS, RL2Config, task_family
+from metarl.rl.sampling_options import warn_unused_ray_settings
 from metarl.rl.trainer import check_family_tasks, derive_seed, env_sizes
 from metarl.rl.trial_sampler import Trials, TrialSampler
 from metarl.rl.trial_shards import (
@@ -148,10 +149,7 @@ def build_sampler(config: RL2Config, family: TaskFamily, *, num_tasks: int | Non
                                num_actors=config.ray_actors or None,
                                cpus_per_actor=config.ray_cpus_per_actor,
                                max_retries=config.ray_retries)
-    unused = config.unused_ray_settings()
-    if unused:
-        log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
-                    "Ray)", ", ".join(unused))
+    warn_unused_ray_settings(config, log)
     return make_trial_sampler(family, hidden_size=config.hidden_size,
                               num_workers=config.num_workers or None, **sizes)
 

@@ -2,13 +2,15 @@
 declared once for every meta-RL config (MAML-TRPO's and ProMP's ``MetaRLConfig``, RL²'s
 ``RL2Config``), and their rules.
 
-The samplers' output is identical whichever samples (in-process, worker processes, Ray actors),
-so a resumed run may change every one of these (``RESUME_MAY_CHANGE``).
+The samplers draw the same episodes whichever samples (in-process, worker processes, Ray actors:
+the feed-forward sampler's bit for bit, RL²'s to the float32 rounding of its GRU over fewer
+rows), so a resumed run may change every one of these (``RESUME_MAY_CHANGE``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Any
 
 from metarl.config import THREADS_MAX, ConfigError, option
@@ -67,3 +69,12 @@ def unused_ray_settings(config: Any) -> list[str]:
         return []
     return [f"{name}={getattr(config, name)!r}" for name, default in RAY_DEFAULTS.items()
             if getattr(config, name) != default]
+
+
+def warn_unused_ray_settings(config: Any, log: logging.Logger) -> None:
+    """Log one warning naming the Ray settings ``config`` gives while the local sampler samples
+    (``unused_ray_settings``), if any."""
+    unused = unused_ray_settings(config)
+    if unused:
+        log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
+                    "Ray)", ", ".join(unused))

@@ -39,6 +39,7 @@ from metarl.rl.episodes import Episodes
 from metarl.rl.maml_trpo import MAMLTRPO, TaskData
 from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.sampler import PolicySpec
+from metarl.rl.sampling_options import warn_unused_ray_settings
 from metarl.rl.workers import make_sampler
 from metarl.runs import check_compatible, load_state_dict_strict
 
@@ -97,10 +98,7 @@ def build_sampler(config: MetaRLConfig, family: TaskFamily, spec: PolicySpec):
                           num_actors=config.ray_actors or None,
                           cpus_per_actor=config.ray_cpus_per_actor,
                           max_retries=config.ray_retries)
-    unused = config.unused_ray_settings()
-    if unused:
-        log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
-                    "Ray)", ", ".join(unused))
+    warn_unused_ray_settings(config, log)
     return make_sampler(family, spec, num_tasks=config.meta_batch_size,
                         episodes_per_task=config.fast_batch_size,
                         num_workers=config.num_workers or None)
