@@ -95,7 +95,7 @@ def shot_counts(options: EvaluateOptions, run_shots: int) -> tuple[int, ...]:
     shots = options.shots or (run_shots,)
     if any(later <= earlier for earlier, later in zip(shots, shots[1:])):
         raise ConfigError(f"--shots {' '.join(map(str, shots))}: give each value once, in "
-                          f"increasing order (e.g. --shots 1 5 10)")
+                          f"increasing order (e.g. --shots 1 3 5)")
     return tuple(shots)
 
 

@@ -49,7 +49,7 @@ EVALUATE_HELP = """\
 The adaptation curve of a trained run: its score on held-out tasks after 0..K adaptation steps
 (mean with a 95% confidence interval), next to the baselines. Supervised runs: MSE (sine) or
 accuracy (Omniglot); MAML-TRPO runs: the mean return. Episodic runs (protonet, matching,
-relation, siamese, mann) answer in one forward pass: one point, or with --shots 1 5 10 the
+relation, siamese, mann) answer in one forward pass: one point, or with --shots 1 3 5 the
 accuracy against the support examples per class. Writes curve.json, curve.csv, curve.png,
 per_task.csv and TensorBoard events into --output.
 """
@@ -59,7 +59,7 @@ EVALUATE_EXAMPLES = ("python -m metarl.run evaluate --run runs/maml__sine__0__20
                      "python -m metarl.run evaluate --run RUN_DIR --baselines "
                      "--env-steps-per-task 4000",
                      "python -m metarl.run evaluate --run runs/protonet__omniglot__0__20261202-"
-                     "090000 --shots 1 5 10")
+                     "090000 --shots 1 3 5")
 
 
 def defaults_note(algo: str, selector: str, task: str) -> str:

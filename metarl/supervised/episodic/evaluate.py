@@ -5,7 +5,7 @@ run's split, drawn from a generator seeded with ``seed + EVALUATION_SEED_OFFSET`
 evaluation draws them), so a Prototypical Network and a MAML run with the same seed, split and
 episode shape are scored on the same episodes. An episodic method answers in one forward pass,
 so its curve is a single point (step 0); ``--shots`` scores the run on episodes with another
-number K of support images per class, and several values (``--shots 1 5 10``) give the curve
+number K of support images per class, and several values (``--shots 1 3 5``) give the curve
 of the accuracy against K: at each K the episodes are drawn afresh from a generator seeded as
 above, so each point is the accuracy that ``--shots K`` alone gives.
 """
