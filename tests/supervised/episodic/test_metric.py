@@ -29,13 +29,7 @@ from metarl.supervised.episodic.siamese import (
 WAYS, SHOTS, QUERIES, TASKS, SIDE = 3, 2, 2, 3, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny ops on a loaded 2-core machine wait on OpenMP barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 MODELS = {

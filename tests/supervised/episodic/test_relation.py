@@ -14,13 +14,7 @@ from metarl.supervised.episodic.relation import RelationModule, RelationNet
 HIDDEN, QUERIES_PER_CLASS, SIDE = 16, 2, 28
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny ops on a loaded 2-core machine wait on OpenMP barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def concatenated_pairs(query, classes):
