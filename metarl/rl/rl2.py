@@ -6,10 +6,13 @@ One meta-iteration (:meth:`RL2Trainer.step`)::
 
     1. draw K tasks; sample M trials of J episodes of each (TrialSampler, GRU state carried
        across the episodes of a trial, reset between trials)
-    2. A = trial_gae(r, V, mask; γ, λ) over each whole trial; the value targets R = A + V
-    3. for each of ppo_epochs passes, for each minibatch of whole trials (a random split):
+    2. V = μ + σ v̂ (the value head's outputs v̂, in returns); A = trial_gae(r, V, mask; γ, λ)
+       over each whole trial; the value targets R = A + V
+    3. with normalize_values, (μ, σ) <- the mean and std of this batch's R, the value head
+       rescaled so that V is unchanged (PopArt, ``metarl.rl.value_scale``)
+    4. for each of ppo_epochs passes, for each minibatch of whole trials (a random split):
            recompute the GRU over the trials (back-propagation through the whole trial),
-           loss = -L_clip(ρ, Â) + c_V · ½ mean (V - R)² - c_H · entropy;   an Adam step
+           loss = -L_clip(ρ, Â) + c_V · ½ mean (v̂ - (R - μ)/σ)² - c_H · entropy;   an Adam step
 
 The critic is the policy's value head on the GRU state, not ``metarl.rl.baseline``'s linear
 baseline: that one fits a function of the observation and the time step within an episode, and
@@ -18,12 +21,16 @@ what the earlier ones returned): the value of a state in the trial's second epis
 policy knows the task, is not its value in the first. The GRU state carries exactly that.
 
 Advantages are standardised over all valid steps of the meta-iteration's batch (a common PPO
-choice). The trial's return is what RL² maximises, so the done flag of an inner episode does
+choice), and with ``normalize_values`` so are the value targets: the two losses share the GRU
+and one clipped gradient norm, and raw discounted returns of a whole trial (tens in magnitude
+on navigation_2d) give a value gradient a hundred times the policy's, which the clipping then
+leaves almost no room beside (``metarl.rl.value_scale``). The trial's return is what RL² maximises, so the done flag of an inner episode does
 not cut the bootstrap (``ppo.trial_gae``); γ = 0.99, λ = 0.95 are PPO's MuJoCo settings.
 
 Randomness: the tasks, the trials' reset seeds and noise, and the minibatch order of iteration
-``i`` come from ``derive_seed(seed, i, purpose)``, as in MAML-TRPO; Adam's moments are the rest of
-the state, saved with the policy, so a resumed run repeats the uninterrupted one bit for bit.
+``i`` come from ``derive_seed(seed, i, purpose)``, as in MAML-TRPO; Adam's moments and the value
+scale are the rest of the state, saved with the policy, so a resumed run repeats the
+uninterrupted one bit for bit.
 Sampling runs on the CPU (in-process, over worker processes or Ray actors: ``build_sampler``),
 with a copy of the policy that takes the learner's weights after each update; the update runs
 on ``device`` (CUDA untested so far: no GPU where this was written).
@@ -42,7 +49,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metarl.checkpoint_format import RunSchema, check_run_state, optimizer_state, tensors
+from metarl.checkpoint_format import (
+    CheckpointError,
+    MayBeAbsent,
+    RunSchema,
+    check_run_state,
+    optimizer_state,
+    tensors,
+)
 from metarl.device import cpu_state, resolve_device
 from metarl.envs.registry import TaskFamily
 from metarl.nonfinite import NonFiniteError, require_finite
@@ -60,12 +74,16 @@ from metarl.rl.trial_shards import (
     make_trial_sampler,
     trial_plan,
 )
+from metarl.rl.value_scale import IDENTITY, ValueScale, batch_scale, rescale_head
 from metarl.runs import check_compatible, load_optimizer_strict, load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
 #: What a checkpoint of ``RL2Trainer.state()`` holds besides its algo, iteration and config.
-CHECKPOINT_SCHEMA = RunSchema({"policy": tensors, "optimizer": optimizer_state})
+#: ``value_scale`` (``ValueScale.state_dict``) may be absent from a checkpoint written before
+#: value targets were standardised: evaluation needs only the policy, a resume refuses it.
+CHECKPOINT_SCHEMA = RunSchema({"policy": tensors, "optimizer": optimizer_state,
+                               "value_scale": MayBeAbsent(tensors)})
 
 
 @dataclasses.dataclass
@@ -84,25 +102,40 @@ class PPOBatch:
         return PPOBatch(*(getattr(self, f.name)[:, index] for f in dataclasses.fields(self)))
 
 
-def ppo_batch(trials: Trials, gamma: float, lam: float) -> PPOBatch:
-    """GAE over each trial (``trial_gae``), value targets ``R = A + V``, advantages standardised
-    over every valid step; rows ``[T, K, M] -> [T, K·M]``."""
-    adv = trial_gae(trials.rewards, trials.values, trials.mask, gamma, lam)
-    targets = adv + trials.values
+def ppo_batch(trials: Trials, gamma: float, lam: float, scale: ValueScale = IDENTITY,
+              normalize_values: bool = False) -> tuple[PPOBatch, ValueScale]:
+    """The PPO batch of ``trials`` and the value scale its targets are in::
+
+        V = scale.returns(v̂)                 (the sampler's raw value-head outputs v̂, in returns)
+        A = trial_gae(r, V, mask; γ, λ),   R = A + V
+        scale' = batch_scale(R, mask) if normalize_values else scale
+        targets = scale'.standardise(R)
+
+    Advantages are standardised over every valid step; rows ``[T, K, M] -> [T, K·M]``. The
+    caller rescales the value head from ``scale`` to ``scale'`` (``value_scale.rescale_head``).
+    """
+    values = scale.returns(trials.values)
+    adv = trial_gae(trials.rewards, values, trials.mask, gamma, lam)
+    targets = adv + values
+    new_scale = batch_scale(targets, trials.mask) if normalize_values else scale
     normalised = normalize_advantages(adv, trials.mask, dims=(0, 1, 2))
 
     def flat(x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1, *x.shape[3:])
 
-    return PPOBatch(flat(trials.inputs), flat(trials.actions), flat(trials.log_probs),
-                    flat(normalised), flat(targets), flat(trials.mask))
+    batch = PPOBatch(flat(trials.inputs), flat(trials.actions), flat(trials.log_probs),
+                     flat(normalised), flat(new_scale.standardise(targets)), flat(trials.mask))
+    return batch, new_scale
 
 
 def ppo_loss(policy: GRUGaussianPolicy, batch: PPOBatch, *, clip_eps: float, value_coef: float,
              entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
     """The PPO loss of whole trials, the GRU recomputed over each from its zero state::
 
-        loss = -L_clip + value_coef · ½ mean_t m (V_t - R_t)² - entropy_coef · H[π]
+        loss = -L_clip + value_coef · ½ mean_t m (v̂_t - R_t)² - entropy_coef · H[π]
+
+    ``v̂`` is the value head's output and ``R`` the batch's value targets, both in the units
+    of ``ppo_batch``'s value scale (standardised returns with ``normalize_values``).
 
     Returns the loss and its parts (detached): ``policy``, ``value``, ``entropy``,
     ``clip_fraction``, ``approx_kl`` (``mean(ρ - 1 - log ρ)``, Schulman's unbiased estimator).
@@ -172,6 +205,8 @@ class RL2Trainer:
         self.sampling_policy = copy.deepcopy(self.policy).cpu()
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.sampler = build_sampler(config, self.family)
+        # V = μ + σ v̂: the return the value head's output v̂ stands for (metarl.rl.value_scale)
+        self.value_scale = IDENTITY
         self.iteration = 0
 
     def close(self) -> None:
@@ -214,7 +249,10 @@ class RL2Trainer:
                                          seed=derive_seed(config.seed, it, "tasks"))
         trials = self.sample(tasks, derive_seed(config.seed, it, "train"))
         sampled = time.perf_counter()
-        batch = ppo_batch(trials.to(self.device), config.gamma, config.gae_lambda)
+        batch, scale = ppo_batch(trials.to(self.device), config.gamma, config.gae_lambda,
+                                 self.value_scale, config.normalize_values)
+        rescale_head(self.policy.value, self.value_scale, scale)
+        self.value_scale = scale
         require_finite({"advantages": batch.advantages, "value targets": batch.value_targets},
                        "the PPO batch")
         generator = torch.Generator().manual_seed(derive_seed(config.seed, it, "subsample"))
@@ -230,6 +268,8 @@ class RL2Trainer:
             **{f"losses/{name}": value for name, value in parts.items()
                if name in ("policy", "value", "entropy")},
             "ppo/clip_fraction": parts["clip_fraction"], "ppo/approx_kl": parts["approx_kl"],
+            "ppo/grad_norm": parts["grad_norm"],
+            "values/return_mean": scale.mean, "values/return_std": scale.std,
             "episodes/length": trials.lengths.float().mean().item(),
             "episodes/non_finite": float(trials.non_finite.sum()),
             "time/sampling_s": sampled - start,
@@ -242,7 +282,8 @@ class RL2Trainer:
     def update(self, batch: PPOBatch, generator: torch.Generator) -> dict[str, float]:
         """``ppo_epochs`` passes of Adam over ``batch``, ``num_minibatches`` minibatches of whole
         trials each, in the order ``generator`` draws; the mean of each loss part over the last
-        pass. ``NonFiniteError`` before a step whose loss or gradient is non-finite."""
+        pass (and of the gradient's norm before clipping, ``grad_norm``). ``NonFiniteError``
+        before a step whose loss or gradient is non-finite."""
         config = self.config
         rows = batch.mask.shape[1]
         params = list(self.policy.parameters())
@@ -259,9 +300,10 @@ class RL2Trainer:
                 loss.backward()
                 require_finite({name: p.grad for name, p in self.policy.named_parameters()
                                 if p.grad is not None}, "the PPO gradient")
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    params, config.max_grad_norm or math.inf)  # the norm before clipping
                 self.optimizer.step()
+                parts["grad_norm"] = grad_norm
                 for name, value in parts.items():
                     last.setdefault(name, []).append(float(value))
         require_finite(dict(self.policy.named_parameters()), "the policy after the PPO update")
@@ -276,19 +318,37 @@ class RL2Trainer:
                 f"{values['time/env_steps_per_s'] / 1000:.0f}k steps/s")
 
     def state(self) -> dict[str, Any]:
-        """What a checkpoint holds: the policy and Adam's state (CPU tensors), the iteration and
-        the config (the seeds of every iteration derive from them)."""
+        """What a checkpoint holds: the policy, Adam's state and the value scale (CPU tensors),
+        the iteration and the config (the seeds of every iteration derive from them)."""
         return {"algo": "rl2", "policy": cpu_state(self.policy.state_dict()),
                 "optimizer": cpu_state(self.optimizer.state_dict()),
+                "value_scale": self.value_scale.state_dict(),
                 "iteration": self.iteration, "config": dataclasses.asdict(self.config)}
 
     def load(self, state: dict[str, Any], *, source: str) -> None:
         """Restore a checkpoint of ``state()``, checked against the schema and this run's env and
         policy (``ARCHITECTURE_KEYS``) first."""
         check_run_state(state, source=source, algo="rl2", schema=CHECKPOINT_SCHEMA)
+        if state.get("value_scale") is None:
+            raise CheckpointError(f"{source} was written before RL2 kept a value scale (its value "
+                                  "head predicts raw returns); it can be evaluated but not "
+                                  "resumed: train a new run")
         check_compatible(state["config"], dataclasses.asdict(self.config), ARCHITECTURE_KEYS,
                          source=source)
         load_state_dict_strict(self.policy, state["policy"], source=source)
         load_optimizer_strict(self.optimizer, state["optimizer"], source=source)
         self.sampling_policy.load_state_dict(cpu_state(self.policy.state_dict()))
+        self.value_scale = value_scale_of(state["value_scale"], source=source)
         self.iteration = state["iteration"]
+
+
+def value_scale_of(state: Mapping[str, Tensor], *, source: str) -> ValueScale:
+    """The ``ValueScale`` of a checkpoint's ``value_scale`` entry; a CheckpointError where it
+    lacks ``mean`` or ``std`` or holds an invalid one."""
+    if set(state) != {"mean", "std"} or any(v.numel() != 1 for v in state.values()):
+        raise CheckpointError(f"{source}: value_scale must hold one number each under 'mean' "
+                              f"and 'std', got {dict((k, tuple(v.shape)) for k, v in state.items())}")
+    try:
+        return ValueScale.from_state_dict(state)
+    except ValueError as error:
+        raise CheckpointError(f"{source}: value_scale is invalid ({error})") from None

@@ -52,6 +52,9 @@ class RL2Config:
                                exclusive_minimum=False, maximum=1.0)
     value_coef: float = option(0.5, "weight of the value head's squared error in the loss",
                                minimum=0.0, exclusive_minimum=False)
+    normalize_values: bool = option(True, "the value head predicts the return standardised by "
+                                    "the batch's mean and std of value targets (PopArt), so the "
+                                    "value loss does not drown the policy's gradient")
     entropy_coef: float = option(0.0, "weight of the entropy bonus", minimum=0.0,
                                  exclusive_minimum=False)
     max_grad_norm: float = option(0.5, "clip the gradient's norm to this (0: no clipping)",

@@ -19,6 +19,7 @@ from metarl.rl.returns import gae
 from metarl.rl.rl2 import ppo_batch, ppo_loss
 from metarl.rl.sampler import episode_seeds
 from metarl.rl.trial_sampler import Trials, TrialSampler
+from metarl.rl.value_scale import ValueScale
 from metarl.run import main
 
 #: A plug-in family whose episodes end early (terminated near the target), horizon 30:
@@ -245,7 +246,8 @@ def test_clipped_surrogate_against_hand_computed_numbers():
 
 def test_the_loss_at_the_sampling_policy_has_ratio_one(plugin_envs):
     _, policy, _, trials = sample(LINE)
-    batch = ppo_batch(trials, 0.99, 0.95)
+    batch, scale = ppo_batch(trials, 0.99, 0.95)
+    assert scale == ValueScale()  # normalize_values off: the targets stay in returns
     loss, parts = ppo_loss(policy, batch, clip_eps=0.2, value_coef=0.5, entropy_coef=0.01)
     assert parts["clip_fraction"].item() == 0.0
     # the sampler's log-probabilities, recomputed (the GRU states bit for bit, the heads over
@@ -291,6 +293,9 @@ def test_cli_trains_and_a_resume_repeats_the_uninterrupted_run_bit_for_bit(tmp_p
     assert resumed["iteration"] == full["iteration"] == 3
     for name, value in full["policy"].items():
         assert torch.equal(resumed["policy"][name], value), name
+    assert full["value_scale"]["std"] != 1.0  # normalize_values (the shipped YAML) set it
+    for name, value in full["value_scale"].items():
+        assert torch.equal(resumed["value_scale"][name], value), name
     assert full["optimizer"]["state"]  # Adam's moments, restored on resume
     for index, moments in full["optimizer"]["state"].items():
         for key, value in moments.items():
