@@ -346,8 +346,9 @@ def value_scale_of(state: Mapping[str, Tensor], *, source: str) -> ValueScale:
     """The ``ValueScale`` of a checkpoint's ``value_scale`` entry; a CheckpointError where it
     lacks ``mean`` or ``std`` or holds an invalid one."""
     if set(state) != {"mean", "std"} or any(v.numel() != 1 for v in state.values()):
+        shapes = {name: tuple(value.shape) for name, value in state.items()}
         raise CheckpointError(f"{source}: value_scale must hold one number each under 'mean' "
-                              f"and 'std', got {dict((k, tuple(v.shape)) for k, v in state.items())}")
+                              f"and 'std', got shapes {shapes}")
     try:
         return ValueScale.from_state_dict(state)
     except ValueError as error:

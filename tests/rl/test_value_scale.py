@@ -77,7 +77,8 @@ def test_ppo_batch_bootstraps_from_returns_and_standardises_the_targets():
     assert float(standard.std(correction=0)) == pytest.approx(1.0, abs=1e-6)
     kept, same = ppo_batch(trials, 0.9, 0.8, old, normalize_values=False)
     assert same == old
-    torch.testing.assert_close(kept.value_targets[valid], old.standardise(targets).reshape(3, 2)[valid])
+    torch.testing.assert_close(kept.value_targets[valid],
+                               old.standardise(targets).reshape(3, 2)[valid])
 
 
 def _trials(r, v_hat, mask):
