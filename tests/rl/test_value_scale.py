@@ -11,7 +11,7 @@ from run_helpers import only_run_dir
 from metarl.checkpoint_format import CheckpointError
 from metarl.rl.ppo import trial_gae
 from metarl.rl.rl2 import ppo_batch
-from metarl.rl.value_scale import MIN_STD, ValueScale, batch_scale, rescale_head
+from metarl.rl.value_scale import IDENTITY, MIN_STD, ValueScale, batch_scale, rescale_head
 from metarl.run import main
 from metarl.runs import load_checkpoint, save_checkpoint
 
@@ -101,11 +101,26 @@ def test_a_checkpoint_without_a_value_scale_is_evaluated_but_not_resumed(tmp_pat
     capsys.readouterr()
     assert main(["rl2", "--resume", str(run_dir), "--num-batches", "2", "--no-progress"]) != 0
     assert "before RL2 kept a value scale" in capsys.readouterr().err
-    from metarl.experiment import make_config
-    from metarl.rl.rl2 import RL2Trainer
-    with RL2Trainer(make_config("rl2", env="navigation_2d", meta_batch_size=1,
-                                trials_per_task=1, hidden_size=4, num_minibatches=1)) as trainer:
+    with small_trainer(normalize_values=True) as trainer:
         good = trainer.state()
         good["value_scale"] = {"mean": torch.tensor(0.0, dtype=torch.float64)}
         with pytest.raises(CheckpointError, match="value_scale must hold one number each"):
             trainer.load(good, source="x")
+
+
+def small_trainer(**options):
+    from metarl.experiment import make_config
+    from metarl.rl.rl2 import RL2Trainer
+    return RL2Trainer(make_config("rl2", env="navigation_2d", meta_batch_size=1,
+                                  trials_per_task=2, hidden_size=4, ppo_epochs=1,
+                                  num_minibatches=1, torch_threads=1, **options))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_a_step_sets_the_scale_only_with_normalize_values(normalize):
+    with small_trainer(normalize_values=normalize) as trainer:
+        values = trainer.step()
+        assert (trainer.value_scale != IDENTITY) == normalize
+        assert values["values/return_std"] == trainer.value_scale.std
+        if normalize:  # navigation's returns are negative: -distance at every step
+            assert trainer.value_scale.mean < 0
