@@ -23,6 +23,7 @@ Layout as :mod:`metarl.rl.ppo`: time-major ``[T, *B]`` with a mask, nonzero at v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ class ValueScale:
     std: float = 1.0
 
     def __post_init__(self) -> None:
-        if not (torch.isfinite(torch.tensor(self.mean)) and self.std >= MIN_STD):
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std >= MIN_STD):
             raise ValueError(f"ValueScale needs a finite mean and std >= {MIN_STD}, got "
                              f"mean={self.mean}, std={self.std}")
 
