@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from metarl import envs
@@ -49,7 +50,7 @@ from metarl.envs.base import non_finite_output_error, usable_cores
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import require_finite
 from metarl.rl.policy import HALF_LOG_2PI
-from metarl.rl.recurrent_policy import GRUGaussianPolicy, policy_inputs
+from metarl.rl.recurrent_policy import GRUGaussianPolicy
 from metarl.rl.sampler import episode_seeds
 
 
@@ -174,6 +175,33 @@ def action_map(family: TaskFamily, env: envs.BatchedTaskEnv, normalize_actions: 
     return (high - low) / 2.0, (high + low) / 2.0
 
 
+class _StepKernels:
+    """``GRUGaussianPolicy.step`` (without ``alive``) and the mean and value of ``.heads`` as the
+    ATen calls those methods make (``torch.gru_cell``, ``linear``) on the policy's own
+    parameters, without the module machinery around them (``__call__``, shape checks): the same
+    kernels on the same rows, so the same bits, for less Python per step.
+    ``tests/rl/test_rl2.py`` holds the sampled states, actions and values to the policy's own
+    methods bit for bit."""
+
+    def __init__(self, policy: GRUGaussianPolicy):
+        gru = policy.gru
+        self._gru = (gru.weight_ih, gru.weight_hh, gru.bias_ih, gru.bias_hh)
+        self._mean = (policy.mean.weight, policy.mean.bias)
+        self._value = (policy.value.weight, policy.value.bias)
+
+    def state(self, x: Tensor, h: Tensor) -> Tensor:
+        """``h_t = GRU(x_t, h_{t-1})``: ``[N, input] x [N, hidden] -> [N, hidden]``."""
+        return torch.gru_cell(x, h, *self._gru)
+
+    def mean(self, h: Tensor) -> Tensor:
+        """``μ = W_μ h + b_μ``: ``[N, hidden] -> [N, act]``."""
+        return F.linear(h, *self._mean)
+
+    def value(self, h: Tensor) -> Tensor:
+        """``V = w_V · h + b_V``: ``[N, hidden] -> [N]``."""
+        return F.linear(h, *self._value).squeeze(-1)
+
+
 class TrialSampler:
     """Samples ``trials_per_task`` trials of ``episodes_per_trial`` episodes on each of
     ``num_tasks`` tasks in this process.
@@ -254,59 +282,75 @@ class TrialSampler:
         lengths = np.zeros((j, rows), dtype=np.int64)
         terminated = np.zeros((j, rows), dtype=bool)
         non_finite = np.zeros((j, rows), dtype=bool)
-        prev_a, prev_r, prev_d = torch.zeros(rows, act), torch.zeros(rows), torch.zeros(rows)
+        kernels = _StepKernels(policy)
+        step_noise = policy.log_std.exp() * noise  # σ ε_t [T, K·M, act], as μ + σ ε adds it
+        # x_t = [o_t | a_{t-1} | r_{t-1} | d_{t-1}]: one buffer, the last three parts carried
+        x = torch.zeros(rows, policy.input_size)
+        x_obs, x_prev = x[:, :self.obs_size], x[:, self.obs_size:]
+        x_action, x_reward, x_done = x_prev[:, :act], x_prev[:, act], x_prev[:, act + 1]
         h = policy.initial_state(rows)
-        std = policy.log_std.exp()
         self._env.set_tasks([task for task in tasks for _ in range(m)])
-        clipped = np.empty((rows, act))
+        scaled, clipped = np.empty((rows, act)), np.empty((rows, act))  # float64
+        row_index = torch.arange(rows)
         for slot in range(j):
             obs = self._env.reset(seeds[:, slot].tolist())
             if not np.isfinite(obs).all():
                 raise non_finite_output_error(self.family.name, "reset",
                                               int((~np.isfinite(obs).all(1)).sum()), rows)
             alive = np.ones(rows, dtype=bool)
+            live = None  # [K·M, 1] view of alive once some episode has ended; None before
             for s in range(h_len):
                 t = slot * h_len + s
-                if not alive.any():
-                    if hidden is not None:
-                        hidden[t:(slot + 1) * h_len] = h
-                    break
-                live = torch.from_numpy(alive)
-                x = policy_inputs(torch.from_numpy(obs).float(), prev_a, prev_r, prev_d)
-                h = policy.step(x, h, live)
-                mean, _, value = policy.heads(h)
-                a = mean + std * noise[t]
-                env_a = a.double().numpy()
-                if self._scale is not None:  # [-1, 1] -> [low, high]
-                    env_a = env_a * self._scale + self._offset
-                np.clip(env_a, self._low, self._high, out=clipped)
-                obs, reward, term, trunc, info = self._env.step(clipped)
-                obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
-                ended = term | flagged
-                done = ended | trunc
+                x_obs.copy_(torch.from_numpy(obs))  # float64 -> float32, as Tensor.float()
                 buf["inputs"][t] = x  # masked steps are zeroed at the end
-                buf["actions"][t] = a
-                reward_t = torch.from_numpy(reward).float()
-                buf["rewards"][t] = reward_t
-                buf["values"][t] = value
+                new = kernels.state(x, h)
+                h = new if live is None else torch.where(live, new, h)
+                a = torch.add(kernels.mean(h), step_noise[t], out=buf["actions"][t])
+                buf["values"][t] = kernels.value(h)
                 if hidden is not None:
                     hidden[t] = h
-                keep = live.unsqueeze(-1)
-                prev_a = torch.where(keep, a, prev_a)
-                prev_r = torch.where(live, reward_t, prev_r)
-                prev_d = torch.where(live, torch.from_numpy(done).float(), prev_d)
+                env_action = a.numpy()  # float32; the ufuncs below compute in float64
+                if self._scale is not None:  # [-1, 1] -> [low, high]
+                    env_action = np.multiply(env_action, self._scale, out=scaled)
+                    env_action += self._offset
+                # np.clip(env_action, low, high) without its Python wrapper
+                np.minimum(np.maximum(env_action, self._low, out=clipped), self._high,
+                           out=clipped)
+                obs, reward, term, trunc, info = self._env.step(clipped)
+                obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
+                buf["rewards"][t] = torch.from_numpy(reward)
+                ended = term if flagged is None else term | flagged
+                done = ended | trunc
+                # a_t, r_t, d_t into the next input, for every row: a row whose episode has
+                # ended gets its last step's back below, before it is stepped again
+                x_action.copy_(a)
+                x_reward.copy_(buf["rewards"][t])
+                x_done.copy_(torch.from_numpy(done))
                 lengths[slot] += alive
-                terminated[slot] |= alive & ended
-                non_finite[slot] |= alive & flagged
-                alive &= ~done
-            prev_d = torch.ones(rows)  # every episode of the slot has ended
+                if done.any():
+                    terminated[slot] |= alive & ended
+                    if flagged is not None:
+                        non_finite[slot] |= flagged
+                    alive &= ~done
+                    if not alive.any():
+                        if hidden is not None:
+                            hidden[t + 1:(slot + 1) * h_len] = h
+                        break
+                    if live is None:
+                        live = torch.from_numpy(alive).unsqueeze(-1)  # shares alive's memory
+            # each trial's next input: its episode's last step, which ended it
+            last = torch.from_numpy(slot * h_len + lengths[slot] - 1)
+            x_action.copy_(buf["actions"][last, row_index])
+            x_reward.copy_(buf["rewards"][last, row_index])
+            x_done.fill_(1.0)
         # log π(a|·) with a = μ + σε:  -½ Σ_d ε_d² - Σ_d log σ_d - (act/2) log 2π
         buf["log_probs"] = (-0.5 * noise.square().sum(-1)
                             - (policy.log_std.sum() + act * HALF_LOG_2PI))
         lengths_t = torch.from_numpy(lengths)
-        valid = slot_mask(lengths_t, h_len) != 0  # [T, K·M]
-        for x in buf.values():  # zeros at the masked steps
-            x[~valid] = 0.0
+        invalid = slot_mask(lengths_t, h_len) == 0  # [T, K·M]
+        if invalid.any():  # zeros at the masked steps
+            for x_buf in buf.values():
+                x_buf.masked_fill_(invalid.view(*invalid.shape, *[1] * (x_buf.dim() - 2)), 0.0)
         return self._trials(buf, hidden, lengths_t, terminated, non_finite)
 
     def _seeds(self, seed: int) -> tuple[np.ndarray, Tensor]:
@@ -323,14 +367,17 @@ class TrialSampler:
         return seeds.reshape(k * m, j), torch.from_numpy(np.ascontiguousarray(noise))
 
     def _checked(self, obs: np.ndarray, reward: np.ndarray, info: dict, alive: np.ndarray,
-                 clipped: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 clipped: np.ndarray, s: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(obs, reward, flagged)``: a state the env flagged non-finite (or NaN/inf it
-        returned there) zeroed and flagged; NaN/inf after a finite action the env did not flag
-        is the family's fault (``NotATaskFamilyError``), as in ``BatchedSampler``."""
-        declared = np.asarray(info.get("non_finite", np.zeros(len(alive), dtype=bool)))
+        returned there) zeroed and flagged (``flagged`` None where there was none); NaN/inf
+        after a finite action the env did not flag is the family's fault
+        (``NotATaskFamilyError``), as in ``BatchedSampler``."""
+        declared = np.asarray(info.get("non_finite", False))
+        if np.isfinite(reward).all() and np.isfinite(obs).all() and not declared.any():
+            return obs, reward, None
+        declared = np.broadcast_to(declared, alive.shape)
         bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
-        if not (bad.any() or declared.any()):
-            return obs, reward, np.zeros(len(alive), dtype=bool)
         undeclared = alive & bad & ~declared & np.isfinite(clipped).all(axis=1)
         if undeclared.any():
             raise non_finite_output_error(self.family.name, "step", int(undeclared.sum()),
