@@ -291,6 +291,11 @@ class TrialSampler:
         h = policy.initial_state(rows)
         self._env.set_tasks([task for task in tasks for _ in range(m)])
         scaled, clipped = np.empty((rows, act)), np.empty((rows, act))  # float64
+        # the bounds (and the [-1, 1] map) per row: ufuncs over [K·M, act] arrays without
+        # broadcasting run as one flat loop, not one short loop per row
+        low, high = np.tile(self._low, (rows, 1)), np.tile(self._high, (rows, 1))
+        if self._scale is not None:
+            scale, offset = np.tile(self._scale, (rows, 1)), np.tile(self._offset, (rows, 1))
         row_index = torch.arange(rows)
         for slot in range(j):
             obs = self._env.reset(seeds[:, slot].tolist())
@@ -298,24 +303,25 @@ class TrialSampler:
                 raise non_finite_output_error(self.family.name, "reset",
                                               int((~np.isfinite(obs).all(1)).sum()), rows)
             alive = np.ones(rows, dtype=bool)
-            live = None  # [K·M, 1] view of alive once some episode has ended; None before
+            held = None  # the rows whose episode has ended (their state held); None before
             for s in range(h_len):
                 t = slot * h_len + s
                 x_obs.copy_(torch.from_numpy(obs))  # float64 -> float32, as Tensor.float()
                 buf["inputs"][t] = x  # masked steps are zeroed at the end
                 new = kernels.state(x, h)
-                h = new if live is None else torch.where(live, new, h)
+                if held is not None:  # as torch.where(alive, new, h), for fewer rows
+                    new.index_copy_(0, held, h.index_select(0, held))
+                h = new
                 a = torch.add(kernels.mean(h), step_noise[t], out=buf["actions"][t])
                 buf["values"][t] = kernels.value(h)
                 if hidden is not None:
                     hidden[t] = h
                 env_action = a.numpy()  # float32; the ufuncs below compute in float64
                 if self._scale is not None:  # [-1, 1] -> [low, high]
-                    env_action = np.multiply(env_action, self._scale, out=scaled)
-                    env_action += self._offset
+                    env_action = np.multiply(env_action, scale, out=scaled)
+                    env_action += offset
                 # np.clip(env_action, low, high) without its Python wrapper
-                np.minimum(np.maximum(env_action, self._low, out=clipped), self._high,
-                           out=clipped)
+                np.minimum(np.maximum(env_action, low, out=clipped), high, out=clipped)
                 obs, reward, term, trunc, info = self._env.step(clipped)
                 obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
                 buf["rewards"][t] = torch.from_numpy(reward)
@@ -336,8 +342,7 @@ class TrialSampler:
                         if hidden is not None:
                             hidden[t + 1:(slot + 1) * h_len] = h
                         break
-                    if live is None:
-                        live = torch.from_numpy(alive).unsqueeze(-1)  # shares alive's memory
+                    held = torch.from_numpy(np.flatnonzero(~alive))
             # each trial's next input: its episode's last step, which ended it
             last = torch.from_numpy(slot * h_len + lengths[slot] - 1)
             x_action.copy_(buf["actions"][last, row_index])
