@@ -352,10 +352,10 @@ class TrialSampler:
         buf["log_probs"] = (-0.5 * noise.square().sum(-1)
                             - (policy.log_std.sum() + act * HALF_LOG_2PI))
         lengths_t = torch.from_numpy(lengths)
-        invalid = slot_mask(lengths_t, h_len) == 0  # [T, K·M]
-        if invalid.any():  # zeros at the masked steps
-            for x_buf in buf.values():
-                x_buf.masked_fill_(invalid.view(*invalid.shape, *[1] * (x_buf.dim() - 2)), 0.0)
+        # zeros at the masked steps, written by index: few where most episodes run the horizon
+        steps_masked = (slot_mask(lengths_t, h_len) == 0).nonzero(as_tuple=True)  # (t, row)
+        for x_buf in buf.values():
+            x_buf[steps_masked] = 0.0
         return self._trials(buf, hidden, lengths_t, terminated, non_finite)
 
     def _seeds(self, seed: int) -> tuple[np.ndarray, Tensor]:
