@@ -290,11 +290,15 @@ class TrialSampler:
         terminated = np.zeros((j, rows), dtype=bool)
         non_finite = np.zeros((j, rows), dtype=bool)
         kernels = _StepKernels(policy)
-        step_noise = policy.log_std.exp() * noise  # σ ε_t [T, K·M, act], as μ + σ ε adds it
-        # x_t = [o_t | a_{t-1} | r_{t-1} | d_{t-1}]: one buffer, the last three parts carried
+        step_noise = (policy.log_std.exp() * noise).numpy()  # σ ε_t [T, K·M, act]
+        # x_t = [o_t | a_{t-1} | r_{t-1} | d_{t-1}]: one buffer, the last three parts carried.
+        # Copies into it and into the buffers go through numpy views of the same memory (less
+        # overhead per call than torch's; the same float64 -> float32 rounding)
         x = torch.zeros(rows, policy.input_size)
-        x_obs, x_prev = x[:, :self.obs_size], x[:, self.obs_size:]
-        x_action, x_reward, x_done = x_prev[:, :act], x_prev[:, act], x_prev[:, act + 1]
+        inputs, actions, rewards, values, x_np = (
+            t.numpy() for t in (buf["inputs"], buf["actions"], buf["rewards"], buf["values"], x))
+        x_obs, x_action = x_np[:, :self.obs_size], x_np[:, self.obs_size:self.obs_size + act]
+        x_reward, x_done = x_np[:, self.obs_size + act], x_np[:, self.obs_size + act + 1]
         h = policy.initial_state(rows)
         self._env.set_tasks([task for task in tasks for _ in range(m)])
         scaled, clipped = np.empty((rows, act)), np.empty((rows, act))  # float64
@@ -303,7 +307,7 @@ class TrialSampler:
         low, high = np.tile(self._low, (rows, 1)), np.tile(self._high, (rows, 1))
         if self._scale is not None:
             scale, offset = np.tile(self._scale, (rows, 1)), np.tile(self._offset, (rows, 1))
-        row_index = torch.arange(rows)
+        row_index = np.arange(rows)
         for slot in range(j):
             obs = self._env.reset(seeds[:, slot].tolist())
             if not np.isfinite(obs).all():
@@ -313,17 +317,17 @@ class TrialSampler:
             held = None  # the rows whose episode has ended (their state held); None before
             for s in range(h_len):
                 t = slot * h_len + s
-                x_obs.copy_(torch.from_numpy(obs))  # float64 -> float32, as Tensor.float()
-                buf["inputs"][t] = x  # masked steps are zeroed at the end
+                x_obs[...] = obs
+                inputs[t] = x_np  # masked steps are zeroed at the end
                 new = kernels.state(x, h)
                 if held is not None:  # as torch.where(alive, new, h), for fewer rows
                     new.index_copy_(0, held, h.index_select(0, held))
                 h = new
-                a = torch.add(kernels.mean(h), step_noise[t], out=buf["actions"][t])
-                buf["values"][t] = kernels.value(h)
+                a = np.add(kernels.mean(h).numpy(), step_noise[t], out=actions[t])  # μ + σε
+                values[t] = kernels.value(h).numpy()
                 if hidden is not None:
                     hidden[t] = h
-                env_action = a.numpy()  # float32; the ufuncs below compute in float64
+                env_action = a  # float32; the ufuncs below compute in float64
                 if self._scale is not None:  # [-1, 1] -> [low, high]
                     env_action = np.multiply(env_action, scale, out=scaled)
                     env_action += offset
@@ -331,14 +335,14 @@ class TrialSampler:
                 np.minimum(np.maximum(env_action, low, out=clipped), high, out=clipped)
                 obs, reward, term, trunc, info = self._env.step(clipped)
                 obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
-                buf["rewards"][t] = torch.from_numpy(reward)
+                rewards[t] = reward
                 ended = term if flagged is None else term | flagged
                 done = ended | trunc
                 # a_t, r_t, d_t into the next input, for every row: a row whose episode has
                 # ended gets its last step's back below, before it is stepped again
-                x_action.copy_(a)
-                x_reward.copy_(buf["rewards"][t])
-                x_done.copy_(torch.from_numpy(done))
+                x_action[...] = a
+                x_reward[...] = rewards[t]
+                x_done[...] = done
                 lengths[slot] += alive
                 if done.any():
                     terminated[slot] |= alive & ended
@@ -351,10 +355,10 @@ class TrialSampler:
                         break
                     held = torch.from_numpy(np.flatnonzero(~alive))
             # each trial's next input: its episode's last step, which ended it
-            last = torch.from_numpy(slot * h_len + lengths[slot] - 1)
-            x_action.copy_(buf["actions"][last, row_index])
-            x_reward.copy_(buf["rewards"][last, row_index])
-            x_done.fill_(1.0)
+            last = slot * h_len + lengths[slot] - 1
+            x_action[...] = actions[last, row_index]
+            x_reward[...] = rewards[last, row_index]
+            x_done[...] = 1.0
         # log π(a|·) with a = μ + σε:  -½ Σ_d ε_d² - Σ_d log σ_d - (act/2) log 2π
         buf["log_probs"] = (-0.5 * noise.square().sum(-1)
                             - (policy.log_std.sum() + act * HALF_LOG_2PI))
