@@ -296,7 +296,8 @@ class TrialSampler:
         # overhead per call than torch's; the same float64 -> float32 rounding)
         x = torch.zeros(rows, policy.input_size)
         inputs, actions, rewards, values, x_np = (
-            t.numpy() for t in (buf["inputs"], buf["actions"], buf["rewards"], buf["values"], x))
+            tensor.numpy() for tensor in (buf["inputs"], buf["actions"], buf["rewards"],
+                                          buf["values"], x))
         x_obs, x_action = x_np[:, :self.obs_size], x_np[:, self.obs_size:self.obs_size + act]
         x_reward, x_done = x_np[:, self.obs_size + act], x_np[:, self.obs_size + act + 1]
         h = policy.initial_state(rows)
