@@ -12,9 +12,11 @@ medians and ``ratio = recurrent / feed-forward`` are reported. The last printed 
 JSON object.
 
 The trial sampler takes J·H lock-step steps of K·M rows where the feed-forward sampler takes H
-steps of K·M·J rows (a trial's episodes follow one another), so where the per-step overhead
-dominates the env's own work (navigation_2d: no physics) the ratio tends to J; where physics
-dominates (MuJoCo) it tends to 1. ``per_step_ratio`` divides the ratio by J.
+steps of K·M·J rows (a trial's episodes follow one another). Where a step costs its fixed
+overhead and the policy's forward pass (navigation_2d: no physics) the ratio is J times the
+cost of one step of K·M rows with the GRU against one of K·M·J rows with the MLP
+(``per_step_ratio``: the ratio divided by J); where the physics dominates (MuJoCo), the same
+per env step in either, it tends to 1.
 """
 
 from __future__ import annotations

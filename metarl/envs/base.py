@@ -213,23 +213,26 @@ class BatchedEnvBase:
             obs, reward, terminated, info = self._scatter(
                 index, np.empty((0, self.observation_size)), np.empty(0), np.empty(0, bool), {})
         non_finite = info.get("non_finite", np.zeros(self.num_envs, dtype=bool))
-        bad_values = active & ~(np.isfinite(obs).all(axis=1) & np.isfinite(reward))
-        if bad_values.any():  # rare: the per-row checks below cost nothing otherwise
+        # rare: the per-row checks below cost nothing where every number is finite (the
+        # whole-array test is one reduction, the per-row one a slow reduction over a short axis)
+        if not (np.isfinite(obs).all() and np.isfinite(reward).all()):
+            bad_values = active & ~(np.isfinite(obs).all(axis=1) & np.isfinite(reward))
             undeclared = bad_values & ~non_finite & np.isfinite(actions).all(axis=1)
             if undeclared.any():
                 raise non_finite_output_error(self.family, "step", int(undeclared.sum()),
                                               self.num_envs, at=self._elapsed[undeclared] + 1)
             non_finite = non_finite | bad_values
-        obs[non_finite] = 0.0
-        reward[non_finite] = 0.0
-        terminated |= non_finite
+        if non_finite.any():
+            obs[non_finite] = 0.0
+            reward[non_finite] = 0.0
+            terminated |= non_finite
         info["non_finite"] = non_finite
         info["active"] = active
 
-        self._elapsed[index] += 1
+        self._elapsed += active  # the active rows' step counts, one more
         truncated = np.zeros(self.num_envs, dtype=bool)
         if self.truncate:
-            truncated[index] = self._elapsed[index] >= self.horizon
+            np.logical_and(active, self._elapsed >= self.horizon, out=truncated)
         self._done |= terminated | truncated
         self._obs = obs
         return obs.copy(), reward, terminated, truncated, info

@@ -19,10 +19,17 @@ row per trial (row ``k·M + m`` is trial m of task k), in lock-step::
 Layout: time-major ``[T, K, M, ...]`` with ``T = J·H``: episode j of a trial occupies the slot
 ``j·H .. (j+1)·H - 1``, and an episode of length L < H (terminated early) leaves the rest of its
 slot masked (``mask`` 0, zeros in every array); a row whose episode has ended is not stepped
-and its GRU state is held (``GRUGaussianPolicy.step``'s ``alive``) until the next slot starts.
+and its GRU state is held (as by ``GRUGaussianPolicy.step``'s ``alive``) until the next slot
+starts.
 Fixed slots keep every row at the same time index, so the env resets all instances at once and
 the whole batch steps together; the masked gaps carry nothing, so the trial seen by the policy
 is its episodes back to back.
+
+Per step the sampler calls the kernels of the policy's ``step`` and ``heads`` directly (one
+``torch.gru_cell``, two ``linear``), writes into buffers allocated once per call (the input
+``x_t`` into one carried ``[K·M, input]`` buffer), and restores a held row's state by index
+rather than masking every row: the same numbers as the policy's own methods, with less
+Python per step, which is most of a step's cost where the env's is small (navigation_2d).
 
 Seeding, as :mod:`metarl.rl.sampler`'s: task k (``task_offset + k``) draws reset seeds and action
 noise from ``episode_seeds(seed, k, M·J, H, act)``; episode j of trial m takes entry ``m·J + j``.
@@ -41,6 +48,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from metarl import envs
@@ -49,7 +57,7 @@ from metarl.envs.base import non_finite_output_error, usable_cores
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import require_finite
 from metarl.rl.policy import HALF_LOG_2PI
-from metarl.rl.recurrent_policy import GRUGaussianPolicy, policy_inputs
+from metarl.rl.recurrent_policy import GRUGaussianPolicy
 from metarl.rl.sampler import episode_seeds
 
 
@@ -174,6 +182,33 @@ def action_map(family: TaskFamily, env: envs.BatchedTaskEnv, normalize_actions: 
     return (high - low) / 2.0, (high + low) / 2.0
 
 
+class _StepKernels:
+    """``GRUGaussianPolicy.step`` (without ``alive``) and the mean and value of ``.heads`` as the
+    ATen calls those methods make (``torch.gru_cell``, ``linear``) on the policy's own
+    parameters, without the module machinery around them (``__call__``, shape checks): the same
+    kernels on the same rows, so the same bits, for less Python per step.
+    ``tests/rl/test_rl2.py`` holds the sampled states, actions and values to the policy's own
+    methods bit for bit."""
+
+    def __init__(self, policy: GRUGaussianPolicy):
+        gru = policy.gru
+        self._gru = (gru.weight_ih, gru.weight_hh, gru.bias_ih, gru.bias_hh)
+        self._mean = (policy.mean.weight, policy.mean.bias)
+        self._value = (policy.value.weight, policy.value.bias)
+
+    def state(self, x: Tensor, h: Tensor) -> Tensor:
+        """``h_t = GRU(x_t, h_{t-1})``: ``[N, input] x [N, hidden] -> [N, hidden]``."""
+        return torch.gru_cell(x, h, *self._gru)
+
+    def mean(self, h: Tensor) -> Tensor:
+        """``μ = W_μ h + b_μ``: ``[N, hidden] -> [N, act]``."""
+        return F.linear(h, *self._mean)
+
+    def value(self, h: Tensor) -> Tensor:
+        """``V = w_V · h + b_V``: ``[N, hidden] -> [N]``."""
+        return F.linear(h, *self._value).squeeze(-1)
+
+
 class TrialSampler:
     """Samples ``trials_per_task`` trials of ``episodes_per_trial`` episodes on each of
     ``num_tasks`` tasks in this process.
@@ -254,59 +289,85 @@ class TrialSampler:
         lengths = np.zeros((j, rows), dtype=np.int64)
         terminated = np.zeros((j, rows), dtype=bool)
         non_finite = np.zeros((j, rows), dtype=bool)
-        prev_a, prev_r, prev_d = torch.zeros(rows, act), torch.zeros(rows), torch.zeros(rows)
+        kernels = _StepKernels(policy)
+        step_noise = (policy.log_std.exp() * noise).numpy()  # σ ε_t [T, K·M, act]
+        # x_t = [o_t | a_{t-1} | r_{t-1} | d_{t-1}]: one buffer, the last three parts carried.
+        # Copies into it and into the buffers go through numpy views of the same memory (less
+        # overhead per call than torch's; the same float64 -> float32 rounding)
+        x = torch.zeros(rows, policy.input_size)
+        inputs, actions, rewards, values, x_np = (
+            tensor.numpy() for tensor in (buf["inputs"], buf["actions"], buf["rewards"],
+                                          buf["values"], x))
+        x_obs, x_action = x_np[:, :self.obs_size], x_np[:, self.obs_size:self.obs_size + act]
+        x_reward, x_done = x_np[:, self.obs_size + act], x_np[:, self.obs_size + act + 1]
         h = policy.initial_state(rows)
-        std = policy.log_std.exp()
         self._env.set_tasks([task for task in tasks for _ in range(m)])
-        clipped = np.empty((rows, act))
+        scaled, clipped = np.empty((rows, act)), np.empty((rows, act))  # float64
+        # the bounds (and the [-1, 1] map) per row: ufuncs over [K·M, act] arrays without
+        # broadcasting run as one flat loop, not one short loop per row
+        low, high = np.tile(self._low, (rows, 1)), np.tile(self._high, (rows, 1))
+        if self._scale is not None:
+            scale, offset = np.tile(self._scale, (rows, 1)), np.tile(self._offset, (rows, 1))
+        row_index = np.arange(rows)
         for slot in range(j):
             obs = self._env.reset(seeds[:, slot].tolist())
             if not np.isfinite(obs).all():
                 raise non_finite_output_error(self.family.name, "reset",
                                               int((~np.isfinite(obs).all(1)).sum()), rows)
             alive = np.ones(rows, dtype=bool)
+            held = None  # the rows whose episode has ended (their state held); None before
             for s in range(h_len):
                 t = slot * h_len + s
-                if not alive.any():
-                    if hidden is not None:
-                        hidden[t:(slot + 1) * h_len] = h
-                    break
-                live = torch.from_numpy(alive)
-                x = policy_inputs(torch.from_numpy(obs).float(), prev_a, prev_r, prev_d)
-                h = policy.step(x, h, live)
-                mean, _, value = policy.heads(h)
-                a = mean + std * noise[t]
-                env_a = a.double().numpy()
-                if self._scale is not None:  # [-1, 1] -> [low, high]
-                    env_a = env_a * self._scale + self._offset
-                np.clip(env_a, self._low, self._high, out=clipped)
-                obs, reward, term, trunc, info = self._env.step(clipped)
-                obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
-                ended = term | flagged
-                done = ended | trunc
-                buf["inputs"][t] = x  # masked steps are zeroed at the end
-                buf["actions"][t] = a
-                reward_t = torch.from_numpy(reward).float()
-                buf["rewards"][t] = reward_t
-                buf["values"][t] = value
+                x_obs[...] = obs
+                inputs[t] = x_np  # masked steps are zeroed at the end
+                new = kernels.state(x, h)
+                if held is not None:  # as torch.where(alive, new, h), for fewer rows
+                    new.index_copy_(0, held, h.index_select(0, held))
+                h = new
+                a = np.add(kernels.mean(h).numpy(), step_noise[t], out=actions[t])  # μ + σε
+                values[t] = kernels.value(h).numpy()
                 if hidden is not None:
                     hidden[t] = h
-                keep = live.unsqueeze(-1)
-                prev_a = torch.where(keep, a, prev_a)
-                prev_r = torch.where(live, reward_t, prev_r)
-                prev_d = torch.where(live, torch.from_numpy(done).float(), prev_d)
+                env_action = a  # float32; the ufuncs below compute in float64
+                if self._scale is not None:  # [-1, 1] -> [low, high]
+                    env_action = np.multiply(env_action, scale, out=scaled)
+                    env_action += offset
+                # np.clip(env_action, low, high) without its Python wrapper
+                np.minimum(np.maximum(env_action, low, out=clipped), high, out=clipped)
+                obs, reward, term, trunc, info = self._env.step(clipped)
+                obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
+                rewards[t] = reward
+                ended = term if flagged is None else term | flagged
+                done = ended | trunc
+                # a_t, r_t, d_t into the next input, for every row: a row whose episode has
+                # ended gets its last step's back below, before it is stepped again
+                x_action[...] = a
+                x_reward[...] = rewards[t]
+                x_done[...] = done
                 lengths[slot] += alive
-                terminated[slot] |= alive & ended
-                non_finite[slot] |= alive & flagged
-                alive &= ~done
-            prev_d = torch.ones(rows)  # every episode of the slot has ended
+                if done.any():
+                    terminated[slot] |= alive & ended
+                    if flagged is not None:
+                        non_finite[slot] |= flagged
+                    alive &= ~done
+                    if not alive.any():
+                        if hidden is not None:
+                            hidden[t + 1:(slot + 1) * h_len] = h
+                        break
+                    held = torch.from_numpy(np.flatnonzero(~alive))
+            # each trial's next input: its episode's last step, which ended it
+            last = slot * h_len + lengths[slot] - 1
+            x_action[...] = actions[last, row_index]
+            x_reward[...] = rewards[last, row_index]
+            x_done[...] = 1.0
         # log π(a|·) with a = μ + σε:  -½ Σ_d ε_d² - Σ_d log σ_d - (act/2) log 2π
         buf["log_probs"] = (-0.5 * noise.square().sum(-1)
                             - (policy.log_std.sum() + act * HALF_LOG_2PI))
         lengths_t = torch.from_numpy(lengths)
-        valid = slot_mask(lengths_t, h_len) != 0  # [T, K·M]
-        for x in buf.values():  # zeros at the masked steps
-            x[~valid] = 0.0
+        # zeros at the masked steps, written by index: few where most episodes run the horizon
+        steps_masked = (slot_mask(lengths_t, h_len) == 0).nonzero(as_tuple=True)  # (t, row)
+        for x_buf in buf.values():
+            x_buf[steps_masked] = 0.0
         return self._trials(buf, hidden, lengths_t, terminated, non_finite)
 
     def _seeds(self, seed: int) -> tuple[np.ndarray, Tensor]:
@@ -323,14 +384,17 @@ class TrialSampler:
         return seeds.reshape(k * m, j), torch.from_numpy(np.ascontiguousarray(noise))
 
     def _checked(self, obs: np.ndarray, reward: np.ndarray, info: dict, alive: np.ndarray,
-                 clipped: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 clipped: np.ndarray, s: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(obs, reward, flagged)``: a state the env flagged non-finite (or NaN/inf it
-        returned there) zeroed and flagged; NaN/inf after a finite action the env did not flag
-        is the family's fault (``NotATaskFamilyError``), as in ``BatchedSampler``."""
-        declared = np.asarray(info.get("non_finite", np.zeros(len(alive), dtype=bool)))
+        returned there) zeroed and flagged (``flagged`` None where there was none); NaN/inf
+        after a finite action the env did not flag is the family's fault
+        (``NotATaskFamilyError``), as in ``BatchedSampler``."""
+        declared = np.asarray(info.get("non_finite", False))
+        if np.isfinite(reward).all() and np.isfinite(obs).all() and not declared.any():
+            return obs, reward, None
+        declared = np.broadcast_to(declared, alive.shape)
         bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
-        if not (bad.any() or declared.any()):
-            return obs, reward, np.zeros(len(alive), dtype=bool)
         undeclared = alive & bad & ~declared & np.isfinite(clipped).all(axis=1)
         if undeclared.any():
             raise non_finite_output_error(self.family.name, "step", int(undeclared.sum()),

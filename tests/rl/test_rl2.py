@@ -175,6 +175,30 @@ def test_the_state_persists_across_episodes_and_restarts_with_each_trial(plugin_
     assert torch.equal(unrolled, hidden)
 
 
+def test_sampled_actions_and_values_are_the_policys_heads_bit_for_bit(plugin_envs):
+    """The sampler calls the GRU and the heads' kernels directly (less Python per step): the
+    states (above, through ``unroll``), actions and values must stay the policy's own, bit for
+    bit, at every step an episode took, rows whose episode had ended included."""
+    family, policy, _, trials = sample(LINE, trials=3, episodes=2, log_std=-0.5)
+    t_len, tasks, trials_n = trials.rewards.shape
+    horizon, episodes, act = trials.horizon, trials.episodes_per_trial, policy.act_size
+    rows = tasks * trials_n
+    eps = torch.zeros(t_len, tasks, trials_n, act)  # the sampler's noise, as its docstring says
+    for k in range(tasks):
+        noise = torch.from_numpy(episode_seeds(5, k, trials_n * episodes, horizon, act)[1])
+        for m in range(trials_n):
+            eps[:, k, m] = noise[m * episodes:(m + 1) * episodes].reshape(t_len, act)
+    taken = trials.mask.reshape(t_len, rows) != 0
+    assert (taken.any(1) & ~taken.all(1)).any()  # steps with some rows held, others stepped
+    with torch.no_grad():
+        for t in range(t_len):  # all K·M rows at once, as the sampler steps them
+            mean, log_std, value = policy.heads(trials.hidden[t].reshape(rows, -1))
+            action = mean + log_std.exp() * eps[t].reshape(rows, act)
+            assert torch.equal(value[taken[t]], trials.values[t].reshape(rows)[taken[t]]), t
+            assert torch.equal(action[taken[t]],
+                               trials.actions[t].reshape(rows, act)[taken[t]]), t
+
+
 def test_a_second_call_starts_new_trials_from_zero(plugin_envs):
     family = envs.resolve(LINE)
     with TrialSampler(family, num_tasks=2, trials_per_task=2, episodes_per_trial=2,
