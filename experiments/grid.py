@@ -40,7 +40,8 @@ other evaluation options evaluate them again.
 the seeds of each family and option combination with their mean and 95% interval over seeds
 (``experiments/seed_table.py``) and writes ``OUTPUT_DIR/grid_table.md`` (printed too) and
 ``OUTPUT_DIR/grid_results.json`` (every run's status and curve) on this machine: the table needs
-no shared file system. The run directories are written by the nodes that train them, so for a
+no shared file system. The table is this grid's; ``grid_results.json`` also keeps the records
+of earlier grids in the same folder whose run directories are still there. The run directories are written by the nodes that train them, so for a
 rerun to skip or resume runs on any node, ``--output-dir`` (made absolute on this machine) must
 be a folder every node sees at that path, a shared file system; without one, a rerun resumes
 or skips a run only where Ray happens to place it on the node that holds it.
@@ -451,12 +452,27 @@ def summary(specs: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def earlier_records(output: Path, names: set[str]) -> list[dict]:
+    """The records an earlier grid left in ``output/grid_results.json`` for runs this grid does
+    not have and whose directories are still there (a second grid into the same folder adds
+    to the first's records rather than dropping them); none if there is no readable file."""
+    try:
+        records = json.loads((output / "grid_results.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(records, list):
+        return []
+    return [r for r in records if isinstance(r, dict) and r.get("name") not in names
+            and (output / str(r.get("name"))).is_dir()]
+
+
 def write_outputs(output: Path, specs: list[dict], outcomes: list[dict]) -> str:
     text = summary(specs, outcomes)
     output.mkdir(parents=True, exist_ok=True)
     (output / "grid_table.md").write_text(text)
     records = [{"name": s["name"], "family": s["family"], "seed": s["seed"],
                 "options": s["options"], **o} for s, o in zip(specs, outcomes)]
+    records = earlier_records(output, {s["name"] for s in specs}) + records
     (output / "grid_results.json").write_text(json.dumps(records, indent=1))
     return text
 

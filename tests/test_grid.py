@@ -164,3 +164,25 @@ def test_several_algorithms_make_one_grid_named_by_algorithm(grid, tmp_path, cap
     assert "env_steps_per_task" in specs[0]["evaluation"]
     assert "env_steps_per_task" not in specs[1]["evaluation"]
     assert [s["group"] for s in specs] == ["promp, navigation_2d", "rl2, navigation_2d"]
+
+
+def test_a_second_grid_in_the_same_folder_keeps_the_first_grids_records(grid, tmp_path):
+    def spec(name: str) -> dict:
+        return {"name": name, "family": "sine", "seed": 0, "options": {}, "group": "g"}
+
+    def failed(name: str) -> dict:
+        return {"name": name, "status": "failed", "error": "x"}
+
+    for name in ("a", "b", "gone"):
+        (tmp_path / name).mkdir()
+    grid.write_outputs(tmp_path, [spec("a"), spec("b"), spec("gone")],
+                       [failed("a"), failed("b"), failed("gone")])
+    (tmp_path / "gone").rmdir()
+    grid.write_outputs(tmp_path, [spec("b"), spec("c")],
+                       [{"name": "b", "status": "done"}, failed("c")])
+    records = json.loads((tmp_path / "grid_results.json").read_text())
+    assert [(r["name"], r["status"]) for r in records] == [
+        ("a", "failed"), ("b", "done"), ("c", "failed")]
+    (tmp_path / "grid_results.json").write_text("not json")  # unreadable: this grid's only
+    grid.write_outputs(tmp_path, [spec("c")], [failed("c")])
+    assert [r["name"] for r in json.loads((tmp_path / "grid_results.json").read_text())] == ["c"]
