@@ -2,8 +2,9 @@
 
 Model: Gymnasium's ``ant.xml`` (v5; RK4, timestep 0.01), frame_skip 5, dt = 0.05 s by
 default (the env options ``frame_skip``/``timestep`` or ``clock="paper"``, frame_skip 1 and
-timestep 0.02 as rllab's, change it: :mod:`metarl.envs.mujoco_batch`), plus sensors that give
-the contact forces without a Python loop over instances (below).
+timestep 0.02 as rllab's, change it; ``contacts="rllab"`` gives every geom rllab's softer
+``solimp`` (0.8, 0.8, 0.01): :mod:`metarl.envs.mujoco_batch`), plus sensors that give the
+contact forces without a Python loop over instances (below).
 
 Per step, with ``a [N, 8]`` the action, ``u = a / half_range`` the action scaled to
 [-1, 1] (half_range = 1 for this model), ``c`` the torso subtree centre of mass (the
@@ -100,6 +101,9 @@ def ant_observation(qpos, qvel, cfrc_clipped, xmat, com) -> np.ndarray:
 class _BatchedAnt(BatchedMujocoEnv):
     horizon = 200
     paper_clock = (1, 0.02)  # rllab's ant.xml: timestep 0.02, no frame skip
+    # rllab's ant.xml's default geom: softer contacts than MuJoCo's default (0.9, 0.95, 0.001),
+    # which v5's ant.xml keeps
+    rllab_solimp = (0.8, 0.8, 0.01)
     observation_size = 119
 
     def __init__(self, num_envs: int, **kwargs):

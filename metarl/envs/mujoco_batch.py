@@ -24,8 +24,10 @@ Conventions (the single env uses the same code with N = 1, so it behaves identic
 The control clock, ``dt = frame_skip x timestep`` seconds per action, is Gymnasium v5's by
 default (frame_skip 5, the model's timestep 0.01: 0.05 s). The env options ``frame_skip`` and
 ``timestep``, or ``clock="paper"`` (the MAML paper's rllab clock, ``paper_clock`` of each
-robot: one substep of 0.01 s for the half-cheetah, of 0.02 s for the ant), change it; a
-changed timestep steps a copy of the compiled model with that ``opt.timestep``.
+robot: one substep of 0.01 s for the half-cheetah, of 0.02 s for the ant), change it. The env
+option ``contacts="rllab"`` gives the geoms the contact softness (``solimp``) of the robot's
+rllab model where it differs from v5's (``rllab_solimp``: the ant's). A changed timestep or
+contact setting steps a copy of the compiled model.
 
 Two :class:`MujocoPhysics` objects share nothing mutable (each has its own ``Rollout``
 pool, MjData and buffers; the compiled ``MjModel`` is read-only), so one can be stepped in
@@ -52,6 +54,8 @@ _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 _CTRL = int(mujoco.mjtState.mjSTATE_CTRL)
 #: Named control clocks (env option ``clock``): Gymnasium v5's and the MAML paper's (rllab's).
 CLOCKS = ("v5", "paper")
+#: Contact settings (env option ``contacts``): the v5 model's and the robot's rllab model's.
+CONTACTS = ("v5", "rllab")
 #: The most physics substeps per action an env option may ask for (the physics buffers hold
 #: every substep of a control step).
 FRAME_SKIP_MAX = 1000
@@ -132,12 +136,16 @@ class MujocoPhysics:
 
 
 @functools.cache
-def model_with_timestep(build_model: Callable[[], mujoco.MjModel],
-                        timestep: float) -> mujoco.MjModel:
-    """A copy of ``build_model()`` whose ``opt.timestep`` is ``timestep`` (compiled once per
-    process and timestep; read-only)."""
+def model_variant(build_model: Callable[[], mujoco.MjModel], timestep: float,
+                  solimp: tuple[float, ...] | None = None) -> mujoco.MjModel:
+    """A copy of ``build_model()`` whose ``opt.timestep`` is ``timestep`` and, unless
+    ``solimp`` is None, whose geoms all have the leading ``solimp`` parameters (impedance at
+    zero and at full penetration, width) ``solimp`` (compiled once per process and variant;
+    read-only)."""
     model = copy.copy(build_model())
     model.opt.timestep = timestep
+    if solimp is not None:
+        model.geom_solimp[:, :len(solimp)] = solimp
     return model
 
 
@@ -151,7 +159,8 @@ class BatchedMujocoEnv(BatchedEnvBase):
     Env options (keywords of the constructor and of the single env): ``frame_skip`` (substeps
     per action, default 5), ``timestep`` (seconds per substep, default the model's) or
     ``clock`` (``"v5"``: the defaults; ``"paper"``: ``paper_clock``). ``dt = frame_skip x
-    timestep``; rewards that are velocities divide by it.
+    timestep``; rewards that are velocities divide by it. ``contacts`` (``"v5"``: the model's;
+    ``"rllab"``: every geom's ``solimp`` set to ``rllab_solimp``, unchanged where that is None).
 
     Reset (as Gymnasium's v5 envs, from each instance's generator ``rng``)::
 
@@ -161,22 +170,27 @@ class BatchedMujocoEnv(BatchedEnvBase):
     frame_skip = 5  # Gymnasium v5's; an instance's own is set from the env options
     #: ``(frame_skip, timestep)`` of the robot's rllab model, the MAML paper's clock.
     paper_clock: ClassVar[tuple[int, float]]
+    #: The leading ``solimp`` of the robot's rllab model's geoms; None: the same as v5's.
+    rllab_solimp: ClassVar[tuple[float, float, float] | None] = None
     reset_noise_scale = 0.1
     parallel_step = True  # mujoco.rollout releases the GIL and threads the physics
     env_options = {  # name -> what it takes (error messages; docs/tasks.md has the meaning)
         "frame_skip": f"int in [1, {FRAME_SKIP_MAX}], default 5",
         "timestep": "float > 0, default 0.01",
-        "clock": "v5 or paper"}
+        "clock": "v5 or paper",
+        "contacts": "v5 or rllab"}
 
     def __init__(self, num_envs: int, *, num_threads: int | None = None,
                  horizon: int | None = None, truncate: bool = True, mask_done: bool = True,
-                 frame_skip: Any = None, timestep: Any = None, clock: Any = None):
+                 frame_skip: Any = None, timestep: Any = None, clock: Any = None,
+                 contacts: Any = None):
         super().__init__(num_envs, horizon=horizon, truncate=truncate, mask_done=mask_done)
         model = self.build_model()
         self.frame_skip, step = self._control_clock(frame_skip, timestep, clock,
                                                     model.opt.timestep)
-        if step != model.opt.timestep:
-            model = model_with_timestep(type(self).build_model, step)
+        solimp = self._contact_solimp(contacts)
+        if step != model.opt.timestep or solimp is not None:
+            model = model_variant(type(self).build_model, step, solimp)
         self.physics = MujocoPhysics(model, self.num_envs, self.frame_skip, num_threads)
         self.dt = self.frame_skip * model.opt.timestep
         self.action_size = model.nu
@@ -213,6 +227,16 @@ class BatchedMujocoEnv(BatchedEnvBase):
                 or not math.isfinite(timestep) or timestep <= 0):
             raise bad(f"env option timestep={timestep!r} is not valid (a finite float > 0)")
         return int(frame_skip), float(timestep)
+
+    def _contact_solimp(self, contacts: Any) -> tuple[float, ...] | None:
+        """The geoms' ``solimp`` the env option ``contacts`` asks for (None: the model's);
+        ``EnvOptionError`` naming a bad value."""
+        if contacts is None or contacts == "v5":
+            return None
+        if contacts != "rllab":
+            raise env_option_error(self.family, f"env option contacts={contacts!r} is not valid "
+                                   f"(choose {' or '.join(CONTACTS)})", self.env_options)
+        return self.rllab_solimp
 
     @property
     def qpos(self) -> np.ndarray:

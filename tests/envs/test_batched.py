@@ -94,7 +94,8 @@ PAPER_CLOCKS = [("cheetah_vel", {"clock": "paper"}),
                 ("cheetah_dir", {"frame_skip": 1, "timestep": 0.01}),
                 ("ant_vel", {"clock": "paper"}),
                 ("ant_dir", {"frame_skip": 1, "timestep": 0.02}),
-                ("ant_goal", {"clock": "paper"})]
+                ("ant_goal", {"clock": "paper"}),
+                ("ant_dir", {"clock": "paper", "contacts": "rllab"})]
 
 
 @pytest.mark.parametrize(("name", "options"), PAPER_CLOCKS)

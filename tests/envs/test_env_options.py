@@ -64,6 +64,32 @@ def test_a_changed_timestep_steps_a_copy_and_leaves_the_shared_model_alone():
     batch.close()
 
 
+def test_rllab_contacts_soften_every_ant_geom_in_a_copy():
+    family = envs.resolve("ant_dir").with_options(clock="paper", contacts="rllab")
+    batch = family.make_batched(2, num_threads=1)
+    model = batch.physics.model
+    assert np.array_equal(model.geom_solimp[:, :3], np.tile([0.8, 0.8, 0.01], (model.ngeom, 1)))
+    assert model.opt.timestep == 0.02 and model is not ant_model()
+    assert np.array_equal(ant_model().geom_solimp[:, :3],
+                          np.tile([0.9, 0.95, 0.001], (model.ngeom, 1)))
+    hard = envs.resolve("ant_dir").with_options(clock="paper").make_batched(2, num_threads=1)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(30, 2, 8))
+    rows = []
+    for env in (batch, hard):
+        env.set_tasks([{"direction": 1.0}, {"direction": -1.0}])
+        env.reset([5, 6])
+        rows.append(np.stack([env.step(a)[0] for a in actions]))
+        env.close()
+    assert not np.allclose(rows[0], rows[1])  # the feet meet a softer floor
+
+
+def test_rllab_contacts_leave_the_half_cheetah_as_it_is():
+    """rllab's half_cheetah.xml has v5's contacts: the option steps the shared model itself."""
+    batch = envs.resolve("cheetah_dir").with_options(contacts="rllab").make_batched(1)
+    assert batch.physics.model is half_cheetah_model()
+    batch.close()
+
+
 def test_the_oracle_honours_the_options_of_its_family():
     family = envs.resolve("ant_dir+oracle").with_options(clock="paper")
     assert family.env_options == {"clock": "paper"} and family.name == "ant_dir+oracle"
@@ -108,7 +134,8 @@ def test_an_unknown_option_is_one_line_naming_it_the_family_and_the_valid_ones(n
 @pytest.mark.parametrize("options", [{"frame_skip": 0}, {"frame_skip": 2.5},
                                      {"frame_skip": True}, {"timestep": -0.01},
                                      {"timestep": float("nan")}, {"timestep": "fast"},
-                                     {"clock": "rllab"}, {"clock": "paper", "frame_skip": 1}])
+                                     {"clock": "rllab"}, {"clock": "paper", "frame_skip": 1},
+                                     {"contacts": "soft"}, {"contacts": 1}])
 def test_a_bad_value_is_refused_in_one_line_by_both_forms(options):
     family = envs.resolve("ant_dir").with_options(**options)
     for build in (family.make, lambda: family.make_batched(1)):
