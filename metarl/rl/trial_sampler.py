@@ -209,6 +209,56 @@ class _StepKernels:
         return F.linear(h, *self._value).squeeze(-1)
 
 
+class _Workspace:
+    """What one ``TrialSampler.sample`` call writes, allocated once per call: ``N = K·M`` rows,
+    ``T = J·H`` steps.
+
+    Copies into ``x`` and into the buffers go through numpy views of the same memory (less
+    overhead per call than torch's; the same float64 -> float32 rounding).
+
+    Attributes:
+        buf: ``inputs [T, N, input]``, ``actions [T, N, act]`` (unclipped), ``rewards [T, N]``,
+            ``values [T, N]``; ``log_probs [T, N]`` once ``_finish`` has run.
+        hidden: ``[T, N, hidden]`` the GRU state after each step, or None (not kept).
+        lengths, terminated, non_finite: ``[J, N]`` int64, bool, bool (as ``Trials``').
+        inputs, actions, rewards, values: numpy views of ``buf``'s.
+        x: ``[N, input]`` the policy's input ``x_t = [o_t | a_{t-1} | r_{t-1} | d_{t-1}]``, one
+            buffer, the last three parts carried; ``x_np`` its numpy view, and ``x_obs [N, obs],
+            x_action [N, act], x_reward [N], x_done [N]`` views of its parts.
+        low, high: ``[N, act]`` the env's action bounds per row; scale, offset: ``[N, act]`` the
+            map [-1, 1] -> [low, high] per row, or None (actions not normalised).
+        scaled, clipped: ``[N, act]`` float64, the env's action as it is mapped and clipped.
+        row_index: ``[N]`` ``0 .. N - 1``.
+    """
+
+    def __init__(self, sampler: TrialSampler, policy: GRUGaussianPolicy, keep_hidden: bool):
+        rows, j, act, obs = (sampler.rows, sampler.episodes_per_trial, sampler.act_size,
+                             sampler.obs_size)
+        t_len = j * sampler.horizon
+        self.buf = {"inputs": torch.zeros(t_len, rows, policy.input_size),
+                    "actions": torch.zeros(t_len, rows, act),
+                    "rewards": torch.zeros(t_len, rows), "values": torch.zeros(t_len, rows)}
+        self.hidden = torch.zeros(t_len, rows, policy.hidden_size) if keep_hidden else None
+        self.lengths = np.zeros((j, rows), dtype=np.int64)
+        self.terminated = np.zeros((j, rows), dtype=bool)
+        self.non_finite = np.zeros((j, rows), dtype=bool)
+        self.x = torch.zeros(rows, policy.input_size)
+        self.inputs, self.actions, self.rewards, self.values, self.x_np = (
+            tensor.numpy() for tensor in (self.buf["inputs"], self.buf["actions"],
+                                          self.buf["rewards"], self.buf["values"], self.x))
+        self.x_obs, self.x_action = self.x_np[:, :obs], self.x_np[:, obs:obs + act]
+        self.x_reward, self.x_done = self.x_np[:, obs + act], self.x_np[:, obs + act + 1]
+        # the bounds (and the [-1, 1] map) per row: ufuncs over [K·M, act] arrays without
+        # broadcasting run as one flat loop, not one short loop per row
+        self.low, self.high = np.tile(sampler._low, (rows, 1)), np.tile(sampler._high, (rows, 1))
+        self.scale = self.offset = None
+        if sampler._scale is not None:
+            self.scale = np.tile(sampler._scale, (rows, 1))
+            self.offset = np.tile(sampler._offset, (rows, 1))
+        self.scaled, self.clipped = np.empty((rows, act)), np.empty((rows, act))  # float64
+        self.row_index = np.arange(rows)
+
+
 class TrialSampler:
     """Samples ``trials_per_task`` trials of ``episodes_per_trial`` episodes on each of
     ``num_tasks`` tasks in this process.
@@ -278,97 +328,107 @@ class TrialSampler:
 
     def _sample(self, tasks: list[dict], policy: GRUGaussianPolicy, seed: int,
                 keep_hidden: bool) -> Trials:
-        m, j, h_len, act = (self.trials_per_task, self.episodes_per_trial, self.horizon,
-                            self.act_size)
-        rows, t_len = self.rows, j * h_len
+        """``sample``'s work (under ``no_grad``, on one thread): every episode slot in turn
+        (``_episode``), then ``_finish``."""
         seeds, noise = self._seeds(seed)
-        buf = {"inputs": torch.zeros(t_len, rows, policy.input_size),
-               "actions": torch.zeros(t_len, rows, act), "rewards": torch.zeros(t_len, rows),
-               "values": torch.zeros(t_len, rows)}
-        hidden = torch.zeros(t_len, rows, policy.hidden_size) if keep_hidden else None
-        lengths = np.zeros((j, rows), dtype=np.int64)
-        terminated = np.zeros((j, rows), dtype=bool)
-        non_finite = np.zeros((j, rows), dtype=bool)
         kernels = _StepKernels(policy)
         step_noise = (policy.log_std.exp() * noise).numpy()  # σ ε_t [T, K·M, act]
-        # x_t = [o_t | a_{t-1} | r_{t-1} | d_{t-1}]: one buffer, the last three parts carried.
-        # Copies into it and into the buffers go through numpy views of the same memory (less
-        # overhead per call than torch's; the same float64 -> float32 rounding)
-        x = torch.zeros(rows, policy.input_size)
-        inputs, actions, rewards, values, x_np = (
-            tensor.numpy() for tensor in (buf["inputs"], buf["actions"], buf["rewards"],
-                                          buf["values"], x))
-        x_obs, x_action = x_np[:, :self.obs_size], x_np[:, self.obs_size:self.obs_size + act]
-        x_reward, x_done = x_np[:, self.obs_size + act], x_np[:, self.obs_size + act + 1]
-        h = policy.initial_state(rows)
-        self._env.set_tasks([task for task in tasks for _ in range(m)])
-        scaled, clipped = np.empty((rows, act)), np.empty((rows, act))  # float64
-        # the bounds (and the [-1, 1] map) per row: ufuncs over [K·M, act] arrays without
-        # broadcasting run as one flat loop, not one short loop per row
-        low, high = np.tile(self._low, (rows, 1)), np.tile(self._high, (rows, 1))
-        if self._scale is not None:
-            scale, offset = np.tile(self._scale, (rows, 1)), np.tile(self._offset, (rows, 1))
-        row_index = np.arange(rows)
-        for slot in range(j):
-            obs = self._env.reset(seeds[:, slot].tolist())
-            if not np.isfinite(obs).all():
-                raise non_finite_output_error(self.family.name, "reset",
-                                              int((~np.isfinite(obs).all(1)).sum()), rows)
-            alive = np.ones(rows, dtype=bool)
-            held = None  # the rows whose episode has ended (their state held); None before
-            for s in range(h_len):
-                t = slot * h_len + s
-                x_obs[...] = obs
-                inputs[t] = x_np  # masked steps are zeroed at the end
-                new = kernels.state(x, h)
-                if held is not None:  # as torch.where(alive, new, h), for fewer rows
-                    new.index_copy_(0, held, h.index_select(0, held))
-                h = new
-                a = np.add(kernels.mean(h).numpy(), step_noise[t], out=actions[t])  # μ + σε
-                values[t] = kernels.value(h).numpy()
-                if hidden is not None:
-                    hidden[t] = h
-                env_action = a  # float32; the ufuncs below compute in float64
-                if self._scale is not None:  # [-1, 1] -> [low, high]
-                    env_action = np.multiply(env_action, scale, out=scaled)
-                    env_action += offset
-                # np.clip(env_action, low, high) without its Python wrapper
-                np.minimum(np.maximum(env_action, low, out=clipped), high, out=clipped)
-                obs, reward, term, trunc, info = self._env.step(clipped)
-                obs, reward, flagged = self._checked(obs, reward, info, alive, clipped, s)
-                rewards[t] = reward
-                ended = term if flagged is None else term | flagged
-                done = ended | trunc
-                # a_t, r_t, d_t into the next input, for every row: a row whose episode has
-                # ended gets its last step's back below, before it is stepped again
-                x_action[...] = a
-                x_reward[...] = rewards[t]
-                x_done[...] = done
-                lengths[slot] += alive
-                if done.any():
-                    terminated[slot] |= alive & ended
-                    if flagged is not None:
-                        non_finite[slot] |= flagged
-                    alive &= ~done
-                    if not alive.any():
-                        if hidden is not None:
-                            hidden[t + 1:(slot + 1) * h_len] = h
-                        break
-                    held = torch.from_numpy(np.flatnonzero(~alive))
-            # each trial's next input: its episode's last step, which ended it
-            last = slot * h_len + lengths[slot] - 1
-            x_action[...] = actions[last, row_index]
-            x_reward[...] = rewards[last, row_index]
-            x_done[...] = 1.0
+        work = _Workspace(self, policy, keep_hidden)
+        h = policy.initial_state(self.rows)
+        self._env.set_tasks([task for task in tasks for _ in range(self.trials_per_task)])
+        for slot in range(self.episodes_per_trial):
+            h = self._episode(slot, seeds[:, slot], h, kernels, step_noise, work)
+        return self._finish(work, noise, policy)
+
+    def _episode(self, slot: int, seeds: np.ndarray, h: Tensor, kernels: _StepKernels,
+                 step_noise: np.ndarray, work: _Workspace) -> Tensor:
+        """Episode slot ``slot`` of every trial: reset every instance with ``seeds [K·M]``, step
+        it (``_steps``) and carry each trial's last step into its next input; returns the GRU
+        state ``h [K·M, hidden]`` after it."""
+        obs = self._env.reset(seeds.tolist())
+        if not np.isfinite(obs).all():
+            raise non_finite_output_error(self.family.name, "reset",
+                                          int((~np.isfinite(obs).all(1)).sum()), self.rows)
+        h = self._steps(slot, obs, h, kernels, step_noise, work)
+        # each trial's next input: its episode's last step, which ended it
+        last = slot * self.horizon + work.lengths[slot] - 1
+        work.x_action[...] = work.actions[last, work.row_index]
+        work.x_reward[...] = work.rewards[last, work.row_index]
+        work.x_done[...] = 1.0
+        return h
+
+    def _steps(self, slot: int, obs: np.ndarray, h: Tensor, kernels: _StepKernels,
+               step_noise: np.ndarray, work: _Workspace) -> Tensor:
+        """The steps ``t = slot·H .. slot·H + H - 1`` of every row from its reset ``obs [K·M,
+        obs]``, until the horizon or every episode has ended, written into ``work``; returns
+        ``h [K·M, hidden]`` after the last. What the loop touches is bound to local names
+        here, once per slot: no attribute look-ups per step."""
+        env_step, checked, h_len = self._env.step, self._checked, self.horizon
+        state, mean, value = kernels.state, kernels.mean, kernels.value
+        x, x_np, x_obs, x_action, x_reward, x_done = (work.x, work.x_np, work.x_obs,
+                                                      work.x_action, work.x_reward, work.x_done)
+        inputs, actions, rewards, values, hidden = (work.inputs, work.actions, work.rewards,
+                                                     work.values, work.hidden)
+        low, high, scale, offset, scaled, clipped = (work.low, work.high, work.scale,
+                                                     work.offset, work.scaled, work.clipped)
+        # this slot's rows of the [J, K·M] arrays
+        lengths, terminated, non_finite = (work.lengths[slot], work.terminated[slot],
+                                           work.non_finite[slot])
+        alive = np.ones(len(obs), dtype=bool)
+        held = None  # the rows whose episode has ended (their state held); None before
+        for s in range(h_len):
+            t = slot * h_len + s
+            x_obs[...] = obs
+            inputs[t] = x_np  # masked steps are zeroed at the end
+            new = state(x, h)
+            if held is not None:  # as torch.where(alive, new, h), for fewer rows
+                new.index_copy_(0, held, h.index_select(0, held))
+            h = new
+            a = np.add(mean(h).numpy(), step_noise[t], out=actions[t])  # μ + σε
+            values[t] = value(h).numpy()
+            if hidden is not None:
+                hidden[t] = h
+            env_action = a  # float32; the ufuncs below compute in float64
+            if scale is not None:  # [-1, 1] -> [low, high]
+                env_action = np.multiply(env_action, scale, out=scaled)
+                env_action += offset
+            # np.clip(env_action, low, high) without its Python wrapper
+            np.minimum(np.maximum(env_action, low, out=clipped), high, out=clipped)
+            obs, reward, term, trunc, info = env_step(clipped)
+            obs, reward, flagged = checked(obs, reward, info, alive, clipped, s)
+            rewards[t] = reward
+            ended = term if flagged is None else term | flagged
+            done = ended | trunc
+            # a_t, r_t, d_t into the next input, for every row: a row whose episode has
+            # ended gets its last step's back in _episode, before it is stepped again
+            x_action[...] = a
+            x_reward[...] = rewards[t]
+            x_done[...] = done
+            lengths += alive
+            if done.any():
+                terminated |= alive & ended
+                if flagged is not None:
+                    non_finite |= flagged
+                alive &= ~done
+                if not alive.any():
+                    if hidden is not None:
+                        hidden[t + 1:(slot + 1) * h_len] = h
+                    break
+                held = torch.from_numpy(np.flatnonzero(~alive))
+        return h
+
+    def _finish(self, work: _Workspace, noise: Tensor, policy: GRUGaussianPolicy) -> Trials:
+        """The sampled ``work`` as ``Trials``: the log-probabilities from the noise ``ε [T,
+        K·M, act]``, and zeros at the masked steps."""
         # log π(a|·) with a = μ + σε:  -½ Σ_d ε_d² - Σ_d log σ_d - (act/2) log 2π
-        buf["log_probs"] = (-0.5 * noise.square().sum(-1)
-                            - (policy.log_std.sum() + act * HALF_LOG_2PI))
-        lengths_t = torch.from_numpy(lengths)
+        work.buf["log_probs"] = (-0.5 * noise.square().sum(-1)
+                                 - (policy.log_std.sum() + self.act_size * HALF_LOG_2PI))
+        lengths = torch.from_numpy(work.lengths)
         # zeros at the masked steps, written by index: few where most episodes run the horizon
-        steps_masked = (slot_mask(lengths_t, h_len) == 0).nonzero(as_tuple=True)  # (t, row)
-        for x_buf in buf.values():
+        steps_masked = (slot_mask(lengths, self.horizon) == 0).nonzero(as_tuple=True)  # (t, row)
+        for x_buf in work.buf.values():
             x_buf[steps_masked] = 0.0
-        return self._trials(buf, hidden, lengths_t, terminated, non_finite)
+        return self._trials(work.buf, work.hidden, lengths, work.terminated, work.non_finite)
 
     def _seeds(self, seed: int) -> tuple[np.ndarray, Tensor]:
         """Reset seeds ``[K·M, J]`` and action noise ``ε [T, K·M, act]`` (float32)."""
