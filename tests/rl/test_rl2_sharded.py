@@ -121,7 +121,9 @@ def test_ray_actors_give_the_in_process_trials(plugin_envs):
     policy = policy_for(family)
     want = in_process(family, tasks, policy, 4)
     plan, _ = trial_plan(family, hidden_size=6, trials_per_task=3, episodes_per_trial=2)
-    with RayTrialSampler(family, plan, num_tasks=3, num_actors=2) as sampler:
+    # an actor's process imports torch as it starts: over a minute on 2 loaded cores
+    with RayTrialSampler(family, plan, num_tasks=3, num_actors=2,
+                         placement_timeout_s=300.0) as sampler:
         assert sampler.num_actors == 2
         assert_same_trials(sampler.sample(tasks, policy, 4), want)
         assert_same_trials(sampler.sample(tasks, policy, 4), want)  # the actors' samplers reused
