@@ -231,12 +231,10 @@ class BatchedMujocoEnv(BatchedEnvBase):
     def _contact_solimp(self, contacts: Any) -> tuple[float, ...] | None:
         """The geoms' ``solimp`` the env option ``contacts`` asks for (None: the model's);
         ``EnvOptionError`` naming a bad value."""
-        if contacts is None or contacts == "v5":
-            return None
-        if contacts != "rllab":
+        if contacts is not None and (not isinstance(contacts, str) or contacts not in CONTACTS):
             raise env_option_error(self.family, f"env option contacts={contacts!r} is not valid "
                                    f"(choose {' or '.join(CONTACTS)})", self.env_options)
-        return self.rllab_solimp
+        return self.rllab_solimp if contacts == "rllab" else None
 
     @property
     def qpos(self) -> np.ndarray:
