@@ -23,6 +23,9 @@ from metarl.rl.ray_sampler import RaySampler, RaySamplerError
 from metarl.rl.sampler import BatchedSampler, PolicySpec
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
+# an actor start on a loaded 2-core machine has taken over the default 60 s; only the tests
+# of the timeout itself shorten it
+PLACEMENT_S = 300.0
 
 
 def in_process(env, spec, tasks, params, seed, episodes):
@@ -56,7 +59,8 @@ def test_mujoco_episodes_are_the_in_process_ones_with_an_actor_per_task():
     shared, stacked = params_for(spec), params_for(spec, 3)
     want = [in_process("cheetah_vel", spec, tasks, p, 5, 2) for p in (shared, stacked)]
     all_cpus_free()
-    with RaySampler("cheetah_vel", spec, num_tasks=3, episodes_per_task=2) as sampler:
+    with RaySampler("cheetah_vel", spec, num_tasks=3, episodes_per_task=2,
+                    placement_timeout_s=PLACEMENT_S) as sampler:
         assert sampler.num_actors == 3  # 4 CPUs free, but at most one actor per task
         for expected, params in zip(want, (shared, stacked)):
             assert_identical(sampler.sample(tasks, params, seed=5), expected)
@@ -72,7 +76,8 @@ def test_env_options_travel_with_the_family_to_the_actors():
     want = in_process(family, spec, tasks, params, 5, 1)
     default = in_process("cheetah_vel", spec, tasks, params, 5, 1)
     assert not torch.equal(want.observations, default.observations)
-    with RaySampler(family, spec, num_tasks=2, episodes_per_task=1, num_actors=2) as sampler:
+    with RaySampler(family, spec, num_tasks=2, episodes_per_task=1, num_actors=2,
+                    placement_timeout_s=PLACEMENT_S) as sampler:
         assert_identical(sampler.sample(tasks, params, seed=5), want)
 
 
@@ -80,7 +85,8 @@ def test_env_options_travel_with_the_family_to_the_actors():
 def test_actors_are_spread_over_the_nodes_and_default_to_the_free_cpus():
     spec = PolicySpec(2, 2, (8,))
     all_cpus_free()
-    with RaySampler("navigation_2d", spec, num_tasks=8, episodes_per_task=1) as sampler:
+    with RaySampler("navigation_2d", spec, num_tasks=8, episodes_per_task=1,
+                    placement_timeout_s=PLACEMENT_S) as sampler:
         assert sampler.num_actors == 4  # two nodes with 2 CPUs each, 1 CPU per actor
         assert len({where["node_id"] for where in sampler.placement}) == 2
         transfer_tasks = envs.sample_tasks("navigation_2d", 8, seed=1)
@@ -97,7 +103,8 @@ def test_plugin_and_oracle_families_match_in_process(plugin_envs):
         tasks = [{"target": t} for t in (-0.6, -0.2, 0.3, 0.7)]
         params = params_for(spec, 4)
         want = in_process(name, spec, tasks, params, 1, 2)
-        with RaySampler(name, spec, num_tasks=4, episodes_per_task=2, num_actors=2) as sampler:
+        with RaySampler(name, spec, num_tasks=4, episodes_per_task=2, num_actors=2,
+                        placement_timeout_s=PLACEMENT_S) as sampler:
             assert_identical(sampler.sample(tasks, params, seed=1), want)
 
 
@@ -106,7 +113,7 @@ def test_an_actor_killed_mid_sample_is_replaced_and_the_episodes_are_unchanged()
     tasks = [{"target": t} for t in (-0.5, 0.5)]
     params = params_for(spec)
     with RaySampler("sampler_helpers:BriefSlowLine", spec, num_tasks=2,
-                    episodes_per_task=1, num_actors=2) as sampler:
+                    episodes_per_task=1, num_actors=2, placement_timeout_s=PLACEMENT_S) as sampler:
         want = sampler.sample(tasks, params, seed=3)  # 100 steps of 10 ms: 1 s
         kill_later(sampler.pids[1], 0.5)
         assert_identical(sampler.sample(tasks, params, seed=3), want)
@@ -126,7 +133,8 @@ def test_a_removed_node_has_its_shard_resampled_by_a_surviving_actor(ray_cluster
         params = params_for(spec)
         all_cpus_free()
         with RaySampler("sampler_helpers:BriefSlowLine", spec, num_tasks=3,
-                        episodes_per_task=1, cpus_per_actor=2) as sampler:
+                        episodes_per_task=1, cpus_per_actor=2,
+                        placement_timeout_s=PLACEMENT_S) as sampler:
             sampler.placement_timeout_s = 3.0  # for the replacement: started, it never fits
             assert sampler.num_actors == 3
             assert len({where["node_id"] for where in sampler.placement}) == 3
@@ -147,7 +155,7 @@ def test_retries_exhausted_is_one_clear_error_and_leaves_no_actor():
     spec = PolicySpec(1, 1, (8,))
     tasks = [{"target": t} for t in (-0.5, 0.5)]
     sampler = RaySampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
-                         num_actors=2, max_retries=0)
+                         num_actors=2, max_retries=0, placement_timeout_s=PLACEMENT_S)
     pids = sampler.pids
     kill_later(pids[0], 0.3)
     with pytest.raises(RaySamplerError, match=r"tasks 0:1 died 1 times in one meta-batch "
@@ -161,7 +169,7 @@ def test_retries_exhausted_is_one_clear_error_and_leaves_no_actor():
 def test_ctrl_c_stops_the_actors():
     spec = PolicySpec(1, 1, (8,))
     sampler = RaySampler("sampler_helpers:SlowLine", spec, num_tasks=2, episodes_per_task=1,
-                         num_actors=2)
+                         num_actors=2, placement_timeout_s=PLACEMENT_S)
     pids = sampler.pids
     threading.Timer(0.5, _thread.interrupt_main).start()
     with pytest.raises(KeyboardInterrupt):
@@ -172,7 +180,7 @@ def test_ctrl_c_stops_the_actors():
 def test_a_fault_of_the_family_comes_back_as_itself_without_retries():
     spec = PolicySpec(2, 2, (8,))
     with RaySampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1,
-                    num_actors=2) as sampler:
+                    num_actors=2, placement_timeout_s=PLACEMENT_S) as sampler:
         with pytest.raises(TaskError, match="goal"):
             sampler.sample([{"goal": [0.1, 0.2]}, {"nope": 1}], params_for(spec), seed=0)
 
@@ -181,7 +189,7 @@ def test_a_fault_of_the_family_comes_back_as_itself_without_retries():
 def test_an_unexpected_actor_error_carries_its_traceback(plugin_envs):
     spec = PolicySpec(1, 1, (8,))
     with RaySampler("sampler_helpers:FailingLine", spec, num_tasks=2, episodes_per_task=1,
-                    num_actors=2) as sampler:
+                    num_actors=2, placement_timeout_s=PLACEMENT_S) as sampler:
         with pytest.raises(Exception, match="boom at step 4") as error:
             sampler.sample([{"target": -0.5}, {"target": 0.5}], params_for(spec), seed=0)
     assert "sampler_helpers:FailingLine" in str(error.value)
@@ -189,7 +197,8 @@ def test_an_unexpected_actor_error_carries_its_traceback(plugin_envs):
 
 def test_close_kills_the_actors_and_leaves_the_runtime_it_did_not_start():
     spec = PolicySpec(2, 2, (8,))
-    sampler = RaySampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1, num_actors=2)
+    sampler = RaySampler("navigation_2d", spec, num_tasks=2, episodes_per_task=1, num_actors=2,
+                         placement_timeout_s=PLACEMENT_S)
     pids = sampler.pids
     sampler.close()
     sampler.close()
