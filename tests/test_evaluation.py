@@ -220,3 +220,43 @@ def test_x_values_must_be_one_per_point_and_name_a_non_finite_point(tmp_path):
         report(tmp_path, {"protonet": scores}, metric="accuracy", meta={}, title="t",
                iterations=1, x_name="shots", x_values=[1, 5])
     assert not (tmp_path / "curve.json").exists()
+
+
+def fake_run(folder, returns, fast_batch_size, purge_from=None):
+    """A run directory with ``returns/step_1`` logged at iterations 1.. and its config.yaml;
+    ``purge_from`` writes the values from that iteration on a second time, as a resume does."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder.mkdir()
+    (folder / "config.yaml").write_text(f"meta_batch_size: 4\nfast_batch_size: {fast_batch_size}\n"
+                                        "num_steps: 1\n")
+    with SummaryWriter(log_dir=str(folder)) as writer:
+        for step, value in enumerate(returns, start=1):
+            stale = purge_from is not None and step >= purge_from  # to be written again
+            writer.add_scalar("returns/step_1", value + (1000.0 if stale else 0.0), step)
+    if purge_from:
+        with SummaryWriter(log_dir=str(folder), purge_step=purge_from) as writer:
+            for step, value in enumerate(returns[purge_from - 1:], start=purge_from):
+                writer.add_scalar("returns/step_1", value, step)
+    return str(folder)
+
+
+def test_training_blocks_line_up_runs_by_iteration_or_by_episodes(tmp_path, capsys,
+                                                                 experiment_script):
+    twenty = fake_run(tmp_path / "a", [float(i) for i in range(1, 6)], 20, purge_from=3)
+    forty = fake_run(tmp_path / "b", [10.0, 20.0, 30.0], 40)
+    script = experiment_script("training_blocks")
+    assert script.main([twenty, forty, "--block", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == ["| 1-2 | 1.5 | 15.0 |", "| 3-4 | 3.5 | 30.0 (1) |",
+                          "| 5-6 | 5.0 (1) |  |"]  # resumed: 3.0.. replace 1003.0..
+    assert script.main([twenty, forty, "--block", "2", "--by", "episodes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # a block is 2 iterations x 160 episodes of run a, 1 iteration of run b
+    assert lines[2:5] == ["| 0-0.32 | 1.5 | 10.0 |", "| 0.32-0.64 | 3.5 | 20.0 |",
+                          "| 0.64-0.96 | 5.0 (1) | 30.0 |"]
+    with pytest.raises(SystemExit, match="no scalar 'policy/std'; logged: returns/step_1"):
+        script.main([twenty, "--tag", "policy/std"])
+    nan = fake_run(tmp_path / "c", [1.0, float("nan")], 20)
+    with pytest.raises(SystemExit, match="returns/step_1 is nan at iteration 2"):
+        script.main([nan])

@@ -1,0 +1,115 @@
+"""Training curves of several runs side by side: a logged scalar averaged over blocks, as Markdown.
+
+    python experiments/training_blocks.py RUN_DIR [RUN_DIR ...] [--tag returns/step_1]
+        [--block 20] [--by iterations|episodes]
+
+Reads each run's TensorBoard scalars (a resumed run's later writes replace what it logged
+after its last checkpoint) and prints one row per block of ``--block`` meta-iterations, one
+column per run: the mean of ``--tag`` over the block's iterations. ``returns/step_1`` is the
+mean training return after the adaptation step, ``returns/step_0`` before it; any tag the run
+logged works (``policy/std``, ``episodes/length_step_1``, ...).
+
+``--by episodes`` lines the runs up by the episodes they sampled instead: a block is as many
+episodes as ``--block`` iterations of the first run sample (meta_batch_size x
+fast_batch_size x (num_steps + 1), from each run's ``config.yaml``), so a run that samples
+twice the episodes per iteration fills a block in half the iterations. A block a run has not
+finished shows how many of its iterations it holds, e.g. ``153.2 (7)``.
+
+docs/results.md quotes these block means for the ant_dir runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def logged(run_dir: Path, tag: str) -> dict[int, float]:
+    """``{iteration: value}`` of one scalar of a run (1-based iterations, last write wins)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    if tag not in tags:
+        raise SystemExit(f"{run_dir}: no scalar {tag!r}; logged: {', '.join(sorted(tags))}")
+    values = {event.step: event.value for event in events.Scalars(tag)}
+    return {step: value for step, value in sorted(values.items())}
+
+
+def episodes_per_iteration(run_dir: Path) -> int:
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise SystemExit(f"{run_dir}: no config.yaml (is it a run directory?)")
+    config = yaml.safe_load(config_path.read_text())
+    try:
+        return (int(config["meta_batch_size"]) * int(config["fast_batch_size"])
+                * (int(config["num_steps"]) + 1))
+    except KeyError as missing:
+        raise SystemExit(f"{run_dir}: config.yaml has no {missing}; --by episodes needs "
+                         "meta_batch_size, fast_batch_size and num_steps") from None
+
+
+def blocks(values: dict[int, float], iterations_per_block: float) -> dict[int, list[float]]:
+    """``{block index: values}`` with iteration i (1-based) in block (i - 1) // size."""
+    grouped: dict[int, list[float]] = {}
+    for step, value in values.items():
+        grouped.setdefault(math.floor((step - 1) / iterations_per_block + 1e-9), []).append(value)
+    return grouped
+
+
+def table(run_dirs: list[Path], tag: str, block: int, by: str) -> list[str]:
+    sizes = [float(block)] * len(run_dirs)
+    if by == "episodes":
+        per_iteration = [episodes_per_iteration(run) for run in run_dirs]
+        sizes = [block * per_iteration[0] / count for count in per_iteration]
+    columns = []
+    for run, size in zip(run_dirs, sizes):
+        values = logged(run, tag)
+        for step, value in values.items():
+            if not math.isfinite(value):
+                raise SystemExit(f"{run}: {tag} is {value} at iteration {step}")
+        columns.append((blocks(values, size), size))
+    last = max((max(grouped, default=-1) for grouped, _ in columns), default=-1)
+    unit = "iterations" if by == "iterations" else "episodes (thousands)"
+    per_block = block * episodes_per_iteration(run_dirs[0]) / 1000 if by == "episodes" else 0
+    lines = [f"| {unit} | " + " | ".join(f"run {i + 1}" for i in range(len(run_dirs))) + " |",
+             "|---" * (len(run_dirs) + 1) + "|"]
+    for index in range(last + 1):
+        cells = []
+        for grouped, size in columns:
+            values = grouped.get(index, [])
+            full = round(size * (index + 1)) - round(size * index)
+            cell = f"{sum(values) / len(values):.1f}" if values else ""
+            cells.append(cell + (f" ({len(values)})" if values and len(values) < full else ""))
+        label = (f"{index * block + 1}-{(index + 1) * block}" if by == "iterations"
+                 else f"{index * per_block:g}-{(index + 1) * per_block:g}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.extend(f"run {i + 1}: {run} ({size:g} iterations per block)"
+                 for i, (run, size) in enumerate(zip(run_dirs, sizes)))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--tag", default="returns/step_1")
+    parser.add_argument("--block", type=int, default=20, help="meta-iterations per block")
+    parser.add_argument("--by", choices=("iterations", "episodes"), default="iterations")
+    args = parser.parse_args(argv)
+    if args.block < 1:
+        parser.error(f"--block {args.block}: must be >= 1")
+    for run in args.runs:
+        if not run.is_dir():
+            parser.error(f"{run}: no such run directory")
+    print("\n".join(table(args.runs, args.tag, args.block, args.by)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
