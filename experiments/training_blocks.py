@@ -1,7 +1,7 @@
 """Training curves of several runs side by side: a logged scalar averaged over blocks, as Markdown.
 
     python experiments/training_blocks.py RUN_DIR [RUN_DIR ...] [--tag returns/step_1]
-        [--block 20] [--by iterations|episodes]
+        [--block 20] [--by iterations|episodes] [--digits 1]
 
 Reads each run's TensorBoard scalars (a resumed run's later writes replace what it logged
 after its last checkpoint) and prints one row per block of ``--block`` meta-iterations, one
@@ -62,7 +62,7 @@ def blocks(values: dict[int, float], iterations_per_block: float) -> dict[int, l
     return grouped
 
 
-def table(run_dirs: list[Path], tag: str, block: int, by: str) -> list[str]:
+def table(run_dirs: list[Path], tag: str, block: int, by: str, digits: int = 1) -> list[str]:
     sizes = [float(block)] * len(run_dirs)
     if by == "episodes":
         per_iteration = [episodes_per_iteration(run) for run in run_dirs]
@@ -84,7 +84,7 @@ def table(run_dirs: list[Path], tag: str, block: int, by: str) -> list[str]:
         for grouped, size in columns:
             values = grouped.get(index, [])
             full = round(size * (index + 1)) - round(size * index)
-            cell = f"{sum(values) / len(values):.1f}" if values else ""
+            cell = f"{sum(values) / len(values):.{digits}f}" if values else ""
             cells.append(cell + (f" ({len(values)})" if values and len(values) < full else ""))
         label = (f"{index * block + 1}-{(index + 1) * block}" if by == "iterations"
                  else f"{index * per_block:g}-{(index + 1) * per_block:g}")
@@ -101,13 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="returns/step_1")
     parser.add_argument("--block", type=int, default=20, help="meta-iterations per block")
     parser.add_argument("--by", choices=("iterations", "episodes"), default="iterations")
+    parser.add_argument("--digits", type=int, default=1, help="decimals of each mean")
     args = parser.parse_args(argv)
     if args.block < 1:
         parser.error(f"--block {args.block}: must be >= 1")
+    if not 0 <= args.digits <= 12:
+        parser.error(f"--digits {args.digits}: must be in 0..12")
     for run in args.runs:
         if not run.is_dir():
             parser.error(f"{run}: no such run directory")
-    print("\n".join(table(args.runs, args.tag, args.block, args.by)))
+    print("\n".join(table(args.runs, args.tag, args.block, args.by, args.digits)))
     return 0
 
 
