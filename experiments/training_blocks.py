@@ -64,9 +64,11 @@ def blocks(values: dict[int, float], iterations_per_block: float) -> dict[int, l
 
 def table(run_dirs: list[Path], tag: str, block: int, by: str, digits: int = 1) -> list[str]:
     sizes = [float(block)] * len(run_dirs)
+    per_block = 0.0  # thousands of episodes per block, --by episodes
     if by == "episodes":
         per_iteration = [episodes_per_iteration(run) for run in run_dirs]
         sizes = [block * per_iteration[0] / count for count in per_iteration]
+        per_block = block * per_iteration[0] / 1000
     columns = []
     for run, size in zip(run_dirs, sizes):
         values = logged(run, tag)
@@ -76,7 +78,6 @@ def table(run_dirs: list[Path], tag: str, block: int, by: str, digits: int = 1) 
         columns.append((blocks(values, size), size))
     last = max((max(grouped, default=-1) for grouped, _ in columns), default=-1)
     unit = "iterations" if by == "iterations" else "episodes (thousands)"
-    per_block = block * episodes_per_iteration(run_dirs[0]) / 1000 if by == "episodes" else 0
     lines = [f"| {unit} | " + " | ".join(f"run {i + 1}" for i in range(len(run_dirs))) + " |",
              "|---" * (len(run_dirs) + 1) + "|"]
     for index in range(last + 1):
