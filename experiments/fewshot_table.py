@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from metarl.scalars import training_seconds
+
 SETTINGS = ("5way1shot", "5way5shot", "20way1shot")
 #: The methods in the table's order, with their family.
 METHODS = {"maml": "optimization", "fomaml": "optimization", "reptile": "optimization",
@@ -48,17 +50,7 @@ def results(out: Path) -> dict[tuple[str, str], dict]:
 
 def training_hours(run_dir: Path) -> float | None:
     """The run's summed ``time/iteration_s`` from its TensorBoard events, in hours."""
-    try:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    except ImportError:
-        return None
-    total = 0.0
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        if "time/iteration_s" in accumulator.Tags()["scalars"]:
-            steps = {e.step: e.value for e in accumulator.Scalars("time/iteration_s")}
-            total += sum(steps.values())
+    total = training_seconds(run_dir)
     return total / 3600 if total else None
 
 

@@ -53,6 +53,7 @@ from metarl.config import (
     validate,
 )
 from metarl.rl.config import MAMLTRPOConfig
+from metarl.scalars import training_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,18 +159,6 @@ def training_command(env: str, run_dir: Path) -> str:
                and getattr(saved, f.name) != getattr(shipped, f.name)}
     return " ".join(["python -m metarl.run maml_trpo --env", env, "--seed", str(saved.seed),
                      "--num-batches", str(iteration_of(run_dir)), *as_flags(changed)])
-
-
-def training_seconds(run_dir: Path) -> float:
-    """Total logged ``time/iteration_s`` of the run (all chunks)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if "time/iteration_s" not in events.Tags()["scalars"]:
-        return 0.0
-    latest = {e.step: e.value for e in events.Scalars("time/iteration_s")}  # last write wins
-    return float(sum(latest.values()))
 
 
 def section(env: str, run_dir: Path, result: dict, commands: list[str], wall_s: float) -> str:

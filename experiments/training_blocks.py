@@ -27,18 +27,7 @@ from pathlib import Path
 
 import yaml
 
-
-def logged(run_dir: Path, tag: str) -> dict[int, float]:
-    """``{iteration: value}`` of one scalar of a run (1-based iterations, last write wins)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    tags = events.Tags()["scalars"]
-    if tag not in tags:
-        raise SystemExit(f"{run_dir}: no scalar {tag!r}; logged: {', '.join(sorted(tags))}")
-    values = {event.step: event.value for event in events.Scalars(tag)}
-    return {step: value for step, value in sorted(values.items())}
+from metarl.scalars import MissingScalarError, logged_scalar
 
 
 def episodes_per_iteration(run_dir: Path) -> int:
@@ -71,7 +60,10 @@ def table(run_dirs: list[Path], tag: str, block: int, by: str, digits: int = 1) 
         per_block = block * per_iteration[0] / 1000
     columns = []
     for run, size in zip(run_dirs, sizes):
-        values = logged(run, tag)
+        try:
+            values = logged_scalar(run, tag)
+        except MissingScalarError as error:
+            raise SystemExit(str(error)) from None
         for step, value in values.items():
             if not math.isfinite(value):
                 raise SystemExit(f"{run}: {tag} is {value} at iteration {step}")
