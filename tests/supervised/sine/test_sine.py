@@ -42,7 +42,7 @@ def test_same_seed_same_meta_batches():
         assert torch.equal(left, right)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])  # seed 1: -m slow
 def test_short_training_beats_the_pretrained_baseline_after_one_step(seed):
     """1500 meta-iterations (a few seconds): post-update MSE falls well below the baseline.
 
