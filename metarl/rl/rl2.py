@@ -9,7 +9,8 @@ One meta-iteration (:meth:`RL2Trainer.step`)::
     2. V = μ + σ v̂ (the value head's outputs v̂, in returns); A = trial_gae(r, V, mask; γ, λ)
        over each whole trial; the value targets R = A + V
     3. with normalize_values, (μ, σ) <- the mean and std of this batch's R, the value head
-       rescaled so that V is unchanged (PopArt, ``metarl.rl.value_scale``)
+       rescaled so that V is unchanged, and Adam's moments of that layer with it (PopArt,
+       ``metarl.rl.value_scale``)
     4. for each of ppo_epochs passes, for each minibatch of whole trials (a random split):
            recompute the GRU over the trials (back-propagation through the whole trial),
            loss = -L_clip(ρ, Â) + c_V · ½ mean (v̂ - (R - μ)/σ)² - c_H · entropy;   an Adam step
@@ -251,7 +252,7 @@ class RL2Trainer:
         sampled = time.perf_counter()
         batch, scale = ppo_batch(trials.to(self.device), config.gamma, config.gae_lambda,
                                  self.value_scale, config.normalize_values)
-        rescale_head(self.policy.value, self.value_scale, scale)
+        rescale_head(self.policy.value, self.value_scale, scale, self.optimizer)
         self.value_scale = scale
         require_finite({"advantages": batch.advantages, "value targets": batch.value_targets},
                        "the PPO batch")

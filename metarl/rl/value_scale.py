@@ -18,6 +18,13 @@ rescaled so that ``V`` is unchanged at every input (PopArt's "preserving outputs
 
     w' = w σ / σ',    b' = (σ b + μ - μ') / σ'
 
+and Adam's moments of that layer follow: the loss's gradient with respect to the rescaled layer
+is ``σ/σ'`` times the old one at every input (``v̂' - y' = σ/σ' (v̂ - y)``), so the gradients
+the moments averaged are, in the new units, ``σ/σ'`` times what was recorded; the first moment
+is multiplied by ``σ/σ'`` and the second by ``(σ/σ')²``. Without this, a step after σ grows
+is divided by the square root of second moments recorded at the old, larger gradients, and is
+too short until Adam forgets them.
+
 Layout as :mod:`metarl.rl.ppo`: time-major ``[T, *B]`` with a mask, nonzero at valid steps.
 """
 
@@ -82,11 +89,28 @@ def batch_scale(returns: Tensor, mask: Tensor) -> ValueScale:
     return ValueScale(float(x.mean()), max(float(x.std(correction=0)), MIN_STD))
 
 
-def rescale_head(head: nn.Linear, old: ValueScale, new: ValueScale) -> None:
+#: The per-parameter state of ``torch.optim.Adam`` (and AdamW) that averages gradients, with the
+#: power of the gradient each one averages.
+MOMENTS = {"exp_avg": 1, "exp_avg_sq": 2, "max_exp_avg_sq": 2}
+
+
+def rescale_head(head: nn.Linear, old: ValueScale, new: ValueScale,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
     """Rewrite ``head`` (``v̂ = w·h + b``) in place so that ``new.returns(head(h))`` equals
-    ``old.returns(head(h))`` at every ``h``: ``w' = w σ/σ'``, ``b' = (σ b + μ - μ')/σ'``."""
+    ``old.returns(head(h))`` at every ``h``: ``w' = w σ/σ'``, ``b' = (σ b + μ - μ')/σ'``;
+    with ``optimizer`` (Adam), the head's moments in its state are multiplied by ``σ/σ'``
+    (first) and ``(σ/σ')²`` (second), as the module docstring derives. A head the optimizer
+    has not stepped yet has no moments to rescale."""
     if new == old:
         return
+    ratio = old.std / new.std
     with torch.no_grad():
-        head.weight.mul_(old.std / new.std)
+        head.weight.mul_(ratio)
         head.bias.mul_(old.std).add_(old.mean - new.mean).div_(new.std)
+        if optimizer is None:
+            return
+        for param in (head.weight, head.bias):
+            state = optimizer.state.get(param, {})
+            for name, power in MOMENTS.items():
+                if name in state:
+                    state[name].mul_(ratio ** power)

@@ -124,3 +124,41 @@ def test_a_step_sets_the_scale_only_with_normalize_values(normalize):
         assert values["values/return_std"] == trainer.value_scale.std
         if normalize:  # navigation's returns are negative: -distance at every step
             assert trainer.value_scale.mean < 0
+
+
+def test_rescale_head_turns_adams_moments_into_those_of_gradients_in_the_new_units():
+    # Twin heads: `head` is trained by Adam on targets in old units; at every step `twin` holds
+    # the same function in new units, and its Adam sees the gradient taken in those units. The
+    # moments of `head`'s Adam, rescaled, must equal those the twin's Adam built.
+    old, new = ValueScale(1.0, 2.0), ValueScale(-3.0, 5.0)
+    generator = torch.Generator().manual_seed(0)
+    h, returns = torch.randn(8, 3, generator=generator), 4 * torch.randn(8, 1, generator=generator)
+    head, twin = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    adam = torch.optim.Adam(head.parameters(), lr=0.05)
+    twin_adam = torch.optim.Adam(twin.parameters(), lr=0.05)
+    for _ in range(4):
+        twin.load_state_dict(head.state_dict())
+        rescale_head(twin, old, new)
+        for net, optimizer, scale in ((head, adam, old), (twin, twin_adam, new)):
+            optimizer.zero_grad()
+            (0.5 * (net(h) - scale.standardise(returns)).square().mean()).backward()
+            optimizer.step()
+    rescale_head(head, old, new, adam)
+    for param, twin_param in zip(head.parameters(), twin.parameters(), strict=True):
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(adam.state[param][name], twin_adam.state[twin_param][name])
+        assert adam.state[param]["exp_avg"].abs().sum() > 0  # the moments were not all zero
+        torch.testing.assert_close(adam.state[param]["step"], twin_adam.state[twin_param]["step"])
+
+
+def test_rescale_head_leaves_a_fresh_optimizer_and_the_identity_alone():
+    head = torch.nn.Linear(2, 1)
+    adam = torch.optim.Adam(head.parameters())
+    rescale_head(head, ValueScale(0.0, 1.0), ValueScale(1.0, 2.0), adam)  # no state yet
+    assert not adam.state
+    head(torch.ones(1, 2)).sum().backward()
+    adam.step()
+    before = {name: value.clone() for name, value in adam.state[head.weight].items()}
+    rescale_head(head, ValueScale(1.0, 2.0), ValueScale(1.0, 2.0), adam)
+    for name, value in before.items():
+        torch.testing.assert_close(adam.state[head.weight][name], value)
