@@ -107,10 +107,8 @@ def rescale_head(head: nn.Linear, old: ValueScale, new: ValueScale,
     with torch.no_grad():
         head.weight.mul_(ratio)
         head.bias.mul_(old.std).add_(old.mean - new.mean).div_(new.std)
-        if optimizer is None:
-            return
-        for param in (head.weight, head.bias):
-            state = optimizer.state.get(param, {})
+        for param in (head.weight, head.bias) if optimizer is not None else ():
+            state = optimizer.state.get(param, {})  # .get: no entry for an unstepped head
             for name, power in MOMENTS.items():
                 if name in state:
                     state[name].mul_(ratio ** power)
