@@ -9,6 +9,7 @@ whole tensors once per batch or step, never at single values in a Python loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -69,3 +70,19 @@ def require_finite(tensors: Mapping[str, Tensor], what: str) -> None:
     value of ``tensors`` is finite."""
     if not all_finite(tensors.values()):
         raise NonFiniteError(f"{what} is non-finite ({non_finite_summary(tensors)})")
+
+
+def finite_backward(loss: Tensor, optimizer: torch.optim.Optimizer, module: torch.nn.Module,
+                    *, loss_name: str, gradient_name: str) -> float:
+    """Backpropagate ``loss`` into the cleared gradients of ``module``'s parameters, checked
+    before anything can step on them: ``NonFiniteError("{loss_name} is nan")`` for a non-finite
+    loss (raised before the backward pass) and ``require_finite``'s error naming
+    ``gradient_name`` for a non-finite gradient. Returns the loss as a float."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteError(f"{loss_name} is {value}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    require_finite({name: p.grad for name, p in module.named_parameters()
+                    if p.grad is not None}, gradient_name)
+    return value

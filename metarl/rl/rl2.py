@@ -60,7 +60,7 @@ from metarl.checkpoint_format import (
 )
 from metarl.device import cpu_state, resolve_device
 from metarl.envs.registry import TaskFamily
-from metarl.nonfinite import NonFiniteError, require_finite
+from metarl.nonfinite import NonFiniteError, finite_backward, require_finite
 from metarl.rl.policy import gaussian_log_prob
 from metarl.rl.ppo import clipped_surrogate, masked_mean, trial_gae
 from metarl.rl.recurrent_policy import GRUGaussianPolicy
@@ -295,12 +295,8 @@ class RL2Trainer:
                 loss, parts = ppo_loss(self.policy, batch.rows(index.to(self.device)),
                                        clip_eps=config.clip_eps, value_coef=config.value_coef,
                                        entropy_coef=config.entropy_coef)
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(f"the PPO loss is {loss.item()}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                require_finite({name: p.grad for name, p in self.policy.named_parameters()
-                                if p.grad is not None}, "the PPO gradient")
+                finite_backward(loss, self.optimizer, self.policy, loss_name="the PPO loss",
+                                gradient_name="the PPO gradient")
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     params, config.max_grad_norm or math.inf)  # the norm before clipping
                 self.optimizer.step()

@@ -17,7 +17,6 @@ any checkpoint of that state is written.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from metarl.checkpoint_format import (
 from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.device import RESUME_NOTE, cpu_state, device_option, resolve_device, to_device
-from metarl.nonfinite import NonFiniteError, require_finite
+from metarl.nonfinite import finite_backward, require_finite
 from metarl.runs import (
     check_compatible,
     load_generator_strict,
@@ -187,13 +186,8 @@ class MetaLearner:
                                                  split="train", query_size=self.config.queries)
         support, query = to_device((support, query), self.device)  # drawn on the CPU
         loss, score = self.meta_loss(support, query)
-        meta_loss = loss.item()
-        if not math.isfinite(meta_loss):
-            raise NonFiniteError(f"meta_loss is {meta_loss}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        require_finite({name: p.grad for name, p in self.model.named_parameters()
-                        if p.grad is not None}, "the meta-gradient")  # before Adam sees it
+        meta_loss = finite_backward(loss, self.optimizer, self.model, loss_name="meta_loss",
+                                    gradient_name="the meta-gradient")
         self.optimizer.step()
         require_finite(dict(self.model.named_parameters()), "the model after the Adam step")
         self.iteration += 1

@@ -15,7 +15,6 @@ by the step stop it before any checkpoint of them.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +31,7 @@ from metarl.checkpoint_format import (
     tensors,
 )
 from metarl.device import cpu_state, resolve_device, to_device
-from metarl.nonfinite import NonFiniteError, require_finite
+from metarl.nonfinite import finite_backward, require_finite
 from metarl.runs import (
     check_compatible,
     load_generator_strict,
@@ -98,14 +97,8 @@ class EpisodicLearner:
             self.config.meta_batch_size, self.generator, split="train"), self.device)
         self.model.train()
         losses, accuracies = self.model.episode_loss(support[0], support[1], query[0], query[1])
-        loss = losses.mean()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteError(f"the {self.algo} loss is {value}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        require_finite({name: p.grad for name, p in self.model.named_parameters()
-                        if p.grad is not None}, "the gradient")
+        value = finite_backward(losses.mean(), self.optimizer, self.model,
+                                loss_name=f"the {self.algo} loss", gradient_name="the gradient")
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
