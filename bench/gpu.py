@@ -2,7 +2,7 @@
 and one cheetah_vel MAML-TRPO step.
 
     python bench/gpu.py [--device auto] [--part both] [--rounds 3] [--threads 1]
-        [--data-dir ../shared/data/omniglot] [--meta-batch-size 32] [--tasks 40]
+        [--data-dir data/omniglot] [--meta-batch-size 32] [--tasks 40]
         [--episodes 20]
 
 (a) Omniglot 5-way 1-shot, second order (one inner step of lr 0.4), ``--meta-batch-size``
@@ -29,11 +29,8 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
-
-_HERE = Path(__file__).resolve().parent
 
 
 def timer(device):
@@ -190,9 +187,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads, 0: one per core (default: 1)")
-    parser.add_argument("--data-dir", default=str(_HERE.parent.parent / "shared" / "data"
-                                                  / "omniglot"),
-                        help="the Omniglot zips (default: ../shared/data/omniglot)")
+    parser.add_argument("--data-dir", default="data/omniglot",
+                        help="the Omniglot zips (default: data/omniglot)")
     parser.add_argument("--meta-batch-size", type=int, default=32,
                         help="Omniglot tasks per meta-step (default: 32)")
     parser.add_argument("--tasks", type=int, default=40, help="TRPO tasks (default: 40)")

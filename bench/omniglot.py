@@ -1,6 +1,6 @@
 """Seconds per Omniglot MAML meta-iteration: the toolkit's batched tasks next to a plain loop.
 
-    python bench/omniglot.py [--data-dir ../shared/data/omniglot] [--meta-batch-size 32]
+    python bench/omniglot.py [--data-dir data/omniglot] [--meta-batch-size 32]
         [--ways 5] [--shots 1] [--queries 15] [--rounds 3] [--threads 1] [--bfloat16] [--float64]
 
 One second-order meta-iteration (adapt every task with one step of lr 0.4 on its support set,
@@ -38,11 +38,8 @@ import copy
 import json
 import statistics
 import time
-from pathlib import Path
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
-
-_HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
@@ -55,8 +52,8 @@ def main() -> None:
     from metarl.supervised.trainer import MetaLearner
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(_HERE.parent.parent / "shared" / "data"
-                                                  / "omniglot"))
+    parser.add_argument("--data-dir", default="data/omniglot",
+                        help="the Omniglot zips (default: data/omniglot)")
     parser.add_argument("--meta-batch-size", type=int, default=32)
     parser.add_argument("--ways", type=int, default=5)
     parser.add_argument("--shots", type=int, default=1)

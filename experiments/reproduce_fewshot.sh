@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The few-shot comparison of docs/results.md: every few-shot method on Omniglot 5-way 1-shot,
-# 5-way 5-shot and 20-way 1-shot, on the two small background subsets shipped in
-# ../shared/data/omniglot, with the split, episodes and budgets of the MAML runs of
-# docs/results.md (3000 x 8, 2000 x 8 and 1500 x 4 meta-iterations x episodes), each method
-# otherwise with its paper's settings (experiments/METHOD/omniglot.yaml), then evaluated on the
-# same 1000 held-out episodes. One experiments/grid.py per setting (Ray tasks, --cpus-per-run 1:
+# 5-way 5-shot and 20-way 1-shot, on the two small background subsets in DATA_DIR (default
+# data/omniglot; fetch them with `python -m metarl.supervised.omniglot.data data/omniglot
+# --archives small`), with the split, episodes and budgets of the MAML runs of docs/results.md
+# (3000 x 8, 2000 x 8 and 1500 x 4 meta-iterations x episodes), each method otherwise with its
+# paper's settings (experiments/METHOD/omniglot.yaml), then evaluated on the same 1000 held-out
+# episodes. One experiments/grid.py per setting (Ray tasks, --cpus-per-run 1:
 # as many runs at once as the machine has cores); running the command again resumes or skips
 # finished runs. Prints the table (experiments/fewshot_table.py).
 #
@@ -12,7 +13,7 @@
 #
 # METHOD defaults to every method but maml (whose runs are reproduce_omniglot.sh's).
 set -euo pipefail
-DATA=${1:-../shared/data/omniglot}
+DATA=${1:-data/omniglot}
 OUT=${2:-runs/fewshot}
 shift $(( $# > 2 ? 2 : $# ))
 METHODS=("$@")

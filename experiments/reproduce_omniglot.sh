@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Omniglot few-shot results of docs/results.md, on the two small background subsets shipped in
-# ../shared/data/omniglot (242 characters; seeded split: 75% of the characters for training,
-# 25% held out, each with its 4 rotations as classes). Trains 5-way 1-shot, 5-way 5-shot and
+# Omniglot few-shot results of docs/results.md, on the two small background subsets in DATA_DIR
+# (default data/omniglot; fetch them with `python -m metarl.supervised.omniglot.data
+# data/omniglot --archives small`): 242 characters, a seeded split of 75% of the characters for
+# training and 25% held out, each with its 4 rotations as classes. Trains 5-way 1-shot, 5-way 5-shot and
 # 20-way 1-shot (second order, paper hyperparameters except the budget), then evaluates each on
 # 1000 held-out episodes after 0..3 steps against the non-meta classifier baseline.
 #
@@ -16,7 +17,7 @@
 # and started afresh), evaluates what changed, and prints the Markdown table of
 # docs/results.md (experiments/omniglot_table.py).
 set -euo pipefail
-DATA=${1:-../shared/data/omniglot}
+DATA=${1:-data/omniglot}
 OUT=${2:-runs/omniglot}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-100}
 

@@ -27,6 +27,7 @@ from metarl.supervised.omniglot.data import (
     load_omniglot,
     split_characters,
 )
+from metarl.supervised.omniglot.data import __main__ as fetch_command
 from metarl.supervised.omniglot.data import archives as omniglot_archives
 from metarl.supervised.omniglot.data import images as omniglot_images
 
@@ -241,8 +242,56 @@ def test_unreadable_cache_is_rebuilt(omniglot_dir, tmp_path, monkeypatch):
 
 
 def test_download_rejects_unknown_archive(tmp_path):
-    with pytest.raises(ValueError, match="images_background.zip, images_evaluation.zip"):
-        download_archive("images_background_small1.zip", tmp_path)
+    with pytest.raises(ValueError, match="'images_test.zip'; known archives: "
+                                         "images_background.zip, images_evaluation.zip, "
+                                         "images_background_small1.zip, "
+                                         "images_background_small2.zip$"):
+        download_archive("images_test.zip", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_fetch_command_downloads_the_small_subsets_then_verifies_them_in_place(
+        omniglot_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(omniglot_archives, "DOWNLOAD_URL", omniglot_dir.as_uri() + "/{name}")
+    target = tmp_path / "data"
+    assert fetch_command.main([str(target), "--archives", "small"]) == 0
+    names = ("images_background_small1.zip", "images_background_small2.zip")
+    assert sorted(p.name for p in target.iterdir()) == list(names)
+    for name in names:
+        assert (target / name).read_bytes() == (omniglot_dir / name).read_bytes()
+    assert capsys.readouterr().out.splitlines() == [
+        f"{target / name}: downloaded, checksums match" for name in names]
+    monkeypatch.setattr(omniglot_archives, "DOWNLOAD_URL", "file:///nowhere/{name}")
+    assert fetch_command.main([str(target), "--archives", "small"]) == 0  # nothing fetched
+    assert capsys.readouterr().out.splitlines() == [
+        f"{target / name}: already there, checksums match" for name in names]
+
+
+def test_the_fetch_command_fails_in_one_line_and_keeps_nothing_partial(tmp_path, monkeypatch,
+                                                                       capsys):
+    source = tmp_path / "server"
+    source.mkdir()
+    (source / "images_background.zip").write_bytes(b"not the real archive")
+    monkeypatch.setattr(omniglot_archives, "DOWNLOAD_URL", source.as_uri() + "/{name}")
+    target = tmp_path / "data"
+    assert fetch_command.main([str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: checksum mismatch for images_background.zip downloaded from "
+                          "file://") and err.count("\n") == 1
+    assert list(target.iterdir()) == []
+    (target / "images_evaluation.zip").write_bytes(b"corrupt")  # a zip of the user's: kept
+    (source / "images_background.zip").unlink()  # and the first now fails to download
+    assert fetch_command.main([str(target)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: could not download {source.as_uri()}/images_background.zip: [Errno 2] No such "
+        f"file or directory: '{source / 'images_background.zip'}'; without a network, copy "
+        f"images_background.zip into {target} by hand\n")
+    assert sorted(p.name for p in target.iterdir()) == ["images_evaluation.zip"]
+    with pytest.raises(SystemExit):
+        fetch_command.main([str(target), "--archives", "medium"])
+    err = capsys.readouterr().err
+    assert "--archives: invalid choice: 'medium' (choose from" in err
+    assert "full" in err and "small" in err
 
 
 def test_download_verifies_checksum_and_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -258,8 +307,6 @@ def test_download_verifies_checksum_and_leaves_no_partial_file(tmp_path, monkeyp
         "images_background.zip",
         20,
         file_digests(source / "images_background.zip")["md5"],
-        None,
-        True,
     )
     monkeypatch.setitem(KNOWN_ARCHIVES, "images_background.zip", fake)
     path = download_archive("images_background.zip", target)

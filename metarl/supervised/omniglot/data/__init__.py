@@ -3,7 +3,8 @@
 One module per step, in the order the data flows:
 
 * ``archives``: the known official zips (``KNOWN_ARCHIVES``, checksums), finding them in a
-  folder, downloading them.
+  folder, downloading them (``python -m metarl.supervised.omniglot.data DIR`` from a shell:
+  ``__main__``).
 * ``images``: decoding and preprocessing the PNGs, dedup across archives, the ``.npz`` cache;
   ``load_omniglot`` -> ``OmniglotImages``.
 * ``splits``: the class-disjoint character split (``split_characters`` -> ``OmniglotSplit``).
@@ -26,9 +27,11 @@ Typical use::
 """
 
 from metarl.supervised.omniglot.data.archives import (
+    ARCHIVE_SETS,
     DOWNLOAD_URL,
     FULL_ARCHIVES,
     KNOWN_ARCHIVES,
+    SMALL_ARCHIVES,
     ArchiveInfo,
     download_archive,
     file_digests,
@@ -45,6 +48,7 @@ from metarl.supervised.omniglot.data.errors import (
     ArchiveNotFoundError,
     ChecksumError,
     DataDirNotFoundError,
+    DownloadError,
     OmniglotError,
     TooFewDrawingsError,
     TooManyWaysError,
@@ -64,9 +68,11 @@ from metarl.supervised.omniglot.data.splits import OmniglotSplit, split_characte
 
 __all__ = [
     # archives
+    "ARCHIVE_SETS",
     "DOWNLOAD_URL",
     "FULL_ARCHIVES",
     "KNOWN_ARCHIVES",
+    "SMALL_ARCHIVES",
     "ArchiveInfo",
     "download_archive",
     "file_digests",
@@ -92,6 +98,7 @@ __all__ = [
     # errors
     "OmniglotError",
     "DataDirNotFoundError",
+    "DownloadError",
     "ArchiveNotFoundError",
     "ChecksumError",
     "UnknownCharacterError",

@@ -3,8 +3,9 @@
 Omniglot (Lake, Salakhutdinov & Tenenbaum, Science 2015) is read straight from the official zips
 of the brendenlake/omniglot repository (``python/``): the full ``images_background.zip`` (964
 characters) and ``images_evaluation.zip`` (659), or the two small background subsets
-``images_background_small{1,2}.zip``. Every archive is checked against ``KNOWN_ARCHIVES``
-(md5, and sha256 where published) before use.
+``images_background_small{1,2}.zip`` (136 and 156 characters, 242 distinct). Every archive is
+checked against ``KNOWN_ARCHIVES`` (md5, and sha256 where published) before use, and a
+downloaded one before it is moved into place.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from metarl.supervised.omniglot.data.errors import (
     ArchiveNotFoundError,
     ChecksumError,
     DataDirNotFoundError,
+    DownloadError,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,17 +40,16 @@ class ArchiveInfo:
     size: int
     md5: str
     sha256: str | None = None
-    downloadable: bool = False
 
 
 KNOWN_ARCHIVES: dict[str, ArchiveInfo] = {
     info.name: info
     for info in (
         ArchiveInfo(
-            "images_background.zip", 9464212, "68d2efa1b9178cc56df9314c21c6e718", None, True
+            "images_background.zip", 9464212, "68d2efa1b9178cc56df9314c21c6e718"
         ),
         ArchiveInfo(
-            "images_evaluation.zip", 6462886, "6b91aef0f799c5bb55b94e3f2daec811", None, True
+            "images_evaluation.zip", 6462886, "6b91aef0f799c5bb55b94e3f2daec811"
         ),
         ArchiveInfo(
             "images_background_small1.zip",
@@ -64,6 +66,9 @@ KNOWN_ARCHIVES: dict[str, ArchiveInfo] = {
     )
 }
 FULL_ARCHIVES = ("images_background.zip", "images_evaluation.zip")
+SMALL_ARCHIVES = ("images_background_small1.zip", "images_background_small2.zip")
+#: The sets of zips one can ask for by name (``python -m metarl.supervised.omniglot.data``).
+ARCHIVE_SETS = {"full": FULL_ARCHIVES, "small": SMALL_ARCHIVES}
 
 
 def file_digests(path: Path) -> dict[str, str]:
@@ -76,31 +81,39 @@ def file_digests(path: Path) -> dict[str, str]:
     return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
 
 
-def verify_archive(path: str | Path) -> None:
-    """Raise ``ChecksumError`` unless ``path`` matches its entry in ``KNOWN_ARCHIVES``."""
-    path = Path(path)
-    info = KNOWN_ARCHIVES[path.name]
+def checksum_mismatch(path: Path, info: ArchiveInfo) -> str | None:
+    """What differs between the file ``path`` and ``info`` (md5, then sha256 where
+    published), or None when both match."""
     digests = file_digests(path)
     checks = [("md5", info.md5)] + ([("sha256", info.sha256)] if info.sha256 else [])
     for algo, expected in checks:
         if digests[algo] != expected:
-            raise ChecksumError(
-                f"checksum mismatch for {path}: {algo} expected {expected}, got {digests[algo]} "
-                f"({path.stat().st_size} bytes, expected {info.size}); the file is corrupt or "
-                "incomplete, delete it and fetch it again"
-            )
+            return f"{algo} expected {expected}, got {digests[algo]}"
+    return None
+
+
+def verify_archive(path: str | Path) -> None:
+    """Raise ``ChecksumError`` unless ``path`` matches its entry in ``KNOWN_ARCHIVES``."""
+    path = Path(path)
+    info = KNOWN_ARCHIVES[path.name]
+    mismatch = checksum_mismatch(path, info)
+    if mismatch:
+        raise ChecksumError(
+            f"checksum mismatch for {path}: {mismatch} ({path.stat().st_size} bytes, expected "
+            f"{info.size}); the file is corrupt or incomplete, delete it and fetch it again"
+        )
 
 
 def download_archive(name: str, data_dir: str | Path, *, timeout: float = 60.0) -> Path:
-    """Fetch ``name`` (one of ``FULL_ARCHIVES``) from the brendenlake/omniglot repository.
+    """Fetch ``name`` (one of ``KNOWN_ARCHIVES``) from the brendenlake/omniglot repository.
 
-    The file is streamed to a temporary file in ``data_dir``, its checksum verified, and only
+    The file is streamed to a temporary file in ``data_dir``, its checksums verified, and only
     then moved into place (``os.replace``), so a failed download never leaves a partial zip.
     """
     info = KNOWN_ARCHIVES.get(name)
-    if info is None or not info.downloadable:
+    if info is None:
         raise ValueError(
-            f"cannot download {name!r}; downloadable archives: {', '.join(FULL_ARCHIVES)}"
+            f"cannot download {name!r}; known archives: {', '.join(KNOWN_ARCHIVES)}"
         )
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,15 +122,18 @@ def download_archive(name: str, data_dir: str | Path, *, timeout: float = 60.0) 
     fd, tmp_name = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-        digest = file_digests(tmp)["md5"]
-        if digest != info.md5:
-            raise ChecksumError(
-                f"checksum mismatch for {name} downloaded from {url}: md5 expected {info.md5}, "
-                f"got {digest}"
-            )
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                reason = getattr(error, "reason", None) or error
+                raise DownloadError(f"could not download {url}: {reason}; without a network, "
+                                    f"copy {name} into {data_dir} by hand") from error
+        mismatch = checksum_mismatch(tmp, info)
+        if mismatch:
+            raise ChecksumError(f"checksum mismatch for {name} downloaded from {url}: {mismatch}")
         target = data_dir / name
         os.replace(tmp, target)
         return target
@@ -130,8 +146,8 @@ def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> l
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataDirNotFoundError(
-            f"Omniglot data directory not found: {data_dir} (point it at the folder holding "
-            f"{' / '.join(KNOWN_ARCHIVES)}, or download them: --download at the command line, download=True in code)"
+            f"Omniglot data directory not found: {data_dir}; point --data-dir at the folder "
+            f"holding the zips, or {fetch_hint(data_dir)}"
         )
     if names is not None:
         unknown = [n for n in names if n not in KNOWN_ARCHIVES]
@@ -149,7 +165,13 @@ def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> l
     if not found:
         raise ArchiveNotFoundError(
             f"no known Omniglot archive in {data_dir}; expected one or more of: "
-            f"{', '.join(KNOWN_ARCHIVES)}"
+            f"{', '.join(KNOWN_ARCHIVES)}; {fetch_hint(data_dir)}"
         )
     return found
+
+
+def fetch_hint(data_dir: Path) -> str:
+    """How to put the zips into ``data_dir`` (part of the errors for a missing folder or zip)."""
+    return (f"fetch the full splits with `python -m metarl.supervised.omniglot.data {data_dir}` "
+            f"(or --download), the two small subsets with `... --archives small`")
 

@@ -2,7 +2,8 @@
 
 They are all here, in one module, so that a caller can catch the base class (the CLI turns it
 into a one-line message and exit code 2) and every subclass stays in step with it. Each also
-derives from the built-in error it refines (``FileNotFoundError`` or ``ValueError``).
+derives from the built-in error it refines (``FileNotFoundError``, ``OSError`` or
+``ValueError``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ class DataDirNotFoundError(OmniglotError, FileNotFoundError):
 
 class ArchiveNotFoundError(OmniglotError, FileNotFoundError):
     """No known archive (or a requested one) is in the data directory."""
+
+
+class DownloadError(OmniglotError, OSError):
+    """An archive could not be fetched (no network, the server's answer, a timeout)."""
 
 
 class ChecksumError(OmniglotError, ValueError):
