@@ -39,9 +39,9 @@ class MetaRLConfig:
                       f"or package.module:Class; NAME{ORACLE_SUFFIX} is NAME's oracle (the "
                       "policy also observes the task)")
     env_options: dict[str, Any] = option({}, "an option of the env's constructor, repeatable; "
-                                         "MuJoCo families: frame_skip, timestep, or clock=paper "
-                                         "(the MAML paper's control step; docs/tasks.md)",
-                                         flag="--env-option")
+                                         "MuJoCo families: frame_skip, timestep, clock=paper "
+                                         "(the MAML paper's control step) and contacts=rllab "
+                                         "(docs/tasks.md)", flag="--env-option")
     num_batches: int = option(500, "meta-iterations", minimum=0, exclusive_minimum=False)
     meta_batch_size: int = option(20, "tasks per meta-iteration", minimum=0)
     fast_batch_size: int = option(20, "episodes per task, before and after adaptation", minimum=0)
