@@ -290,7 +290,11 @@ def from_mapping(config_cls: type[C], values: Mapping[str, Any], *, source: str,
     if unknown:
         valid = ", ".join(sorted(types_by_name))
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {source}; valid options: {valid}")
-    coerced = {name: coerce(name, value, types_by_name[name]) for name, value in values.items()}
+    try:
+        coerced = {name: coerce(name, value, types_by_name[name])
+                   for name, value in values.items()}
+    except ConfigError as error:  # say where the value was written
+        raise ConfigError(f"{error} (from {source})") from None
     if base is None:
         return config_cls(**coerced)
     for name, value in coerced.items():  # a mapping overlays its keys on the layer below
@@ -302,6 +306,8 @@ def from_mapping(config_cls: type[C], values: Mapping[str, Any], *, source: str,
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is a ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

@@ -118,6 +118,7 @@ def test_a_gradient_based_run_is_evaluated_at_one_k(tmp_path, capsys):
     (["maml", "--meta-batch-size", "0"], "meta_batch_size=0 must be > 0"),
     (["maml", "--meta-batch-size", "two"], "meta_batch_size='two' is not a valid int"),
     (["maml", "--config", "/nonexistent/sine.yaml"], "config file not found: /nonexistent/sine.yaml"),
+    (["maml", "--config", "/"], "config file / is a folder; give a YAML file"),
     (["maml", "--resume", "/nonexistent/run"], "no such run directory"),
     (["evaluate", "--run", "/nonexistent/run"], "--run /nonexistent/run is not a run directory"),
     (["maml", "--bogus-flag", "1"], "unrecognized arguments: --bogus-flag 1"),

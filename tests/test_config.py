@@ -33,6 +33,11 @@ def test_values_are_coerced_from_strings_and_lists():
     assert from_mapping(Demo, {"sizes": [16, 32]}, source="t").sizes == (16, 32)
 
 
+def test_a_value_of_the_wrong_type_names_where_it_was_written():
+    with pytest.raises(ConfigError, match=r"^count='two' is not a valid int \(from run/config\.yaml\)$"):
+        from_mapping(Demo, {"count": "two"}, source="run/config.yaml")
+
+
 @pytest.mark.parametrize("values, message", [
     ({"mode": "c"}, "mode='c' is not valid; choose from: a, b"),
     ({"rate": 0.0}, "rate=0.0 must be > 0"),

@@ -56,6 +56,20 @@ def test_paper_defaults():
     (["--data-dir", str(DATA), "--queries", "20"], "shots + queries = 21 but some train"),
 ])
 def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, omniglot_cache_dir, capsys):
+    run_omniglot_and_expect_one_line(extra, expected, tmp_path, omniglot_cache_dir, capsys)
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path, omniglot_cache_dir, capsys):
+    afile = tmp_path / "zips"
+    afile.write_text("")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run_omniglot_and_expect_one_line(
+        ["--data-dir", str(afile)], f"Omniglot data directory {afile} is a file, not a folder",
+        runs, omniglot_cache_dir, capsys)
+
+
+def run_omniglot_and_expect_one_line(extra, expected, tmp_path, omniglot_cache_dir, capsys):
     assert main(["maml", *TINY, *extra, "--cache-dir", str(omniglot_cache_dir),
                  "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -287,6 +287,11 @@ def test_the_fetch_command_fails_in_one_line_and_keeps_nothing_partial(tmp_path,
         f"file or directory: '{source / 'images_background.zip'}'; without a network, copy "
         f"images_background.zip into {target} by hand\n")
     assert sorted(p.name for p in target.iterdir()) == ["images_evaluation.zip"]
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert fetch_command.main([str(afile)]) == 2
+    assert capsys.readouterr().err == (f"error: cannot write in {afile}: {afile} is a file, not a "
+                                       f"folder; give a folder (it is created if missing)\n")
     with pytest.raises(SystemExit):
         fetch_command.main([str(target), "--archives", "medium"])
     err = capsys.readouterr().err

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from metarl.files import OutputPathError, WriteError, ensure_dir
 from metarl.supervised.omniglot.data.archives import (
     ARCHIVE_SETS,
     download_archive,
@@ -29,6 +30,7 @@ from metarl.supervised.omniglot.data.errors import OmniglotError
 def fetch(data_dir: str | Path, names: Sequence[str]) -> list[str]:
     """Download each of ``names`` missing from ``data_dir`` and verify those present; one line
     per archive saying which."""
+    ensure_dir(data_dir)  # a file or an unwritable folder named before any download
     lines = []
     for name in names:
         path = Path(data_dir) / name
@@ -53,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for line in fetch(args.data_dir, ARCHIVE_SETS[args.archives]):
             print(line)
-    except (OmniglotError, OSError) as error:  # OSError: DIR is a file, or not writable
+    except (OmniglotError, OutputPathError, WriteError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

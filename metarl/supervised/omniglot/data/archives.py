@@ -144,6 +144,9 @@ def download_archive(name: str, data_dir: str | Path, *, timeout: float = 60.0) 
 def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
     """Known archives in ``data_dir`` (or exactly ``names``), in ``KNOWN_ARCHIVES`` order."""
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataDirNotFoundError(f"Omniglot data directory {data_dir} is a file, not a "
+                                   f"folder; point --data-dir at the folder holding the zips")
     if not data_dir.is_dir():
         raise DataDirNotFoundError(
             f"Omniglot data directory not found: {data_dir}; point --data-dir at the folder "
