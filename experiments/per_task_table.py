@@ -8,6 +8,8 @@ method, task and step, with the task's parameters as columns). Tasks are grouped
 ``--by`` into the half-open bins ``[b_i, b_(i+1))`` of ``--bins`` (the last bin is closed;
 default: one bin per distinct value, e.g. the directions of cheetah_dir), and each row of the
 table is one bin: its number of tasks and the mean score of ``--method`` after each step.
+A vector parameter, stored as the columns ``NAME_0, NAME_1, ...``, is grouped by its length
+with ``--by NAME_norm`` (ant_goal: ``--by goal_norm``, the goal's distance from the start).
 docs/results.md's cheetah_vel table by target velocity comes from this script.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -26,10 +29,12 @@ def read(path: Path, method: str, by: str) -> dict[int, tuple[float, dict[int, f
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
-        if by not in columns:
-            parameters = [c for c in columns if c not in ("method", "task", "step")][1:]
+        parameters = [c for c in columns if c not in ("method", "task", "step")][1:]
+        parts = vector_columns(by, parameters)
+        if not parts:
+            choices = parameters + [f"{name}_norm" for name in vectors(parameters)]
             raise SystemExit(f"error: {path} has no column {by!r}; task parameters: "
-                             f"{', '.join(parameters) or 'none'}")
+                             f"{', '.join(choices) or 'none'}")
         metric = columns[3]
         tasks: dict[int, tuple[float, dict[int, float]]] = {}
         methods = set()
@@ -38,12 +43,30 @@ def read(path: Path, method: str, by: str) -> dict[int, tuple[float, dict[int, f
             if row["method"] != method:
                 continue
             task = int(row["task"])
-            value, scores = tasks.setdefault(task, (float(row[by]), {}))
+            value = float(row[by]) if parts == [by] else math.hypot(*map(float, (row[c] for c in parts)))
+            value, scores = tasks.setdefault(task, (value, {}))
             scores[int(row["step"])] = float(row[metric])
     if not tasks:
         raise SystemExit(f"error: {path} has no method {method!r}; methods: "
                          f"{', '.join(sorted(methods))}")
     return tasks
+
+
+def vectors(parameters: list[str]) -> list[str]:
+    """The vector parameters among ``parameters``: names ``NAME`` with a column ``NAME_0``."""
+    return [c[:-2] for c in parameters if c.endswith("_0")]
+
+
+def vector_columns(by: str, parameters: list[str]) -> list[str]:
+    """The columns ``by`` is computed from: ``[by]`` for a column, ``NAME_0, NAME_1, ...`` for
+    ``NAME_norm``; empty if neither exists."""
+    if by in parameters:
+        return [by]
+    name = by.removesuffix("_norm")
+    if by.endswith("_norm") and name in vectors(parameters):
+        return [c for c in parameters if c.rpartition("_")[0] == name
+                and c.rpartition("_")[2].isdigit()]
+    return []
 
 
 def bin_label(edges: list[float], i: int) -> str:
@@ -84,7 +107,8 @@ def table(tasks: dict[int, tuple[float, dict[int, float]]], by: str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path)
-    parser.add_argument("--by", required=True, help="task parameter column, e.g. velocity")
+    parser.add_argument("--by", required=True, help="task parameter column, e.g. velocity, or "
+                        "NAME_norm for the length of the vector NAME_0, NAME_1, ... (goal_norm)")
     parser.add_argument("--bins", type=float, nargs="+", help="bin edges, increasing")
     parser.add_argument("--method", default="maml")
     args = parser.parse_args(argv)

@@ -70,6 +70,22 @@ def test_per_task_table_groups_an_evaluation_by_a_task_parameter(tmp_path, capsy
         script.main([str(tmp_path / "per_task.csv"), "--by", "velocity", "--method", "random"])
 
 
+def test_per_task_table_groups_a_vector_parameter_by_its_length(tmp_path, capsys,
+                                                                 experiment_script):
+    curves = {"maml": np.array([[10.0, 20.0], [30.0, 50.0], [-5.0, 5.0]])}
+    write_curves(tmp_path, curves, metric="mean return",  # distances 0.5, 1.5 (a 3-4-5 goal: 5)
+                 tasks=[{"goal": [0.3, 0.4]}, {"goal": [-0.9, 1.2]}, {"goal": [3.0, -4.0]}])
+    script = experiment_script("per_task_table")
+    assert script.main([str(tmp_path / "per_task.csv"), "--by", "goal_norm",
+                        "--bins", "0", "2", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| goal_norm | tasks | step 0 | step 1 |"
+    assert lines[2:] == ["| 0 - 2 | 2 | 20.0 | 35.0 |", "| 2 - 5 | 1 | -5.0 | 5.0 |"]
+    with pytest.raises(SystemExit, match="no column 'velocity_norm'; task parameters: goal_0, "
+                                         "goal_1, goal_norm$"):
+        script.main([str(tmp_path / "per_task.csv"), "--by", "velocity_norm"])
+
+
 def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, experiment_script):
     folders = []
     for seed, curve in ((0, [[-40.0, -4.0], [-40.0, -2.0]]), (1, [[-38.0, -2.0], [-38.0, -2.0]])):
