@@ -30,7 +30,7 @@ def read(path: Path, method: str, by: str) -> dict[int, tuple[float, dict[int, f
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         parameters = [c for c in columns if c not in ("method", "task", "step")][1:]
-        parts = vector_columns(by, parameters)
+        parts = [by] if by in columns else vector_columns(by, parameters)
         if not parts:
             choices = parameters + [f"{name}_norm" for name in vectors(parameters)]
             raise SystemExit(f"error: {path} has no column {by!r}; task parameters: "

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The few-shot comparison of docs/results.md: every few-shot method on Omniglot 5-way 1-shot,
 # 5-way 5-shot and 20-way 1-shot, on the two small background subsets in DATA_DIR (default
-# data/omniglot; fetch them with `python -m metarl.supervised.omniglot.data data/omniglot
-# --archives small`), with the split, episodes and budgets of the MAML runs of docs/results.md
-# (3000 x 8, 2000 x 8 and 1500 x 4 meta-iterations x episodes), each method otherwise with its
-# paper's settings (experiments/METHOD/omniglot.yaml), then evaluated on the same 1000 held-out
+# data/omniglot-small; fetch them with `python -m metarl.supervised.omniglot.data
+# data/omniglot-small --archives small`; a folder that also holds the full splits is
+# refused), with the split, episodes and budgets of the MAML runs of docs/results.md (3000 x 8,
+# 2000 x 8 and 1500 x 4 meta-iterations x episodes), each method otherwise with its paper's
+# settings (experiments/METHOD/omniglot.yaml), then evaluated on the same 1000 held-out
 # episodes. One experiments/grid.py per setting (Ray tasks, --cpus-per-run 1:
 # as many runs at once as the machine has cores); running the command again resumes or skips
 # finished runs. Prints the table (experiments/fewshot_table.py).
@@ -13,8 +14,14 @@
 #
 # METHOD defaults to every method but maml (whose runs are reproduce_omniglot.sh's).
 set -euo pipefail
-DATA=${1:-data/omniglot}
+DATA=${1:-data/omniglot-small}
 OUT=${2:-runs/fewshot}
+if [ -e "$DATA/images_background.zip" ] || [ -e "$DATA/images_evaluation.zip" ]; then
+    echo "error: $DATA holds the full Omniglot splits; every zip in it would be used, and the" \
+         "results are on the two small background subsets only: give a folder holding just" \
+         "those (python -m metarl.supervised.omniglot.data DIR --archives small)" >&2
+    exit 2
+fi
 shift $(( $# > 2 ? 2 : $# ))
 METHODS=("$@")
 if [ ${#METHODS[@]} -eq 0 ]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Omniglot few-shot results of docs/results.md, on the two small background subsets in DATA_DIR
-# (default data/omniglot; fetch them with `python -m metarl.supervised.omniglot.data
-# data/omniglot --archives small`): 242 characters, a seeded split of 75% of the characters for
-# training and 25% held out, each with its 4 rotations as classes. Trains 5-way 1-shot, 5-way 5-shot and
+# (default data/omniglot-small; fetch them with `python -m metarl.supervised.omniglot.data
+# data/omniglot-small --archives small`; a folder that also holds the full splits is refused):
+# 242 characters, a seeded split of 75% of the characters for training and 25% held out, each
+# with its 4 rotations as classes. Trains 5-way 1-shot, 5-way 5-shot and
 # 20-way 1-shot (second order, paper hyperparameters except the budget), then evaluates each on
 # 1000 held-out episodes after 0..3 steps against the non-meta classifier baseline.
 #
@@ -17,8 +18,14 @@
 # and started afresh), evaluates what changed, and prints the Markdown table of
 # docs/results.md (experiments/omniglot_table.py).
 set -euo pipefail
-DATA=${1:-data/omniglot}
+DATA=${1:-data/omniglot-small}
 OUT=${2:-runs/omniglot}
+if [ -e "$DATA/images_background.zip" ] || [ -e "$DATA/images_evaluation.zip" ]; then
+    echo "error: $DATA holds the full Omniglot splits; every zip in it would be used, and the" \
+         "results are on the two small background subsets only: give a folder holding just" \
+         "those (python -m metarl.supervised.omniglot.data DIR --archives small)" >&2
+    exit 2
+fi
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-100}
 
 train_and_evaluate() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from metarl.supervised.omniglot.data import (
     ArchiveNotFoundError,
     ChecksumError,
     DataDirNotFoundError,
+    DownloadError,
     EpisodeSampler,
     OmniglotError,
     OmniglotSplit,
@@ -284,7 +286,7 @@ def test_the_fetch_command_fails_in_one_line_and_keeps_nothing_partial(tmp_path,
     assert fetch_command.main([str(target)]) == 2
     assert capsys.readouterr().err == (
         f"error: could not download {source.as_uri()}/images_background.zip: [Errno 2] No such "
-        f"file or directory: '{source / 'images_background.zip'}'; without a network, copy "
+        f"file or directory: '{source / 'images_background.zip'}'; try again, or copy "
         f"images_background.zip into {target} by hand\n")
     assert sorted(p.name for p in target.iterdir()) == ["images_evaluation.zip"]
     afile = tmp_path / "afile"
@@ -297,6 +299,32 @@ def test_the_fetch_command_fails_in_one_line_and_keeps_nothing_partial(tmp_path,
     err = capsys.readouterr().err
     assert "--archives: invalid choice: 'medium' (choose from" in err
     assert "full" in err and "small" in err
+
+
+@pytest.mark.parametrize("failure, reason", [
+    ("status", "HTTP 404 Not Found"),
+    ("truncated", "IncompleteRead(5 bytes read, 10 more expected)"),
+])
+def test_a_failed_download_is_one_download_error_naming_the_url(failure, reason, tmp_path,
+                                                                monkeypatch):
+    import http.client
+    import io
+    import urllib.error
+
+    class Truncated(io.BytesIO):
+        def read(self, size=-1):
+            raise http.client.IncompleteRead(b"12345", 10)
+
+    def urlopen(url, timeout):
+        if failure == "status":
+            raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
+        return Truncated()
+
+    monkeypatch.setattr(omniglot_archives.urllib.request, "urlopen", urlopen)
+    with pytest.raises(DownloadError, match=rf"^could not download \S+/images_background.zip: "
+                                            rf"{re.escape(reason)}; try again, or copy "):
+        download_archive("images_background.zip", tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_download_verifies_checksum_and_leaves_no_partial_file(tmp_path, monkeypatch):

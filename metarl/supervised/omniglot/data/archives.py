@@ -11,15 +11,17 @@ downloaded one before it is moved into place.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from metarl.files import ensure_dir
 from metarl.supervised.omniglot.data.errors import (
     ArchiveNotFoundError,
     ChecksumError,
@@ -115,22 +117,16 @@ def download_archive(name: str, data_dir: str | Path, *, timeout: float = 60.0) 
         raise ValueError(
             f"cannot download {name!r}; known archives: {', '.join(KNOWN_ARCHIVES)}"
         )
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = ensure_dir(data_dir)  # a file or an unwritable folder: an OutputPathError
     url = DOWNLOAD_URL.format(name=name)
     logger.info("downloading %s to %s", url, data_dir)
     fd, tmp_name = tempfile.mkstemp(dir=data_dir, prefix=f".{name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        out.write(chunk)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                reason = getattr(error, "reason", None) or error
-                raise DownloadError(f"could not download {url}: {reason}; without a network, "
-                                    f"copy {name} into {data_dir} by hand") from error
+            for chunk in _body(url, timeout,
+                               hint=f"try again, or copy {name} into {data_dir} by hand"):
+                out.write(chunk)
         mismatch = checksum_mismatch(tmp, info)
         if mismatch:
             raise ChecksumError(f"checksum mismatch for {name} downloaded from {url}: {mismatch}")
@@ -141,16 +137,31 @@ def download_archive(name: str, data_dir: str | Path, *, timeout: float = 60.0) 
         tmp.unlink(missing_ok=True)
 
 
+def _body(url: str, timeout: float, *, hint: str) -> Iterator[bytes]:
+    """The body of ``url`` in 1 MiB chunks; a ``DownloadError`` naming the URL, the reason
+    (with the HTTP status where there is one) and ``hint`` for any failure to fetch it."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                yield chunk
+    except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, TLS, truncation
+        if isinstance(error, urllib.error.HTTPError):
+            reason = f"HTTP {error.code} {error.reason}"
+        else:
+            reason = getattr(error, "reason", None) or error
+        raise DownloadError(f"could not download {url}: {reason}; {hint}") from error
+
+
 def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> list[Path]:
     """Known archives in ``data_dir`` (or exactly ``names``), in ``KNOWN_ARCHIVES`` order."""
     data_dir = Path(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         raise DataDirNotFoundError(f"Omniglot data directory {data_dir} is a file, not a "
-                                   f"folder; point --data-dir at the folder holding the zips")
+                                   f"folder; point --data-dir (data_dir in code) at the folder holding the zips")
     if not data_dir.is_dir():
         raise DataDirNotFoundError(
-            f"Omniglot data directory not found: {data_dir}; point --data-dir at the folder "
-            f"holding the zips, or {fetch_hint(data_dir)}"
+            f"Omniglot data directory not found: {data_dir}; point --data-dir (data_dir in "
+            f"code) at the folder holding the zips, or {fetch_hint(data_dir)}"
         )
     if names is not None:
         unknown = [n for n in names if n not in KNOWN_ARCHIVES]
@@ -176,5 +187,6 @@ def find_archives(data_dir: str | Path, names: Sequence[str] | None = None) -> l
 def fetch_hint(data_dir: Path) -> str:
     """How to put the zips into ``data_dir`` (part of the errors for a missing folder or zip)."""
     return (f"fetch the full splits with `python -m metarl.supervised.omniglot.data {data_dir}` "
-            f"(or --download), the two small subsets with `... --archives small`")
+            f"(or --download; download=True in code), or the two small subsets with `... "
+            f"--archives small` (into a folder of their own: every known zip in it is used)")
 
