@@ -1,6 +1,7 @@
 """Adaptation curves of several training seeds side by side, and their mean, as Markdown.
 
     python experiments/seed_table.py EVAL_DIR [EVAL_DIR ...] [--method maml]
+        [--recorded "LABEL:ITERATIONS:STEP0,STEP1,..."]
 
 Each ``EVAL_DIR`` holds the ``curve.json`` of one ``evaluate`` (for instance of runs that differ
 only in ``--seed``, all evaluated with the same ``--seed`` so on the same held-out tasks); they
@@ -9,7 +10,10 @@ row per directory: the training seed, its meta-iterations and ``--method``'s mea
 each step; then the mean over the rows with a 95% interval over seeds (1.96 standard errors of
 the per-seed means: how much the result moves with the training seed, which one run's interval
 over tasks does not show), and the paper's values where ``curve.json`` holds them.
-docs/results.md's navigation_2d table over five seeds comes from this script.
+``--recorded`` adds the curve of a run whose evaluation folder is gone (its numbers as
+docs/results.md records them, evaluated with the same protocol) as one more row, so that the
+mean and interval count it too. docs/results.md's navigation_2d table over five seeds comes
+from this script.
 """
 
 from __future__ import annotations
@@ -39,6 +43,25 @@ def read(folder: Path, method: str) -> dict:
         raise SystemExit(f"error: {path} has no method {method!r}; methods: "
                          f"{', '.join(sorted(result['methods']))}")
     return result
+
+
+def recorded(text: str, method: str) -> tuple[str, dict]:
+    """``(label, curve.json-like)`` from ``"LABEL:ITERATIONS:STEP0,STEP1,..."``; SystemExit with
+    one line naming ``text`` if it does not parse or holds a non-finite return."""
+    form = 'give "LABEL:ITERATIONS:STEP0,STEP1,...", e.g. "seed 0:500:-134.5,-75.3"'
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0].strip():
+        raise SystemExit(f"error: --recorded {text!r}: {form}")
+    label, iterations, values = parts
+    try:
+        iteration = int(iterations)
+        curve = [float(value) for value in values.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --recorded {text!r}: {form}") from None
+    if iteration < 0 or not all(math.isfinite(value) for value in curve):
+        raise SystemExit(f"error: --recorded {text!r}: iterations must be >= 0 and every "
+                         "return finite")
+    return label.strip(), {"iteration": iteration, "methods": {method: {"mean": curve}}}
 
 
 def differences(results: list[dict]) -> list[str]:
@@ -73,7 +96,8 @@ def table(rows: list[tuple[str, dict]], method: str) -> list[str]:
         else:
             cells.append(f"**{mean:.2f}**")
     lines.append(f"| mean of {n} | | " + " | ".join(cells) + " |")
-    published = rows[0][1].get("published_maml")
+    published = next((result["published_maml"] for _, result in rows
+                      if result.get("published_maml")), None)
     if published and method == "maml":
         cells = [f"{v:.2f}" for v in published[:steps]]
         lines.append("| paper | | " + " | ".join(cells + [""] * (steps - len(cells))) + " |")
@@ -84,13 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+", metavar="EVAL_DIR")
     parser.add_argument("--method", default="maml")
+    parser.add_argument("--recorded", action="append", default=[], metavar="LABEL:ITER:CURVE",
+                        help="one more row from numbers recorded elsewhere, e.g. "
+                             '"seed 0:500:-134.5,-75.3,-66.5,-63.4" (repeatable)')
     args = parser.parse_args(argv)
     results = [(folder, read(folder, args.method)) for folder in args.folders]
     differ = differences([result for _, result in results])
     if differ:
         raise SystemExit(f"error: these evaluations differ in {'; '.join(differ)}; a mean over "
                          f"seeds needs the same protocol: {', '.join(PROTOCOL)}")
-    rows = [(f"seed {result.get('run_seed', '?')}", result) for _, result in results]
+    rows = [recorded(text, args.method) for text in args.recorded]
+    rows += [(f"seed {result.get('run_seed', '?')}", result) for _, result in results]
     print("\n".join(table(rows, args.method)))
     return 0
 

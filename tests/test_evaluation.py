@@ -113,6 +113,24 @@ def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, ex
         script.main(folders)
 
 
+def test_seed_table_counts_a_recorded_curve_in_the_mean(tmp_path, capsys, experiment_script):
+    folder = tmp_path / "s1"
+    write_curves(folder, {"maml": np.array([[-38.0, -2.0], [-38.0, -2.0]])}, metric="return",
+                 meta={"env": "navigation_2d", "num_tasks": 2, "seed": 0, "run_seed": 1,
+                       "iteration": 100, "published_maml": [-40.4, -11.7, -3.3]})
+    script = experiment_script("seed_table")
+    assert script.main([str(folder), "--recorded", "seed 0:100:-40,-3,-2.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| seed 0 | 100 | -40.00 | -3.00 |"  # the shorter curve sets the steps
+    assert lines[3] == "| seed 1 | 100 | -38.00 | -2.00 |"
+    assert lines[4] == f"| mean of 2 | | **-39.00** ± {Z_95:.2f} | **-2.50** ± {Z_95 / 2:.2f} |"
+    assert lines[5] == "| paper | | -40.40 | -11.70 |"
+    for bad in ("-40,-3", "seed 0:many:-40,-3", "seed 0:100:-40,x", "seed 0:100:-40,nan",
+                ":100:-40"):
+        with pytest.raises(SystemExit, match="--recorded"):
+            script.main([str(folder), f"--recorded={bad}"])
+
+
 def curves_ending_at(finals, tasks=4):
     """Per-task curves ``[tasks, 4]`` that start together at -40 and jump near ``finals`` in
     the first step (a small spread around each mean, so every interval is finite)."""
