@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metarl"
 #: docs/architecture.md's layers, top to bottom: (layer, module prefixes). A module belongs to
 #: the first layer with a prefix of its name; every other module of metarl is shared machinery.
 LAYERS = [
-    ("command line", ("metarl.run", "metarl.help_pages")),
+    ("command line", ("metarl.run", "metarl.help_pages", "metarl.scripts")),
     ("experiments", ("metarl.experiment", "metarl.algorithms", "metarl.catalog",
                      "metarl.evaluate_run")),
     ("sampling and RL maths", ("metarl.rl.sampler", "metarl.rl.workers", "metarl.rl.ray_sampler",
