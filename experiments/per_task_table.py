@@ -22,34 +22,72 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from metarl.scripts import finite_float
+
+#: The columns every ``per_task.csv`` starts with; the metric and the task parameters follow.
+KEY_COLUMNS = ("method", "task", "step")
+
 
 def read(path: Path, method: str, by: str) -> dict[int, tuple[float, dict[int, float]]]:
     """``{task: (value of by, {step: score})}`` of ``method``; SystemExit with one line if the
-    file lacks the method or the column."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        parameters = [c for c in columns if c not in ("method", "task", "step")][1:]
-        parts = [by] if by in columns else vector_columns(by, parameters)
-        if not parts:
-            choices = parameters + [f"{name}_norm" for name in vectors(parameters)]
-            raise SystemExit(f"error: {path} has no column {by!r}; task parameters: "
-                             f"{', '.join(choices) or 'none'}")
-        metric = columns[3]
-        tasks: dict[int, tuple[float, dict[int, float]]] = {}
-        methods = set()
-        for row in reader:
-            methods.add(row["method"])
-            if row["method"] != method:
-                continue
-            task = int(row["task"])
-            value = float(row[by]) if parts == [by] else math.hypot(*map(float, (row[c] for c in parts)))
-            value, scores = tasks.setdefault(task, (value, {}))
-            scores[int(row["step"])] = float(row[metric])
+    file is not an evaluation's, lacks the method or the column, or holds a row that is
+    incomplete or not finite."""
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            if tuple(columns[:3]) != KEY_COLUMNS or len(columns) < 4:
+                raise SystemExit(f"error: {path} is not an evaluation's per_task.csv (its "
+                                 f"header should start with {', '.join(KEY_COLUMNS)}, metric)")
+            parameters = columns[4:]
+            parts = vector_columns(by, parameters)
+            if not parts:
+                choices = parameters + [f"{name}_norm" for name in vectors(parameters)]
+                raise SystemExit(f"error: {path} has no task parameter {by!r}; task "
+                                 f"parameters: {', '.join(choices) or 'none'}")
+            tasks, methods = rows(path, reader, method, columns[3], by, parts)
+    except UnicodeDecodeError:
+        raise SystemExit(f"error: {path} is not a text CSV file") from None
+    if not methods:
+        raise SystemExit(f"error: {path} has no rows")
     if not tasks:
         raise SystemExit(f"error: {path} has no method {method!r}; methods: "
                          f"{', '.join(sorted(methods))}")
+    steps = max(max(scores) for _, scores in tasks.values()) + 1
+    for task, (_, scores) in sorted(tasks.items()):
+        missing = [k for k in range(steps) if k not in scores]
+        if missing:
+            raise SystemExit(f"error: {path}: task {task} of {method!r} has no step "
+                             f"{missing[0]} (the others have steps 0..{steps - 1})")
     return tasks
+
+
+def rows(path: Path, reader: csv.DictReader, method: str, metric: str, by: str,
+         parts: list[str]) -> tuple[dict[int, tuple[float, dict[int, float]]], set[str]]:
+    """``method``'s tasks as :func:`read` returns them, and every method the file holds."""
+    tasks: dict[int, tuple[float, dict[int, float]]] = {}
+    methods = set()
+    for row in reader:
+        where = f"error: {path} line {reader.line_num}"
+        if None in row.values() or None in row:
+            raise SystemExit(f"{where}: the row does not have {len(reader.fieldnames)} fields")
+        methods.add(row["method"])
+        if row["method"] != method:
+            continue
+        try:
+            task, step = int(row["task"]), int(row["step"])
+            score = float(row[metric])
+            values = [float(row[c]) for c in parts]
+        except ValueError as error:
+            raise SystemExit(f"{where}: {error}") from None
+        if not all(math.isfinite(v) for v in (score, *values)):
+            raise SystemExit(f"{where}: task {task}, step {step}: {metric} {score:g}, "
+                             f"{', '.join(parts)} {', '.join(f'{v:g}' for v in values)}: "
+                             "every value must be finite")
+        value = values[0] if parts == [by] else math.hypot(*values)
+        value, scores = tasks.setdefault(task, (value, {}))
+        scores[step] = score
+    return tasks, methods
 
 
 def vectors(parameters: list[str]) -> list[str]:
@@ -97,11 +135,20 @@ def table(tasks: dict[int, tuple[float, dict[int, float]]], by: str,
              "|---|---|" + "---|" * steps]
     for label in order:
         members = groups.get(label, [])
-        means = [sum(s[k] for s in members) / len(members) if members else float("nan")
+        cells = [f"{sum(s[k] for s in members) / len(members):.1f}" if members else "—"
                  for k in range(steps)]
-        lines.append(f"| {label} | {len(members)} | "
-                     + " | ".join(f"{m:.1f}" for m in means) + " |")
+        lines.append(f"| {label} | {len(members)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def outside(tasks: dict[int, tuple[float, dict[int, float]]], by: str,
+            edges: list[float]) -> str:
+    """A note on the tasks no bin of ``edges`` holds (empty if every task is in one)."""
+    left = sorted(v for v, _ in tasks.values() if not edges[0] <= v <= edges[-1])
+    if not left:
+        return ""
+    return (f"note: {len(left)} of {len(tasks)} tasks fall outside --bins [{edges[0]:g}, "
+            f"{edges[-1]:g}] ({by} {left[0]:.3g} to {left[-1]:.3g}); they are not in the table")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("csv", type=Path)
     parser.add_argument("--by", required=True, help="task parameter column, e.g. velocity, or "
                         "NAME_norm for the length of the vector NAME_0, NAME_1, ... (goal_norm)")
-    parser.add_argument("--bins", type=float, nargs="+", help="bin edges, increasing")
+    parser.add_argument("--bins", type=finite_float, nargs="+",
+                        help="bin edges, finite and increasing")
     parser.add_argument("--method", default="maml")
     args = parser.parse_args(argv)
     if not args.csv.is_file():
@@ -121,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                      "increasing edges")
     tasks = read(args.csv, args.method, args.by)
     print("\n".join(table(tasks, args.by, args.bins)))
+    note = outside(tasks, args.by, args.bins) if args.bins else ""
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -33,15 +33,35 @@ PROTOCOL = ("env", "num_tasks", "seed", "steps", "step_sizes", "episodes_per_tas
 
 
 def read(folder: Path, method: str) -> dict:
-    """The ``curve.json`` of ``folder``; SystemExit with one line if it is missing or lacks
-    ``method``."""
+    """The ``curve.json`` of ``folder``; SystemExit with one line if it is missing, is not an
+    evaluation's, lacks ``method`` or holds a non-finite mean."""
     path = folder / "curve.json"
+    if folder.is_file():
+        raise SystemExit(f"error: {folder} is a file; give the folder evaluate wrote")
     if not path.is_file():
-        raise SystemExit(f"error: {path}: no such file (give the folders evaluate wrote)")
-    result = json.loads(path.read_text())
+        hint = (f" (did you mean {folder / 'evaluation'}?)"
+                if (folder / "evaluation" / "curve.json").is_file()
+                else " (give the folders evaluate wrote)")
+        raise SystemExit(f"error: {path}: no such file{hint}")
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SystemExit(f"error: {path} is not valid JSON ({error}); evaluate again") from None
+    if not isinstance(result, dict) or not isinstance(result.get("methods"), dict):
+        raise SystemExit(f"error: {path} is not an evaluation's curve (no \"methods\")")
     if method not in result["methods"]:
         raise SystemExit(f"error: {path} has no method {method!r}; methods: "
                          f"{', '.join(sorted(result['methods']))}")
+    if not isinstance(result.get("iteration"), int):
+        raise SystemExit(f"error: {path} has no meta-iteration (\"iteration\")")
+    curve = result["methods"][method].get("mean") if isinstance(
+        result["methods"][method], dict) else None
+    if not isinstance(curve, list) or not curve:
+        raise SystemExit(f"error: {path}: method {method!r} has no mean return per step")
+    for step, value in enumerate(curve):
+        if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            raise SystemExit(f"error: {path}: the mean of {method!r} after {step} steps is "
+                             f"{value}, not a finite number")
     return result
 
 
@@ -112,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="one more row from numbers recorded elsewhere, e.g. "
                              '"seed 0:500:-134.5,-75.3,-66.5,-63.4" (repeatable)')
     args = parser.parse_args(argv)
+    seen: set[Path] = set()
+    for folder in args.folders:
+        if folder.resolve() in seen:
+            raise SystemExit(f"error: {folder} is given twice; each evaluation counts once")
+        seen.add(folder.resolve())
     results = [(folder, read(folder, args.method)) for folder in args.folders]
     differ = differences([result for _, result in results])
     if differ:
@@ -119,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"seeds needs the same protocol: {', '.join(PROTOCOL)}")
     rows = [recorded(text, args.method) for text in args.recorded]
     rows += [(f"seed {result.get('run_seed', '?')}", result) for _, result in results]
+    lengths = {len(result["methods"][args.method]["mean"]) for _, result in rows}
+    if len(lengths) > 1:
+        found = ", ".join(f"{label}: {len(result['methods'][args.method]['mean'])}"
+                          for label, result in rows)
+        raise SystemExit(f"error: the curves have different numbers of steps ({found}); "
+                         "a --recorded curve needs one value per step of the evaluations")
     print("\n".join(table(rows, args.method)))
     return 0
 

@@ -64,7 +64,7 @@ def test_per_task_table_groups_an_evaluation_by_a_task_parameter(tmp_path, capsy
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "| 0 - 1 | 2 | -15.0 | -3.0 |"
     assert lines[3] == "| 1 - 2 | 1 | -30.0 | -9.0 |"  # the last bin holds its upper edge
-    with pytest.raises(SystemExit, match="no column 'goal'; task parameters: velocity"):
+    with pytest.raises(SystemExit, match="no task parameter 'goal'; task parameters: velocity"):
         script.main([str(tmp_path / "per_task.csv"), "--by", "goal"])
     with pytest.raises(SystemExit, match="no method 'random'; methods: maml, oracle"):
         script.main([str(tmp_path / "per_task.csv"), "--by", "velocity", "--method", "random"])
@@ -81,9 +81,46 @@ def test_per_task_table_groups_a_vector_parameter_by_its_length(tmp_path, capsys
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| goal_norm | tasks | step 0 | step 1 |"
     assert lines[2:] == ["| 0 - 2 | 2 | 20.0 | 35.0 |", "| 2 - 5 | 1 | -5.0 | 5.0 |"]
-    with pytest.raises(SystemExit, match="no column 'velocity_norm'; task parameters: goal_0, "
+    with pytest.raises(SystemExit, match="no task parameter 'velocity_norm'; task parameters: "
+                                         "goal_0, "
                                          "goal_1, goal_norm$"):
         script.main([str(tmp_path / "per_task.csv"), "--by", "velocity_norm"])
+
+
+def test_per_task_table_says_what_the_bins_leave_out(tmp_path, capsys, experiment_script):
+    write_curves(tmp_path, {"maml": np.array([[-10.0, -2.0], [-20.0, -4.0], [-30.0, -9.0]])},
+                 metric="mean return",
+                 tasks=[{"velocity": 0.2}, {"velocity": 0.4}, {"velocity": 2.0}])
+    script = experiment_script("per_task_table")
+    assert script.main([str(tmp_path / "per_task.csv"), "--by", "velocity",
+                        "--bins", "0", "0.1", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[2] == "| 0 - 0.1 | 0 | — | — |"  # an empty bin has no mean
+    assert err == ("note: 1 of 3 tasks fall outside --bins [0, 1] (velocity 2 to 2); they are "
+                   "not in the table\n")
+    for column in ("step", "task", "method", "mean return"):  # not task parameters
+        with pytest.raises(SystemExit, match=f"no task parameter '{column}'"):
+            script.main([str(tmp_path / "per_task.csv"), "--by", column])
+
+
+@pytest.mark.parametrize("corrupt, said", [
+    (lambda text: text.replace(",-20,", ",nan,", 1), r"line 4: task 1, step 0: mean return nan"),
+    (lambda text: text.replace("0.4", "inf", 1), r"line 4: .*velocity inf: every value must"),
+    (lambda text: text[:text.rindex(",")], r"line 7: the row does not have 5 fields"),
+    (lambda text: "\n".join(text.splitlines()[:-1]), r"task 2 of 'maml' has no step 1"),
+    (lambda text: text.replace(",1,", ",x,", 1), r"line \d: invalid literal for int"),
+    (lambda text: text.splitlines()[0], r"has no rows"),
+    (lambda text: "a,b\n1,2\n", r"is not an evaluation's per_task.csv"),
+])
+def test_per_task_table_refuses_a_broken_csv_in_one_line(tmp_path, experiment_script, corrupt,
+                                                         said):
+    write_curves(tmp_path, {"maml": np.array([[-10.0, -2.0], [-20.0, -4.0], [-30.0, -9.0]])},
+                 metric="mean return",
+                 tasks=[{"velocity": 0.2}, {"velocity": 0.4}, {"velocity": 2.0}])
+    path = tmp_path / "per_task.csv"
+    path.write_text(corrupt(path.read_text()))
+    with pytest.raises(SystemExit, match=said):
+        experiment_script("per_task_table").main([str(path), "--by", "velocity"])
 
 
 def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, experiment_script):
@@ -119,16 +156,52 @@ def test_seed_table_counts_a_recorded_curve_in_the_mean(tmp_path, capsys, experi
                  meta={"env": "navigation_2d", "num_tasks": 2, "seed": 0, "run_seed": 1,
                        "iteration": 100, "published_maml": [-40.4, -11.7, -3.3]})
     script = experiment_script("seed_table")
-    assert script.main([str(folder), "--recorded", "seed 0:100:-40,-3,-2.5"]) == 0
+    assert script.main([str(folder), "--recorded", "seed 0:100:-40,-3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2] == "| seed 0 | 100 | -40.00 | -3.00 |"  # the shorter curve sets the steps
+    assert lines[2] == "| seed 0 | 100 | -40.00 | -3.00 |"
     assert lines[3] == "| seed 1 | 100 | -38.00 | -2.00 |"
     assert lines[4] == f"| mean of 2 | | **-39.00** ± {Z_95:.2f} | **-2.50** ± {Z_95 / 2:.2f} |"
     assert lines[5] == "| paper | | -40.40 | -11.70 |"
     for bad in ("-40,-3", "seed 0:many:-40,-3", "seed 0:100:-40,x", "seed 0:100:-40,nan",
-                ":100:-40"):
+                ":100:-40", "seed 0:100:-40,-3,-2.5"):
         with pytest.raises(SystemExit, match="--recorded"):
             script.main([str(folder), f"--recorded={bad}"])
+
+
+@pytest.mark.parametrize("corrupt, said", [
+    (lambda path: path.write_text(path.read_text()[:40]), "is not valid JSON"),
+    (lambda path: path.write_text("[]"), "is not an evaluation's curve"),
+    (lambda path: path.write_text(path.read_text().replace("-2.0", "NaN", 1)),
+     "after 1 steps is nan, not a finite number"),
+    (lambda path: path.write_text(path.read_text().replace('"iteration"', '"it"')),
+     "has no meta-iteration"),
+])
+def test_seed_table_refuses_a_broken_curve_in_one_line(tmp_path, experiment_script, corrupt,
+                                                       said):
+    folder = tmp_path / "s1"
+    write_curves(folder, {"maml": np.array([[-38.0, -2.0], [-38.0, -2.0]])}, metric="return",
+                 meta={"env": "navigation_2d", "num_tasks": 2, "seed": 0, "run_seed": 1,
+                       "iteration": 100})
+    script = experiment_script("seed_table")
+    assert script.main([str(folder)]) == 0
+    corrupt(folder / "curve.json")
+    with pytest.raises(SystemExit, match=said):
+        script.main([str(folder)])
+
+
+def test_seed_table_counts_each_folder_once_and_points_at_the_evaluation(tmp_path,
+                                                                         experiment_script):
+    folder = tmp_path / "run" / "evaluation"
+    write_curves(folder, {"maml": np.array([[-38.0, -2.0], [-38.0, -2.0]])}, metric="return",
+                 meta={"env": "navigation_2d", "num_tasks": 2, "seed": 0, "run_seed": 1,
+                       "iteration": 100})
+    script = experiment_script("seed_table")
+    with pytest.raises(SystemExit, match="given twice"):
+        script.main([str(folder), str(tmp_path / "run" / ".." / "run" / "evaluation")])
+    with pytest.raises(SystemExit, match="did you mean .*evaluation"):
+        script.main([str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="is a file; give the folder"):
+        script.main([str(folder / "curve.json")])
 
 
 def curves_ending_at(finals, tasks=4):
