@@ -25,22 +25,43 @@ import math
 import sys
 from pathlib import Path
 
-import yaml
+from metarl.config import read_yaml
+from metarl.scalars import MissingScalarError, logged_scalar, logged_scalars
+from metarl.scripts import run_script
 
-from metarl.scalars import MissingScalarError, logged_scalar
+#: The options of config.yaml that set the episodes one meta-iteration samples.
+EPISODE_OPTIONS = ("meta_batch_size", "fast_batch_size", "num_steps")
 
 
 def episodes_per_iteration(run_dir: Path) -> int:
+    """meta_batch_size x fast_batch_size x (num_steps + 1) from ``run_dir``'s config.yaml;
+    ConfigError (one line at the command line) if the file is missing or malformed."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
-        raise SystemExit(f"{run_dir}: no config.yaml (is it a run directory?)")
-    config = yaml.safe_load(config_path.read_text())
-    try:
-        return (int(config["meta_batch_size"]) * int(config["fast_batch_size"])
-                * (int(config["num_steps"]) + 1))
-    except KeyError as missing:
-        raise SystemExit(f"{run_dir}: config.yaml has no {missing}; --by episodes needs "
-                         "meta_batch_size, fast_batch_size and num_steps") from None
+        raise SystemExit(f"error: {run_dir}: no config.yaml (is it a run directory?)")
+    config = read_yaml(config_path)
+    values = {}
+    for name in EPISODE_OPTIONS:
+        value = config.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (name != "num_steps"):
+            raise SystemExit(f"error: {config_path}: {name}={value!r}; --by episodes needs "
+                             f"{', '.join(EPISODE_OPTIONS)} as ints (>= 1, num_steps >= 0)")
+        values[name] = value
+    return values["meta_batch_size"] * values["fast_batch_size"] * (values["num_steps"] + 1)
+
+
+def check_run_dir(run: Path) -> None:
+    """SystemExit with one line unless ``run`` is a folder with a TensorBoard events file."""
+    if run.is_file():
+        raise SystemExit(f"error: {run} is a file, not a run directory")
+    if not run.is_dir():
+        raise SystemExit(f"error: {run}: no such run directory")
+    if not any(run.glob("events.out.tfevents.*")):
+        inside = sorted(p.name for p in run.iterdir() if any(p.glob("events.out.tfevents.*")))
+        hint = (f"; it holds the run{'s' if len(inside) > 1 else ''} {', '.join(inside[:3])}"
+                if inside else "")
+        raise SystemExit(f"error: {run} has no TensorBoard events file (is it a run "
+                         f"directory?){hint}")
 
 
 def blocks(values: dict[int, float], iterations_per_block: float) -> dict[int, list[float]]:
@@ -63,10 +84,11 @@ def table(run_dirs: list[Path], tag: str, block: int, by: str, digits: int = 1) 
         try:
             values = logged_scalar(run, tag)
         except MissingScalarError as error:
-            raise SystemExit(str(error)) from None
+            empty = " (its events files are empty or unreadable)" if not logged_scalars(run) else ""
+            raise SystemExit(f"error: {error}{empty}") from None
         for step, value in values.items():
             if not math.isfinite(value):
-                raise SystemExit(f"{run}: {tag} is {value} at iteration {step}")
+                raise SystemExit(f"error: {run}: {tag} is {value} at iteration {step}")
         columns.append((blocks(values, size), size))
     last = max((max(grouped, default=-1) for grouped, _ in columns), default=-1)
     unit = "iterations" if by == "iterations" else "episodes (thousands)"
@@ -101,11 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.digits <= 12:
         parser.error(f"--digits {args.digits}: must be in 0..12")
     for run in args.runs:
-        if not run.is_dir():
-            parser.error(f"{run}: no such run directory")
+        check_run_dir(run)
     print("\n".join(table(args.runs, args.tag, args.block, args.by, args.digits)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

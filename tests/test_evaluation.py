@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from metarl.config import ConfigError
 from metarl.evaluation import Z_95, curve_figure, outlier_curves, report, summarize, write_curves
 from metarl.nonfinite import NonFiniteError
 
@@ -367,3 +368,19 @@ def test_training_blocks_line_up_runs_by_iteration_or_by_episodes(tmp_path, caps
     nan = fake_run(tmp_path / "c", [1.0, float("nan")], 20)
     with pytest.raises(SystemExit, match="returns/step_1 is nan at iteration 2"):
         script.main([nan])
+
+
+def test_training_blocks_name_what_is_not_a_run(tmp_path, experiment_script):
+    (tmp_path / "runs").mkdir()
+    run = fake_run(tmp_path / "runs" / "a", [1.0, 2.0], 20)
+    script = experiment_script("training_blocks")
+    with pytest.raises(SystemExit, match="runs has no TensorBoard events file .*holds the run a"):
+        script.main([str(tmp_path / "runs")])
+    with pytest.raises(SystemExit, match="is a file, not a run directory"):
+        script.main([str(tmp_path / "runs" / "a" / "config.yaml")])
+    (tmp_path / "runs" / "a" / "config.yaml").write_text("meta_batch_size: 0\n")
+    with pytest.raises(SystemExit, match="meta_batch_size=0; --by episodes needs"):
+        script.main([run, "--by", "episodes"])
+    (tmp_path / "runs" / "a" / "config.yaml").write_text("meta_batch_size: [\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):  # one line via run_script
+        script.main([run, "--by", "episodes"])
