@@ -20,6 +20,8 @@ import statistics
 import sys
 import time
 
+from metarl.scripts import positive_int, run_script
+
 
 def timed(function, rounds: int) -> tuple[float, float]:
     """Median CPU and wall milliseconds of ``function()`` over ``rounds`` calls."""
@@ -41,13 +43,10 @@ def main() -> None:
     tune_malloc()  # the allocator settings of training (metarl.allocator)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=20 * 20 * 100 * 64)
-    parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--size", type=positive_int, default=20 * 20 * 100 * 64)
+    parser.add_argument("--rounds", type=positive_int, default=50)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args()
-    if args.size < 1 or args.rounds < 1 or args.threads < 1:
-        parser.error(f"--size {args.size}, --rounds {args.rounds} and --threads {args.threads} "
-                     "must be >= 1")
     torch.set_num_threads(args.threads)
     x = torch.randn(args.size, generator=torch.Generator().manual_seed(0)) * 2
     grad_x = x.clone().requires_grad_(True)
@@ -83,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

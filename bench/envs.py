@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import gymnasium as gym
@@ -43,6 +44,7 @@ import yaml
 
 from metarl import envs
 from metarl.allocator import tune_malloc
+from metarl.scripts import non_negative_int, positive_int, run_script
 
 
 class RawPhysics:
@@ -154,13 +156,16 @@ def main() -> None:
     tune_malloc()  # the allocator settings of training (metarl.allocator)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
-    parser.add_argument("--num-tasks", type=int, default=40)
-    parser.add_argument("--per-task", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=100, help="steps per batched round")
-    parser.add_argument("--sync-steps", type=int, default=10, help="steps of SyncVectorEnv")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="physics threads")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-tasks", type=positive_int, default=40)
+    parser.add_argument("--per-task", type=positive_int, default=20)
+    parser.add_argument("--steps", type=positive_int, default=100,
+                        help="steps per batched round")
+    parser.add_argument("--sync-steps", type=non_negative_int, default=10,
+                        help="steps of SyncVectorEnv (0: not measured)")
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="physics threads (default: the CPUs available)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--env-option", type=env_option, action="append", default=[],
                         metavar="KEY=VALUE", help="an env option of the family, repeatable")
     parser.add_argument("--compare-paper-clock", action="store_true",
@@ -208,4 +213,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
+from metarl.scripts import positive_int, run_script
 
 #: Every few-shot method, in the order of the README's table.
 METHODS = ("maml", "fomaml", "reptile", "anil", "protonet", "matching", "relation", "siamese",
@@ -47,12 +50,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default="data/omniglot",
                         help="the Omniglot zips (default: data/omniglot)")
     parser.add_argument("--cache-dir", default="")
-    parser.add_argument("--ways", type=int, default=5)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--queries", type=int, default=15)
-    parser.add_argument("--meta-batch-size", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ways", type=positive_int, default=5)
+    parser.add_argument("--shots", type=positive_int, default=1)
+    parser.add_argument("--queries", type=positive_int, default=15)
+    parser.add_argument("--meta-batch-size", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--methods", nargs="+", default=None, choices=METHODS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

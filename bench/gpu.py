@@ -28,9 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
+from metarl.scripts import non_negative_int, positive_int, run_script
 
 
 def timer(device):
@@ -120,13 +123,14 @@ def trpo_step(args, device) -> dict:
 
     from metarl import experiment
     from metarl.core.maml import parameters_of, stack_params
+    from metarl.rl.config import task_family
     from metarl.rl.maml_trpo import MAMLTRPO
     from metarl.rl.trainer import build_policy, env_sizes
 
     config = experiment.make_config("maml_trpo", env="cheetah_vel", device=str(device),
                                     meta_batch_size=args.tasks, fast_batch_size=args.episodes)
     horizon = 200
-    obs_size, act_size = env_sizes(config.env)
+    obs_size, act_size = env_sizes(task_family(config))  # the family, options bound
     cpu_policy = build_policy(config, obs_size, act_size)
     generator = torch.Generator().manual_seed(0)
     theta = {k: v.detach() for k, v in stack_params(parameters_of(cpu_policy), args.tasks).items()}
@@ -184,15 +188,17 @@ def main() -> None:
                         help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--part", choices=("both", "omniglot", "trpo"), default="both",
                         help="what to time (default: both)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default: 3)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="timed rounds (default: 3)")
+    parser.add_argument("--threads", type=non_negative_int, default=1,
                         help="torch threads, 0: one per core (default: 1)")
     parser.add_argument("--data-dir", default="data/omniglot",
                         help="the Omniglot zips (default: data/omniglot)")
-    parser.add_argument("--meta-batch-size", type=int, default=32,
+    parser.add_argument("--meta-batch-size", type=positive_int, default=32,
                         help="Omniglot tasks per meta-step (default: 32)")
-    parser.add_argument("--tasks", type=int, default=40, help="TRPO tasks (default: 40)")
-    parser.add_argument("--episodes", type=int, default=20,
+    parser.add_argument("--tasks", type=positive_int, default=40,
+                        help="TRPO tasks (default: 40)")
+    parser.add_argument("--episodes", type=positive_int, default=20,
                         help="TRPO episodes per task (default: 20)")
     args = parser.parse_args()
     if args.threads:
@@ -210,4 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -24,8 +24,11 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
+from metarl.scripts import non_negative_int, positive_float, positive_int, run_script
 
 
 def measure(trainer) -> dict:
@@ -74,13 +77,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
-    parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
-    parser.add_argument("--hvp-subsample", type=float, default=None)
-    parser.add_argument("--num-workers", type=int, default=None)
-    parser.add_argument("--meta-batch-size", type=int, default=None)
-    parser.add_argument("--fast-batch-size", type=int, default=None)
+    parser.add_argument("--iterations", type=positive_int, default=3, help="timed iterations")
+    parser.add_argument("--hvp-subsample", type=positive_float, default=None)
+    parser.add_argument("--num-workers", type=positive_int, default=None)
+    parser.add_argument("--meta-batch-size", type=positive_int, default=None)
+    parser.add_argument("--fast-batch-size", type=positive_int, default=None)
     parser.add_argument("--curvature", default=None)
-    parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument("--torch-threads", type=non_negative_int, default=None,
+                        help="PyTorch threads of the learner (0: PyTorch's default)")
     parser.add_argument("--env-option", action="append", default=None, metavar="KEY=VALUE",
                         help="an env option of the run, repeatable (as a run's)")
     parser.add_argument("--compare-paper-clock", action="store_true",
@@ -132,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
+from metarl.scripts import positive_int, run_script
 
 METHODS = ("maml_trpo", "promp", "rl2")
 
@@ -37,16 +40,32 @@ def build(method: str, args: argparse.Namespace):
     return algorithm(method).build_trainer(config)
 
 
+def check_rl2_trials(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse sizes that give RL² fewer trials per meta-iteration (``--meta-batch-size`` x
+    ``--episodes``) than the minibatches its shipped config splits them into, naming this
+    script's flags rather than RL²'s options."""
+    from metarl.experiment import make_config
+
+    num_minibatches = make_config("rl2", env=args.env).num_minibatches
+    trials = args.meta_batch_size * args.episodes
+    if trials < num_minibatches:
+        parser.error(f"--meta-batch-size {args.meta_batch_size} x --episodes {args.episodes} "
+                     f"gives RL² {trials} trial(s) per meta-iteration, fewer than the "
+                     f"num_minibatches={num_minibatches} of its shipped config; choose sizes "
+                     f"whose product is at least {num_minibatches}")
+
+
 def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="navigation_2d")
-    parser.add_argument("--meta-batch-size", type=int, default=20)
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--meta-batch-size", type=positive_int, default=20)
+    parser.add_argument("--episodes", type=positive_int, default=20)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=1)
     args = parser.parse_args()
+    check_rl2_trials(parser, args)
     torch.set_num_threads(args.threads)
     trainers = {method: build(method, args) for method in METHODS}
     try:
@@ -69,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -37,9 +37,12 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
+from metarl.scripts import non_negative_int, positive_int, run_script
 
 
 def main() -> None:
@@ -54,12 +57,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data/omniglot",
                         help="the Omniglot zips (default: data/omniglot)")
-    parser.add_argument("--meta-batch-size", type=int, default=32)
-    parser.add_argument("--ways", type=int, default=5)
-    parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--queries", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
+    parser.add_argument("--meta-batch-size", type=positive_int, default=32)
+    parser.add_argument("--ways", type=positive_int, default=5)
+    parser.add_argument("--shots", type=positive_int, default=1)
+    parser.add_argument("--queries", type=positive_int, default=15)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--threads", type=non_negative_int, default=1,
+                        help="torch threads (0: default)")
     parser.add_argument("--bfloat16", action="store_true",
                         help="also time both under bfloat16 autocast")
     parser.add_argument("--float64", action="store_true",
@@ -149,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -7,7 +7,8 @@ linger into the next): ``bench/envs.py`` (batched env-steps/s against raw physic
 ``bench/sampling.py`` (seconds per sampled meta-batch) and ``bench/meta_iteration.py``
 (seconds per meta-iteration and its split), reads the JSON line each prints last, and prints
 a Markdown table, then all results as one JSON object on the last line. MuJoCo envs take
-minutes each on 2 cores.
+minutes each on 2 cores. An env name no benchmark could run stops it before any runs, in one
+line; a benchmark that fails is reported under the table, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+from metarl.scripts import positive_int, run_script
 
 HERE = Path(__file__).resolve().parent
 BUILTIN = ["navigation_2d", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir", "ant_goal"]
@@ -39,11 +42,22 @@ def cell(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def main() -> None:
+def check_envs(names: list[str]) -> None:
+    """Resolve every env name before any benchmark runs: ``UnknownEnvError`` (one line naming
+    the env and the known families, by :func:`run_script`) for a name no benchmark could run."""
+    from metarl import envs
+
+    for name in names:
+        envs.resolve(name)
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=BUILTIN)
-    parser.add_argument("--iterations", type=int, default=2, help="timed meta-iterations")
+    parser.add_argument("--iterations", type=positive_int, default=2,
+                        help="timed meta-iterations")
     args = parser.parse_args()
+    check_envs(args.envs)
 
     results = {}
     for env in args.envs:
@@ -70,7 +84,13 @@ def main() -> None:
             if "error" in part:
                 print(f"  {env}: {part['error']}")
     print(json.dumps(results))
+    return 1 if any_failed(results) else 0
+
+
+def any_failed(results: dict) -> bool:
+    """Whether a benchmark of any env failed (its result is an error dict)."""
+    return any("error" in part for parts in results.values() for part in parts.values())
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -25,6 +25,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import common  # noqa: F401  bench/common.py: the allocator settings of training
@@ -36,24 +37,34 @@ from metarl.rl.policy import GaussianMLPPolicy
 from metarl.rl.recurrent_policy import GRUGaussianPolicy
 from metarl.rl.sampler import BatchedSampler, PolicySpec
 from metarl.rl.trial_sampler import TrialSampler
+from metarl.scripts import positive_int, run_script
 
 DEFAULT_SIZES = {"navigation_2d": (20, 20, 2)}  # (tasks, trials, episodes); others (40, 20, 2)
+
+
+def sizes(args) -> tuple[int, int, int]:
+    """(tasks, trials per task, episodes per trial): each flag given, else the env's
+    default."""
+    given = (args.tasks, args.trials, args.episodes)
+    defaults = DEFAULT_SIZES.get(args.env, (40, 20, 2))
+    return tuple(default if value is None else value for value, default in zip(given, defaults))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="navigation_2d")
-    parser.add_argument("--tasks", type=int)
-    parser.add_argument("--trials", type=int)
-    parser.add_argument("--episodes", type=int)
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="physics threads of each env")
+    parser.add_argument("--tasks", type=positive_int, default=None,
+                        help="default: 20 for navigation_2d, else 40")
+    parser.add_argument("--trials", type=positive_int, default=None, help="default: 20")
+    parser.add_argument("--episodes", type=positive_int, default=None,
+                        help="episodes per trial (default: 2)")
+    parser.add_argument("--hidden-size", type=positive_int, default=64)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=1,
+                        help="physics threads of each env")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tasks_n, trials, episodes = DEFAULT_SIZES.get(args.env, (40, 20, 2))
-    tasks_n, trials, episodes = (args.tasks or tasks_n, args.trials or trials,
-                                 args.episodes or episodes)
+    tasks_n, trials, episodes = sizes(args)
     family = envs.resolve(args.env)
     normalize = args.env == "navigation_2d"
     tasks = family.sample_tasks(tasks_n, seed=0)
@@ -104,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -38,6 +38,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
@@ -50,6 +51,7 @@ from metarl.envs.base import usable_cores
 from metarl.rl import policy as policy_module
 from metarl.rl import sampler as sampler_module
 from metarl.rl import workers as workers_module
+from metarl.scripts import non_negative_int, positive_int, run_script
 
 cpu_seconds, time_raw_physics = common.cpu_seconds, common.time_raw_physics
 
@@ -59,26 +61,29 @@ DEFAULT_SIZES = {"navigation_2d": (20, 20)}  # (tasks, episodes per task); other
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
-    parser.add_argument("--num-workers", type=int, default=None,
+    parser.add_argument("--num-workers", type=positive_int, default=None,
                         help="processes (default: make_sampler's default; 1 = in-process)")
-    parser.add_argument("--num-threads", type=int, default=None, help="physics threads/process")
-    parser.add_argument("--num-tasks", type=int, default=None)
-    parser.add_argument("--episodes-per-task", type=int, default=None)
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[64, 64])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-threads", type=positive_int, default=None,
+                        help="physics threads/process")
+    parser.add_argument("--num-tasks", type=positive_int, default=None,
+                        help="default: 20 for navigation_2d, else 40")
+    parser.add_argument("--episodes-per-task", type=positive_int, default=None,
+                        help="default: 20")
+    parser.add_argument("--hidden-sizes", type=positive_int, nargs="+", default=[64, 64])
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--sampler", choices=("local", "ray"), default="local",
                         help="ray: compare the Ray sampler with the local process sampler")
     parser.add_argument("--ray-address", default=None,
                         help="with --sampler ray: the cluster to join (default: a local runtime)")
-    parser.add_argument("--ray-actors", type=int, default=None,
+    parser.add_argument("--ray-actors", type=positive_int, default=None,
                         help="with --sampler ray: actors (default: one per CPU of the cluster)")
     args = parser.parse_args()
 
     family = envs.resolve(args.env)
     default_tasks, default_episodes = DEFAULT_SIZES.get(args.env, (40, 20))
-    num_tasks = args.num_tasks or default_tasks
-    episodes = args.episodes_per_task or default_episodes
+    num_tasks = default_tasks if args.num_tasks is None else args.num_tasks
+    episodes = default_episodes if args.episodes_per_task is None else args.episodes_per_task
     probe = family.make_batched(1, num_threads=1)
     spec = sampler_module.PolicySpec(probe.observation_size, probe.action_size,
                                      tuple(args.hidden_sizes), "tanh")
@@ -236,4 +241,4 @@ def describe(sampler) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -43,9 +43,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import common  # bench/common.py: bench/ is first on sys.path when run as a script
+
+from metarl.scripts import finite_float, non_negative_int, positive_float, positive_int, run_script
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite float >= 0 (``--latency-ms 0``: no latency)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
 
 
 def main() -> None:
@@ -55,15 +66,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
-    parser.add_argument("--iterations", type=int, default=2, help="timed iterations")
+    parser.add_argument("--iterations", type=positive_int, default=2, help="timed iterations")
     parser.add_argument("--ray-address", default="", help="cluster to join (default: local)")
-    parser.add_argument("--bandwidth-gbit", type=float, default=10.0,
+    parser.add_argument("--bandwidth-gbit", type=positive_float, default=10.0,
                         help="network bandwidth into the driver's node, Gbit/s, for the "
                              "projection (default: 10)")
-    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--latency-ms", type=float, default=1.0,
+    parser.add_argument("--nodes", type=positive_int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--latency-ms", type=non_negative_float, default=1.0,
                         help="round-trip time between nodes, for the distributed projection")
-    parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument("--torch-threads", type=non_negative_int, default=None,
+                        help="PyTorch threads of the learner (0: PyTorch's default)")
     args = parser.parse_args()
     flags = {"env": args.env, "sampler": "ray", "ray_address": args.ray_address}
     if args.torch_threads is not None:
@@ -170,4 +182,4 @@ def record_transfers(sampler) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))
