@@ -150,7 +150,9 @@ def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     marker = "WeightsUnpickler error:"
     if marker in text:
-        refused = text.split(marker, 1)[1].strip().split(". ")[0]
+        refused = text.split(marker, 1)[1].strip().splitlines()[0].split(". ")[0]
+        if refused.startswith("Unsupported operand"):  # bytes that are no pickle at all
+            return f"not a PyTorch file: {refused}"
         return f"it holds objects other than tensors and plain values: {refused}"
     lines = text.splitlines()
     return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__

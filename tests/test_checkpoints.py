@@ -61,8 +61,9 @@ def rl_state(env: str = "navigation_2d") -> dict:
 def test_junk_is_a_checkpoint_error(tmp_path, junk):
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(junk)
-    with pytest.raises(CheckpointError, match="corrupt or unreadable|does not hold a dict"):
+    with pytest.raises(CheckpointError, match="corrupt or unreadable|does not hold a dict") as raised:
         load_checkpoint(path)
+    assert len(str(raised.value).splitlines()) == 1
 
 
 @pytest.mark.parametrize("command", ["evaluate", "resume"])
