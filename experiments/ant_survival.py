@@ -22,12 +22,17 @@ docs/results.md (ant_dir) quotes both tables.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import mujoco
 import numpy as np
 
+from metarl.scripts import non_negative_int, positive_float, positive_int, run_script
+
 HORIZON = 200
+#: The most physics steps one action is held for (10 s of the model's 0.01 s timestep).
+MAX_SUBSTEPS = 1000
 
 
 def episode_length(model: mujoco.MjModel, data: mujoco.MjData, sigma: float, substeps: int,
@@ -47,38 +52,52 @@ def episode_length(model: mujoco.MjModel, data: mujoco.MjData, sigma: float, sub
     return HORIZON
 
 
-def main(argv: list[str] | None = None) -> int:
-    from metarl.envs.ant import ant_model
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 0.5, 0.3])
-    parser.add_argument("--control-steps", type=float, nargs="+", default=[0.02, 0.05],
-                        help="seconds each action is held (multiples of the 0.01 s timestep)")
-    parser.add_argument("--episodes", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policies", nargs="*", default=[],
-                        help="STD:SCALE pairs of --init-std and --init-mean-scale")
-    args = parser.parse_args(argv)
+def parse_policies(parser: argparse.ArgumentParser, pairs: list[str]) -> list[tuple[float, float]]:
+    """``--policies`` as (init_std, init_mean_scale) pairs; a parser error naming a pair that is
+    not STD:SCALE of finite numbers with STD > 0 and SCALE >= 0."""
     policies = []
-    for pair in args.policies:
+    for pair in pairs:
         try:
             std, scale = (float(v) for v in pair.split(":"))
         except ValueError:
             parser.error(f"--policies {pair}: give STD:SCALE, e.g. 0.3:0.01")
-        if std <= 0 or scale < 0:
-            parser.error(f"--policies {pair}: STD must be > 0 and SCALE >= 0")
+        if not (math.isfinite(std) and math.isfinite(scale) and std > 0 and scale >= 0):
+            parser.error(f"--policies {pair}: STD must be a finite number > 0 and SCALE a "
+                         "finite number >= 0")
         policies.append((std, scale))
-    model = ant_model()
-    timestep = model.opt.timestep
+    return policies
+
+
+def substeps_of(parser: argparse.ArgumentParser, steps: list[float],
+                timestep: float) -> dict[float, int]:
+    """Physics steps per action for each control step; a parser error naming a control step
+    that is not a positive multiple of ``timestep`` (of at most MAX_SUBSTEPS steps)."""
     substeps = {}
-    for step in args.control_steps:
-        count = round(step / timestep)
-        if count < 1 or abs(count * timestep - step) > 1e-9:
+    for step in steps:
+        count = round(step / timestep) if math.isfinite(step) else 0
+        if not 1 <= count <= MAX_SUBSTEPS or abs(count * timestep - step) > 1e-9:
             parser.error(f"--control-steps {step:g}: must be a positive multiple of the model's "
-                         f"timestep {timestep:g} s")
+                         f"timestep {timestep:g} s, at most {MAX_SUBSTEPS * timestep:g} s")
         substeps[step] = count
-    if args.episodes < 1 or any(s <= 0 for s in args.sigmas):
-        parser.error("--episodes must be >= 1 and every --sigmas value > 0")
+    return substeps
+
+
+def main(argv: list[str] | None = None) -> int:
+    from metarl.envs.ant import ant_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sigmas", type=positive_float, nargs="+", default=[1.0, 0.5, 0.3],
+                        help="standard deviations of the random actions, finite and > 0")
+    parser.add_argument("--control-steps", type=float, nargs="+", default=[0.02, 0.05],
+                        help="seconds each action is held (multiples of the 0.01 s timestep)")
+    parser.add_argument("--episodes", type=positive_int, default=30)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--policies", nargs="*", default=[],
+                        help="STD:SCALE pairs of --init-std and --init-mean-scale")
+    args = parser.parse_args(argv)
+    policies = parse_policies(parser, args.policies)
+    model = ant_model()
+    substeps = substeps_of(parser, args.control_steps, model.opt.timestep)
     data = mujoco.MjData(model)
     print("| control step (s) | σ | mean length | median length | full episodes |")
     print("|---|---|---|---|---|")
@@ -130,4 +149,4 @@ def policy_lengths(init_std: float, init_mean_scale: float, episodes: int,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

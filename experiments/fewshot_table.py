@@ -9,16 +9,20 @@ For each setting (``OUT/5way1shot``, ``OUT/5way5shot``, ``OUT/20way1shot``: fold
 its held-out accuracy ± 95% CI over 1000 episodes in each setting (for a gradient-based method
 the last adaptation step the evaluation took, as the papers report), the published number on
 the full Omniglot beside it, and the run's training time on this machine (from its TensorBoard
-``time/iteration_s``, summed). A setting without a finished run of a method is a dash.
+``time/iteration_s``, summed; a dash where the run directory is not on this machine, as for runs
+trained on other Ray nodes). A setting without a finished run of a method is a dash.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from metarl.scalars import training_seconds
+from metarl.scripts import run_script
 
 SETTINGS = ("5way1shot", "5way5shot", "20way1shot")
 #: The methods in the table's order, with their family.
@@ -41,15 +45,55 @@ def results(out: Path) -> dict[tuple[str, str], dict]:
     found = {}
     for setting in SETTINGS:
         for path in sorted(out.glob(f"{setting}*/grid_results.json")):  # one grid or several
-            for record in json.loads(path.read_text()):
-                algo = record["name"].split("__")[0]
+            for record in read_records(path):
                 if "curve" in record:
-                    found[setting, algo] = record
+                    check_finished(path, record)
+                    found[setting, record["name"].split("__")[0]] = record
     return found
 
 
+def read_records(path: Path) -> list[dict]:
+    """The run records of the grid_results.json ``path``; SystemExit with one line if it is not
+    a list of records with a name."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"error: {path} is not readable JSON ({error}); run the grid again to "
+                         "rewrite it") from None
+    if not isinstance(records, list):
+        raise SystemExit(f"error: {path} holds a {type(records).__name__}, not the list of run "
+                         "records experiments/grid.py writes")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+            raise SystemExit(f"error: {path}: record {index} has no \"name\"; it is not a run "
+                             "record of experiments/grid.py")
+    return records
+
+
+def check_finished(path: Path, record: dict) -> None:
+    """SystemExit naming ``path`` and the run unless ``record`` has what the table shows: a
+    curve with its iteration and a finite last mean and interval, and the run's options."""
+    where = f"{path}: run {record['name']}"
+    curve, options = record["curve"], record.get("options")
+    methods = curve.get("methods") if isinstance(curve, dict) else None
+    if not isinstance(methods, dict) or not methods or "iteration" not in curve:
+        raise SystemExit(f"error: {where}: its curve has no \"methods\" or \"iteration\"")
+    if not isinstance(options, dict) or not {"meta_batch_size", "output_dir"} <= set(options):
+        raise SystemExit(f"error: {where}: no \"options\" with meta_batch_size and output_dir")
+    for key in ("mean", "ci95"):
+        values = next(iter(methods.values())).get(key)
+        if not isinstance(values, list) or not values:
+            raise SystemExit(f"error: {where}: its curve has no {key!r}")
+        if not isinstance(values[-1], int | float) or not math.isfinite(values[-1]):
+            raise SystemExit(f"error: {where}: the curve's last {key!r} is {values[-1]!r}, not "
+                             "a finite number")
+
+
 def training_hours(run_dir: Path) -> float | None:
-    """The run's summed ``time/iteration_s`` from its TensorBoard events, in hours."""
+    """The run's summed ``time/iteration_s`` from its TensorBoard events, in hours; None if the
+    run directory is not on this machine (trained on another node) or logged none."""
+    if not run_dir.is_dir():
+        return None
     total = training_seconds(run_dir)
     return total / 3600 if total else None
 
@@ -88,8 +132,14 @@ def table(out: Path) -> list[str]:
     return lines
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "runs/fewshot")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path("runs/fewshot"),
+                        metavar="OUT",
+                        help="the output folder of reproduce_fewshot.sh (default: runs/fewshot)")
+    out = parser.parse_args(argv).out
+    if not out.is_dir():
+        raise SystemExit(f"error: {out}: no such folder")
     lines = table(out)
     if len(lines) == 2:
         print(f"error: no finished runs under {out}/{{{','.join(SETTINGS)}}}", file=sys.stderr)
@@ -102,4 +152,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_script(main))

@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
-
+from metarl import envs
+from metarl.checkpoint_format import count
 from metarl.config import (
     ConfigError,
     add_flags,
@@ -52,8 +52,11 @@ from metarl.config import (
     resolve,
     validate,
 )
+from metarl.files import atomic_open
 from metarl.rl.config import MAMLTRPOConfig
+from metarl.runs import CheckpointError, load_checkpoint
 from metarl.scalars import training_seconds
+from metarl.scripts import non_negative_int, positive_float, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,10 +90,18 @@ def find_run(out: Path, env: str, seed: int) -> Path | None:
 
 
 def iteration_of(run_dir: Path) -> int:
+    """The iteration of the run's checkpoint (0 without one); a CheckpointError if the file is
+    not a checkpoint with an iteration."""
     checkpoint = run_dir / "checkpoint.pt"
     if not checkpoint.exists():
         return 0
-    return int(torch.load(checkpoint, weights_only=True)["iteration"])
+    state = load_checkpoint(checkpoint)
+    if "iteration" not in state:
+        raise CheckpointError(f"checkpoint {checkpoint} is malformed: 'iteration' missing")
+    problem = count(state["iteration"])
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {checkpoint} is malformed: 'iteration'{problem}")
+    return state["iteration"]
 
 
 def training_flags(parser: argparse.ArgumentParser, flags: list[str]) -> dict[str, Any]:
@@ -118,9 +129,14 @@ def training_flags(parser: argparse.ArgumentParser, flags: list[str]) -> dict[st
 
 
 def saved_config(run_dir: Path) -> MAMLTRPOConfig:
-    saved = read_yaml(run_dir / "config.yaml")
-    saved.pop("algo", None)
-    return from_mapping(MAMLTRPOConfig, saved, source=str(run_dir / "config.yaml"))
+    """The run's ``config.yaml``; a ConfigError if it is unreadable or not a maml_trpo run's."""
+    path = run_dir / "config.yaml"
+    saved = read_yaml(path)
+    algo = saved.pop("algo", None)
+    if algo != "maml_trpo":
+        raise ConfigError(f"{path} is not the config of a maml_trpo run (algo: {algo!r}); "
+                          f"move {run_dir} aside or use another --out")
+    return from_mapping(MAMLTRPOConfig, saved, source=str(path))
 
 
 def check_flags(parser: argparse.ArgumentParser, run_dir: Path, given: dict[str, Any]) -> None:
@@ -207,7 +223,7 @@ def batch_size(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--num-batches", type=int, default=500, help="meta-iterations, >= 1")
     parser.add_argument("--chunk", type=int, default=50,
@@ -220,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes-per-task", type=int, default=None,
                         help="evaluation episodes per task and step (default: the paper's test "
                              "batches of 4000 env steps, drawn as its sampler drew them)")
-    parser.add_argument("--later-lr-scale", type=float, default=None,
+    parser.add_argument("--later-lr-scale", type=positive_float, default=None,
                         help="evaluation step size of steps 2.. / fast_lr (default: 0.5, the "
                              "paper's)")
     parser.add_argument("--skip-training", action="store_true", help="only evaluate and report")
@@ -235,8 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         value = getattr(args, name)
         if value is not None and value < minimum:
             parser.error(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
-    if args.later_lr_scale is not None and not args.later_lr_scale > 0:
-        parser.error(f"--later-lr-scale={args.later_lr_scale} must be > 0")
+    envs.resolve(args.env)  # an UnknownEnvError naming the valid envs, before anything runs
     out = Path(args.out) / args.env
     extra = [f for f in args.training_flags if f != "--"]
     given = training_flags(parser, extra)
@@ -279,17 +294,18 @@ def main(argv: list[str] | None = None) -> None:
     commands.append("python -m metarl.run " + " ".join(evaluate))
     result = json.loads((run_dir / "evaluation" / "curve.json").read_text())
     text = section(args.env, run_dir, result, commands, training_seconds(run_dir))
-    (run_dir / "evaluation" / "results_section.md").write_text(text)
+    with atomic_open(run_dir / "evaluation" / "results_section.md", "w") as handle:
+        handle.write(text)
     print(text)
     plot = run_dir / "evaluation" / "curve.png"
     if args.publish:
         figure = REPO / "docs" / "figures" / f"{args.env}.png"
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        figure.write_bytes(plot.read_bytes())
+        with atomic_open(figure, "wb") as handle:
+            handle.write(plot.read_bytes())
         print(f"published {figure}")
     else:
         print(f"plot: {plot} (not copied to docs/figures; --publish does that)")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -24,7 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from metarl.config import ConfigError, read_yaml
+from metarl.scripts import non_negative_int, positive_float, positive_int, run_script
 
 #: Flags this script sets itself; given after ``--`` they would be overridden or override.
 OWN_FLAGS = ("--seed", "--later-lr-scale", "--output", "--run", "--checkpoint")
@@ -41,25 +42,51 @@ def evaluate(run_dir: Path, out: Path, *flags: str) -> dict:
     return json.loads((out / "curve.json").read_text())
 
 
-def main() -> None:
+def run_config(run_dir: Path) -> dict:
+    """The ``config.yaml`` of the maml_trpo run ``run_dir``; a ConfigError naming what is
+    missing or wrong if ``run_dir`` is not one."""
+    hint = "give a maml_trpo run directory"
+    if not run_dir.exists():
+        raise ConfigError(f"--run {run_dir}: no such folder ({hint})")
+    if not run_dir.is_dir():
+        raise ConfigError(f"--run {run_dir} is a file ({hint})")
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"--run {run_dir}: no config.yaml ({hint})")
+    config = read_yaml(run_dir / "config.yaml")
+    if "algo" not in config:
+        raise ConfigError(f"--run {run_dir}: its config.yaml names no algo (it is empty or not "
+                          f"a run's config; {hint})")
+    if config["algo"] != "maml_trpo":
+        raise ConfigError(f"--run {run_dir} is a {config['algo']!r} run, by its "
+                          "config.yaml; this script chooses the later step size of maml_trpo "
+                          "runs")
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"--run {run_dir}: config.yaml's seed is {seed!r}, not a seed")
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="a maml_trpo run directory")
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 0.15, 0.25, 0.35, 0.5])
-    parser.add_argument("--validation-seed", type=int, default=None)
-    parser.add_argument("--episodes-per-task", type=int, default=None)
+    parser.add_argument("--scales", type=positive_float, nargs="+",
+                        default=[0.1, 0.15, 0.25, 0.35, 0.5],
+                        help="the later-lr-scales to try, finite numbers > 0")
+    parser.add_argument("--validation-seed", type=non_negative_int, default=None)
+    parser.add_argument("--episodes-per-task", type=positive_int, default=None)
     parser.add_argument("evaluate_flags", nargs=argparse.REMAINDER,
                         help="after --: flags for evaluate")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     extra = [f for f in args.evaluate_flags if f != "--"]
     clashes = [f for f in extra if f.split("=")[0] in OWN_FLAGS + ("--baselines",
                                                                   "--no-baselines")]
     if clashes:
         parser.error(f"{', '.join(clashes)}: set by this script; valid flags after -- are "
                      "evaluate's others (--steps, --num-tasks, --baseline-iterations, ...)")
-    config = yaml.safe_load((args.run / "config.yaml").read_text())
-    if config.get("algo") != "maml_trpo":
-        parser.error(f"--run {args.run} is a {config.get('algo')!r} run; this script chooses "
-                     "the later step size of maml_trpo runs")
+    repeated = sorted({f"{s:g}" for s in args.scales if args.scales.count(s) > 1})
+    if repeated:
+        parser.error(f"--scales {' '.join(repeated)}: given twice; each scale is evaluated once")
+    config = run_config(args.run)
     validation_seed = (config["seed"] + 1 if args.validation_seed is None
                        else args.validation_seed)
     if validation_seed == config["seed"]:
@@ -99,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -22,3 +22,22 @@ def test_bad_options_are_refused_naming_the_value(experiment_script, capsys):
             script.main(argv)
         assert stop.value.code == 2
         assert named in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--sigmas", "nan"], "argument --sigmas: 'nan' must be a finite number"),
+    (["--sigmas", "1", "inf"], "argument --sigmas: 'inf' must be a finite number"),
+    (["--policies", "nan:1"], "--policies nan:1: STD must be a finite number > 0"),
+    (["--policies", "1:nan"], "--policies 1:nan: STD must be a finite number > 0 and SCALE"),
+    (["--policies", "inf:1"], "--policies inf:1"),
+    (["--control-steps", "nan"], "--control-steps nan: must be a positive multiple"),
+    (["--control-steps", "inf"], "--control-steps inf: must be a positive multiple"),
+    (["--control-steps", "1e10"], "at most 10 s"),
+    (["--seed", "-1"], "argument --seed: -1 must be >= 0"),
+    (["--episodes", "0"], "argument --episodes: 0 must be >= 1"),
+])
+def test_non_finite_and_out_of_range_values_are_refused(experiment_script, capsys, argv, named):
+    with pytest.raises(SystemExit) as stop:
+        experiment_script("ant_survival").main(argv)
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err.splitlines()[-1]

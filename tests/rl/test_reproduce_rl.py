@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import one_error_line
 
 from metarl.run import main as metarl_main
+from metarl.scripts import run_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "experiments" / "reproduce_rl.py"
@@ -129,6 +131,8 @@ def test_a_resume_that_does_not_advance_stops(script, tmp_path, monkeypatch):
     (["--chunk", "0"], "--chunk=0 must be >= 1"),
     (["--num-batches", "-1"], "--num-batches=-1 must be >= 1"),
     (["--pretrain-iterations", "0"], "--pretrain-iterations=0 must be >= 1"),
+    (["--later-lr-scale", "inf"], "--later-lr-scale: 'inf' must be a finite number"),
+    (["--seed", "-1"], "--seed: -1 must be >= 0"),
     (["--", "--seed", "3"], "--seed after --: set by this script"),
     (["--", "--nonlinearity", "sigmoid"], "nonlinearity='sigmoid'"),
     (["--", "--no-such-flag"], "after --: unrecognized arguments: --no-such-flag"),
@@ -139,3 +143,29 @@ def test_bad_input_stops_before_anything_runs(script, argv, expected, tmp_path, 
     with pytest.raises(SystemExit) as stop:
         script.main(["--env", "navigation_2d", "--out", str(tmp_path), *argv])
     assert stop.value.code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config, checkpoint, said", [
+    ("algo: maml_trpo\nenv: navigation_2d\n", b"PK\x03\x04 a torn zip",
+     "checkpoint.pt is corrupt or unreadable"),
+    ("meta_batch_size: [1,\n  : :\n", None, "config.yaml is not valid YAML"),
+    ("", None, "config.yaml is not the config of a maml_trpo run (algo: None)"),
+])
+@pytest.mark.parametrize("skip", [[], ["--skip-training"]])
+def test_a_broken_run_is_reported_in_one_line_before_anything_runs(
+        script, tmp_path, monkeypatch, capsys, config, checkpoint, said, skip):
+    run_dir = tmp_path / "navigation_2d" / "maml_trpo__navigation_2d__0__20260101-000000"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config)
+    (run_dir / "checkpoint.pt").write_bytes(checkpoint or b"")
+    monkeypatch.setattr(script, "run", lambda *a: pytest.fail(f"ran {a}"))
+    argv = ["--env", "navigation_2d", "--out", str(tmp_path), *skip]
+    assert run_script(lambda: script.main(argv)) == 2
+    assert said in one_error_line(capsys)
+
+
+def test_an_unknown_env_is_named_even_without_training(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(script, "run", lambda *a: pytest.fail(f"ran {a}"))
+    argv = ["--env", "nope", "--out", str(tmp_path), "--skip-training"]
+    assert run_script(lambda: script.main(argv)) == 2
+    assert one_error_line(capsys).startswith("error: unknown env 'nope'; known task families:")

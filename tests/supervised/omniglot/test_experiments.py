@@ -28,8 +28,9 @@ if [ "$3" = "evaluate" ]; then mkdir -p "$5/evaluation" && touch "$5/evaluation/
 """
 
 
-def write_run(out: Path, setting: str, config: dict, curve: dict) -> None:
-    run = out / setting / "maml__omniglot__0__20261123-160000"
+def write_run(out: Path, setting: str, config: dict, curve: dict,
+              name: str = "maml__omniglot__0__20261123-160000") -> None:
+    run = out / setting / name
     (run / "evaluation").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "evaluation" / "curve.json").write_text(json.dumps(curve))
@@ -47,6 +48,46 @@ def test_table_labels_rows_with_the_evaluated_ways_and_shots(tmp_path, experimen
     lines = experiment_script("omniglot_table").rows(tmp_path)
     assert lines[2] == "| 5-way 5-shot | MAML (ours) | 10 × 8 | 20.0 ± 1.0 | 90.0 ± 2.0 |"
     assert lines[3].startswith("| 20-way 1-shot | MAML (ours) | 20 × 8 |")
+
+
+def test_table_takes_the_latest_evaluated_run_and_names_a_newer_one_without(
+        tmp_path, experiment_script, capsys):
+    methods = {"maml": {"mean": [0.2, 0.9], "ci95": [0.01, 0.02]}}
+    write_run(tmp_path, "5way1shot", {"ways": 5, "shots": 1, "meta_batch_size": 8},
+              {"iteration": 10, "methods": methods})
+    newer = tmp_path / "5way1shot" / "maml__omniglot__0__20261124-090000"
+    newer.mkdir()  # still training: no evaluation yet
+    assert experiment_script("omniglot_table").main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "| 5-way 1-shot | MAML (ours) | 10 × 8 | 20.0 ± 1.0 | 90.0 ± 2.0 |" in captured.out
+    assert f"note: {newer} has no evaluation/curve.json" in captured.err
+
+
+@pytest.mark.parametrize("curve, config, said", [
+    ('{"iteration": 5, "methods": {"maml": {"mean": [NaN, 0.5], "ci95": [0.1, 0.1]}}}',
+     {"ways": 5, "shots": 1, "meta_batch_size": 8}, "the 'mean' of 'maml' holds nan"),
+    ('{"iter', {"ways": 5, "shots": 1, "meta_batch_size": 8}, "is not readable JSON"),
+    ('{"iteration": 5, "methods": {"maml": {"mean": [0.5], "ci95": [0.1]}}}', {"ways": 5},
+     "config.yaml has no meta_batch_size, shots"),
+])
+def test_table_names_a_broken_file_in_one_line(tmp_path, experiment_script, curve, config,
+                                               said):
+    write_run(tmp_path, "5way1shot", config, {})
+    (tmp_path / "5way1shot" / "maml__omniglot__0__20261123-160000" / "evaluation"
+     / "curve.json").write_text(curve)
+    with pytest.raises(SystemExit, match=said):
+        experiment_script("omniglot_table").main([str(tmp_path)])
+
+
+def test_table_takes_one_existing_folder(tmp_path, experiment_script, capsys):
+    script = experiment_script("omniglot_table")
+    with pytest.raises(SystemExit, match="nowhere: no such folder"):
+        script.main([str(tmp_path / "nowhere")])
+    assert script.main([str(tmp_path)]) == 1
+    assert "error: no evaluated runs under" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        script.main(["--help"])
+    assert stop.value.code == 0 and "usage: " in capsys.readouterr().out
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
