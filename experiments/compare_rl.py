@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from metarl.evaluation import report
-from metarl.scripts import run_script
+from metarl.scripts import read_json, run_script
 
 #: A method's label on the plot, by its curve's name in curve.json.
 LABELS = {"maml": "MAML-TRPO", "promp": "ProMP", "rl2": "RL²"}
@@ -49,11 +49,7 @@ def evaluation_dir(path: Path) -> Path:
 
 def read_curve(path: Path) -> dict:
     """The JSON object of the curve.json ``path``; SystemExit with one line if it is not one."""
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SystemExit(f"error: {path} is not readable JSON ({error}); evaluate the run "
-                         "again") from None
+    result = read_json(path, "evaluate the run again")
     if not isinstance(result, dict):
         raise SystemExit(f"error: {path} holds no JSON object; it is not an evaluation's curve")
     return result

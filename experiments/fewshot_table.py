@@ -16,13 +16,12 @@ trained on other Ray nodes). A setting without a finished run of a method is a d
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from metarl.scalars import training_seconds
-from metarl.scripts import run_script
+from metarl.scripts import read_json, run_script
 
 SETTINGS = ("5way1shot", "5way5shot", "20way1shot")
 #: The methods in the table's order, with their family.
@@ -55,11 +54,7 @@ def results(out: Path) -> dict[tuple[str, str], dict]:
 def read_records(path: Path) -> list[dict]:
     """The run records of the grid_results.json ``path``; SystemExit with one line if it is not
     a list of records with a name."""
-    try:
-        records = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SystemExit(f"error: {path} is not readable JSON ({error}); run the grid again to "
-                         "rewrite it") from None
+    records = read_json(path, "run the grid again to rewrite it")
     if not isinstance(records, list):
         raise SystemExit(f"error: {path} holds a {type(records).__name__}, not the list of run "
                          "records experiments/grid.py writes")

@@ -13,13 +13,12 @@ shots are those of the evaluation (``curve.json``: ``evaluate --shots 5`` on a 1
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from metarl.config import read_yaml
-from metarl.scripts import run_script
+from metarl.scripts import read_json, run_script
 
 SETTINGS = ("5way1shot", "5way5shot", "20way1shot")
 LABELS = {"maml": "MAML (ours)", "classifier": "classifier, head fine-tuned (ours)",
@@ -40,11 +39,7 @@ def evaluated_run(folder: Path) -> Path | None:
 def read_curve(path: Path) -> dict:
     """The ``curve.json`` ``path``; SystemExit with one line unless it holds the iteration and
     per method finite means and intervals."""
-    try:
-        curve = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SystemExit(f"error: {path} is not readable JSON ({error}); evaluate the run "
-                         "again") from None
+    curve = read_json(path, "evaluate the run again")
     methods = curve.get("methods") if isinstance(curve, dict) else None
     if not isinstance(methods, dict) or not methods or "iteration" not in curve:
         raise SystemExit(f"error: {path} is not an evaluation's curve (no \"methods\" or "

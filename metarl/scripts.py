@@ -19,9 +19,12 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 #: The exit status of a script given bad input, as ``metarl.run``'s.
 EXIT_BAD_INPUT = 2
@@ -53,6 +56,15 @@ def run_script(main: Callable[[], int | None]) -> int:
         message = str(error).strip() or type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def read_json(path: Path, remedy: str) -> Any:
+    """The JSON value in ``path``; SystemExit with one line (``... is not readable JSON
+    (why); REMEDY``) if the file cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"error: {path} is not readable JSON ({error}); {remedy}") from None
 
 
 def _number(kind: Callable[[str], float], text: str) -> float:
