@@ -56,7 +56,13 @@ from metarl.files import atomic_open
 from metarl.rl.config import MAMLTRPOConfig
 from metarl.runs import CheckpointError, load_checkpoint
 from metarl.scalars import training_seconds
-from metarl.scripts import non_negative_int, positive_float, run_script
+from metarl.scripts import (
+    int_at_least,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_script,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -225,15 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", required=True)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", default="runs/reproduce")
-    parser.add_argument("--num-batches", type=int, default=500, help="meta-iterations, >= 1")
-    parser.add_argument("--chunk", type=int, default=50,
+    parser.add_argument("--num-batches", type=positive_int, default=500,
+                        help="meta-iterations, >= 1")
+    parser.add_argument("--chunk", type=positive_int, default=50,
                         help="meta-iterations per maml_trpo command, >= 1")
-    parser.add_argument("--pretrain-iterations", type=int, default=None,
+    parser.add_argument("--pretrain-iterations", type=positive_int, default=None,
                         help="iterations of the pretrained and oracle baselines, >= 1 (default: "
                              "the run's)")
-    parser.add_argument("--num-tasks", type=int, default=None,
+    parser.add_argument("--num-tasks", type=int_at_least(2), default=None,
                         help="held-out evaluation tasks, >= 2 (default: evaluate's, 40)")
-    parser.add_argument("--episodes-per-task", type=int, default=None,
+    parser.add_argument("--episodes-per-task", type=positive_int, default=None,
                         help="evaluation episodes per task and step (default: the paper's test "
                              "batches of 4000 env steps, drawn as its sampler drew them)")
     parser.add_argument("--later-lr-scale", type=positive_float, default=None,
@@ -245,12 +252,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("training_flags", nargs=argparse.REMAINDER,
                         help="after --: maml_trpo flags for a new run (see the module doc)")
     args = parser.parse_args(argv)
-    # Checked here rather than hours later, when the commands that need them run.
-    for name, minimum in (("num_batches", 1), ("chunk", 1), ("pretrain_iterations", 1),
-                          ("num_tasks", 2), ("episodes_per_task", 1)):
-        value = getattr(args, name)
-        if value is not None and value < minimum:
-            parser.error(f"--{name.replace('_', '-')}={value} must be >= {minimum}")
     envs.resolve(args.env)  # an UnknownEnvError naming the valid envs, before anything runs
     out = Path(args.out) / args.env
     extra = [f for f in args.training_flags if f != "--"]

@@ -66,6 +66,17 @@ def run_config(run_dir: Path) -> dict:
     return config
 
 
+def flag_value(flags: list[str], name: str) -> str | None:
+    """The value given to ``name`` in ``flags`` (``NAME V`` or ``NAME=V``; the last wins)."""
+    value = None
+    for i, flag in enumerate(flags):
+        if flag == name and i + 1 < len(flags):
+            value = flags[i + 1]
+        elif flag.startswith(name + "="):
+            value = flag.split("=", 1)[1]
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="a maml_trpo run directory")
@@ -83,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     if clashes:
         parser.error(f"{', '.join(clashes)}: set by this script; valid flags after -- are "
                      "evaluate's others (--steps, --num-tasks, --baseline-iterations, ...)")
+    steps = flag_value(extra, "--steps")
+    if steps is not None and not (steps.isdigit() and int(steps) >= 2):
+        parser.error(f"--steps {steps}: choosing the size of steps 2.. needs --steps >= 2")
     repeated = sorted({f"{s:g}" for s in args.scales if args.scales.count(s) > 1})
     if repeated:
         parser.error(f"--scales {' '.join(repeated)}: given twice; each scale is evaluated once")

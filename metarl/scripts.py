@@ -77,20 +77,21 @@ def _number(kind: Callable[[str], float], text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an int >= 1 (``--rounds 0: must be >= 1``)."""
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``minimum`` (``--num-tasks: 1 must be >= 2``)."""
+    def parse(text: str) -> int:
+        value = _number(int, text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} must be >= {minimum}")
+        return value
+    parse.__name__ = f"int_at_least_{minimum}"
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an int >= 0 (seeds, counts that may be zero)."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+#: An int >= 1 (``--rounds: 0 must be >= 1``).
+positive_int = int_at_least(1)
+#: An int >= 0 (seeds, counts that may be zero).
+non_negative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:

@@ -131,7 +131,10 @@ def test_select_later_lr_refuses_what_is_no_maml_trpo_run(tmp_path, experiment_s
         assert said in select_later_lr_error(script, ["--run", str(tmp_path / run)], capsys)
     for argv, said in ((["--scales", "0.1", "nan"], "--scales: 'nan' must be a finite number"),
                        (["--scales", "0"], "--scales: 0 must be a finite number > 0"),
-                       (["--episodes-per-task", "0"], "--episodes-per-task: 0 must be >= 1")):
+                       (["--episodes-per-task", "0"], "--episodes-per-task: 0 must be >= 1"),
+                       (["--", "--steps", "1"], "--steps 1: choosing the size of steps 2.. "
+                                                "needs --steps >= 2"),
+                       (["--", "--steps=3", "--steps=x"], "--steps x: choosing")):
         assert said in select_later_lr_error(
             script, ["--run", str(tmp_path / "good"), *argv], capsys)
 

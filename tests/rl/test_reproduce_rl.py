@@ -128,9 +128,11 @@ def test_a_resume_that_does_not_advance_stops(script, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--chunk", "0"], "--chunk=0 must be >= 1"),
-    (["--num-batches", "-1"], "--num-batches=-1 must be >= 1"),
-    (["--pretrain-iterations", "0"], "--pretrain-iterations=0 must be >= 1"),
+    (["--chunk", "0"], "--chunk: 0 must be >= 1"),
+    (["--num-batches", "-1"], "--num-batches: -1 must be >= 1"),
+    (["--pretrain-iterations", "0"], "--pretrain-iterations: 0 must be >= 1"),
+    (["--num-tasks", "1"], "--num-tasks: 1 must be >= 2"),
+    (["--episodes-per-task", "1.5"], "--episodes-per-task: '1.5' is not a valid int"),
     (["--later-lr-scale", "inf"], "--later-lr-scale: 'inf' must be a finite number"),
     (["--seed", "-1"], "--seed: -1 must be >= 0"),
     (["--", "--seed", "3"], "--seed after --: set by this script"),
