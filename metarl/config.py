@@ -122,15 +122,15 @@ def _is_mapping(annotation: Any) -> bool:
 
 
 def _value_of(text: str) -> Any:
-    """A ``KEY=VALUE`` value as YAML reads it, except that a number YAML 1.1 leaves a string
-    (``1e-2``: no dot) is a float."""
+    """A ``KEY=VALUE`` value as YAML reads it, except that any text Python reads as a float
+    (``1e-2``, which YAML 1.1 leaves a string; ``nan``, ``inf``) is one, so that the range
+    check refuses a non-finite number whatever its spelling."""
     value = yaml.safe_load(text)
     if isinstance(value, str):
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
             return value
-        return number if math.isfinite(number) else value  # "nan", "inf": words, refused later
     return value
 
 

@@ -190,7 +190,10 @@ def test_a_key_value_number_without_a_dot_is_a_float_and_words_stay_words():
     from metarl.rl.config import MAMLTRPOConfig
 
     config = from_mapping(MAMLTRPOConfig, {"env_options": ["timestep=1e-2", "frame_skip=2",
-                                                           "clock=paper", "x=nan"]},
+                                                           "clock=paper"]},
                           source="the command line")
-    assert config.env_options == {"timestep": 0.01, "frame_skip": 2, "clock": "paper",
-                                  "x": "nan"}
+    assert config.env_options == {"timestep": 0.01, "frame_skip": 2, "clock": "paper"}
+    for text in ("nan", "NaN", "inf", "-Infinity"):  # a float to Python, so never a word
+        with pytest.raises(ConfigError, match=r"env_options: x=.* must be a finite number"):
+            validate(from_mapping(MAMLTRPOConfig, {"env_options": [f"x={text}"]},
+                                  source="the command line"))

@@ -75,16 +75,27 @@ def family_code(family: str, method: str) -> Iterator[None]:
                                   f"{': ' + detail[:200] if detail else ''}") from error
 
 
+#: The largest magnitude the episode buffers (float32) hold: a larger finite number would turn
+#: into inf there, so the checks of a family's output treat it as non-finite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def storable(values: np.ndarray) -> np.ndarray:
+    """Elementwise: finite and within float32's range (NaN is not)."""
+    return np.abs(values) <= FLOAT32_MAX
+
+
 def non_finite_output_error(family: str, method: str, count: int, total: int, *,
                             at: np.ndarray | None = None) -> NotATaskFamilyError:
-    """The error for a family whose ``method`` (``"reset"`` or ``"step"``) returned NaN/inf
-    observations or rewards in ``count`` of ``total`` instances without flagging them (``at``:
+    """The error for a family whose ``method`` (``"reset"`` or ``"step"``) returned NaN/inf (or
+    numbers too large for float32) observations or rewards in ``count`` of ``total`` instances without flagging them (``at``:
     the episode steps where it did)."""
     where = "" if at is None or not len(at) else (
         f" at episode step {int(np.min(at))}" if np.min(at) == np.max(at)
         else f" at episode steps {int(np.min(at))}-{int(np.max(at))}")
     return NotATaskFamilyError(
-        f"{family}: {method} returned non-finite (NaN/inf) observations or rewards in {count} of "
+        f"{family}: {method} returned non-finite (NaN/inf, or beyond float32's ±3.4e38) "
+        f"observations or rewards in {count} of "
         f"{total} instances{where}" + (" after finite actions" if method == "step" else "")
         + "; a task family must return finite values"
         + (", or flag a diverged state with info['non_finite'] = True (its episode then ends "
@@ -215,8 +226,8 @@ class BatchedEnvBase:
         non_finite = info.get("non_finite", np.zeros(self.num_envs, dtype=bool))
         # rare: the per-row checks below cost nothing where every number is finite (the
         # whole-array test is one reduction, the per-row one a slow reduction over a short axis)
-        if not (np.isfinite(obs).all() and np.isfinite(reward).all()):
-            bad_values = active & ~(np.isfinite(obs).all(axis=1) & np.isfinite(reward))
+        if not (storable(obs).all() and storable(reward).all()):
+            bad_values = active & ~(storable(obs).all(axis=1) & storable(reward))
             undeclared = bad_values & ~non_finite & np.isfinite(actions).all(axis=1)
             if undeclared.any():
                 raise non_finite_output_error(self.family, "step", int(undeclared.sum()),

@@ -48,7 +48,13 @@ import mujoco
 import mujoco.rollout
 import numpy as np
 
-from metarl.envs.base import BatchedEnvBase, BatchOfOneEnv, env_option_error, usable_cores
+from metarl.envs.base import (
+    BatchedEnvBase,
+    BatchOfOneEnv,
+    env_option_error,
+    storable,
+    usable_cores,
+)
 
 _FULLPHYSICS = mujoco.mjtState.mjSTATE_FULLPHYSICS
 _CTRL = int(mujoco.mjtState.mjSTATE_CTRL)
@@ -126,7 +132,7 @@ class MujocoPhysics:
             sensordata=out_sensor if self.model.nsensordata else None, chunk_size=None)
         new_state = out_state[:, -1]
         expected_time = state0[:, 0] + (self.frame_skip - 0.5) * self.model.opt.timestep
-        diverged = (new_state[:, 0] < expected_time) | ~np.isfinite(new_state).all(axis=1)
+        diverged = (new_state[:, 0] < expected_time) | ~storable(new_state).all(axis=1)
         self.state[index] = new_state
         return out_sensor[:, -1].copy(), diverged
 

@@ -41,7 +41,7 @@ from metarl import envs
 from metarl.config import ConfigError
 from metarl.core.maml import stack_params
 from metarl.core.mlp import NONLINEARITIES
-from metarl.envs.base import non_finite_output_error, usable_cores
+from metarl.envs.base import non_finite_output_error, storable, usable_cores
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import NonFiniteError, all_finite, non_finite_summary
 from metarl.rl.episodes import Episodes
@@ -322,7 +322,7 @@ class BatchedSampler:
         self._params = dict(params)
         self._env.set_tasks([task for task in tasks for _ in range(e)])
         self._obs = self._env.reset([s for row in seeds for s in row])
-        finite = np.isfinite(self._obs).all(axis=1)
+        finite = storable(self._obs).all(axis=1)
         if not finite.all():
             raise non_finite_output_error(self.family.name, "reset", int((~finite).sum()),
                                           len(finite))
@@ -354,7 +354,7 @@ class BatchedSampler:
         """Book-keeping of one env step: rewards, lengths, termination."""
         obs, reward, terminated, truncated, info = step
         alive = self._alive
-        bad_values = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
+        bad_values = ~(storable(reward) & storable(obs).all(axis=1))
         non_finite = np.asarray(info.get("non_finite", False)) | bad_values
         if non_finite.any():  # keep the arrays finite; the env should have zeroed these
             flagged = np.asarray(info.get("non_finite", False))

@@ -53,7 +53,7 @@ from torch import Tensor
 
 from metarl import envs
 from metarl.config import ConfigError
-from metarl.envs.base import non_finite_output_error, usable_cores
+from metarl.envs.base import non_finite_output_error, storable, usable_cores
 from metarl.envs.registry import NotATaskFamilyError, TaskFamily
 from metarl.nonfinite import require_finite
 from metarl.rl.policy import HALF_LOG_2PI
@@ -346,9 +346,9 @@ class TrialSampler:
         it (``_steps``) and carry each trial's last step into its next input; returns the GRU
         state ``h [K·M, hidden]`` after it."""
         obs = self._env.reset(seeds.tolist())
-        if not np.isfinite(obs).all():
+        if not storable(obs).all():
             raise non_finite_output_error(self.family.name, "reset",
-                                          int((~np.isfinite(obs).all(1)).sum()), self.rows)
+                                          int((~storable(obs).all(1)).sum()), self.rows)
         h = self._steps(slot, obs, h, kernels, step_noise, work)
         # each trial's next input: its episode's last step, which ended it
         last = slot * self.horizon + work.lengths[slot] - 1
@@ -451,10 +451,10 @@ class TrialSampler:
         after a finite action the env did not flag is the family's fault
         (``NotATaskFamilyError``), as in ``BatchedSampler``."""
         declared = np.asarray(info.get("non_finite", False))
-        if np.isfinite(reward).all() and np.isfinite(obs).all() and not declared.any():
+        if storable(reward).all() and storable(obs).all() and not declared.any():
             return obs, reward, None
         declared = np.broadcast_to(declared, alive.shape)
-        bad = ~(np.isfinite(reward) & np.isfinite(obs).all(axis=1))
+        bad = ~(storable(reward) & storable(obs).all(axis=1))
         undeclared = alive & bad & ~declared & np.isfinite(clipped).all(axis=1)
         if undeclared.any():
             raise non_finite_output_error(self.family.name, "step", int(undeclared.sum()),

@@ -84,6 +84,13 @@ class NanResetLine(DivergingLine):
         return np.full(self.obs_size, np.nan), info
 
 
+class HugeObsLine(DivergingLine):  # finite, but inf once stored in the float32 buffers
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return np.full(self.obs_size, 1e300 if self._t == 2 else 0.0), reward, terminated, \
+            truncated, info
+
+
 class TooFewTasks(DivergingLine):
     def sample_tasks(self, n: int) -> list[dict]:
         return super().sample_tasks(n)[:-1]

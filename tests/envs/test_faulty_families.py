@@ -39,7 +39,8 @@ def test_a_sample_tasks_that_breaks_the_protocol_is_one_line_before_any_run_dire
 
 
 @pytest.mark.parametrize(("name", "method"), [("NanResetLine", "reset"),
-                                              ("NanRewardLine", "step")])
+                                              ("NanRewardLine", "step"),
+                                              ("HugeObsLine", "step")])
 def test_an_env_that_returns_nan_is_one_line_naming_the_family_and_method(tmp_path, capsys,
                                                                           plugin_envs, name,
                                                                           method):
@@ -49,7 +50,7 @@ def test_an_env_that_returns_nan_is_one_line_naming_the_family_and_method(tmp_pa
     lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
     assert "Traceback" not in err and len(lines) == 1
     assert lines[0].startswith(f"error: faulty_families:{name}: {method} returned non-finite "
-                               f"(NaN/inf) observations or rewards in 2 of 2 instances")
+                               f"(NaN/inf, or beyond float32's ±3.4e38) observations or rewards in 2 of 2 instances")
 
 
 @pytest.mark.parametrize("name", [":", ".mod:X", "mod:", "a b", "x:Y:Z", "metarl.envs:"])

@@ -135,5 +135,5 @@ def test_an_env_that_emits_nan_unflagged_stops_training_with_one_line(tmp_path, 
     assert main(["maml_trpo", "--env", "faulty_families:DivergingTasksLine",
                  "--no-normalize-actions", *TINY, "--output-dir", str(out)]) == 2
     assert error_line(capsys.readouterr().err).startswith(
-        "error: faulty_families:DivergingTasksLine: step returned non-finite (NaN/inf) "
-        "observations or rewards in ")
+        "error: faulty_families:DivergingTasksLine: step returned non-finite (NaN/inf, or beyond "
+        "float32's ±3.4e38) observations or rewards in ")

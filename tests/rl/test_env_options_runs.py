@@ -74,6 +74,8 @@ def test_a_config_file_and_flags_overlay_their_keys(tmp_path):
     ("clok=paper", ["unknown env option 'clok'", "cheetah_vel", "valid env options"]),
     ("frame_skip=0", ["frame_skip=0", "cheetah_vel", "valid env options"]),
     ("timestep=.nan", ["env_options", "timestep", "finite"]),
+    ("timestep=nan", ["env_options: timestep=nan must be a finite number"]),  # not a word
+    ("gain=-inf", ["env_options: gain=-inf must be a finite number"]),  # before the family
     ("frame_skip", ["'frame_skip' is not KEY=VALUE"]),
 ])
 def test_a_bad_option_is_exit_2_and_one_line(flag, words, tmp_path, capsys):

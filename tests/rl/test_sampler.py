@@ -212,7 +212,7 @@ def test_nan_from_the_env_that_it_did_not_flag_is_a_fault_of_the_family(plugin_e
     with pytest.raises(NotATaskFamilyError) as error:
         sample(family, tasks, policy_params(spec), spec=spec)
     assert str(error.value).startswith(f"faulty_families:{name}: {method} returned non-finite "
-                                       f"(NaN/inf) observations or rewards in {count}")
+                                       f"(NaN/inf, or beyond float32's ±3.4e38) observations or rewards in {count}")
 
 
 def test_non_finite_actions_of_a_finite_policy_are_marked_not_hidden():

@@ -145,8 +145,8 @@ def test_a_fault_of_the_family_in_a_worker_surfaces_as_itself_in_one_line(test_e
     with pytest.raises(NotATaskFamilyError) as error:  # not a WorkerError with a traceback
         sampler.sample([{"target": -1.0}, {"target": 1.0}], params_for(spec), seed=0)
     assert str(error.value).startswith(
-        "faulty_families:DivergingLine: step returned non-finite (NaN/inf) observations or "
-        "rewards in 1 of 1 instances at episode step 3") and "\n" not in str(error.value)
+        "faulty_families:DivergingLine: step returned non-finite (NaN/inf, or beyond float32's "
+        "±3.4e38) observations or rewards in 1 of 1 instances at episode step 3") and "\n" not in str(error.value)
     assert_gone(pids)
 
 
