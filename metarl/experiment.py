@@ -105,6 +105,10 @@ def open_run(run_dir: str | Path, algo: str) -> SavedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run directory")
+    if not (run_dir / CHECKPOINT_NAME).exists() and (run_dir / CONFIG_NAME).is_file():
+        raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint "
+                          "(written every --checkpoint-every iterations), so there is nothing "
+                          "to resume; start it anew without --resume")
     state = load_run_checkpoint(run_dir / CHECKPOINT_NAME, algo=algo)
     saved = dict(state["config"])
     return SavedRun(run_dir, algo, state, {**saved, **_editable_values(run_dir, algo, saved)})

@@ -406,3 +406,15 @@ def test_sizes_beyond_the_machines_memory_are_one_line(tmp_path, capsys, sizes):
     assert "Traceback" not in err and len(lines) == 1, err
     assert lines[0].startswith("error: out of memory (")
     assert "reduce --meta-batch-size, --fast-batch-size, --hidden-sizes" in lines[0]
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_to_start_anew(tmp_path,
+                                                                                 capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("algo: maml_trpo\nenv: navigation_2d\n")
+    assert main(["maml_trpo", "--resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {run_dir}: the run stopped before its first checkpoint (written every "
+        "--checkpoint-every iterations), so there is nothing to resume; start it anew without "
+        "--resume")

@@ -75,6 +75,13 @@ def family_code(family: str, method: str) -> Iterator[None]:
                                   f"{': ' + detail[:200] if detail else ''}") from error
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line (runs of whitespace, newlines included, become one space),
+    cut to ``limit`` characters: a value a family returned, quoted in an error line."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 #: The largest magnitude the episode buffers (float32) hold: a larger finite number would turn
 #: into inf there, so the checks of a family's output treat it as non-finite.
 FLOAT32_MAX = float(np.finfo(np.float32).max)

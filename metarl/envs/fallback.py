@@ -10,12 +10,13 @@ and general, but a family that needs speed should provide a batched class (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from metarl.envs.base import BatchedEnvBase, NotATaskFamilyError, family_code
+from metarl.envs.base import BatchedEnvBase, NotATaskFamilyError, family_code, short_repr
 
 
 class LoopBatchedEnv(BatchedEnvBase):
@@ -43,8 +44,9 @@ class LoopBatchedEnv(BatchedEnvBase):
             horizon = getattr(env.unwrapped, "horizon", None) or (
                 env.spec.max_episode_steps if env.spec is not None else None)
         if horizon is None:
-            raise NotATaskFamilyError(f"{self.family} has no horizon: give the env a `horizon` "
-                             "attribute, register it with max_episode_steps, or pass horizon=")
+            raise NotATaskFamilyError(f"{self.family} has no horizon: give the env class a "
+                                      "`horizon` attribute (the steps of one episode), or "
+                                      "register it with max_episode_steps")
         super().__init__(num_envs, horizon=int(horizon), truncate=truncate, mask_done=mask_done)
         if not isinstance(env.observation_space, gym.spaces.Box) or not isinstance(
                 env.action_space, gym.spaces.Box):
@@ -89,24 +91,38 @@ class LoopBatchedEnv(BatchedEnvBase):
 
     def _step_active(self, actions: np.ndarray, index):
         rows = range(self.num_envs)[index] if isinstance(index, slice) else index
-        obs, reward, terminated, non_finite = [], [], [], []
-        with family_code(self.family, "step"):
+        results = []
+        with family_code(self.family, "step"):  # the family's code; what it returned: below
             for action, i in zip(actions, rows):
                 action = action.reshape(self._action_shape).astype(self._action_dtype)
-                result = self.envs[i].step(action)
-                if not isinstance(result, tuple) or len(result) != 5:
-                    raise NotATaskFamilyError(
-                        f"{self.family}: step must return (obs, reward, terminated, truncated, "
-                        f"info) as Gymnasium's API does, got {_shape_of(result)}")
-                o, r, term, trunc, info = result
-                obs.append(o)
-                reward.append(float(r))
-                terminated.append(bool(term))
-                non_finite.append(bool(info.get("non_finite", False)))
-                self._env_truncated[i] = bool(trunc)
+                results.append(self.envs[i].step(action))
+        obs, reward, terminated, non_finite = [], [], [], []
+        for result, i in zip(results, rows):
+            if not isinstance(result, tuple) or len(result) != 5:
+                raise NotATaskFamilyError(
+                    f"{self.family}: step must return (obs, reward, terminated, truncated, "
+                    f"info) as Gymnasium's API does, got {_shape_of(result)}")
+            o, r, term, trunc, info = result
+            if not isinstance(info, Mapping):
+                raise NotATaskFamilyError(f"{self.family}: step returned info "
+                                          f"{short_repr(info)}; info must be a dict")
+            obs.append(o)
+            reward.append(self._reward(r))
+            terminated.append(bool(term))
+            non_finite.append(bool(info.get("non_finite", False)))
+            self._env_truncated[i] = bool(trunc)
         info = {"non_finite": np.array(non_finite, dtype=bool)}
         return (self._observations(obs, "step"), np.array(reward, dtype=np.float64),
                 np.array(terminated, dtype=bool), info)
+
+    def _reward(self, value: Any) -> float:
+        """A reward a step returned, as a float; ``NotATaskFamilyError`` unless it is one real
+        number (a Python or numpy scalar, or an array of one value with no axes)."""
+        array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+        if array is None or array.shape != () or array.dtype.kind not in "iuf":
+            raise NotATaskFamilyError(f"{self.family}: step returned the reward "
+                                      f"{short_repr(value)}; a reward must be one real number")
+        return float(array)
 
     def _observations(self, obs: list, method: str) -> np.ndarray:
         """The instances' observations ``[k, observation_size]``; a ``NotATaskFamilyError``

@@ -15,7 +15,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.utils import seeding
 
-from metarl.envs.base import NotATaskFamilyError, env_option_error, family_code
+from metarl.envs.base import NotATaskFamilyError, env_option_error, family_code, short_repr
 from metarl.envs.fallback import LoopBatchedEnv
 from metarl.envs.protocol import BatchedTaskEnv
 
@@ -133,14 +133,14 @@ def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
     call = f"{name}: sample_tasks({n})"
     rule = f"it must return a list of exactly {n} task dicts"
     if not isinstance(tasks, list):
-        raise NotATaskFamilyError(f"{call} returned {_short_repr(tasks)}, not a list; {rule}")
+        raise NotATaskFamilyError(f"{call} returned {short_repr(tasks)}, not a list; {rule}")
     if len(tasks) != n:
         raise NotATaskFamilyError(f"{call} returned {len(tasks)} task"
                                   f"{'' if len(tasks) == 1 else 's'}; {rule}")
     checked: set[int] = set()
     for i, task in enumerate(tasks):
         if not isinstance(task, dict):
-            raise NotATaskFamilyError(f"{call} returned {_short_repr(task)} as task {i}, not a "
+            raise NotATaskFamilyError(f"{call} returned {short_repr(task)} as task {i}, not a "
                                       f"dict; {rule}")
         if id(task) in checked:  # a family may repeat one dict object
             continue
@@ -148,7 +148,7 @@ def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
             with family_code(name, "set_task"):
                 set_task(task)
         except NotATaskFamilyError as error:
-            raise NotATaskFamilyError(f"{call} returned task {i} = {_short_repr(task)}, which "
+            raise NotATaskFamilyError(f"{call} returned task {i} = {short_repr(task)}, which "
                                       f"its own set_task refuses: {error.__cause__ or error}"
                                       ) from error
         checked.add(id(task))
@@ -170,11 +170,6 @@ def _keywords(target: Any, reserved: frozenset[str]) -> set[str] | None:
         return None
     return {p.name for p in parameters if p.name not in reserved
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _load(target: type | str) -> Any:

@@ -19,20 +19,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.envs.base import NotATaskFamilyError, family_code
 from metarl.envs.family import TaskFamily, UnknownEnvError
 from metarl.envs.protocol import BatchedTaskEnv, parallel_step
 
 ORACLE_SUFFIX = "+oracle"
 
 
-def task_features(task: Mapping[str, Any]) -> np.ndarray:
-    """The task's values flattened in key order, float64: what the oracle observes."""
+def task_features(task: Mapping[str, Any], family: str = "the family") -> np.ndarray:
+    """The task's values flattened in key order, float64: what the oracle observes. A task
+    with no values or a value that is not numeric is the family's fault (``family`` names it):
+    ``NotATaskFamilyError``."""
+    oracle = family + ORACLE_SUFFIX
     if not isinstance(task, Mapping) or not task:
-        raise ValueError(f"an oracle needs a non-empty task dict, got {task!r}")
+        raise NotATaskFamilyError(f"{oracle}: an oracle needs a non-empty task dict, got "
+                                  f"{task!r}")
     try:
         return np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in task.values()])
     except (TypeError, ValueError) as error:
-        raise ValueError(f"an oracle observes numeric task values; got task {task!r}") from error
+        raise NotATaskFamilyError(f"{oracle}: an oracle observes numeric task values (numbers "
+                                  f"or arrays of numbers); got task {task!r}") from error
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class OracleFamily(TaskFamily):
 
     @property
     def feature_size(self) -> int:
-        return task_features(self.inner.sample_tasks(1, seed=0)[0]).size
+        return task_features(self.inner.sample_tasks(1, seed=0)[0], self.inner.name).size
 
     def make(self, *, max_episode_steps: int | None = None, **kwargs: Any) -> gym.Env:
         return OracleEnv(self.inner, max_episode_steps=max_episode_steps, **kwargs)
@@ -102,12 +108,14 @@ class OracleBatchedEnv:
     def set_tasks(self, tasks: Sequence[dict]) -> None:
         self.inner.set_tasks(tasks)
         validated = getattr(self.inner, "tasks", None) or list(tasks)
-        features = [task_features(task) for task in validated]
+        family = str(getattr(self.inner, "family", "the family"))
+        features = [task_features(task, family) for task in validated]
         if any(f.size != self.feature_size for f in features):
             sizes = sorted({f.size for f in features})
-            raise ValueError(f"oracle observations have {self.feature_size} task features, "
-                             f"but these tasks give {sizes}: every task of a family must have "
-                             "the same keys and shapes")
+            raise NotATaskFamilyError(
+                f"{family}{ORACLE_SUFFIX}: oracle observations have {self.feature_size} task "
+                f"features, but these tasks give {sizes}: every task of a family must have the "
+                "same keys and shapes")
         self._features = np.stack(features)
 
     def reset(self, seeds: Sequence[int] | None = None) -> np.ndarray:
@@ -144,8 +152,10 @@ class OracleEnv(gym.Env):
         self.env = inner.make(max_episode_steps=max_episode_steps, **kwargs)
         self.horizon = inner.horizon
         base = self.env.unwrapped
+        self.family = inner.name
         start = task if task is not None else getattr(base, "task", None)
-        self.set_task(start if start else inner.sample_tasks(1, seed=0)[0])
+        with family_code(inner.name, "set_task"):  # the env's own .task may be refused
+            self.set_task(start if start else inner.sample_tasks(1, seed=0)[0])
         space = self.env.observation_space
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(f"an oracle needs a Box observation space; {inner.name} has {space}")
@@ -163,7 +173,7 @@ class OracleEnv(gym.Env):
         base = self.env.unwrapped
         base.set_task(task)
         self.task = dict(getattr(base, "task", None) or task)
-        self._features = task_features(self.task)
+        self._features = task_features(self.task, self.family)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

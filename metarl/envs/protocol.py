@@ -12,11 +12,12 @@ A task family is **a Gymnasium environment with two more methods** (:class:`Task
         def set_task(self, task: dict) -> None:
             # validate; raise ValueError naming the bad key/value and the valid range
             ...
-        # plus the usual reset(seed=..., options=...) and 5-tuple step(action);
-        # Box observation and action spaces.
+        # plus the usual reset(seed=..., options=...) and 5-tuple step(action) (info a dict);
+        # Box observation and action spaces set in __init__.
 
 Tasks are plain dicts (JSON/YAML-friendly values) so they log, save and compare.
-Observations and rewards must be finite: a step whose state diverged says so with
+Observations and rewards must be finite and within float32's range (the episode buffers'
+type; a larger number counts as non-finite), and a reward one real number: a step whose state diverged says so with
 ``info["non_finite"] = True`` (its episode then ends there as terminated and is counted as
 non-finite in the run's logs and in ``evaluate``'s output). A ``sample_tasks`` that returns
 anything but a list of ``n`` task dicts its ``set_task`` accepts, or NaN/inf from ``reset`` or

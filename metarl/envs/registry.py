@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from metarl.envs.base import EnvOptionError as EnvOptionError  # re-exported
 from metarl.envs.base import NotATaskFamilyError
@@ -64,6 +65,7 @@ def register_family(name: str, env_cls: type | str, *, batched: type | str | Non
         _check_protocol(env_cls, name)
         batched = batched if batched is not None else getattr(env_cls, "batched_cls", None)
         horizon = horizon if horizon is not None else getattr(env_cls, "horizon", None)
+    horizon = _checked_horizon(horizon, name)
     if horizon is None:
         raise ValueError(f"task family {name!r} needs a horizon: pass horizon= or give the env "
                          "class a `horizon` attribute")
@@ -104,7 +106,10 @@ def resolve(name: str) -> TaskFamily:
         elif name in gym.registry:
             _RESOLVED[name] = _family_from_gym_id(name, name)
         else:
-            raise UnknownEnvError(f"unknown env {name!r}; {_known_hint()}")
+            module, dot, attr = name.rpartition(".")
+            colon = (f" (a class in a module is named module:Class: did you mean "
+                     f"'{module}:{attr}'?)" if dot and module and attr[:1].isupper() else "")
+            raise UnknownEnvError(f"unknown env {name!r}{colon}; {_known_hint()}")
     return _RESOLVED[name]
 
 
@@ -139,11 +144,23 @@ def _known_hint() -> str:
 
 def _check_protocol(env_cls: Any, name: str) -> None:
     missing = [m for m in ("sample_tasks", "set_task") if not callable(getattr(env_cls, m, None))]
-    if missing:
+    if missing or not (isinstance(env_cls, type) and issubclass(env_cls, gym.Env)):
+        lacks = f"it lacks {missing}" if missing else "it is not a subclass of gymnasium.Env"
         raise NotATaskFamilyError(
-            f"{name!r} ({env_cls!r}) is not a task family: it lacks {missing}. A task family "
+            f"{name!r} ({env_cls!r}) is not a task family: {lacks}. A task family "
             "is a Gymnasium env with sample_tasks(n) -> list[dict] and set_task(task); "
             "see metarl.envs.protocol")
+
+
+def _checked_horizon(horizon: Any, name: str) -> int | None:
+    """The family's episode length as an int (None stays None: the batched form says so when
+    it needs one); ``NotATaskFamilyError`` for anything but an int >= 1."""
+    if horizon is None:
+        return None
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise NotATaskFamilyError(f"{name!r}: horizon = {horizon!r} is not an episode length "
+                                  "(the steps of one episode: an int >= 1)")
+    return int(horizon)
 
 
 def _resolve_import(name: str) -> TaskFamily:
@@ -151,15 +168,21 @@ def _resolve_import(name: str) -> TaskFamily:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
+        where = ("; is its folder the current directory or on PYTHONPATH?"
+                 if isinstance(error, ModuleNotFoundError) and error.name == module_name else "")
         raise UnknownEnvError(f"unknown env {name!r}: cannot import module {module_name!r} "
-                              f"({error}); {_known_hint()}") from error
+                              f"({error}{where}); {_known_hint()}") from error
     target = getattr(module, attr, None)
     if isinstance(target, type):
         _check_protocol(target, name)
-        horizon = getattr(target, "horizon", None)
+        horizon = _checked_horizon(getattr(target, "horizon", None), name)
         return TaskFamily(name, None, target, getattr(target, "batched_cls", None), horizon)
     if attr in gym.registry:  # gymnasium's own "module:Id-v0" convention
         return _family_from_gym_id(name, attr)
+    if target is not None:
+        raise UnknownEnvError(f"unknown env {name!r}: {module_name}.{attr} is a "
+                              f"{type(target).__name__}, not a class; name the task env class "
+                              f"(module:ClassName); {_known_hint()}")
     raise UnknownEnvError(f"unknown env {name!r}: module {module_name!r} has no class "
                           f"{attr!r}; {_known_hint()}")
 
@@ -169,7 +192,8 @@ def _family_from_gym_id(name: str, env_id: str) -> TaskFamily:
     try:
         if not isinstance(env.unwrapped, TaskEnv):
             _check_protocol(type(env.unwrapped), name)
-        horizon = env.spec.max_episode_steps or getattr(env.unwrapped, "horizon", None)
+        horizon = _checked_horizon(
+            env.spec.max_episode_steps or getattr(env.unwrapped, "horizon", None), name)
         batched = getattr(env.unwrapped, "batched_cls", None)
     finally:
         env.close()

@@ -25,12 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from metarl.checkpoint_format import RunSchema, check_run_state, tensors
 from metarl.core.maml import Params, parameters_of
 from metarl.device import cpu_state, resolve_device
+from metarl.envs.base import NotATaskFamilyError
 from metarl.envs.family import TaskFamily
 from metarl.nonfinite import NonFiniteError, require_finite
 from metarl.rl.config import ARCHITECTURE_KEYS, MetaRLConfig, task_family
@@ -67,7 +69,13 @@ def env_sizes(family: TaskFamily) -> tuple[int, int]:
     """Observation and action sizes of a task family (built with its env options)."""
     probe = family.make()
     try:
-        return int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))
+        spaces = [getattr(probe, name, None) for name in ("observation_space", "action_space")]
+        for name, space in zip(("observation_space", "action_space"), spaces):
+            if not isinstance(space, gym.spaces.Space):
+                raise NotATaskFamilyError(f"{family.name}: the env's {name} is {space!r}, not a "
+                                          "gymnasium space (set a gymnasium.spaces.Box in its "
+                                          "__init__)")
+        return int(np.prod(spaces[0].shape)), int(np.prod(spaces[1].shape))
     finally:
         probe.close()
 

@@ -213,3 +213,63 @@ class WrongSizeStep(DivergingLine):
 class CrashingStep(DivergingLine):
     def step(self, action):
         raise KeyError("velocity")
+
+
+class VectorReward(DivergingLine):
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, np.array([-1.0, -2.0]), terminated, truncated, info
+
+
+class NoneReward(DivergingLine):
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, None, terminated, truncated, info
+
+
+class ListInfo(DivergingLine):
+    def step(self, action):
+        obs, reward, terminated, truncated, _ = super().step(action)
+        return obs, reward, terminated, truncated, []
+
+
+class NoObservationSpace(DivergingLine):
+    def __init__(self, task: dict | None = None):
+        super().__init__(task)
+        del self.observation_space
+
+
+class ZeroHorizon(DivergingLine):
+    horizon = 0
+
+
+class TextHorizon(DivergingLine):
+    horizon = "20"
+
+
+class NotAnEnv:  # the two methods, but not a gymnasium.Env
+    horizon = 20
+
+    def sample_tasks(self, n: int) -> list[dict]:
+        return [{"target": 0.0}] * n
+
+    def set_task(self, task: dict) -> None:
+        self.task = task
+
+
+def not_a_class(task: dict | None = None):  # a factory: --env must name the class
+    return DivergingLine(task)
+
+
+class WordTasks(DivergingLine):  # fine for MAML; its oracle cannot observe a word
+    def sample_tasks(self, n: int) -> list[dict]:
+        return [{"target": 0.0, "corner": "ne"} for _ in range(n)]
+
+    def set_task(self, task: dict) -> None:
+        self.task = dict(task)
+
+
+class RefusedDefaultTask(DivergingLine):  # its .task is one its own set_task refuses
+    def __init__(self, task: dict | None = None):
+        super().__init__(task)
+        self.task = {"target": "unset"}

@@ -74,6 +74,10 @@ def test_an_env_name_of_no_valid_form_lists_the_valid_forms(tmp_path, capsys, na
     ("FourTupleStep", "step raised ValueError: not enough values to unpack (expected 5, got "
                       "4)"),  # in Gymnasium's TimeLimit wrapper
     ("WrongSizeStep", "step returned observations of [3] values; its observation_space holds 1"),
+    ("VectorReward", "step returned the reward array([-1., -2.]); a reward must be one real "
+                     "number"),
+    ("NoneReward", "step returned the reward None; a reward must be one real number"),
+    ("ListInfo", "step returned info []; info must be a dict"),
 ])
 def test_a_family_whose_own_code_fails_is_one_line_naming_it_and_the_method(
         tmp_path, capsys, plugin_envs, name, says):
@@ -84,3 +88,32 @@ def test_a_family_whose_own_code_fails_is_one_line_naming_it_and_the_method(
         lines = [line for line in err.splitlines() if not line.startswith("run directory:")]
         assert "Traceback" not in err and len(lines) == 1, err
         assert lines[0] == f"error: faulty_families:{name}: {says}"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ("faulty_families:NoObservationSpace", "faulty_families:NoObservationSpace: the env's "
+     "observation_space is None, not a gymnasium space (set a gymnasium.spaces.Box in its "
+     "__init__)"),
+    ("faulty_families:ZeroHorizon", "'faulty_families:ZeroHorizon': horizon = 0 is not an "
+     "episode length (the steps of one episode: an int >= 1)"),
+    ("faulty_families:TextHorizon", "'faulty_families:TextHorizon': horizon = '20' is not an "
+     "episode length"),
+    ("faulty_families:NotAnEnv", "is not a task family: it is not a subclass of gymnasium.Env"),
+    ("faulty_families:not_a_class", "unknown env 'faulty_families:not_a_class': "
+     "faulty_families.not_a_class is a function, not a class; name the task env class"),
+    ("faulty_families.DivergingLine", "unknown env 'faulty_families.DivergingLine' (a class in a "
+     "module is named module:Class: did you mean 'faulty_families:DivergingLine'?)"),
+    ("faulty_familis:DivergingLine", "cannot import module 'faulty_familis' (No module named "
+     "'faulty_familis'; is its folder the current directory or on PYTHONPATH?)"),
+    ("faulty_families:WordTasks+oracle", "faulty_families:WordTasks+oracle: an oracle observes "
+     "numeric task values (numbers or arrays of numbers); got task {'target': 0.0, 'corner': "
+     "'ne'}"),
+    ("faulty_families:RefusedDefaultTask+oracle", "faulty_families:RefusedDefaultTask: set_task "
+     "raised ValueError: task['target'] must be a float"),
+])
+def test_a_class_that_is_no_task_family_is_one_line_before_any_run_directory(
+        tmp_path, capsys, plugin_envs, env, says):
+    out = tmp_path / "runs"
+    assert main(["maml_trpo", "--env", env, *TINY, "--output-dir", str(out)]) == 2
+    assert says in one_error_line(capsys)
+    assert not out.exists()

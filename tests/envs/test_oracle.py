@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from metarl import envs
+from metarl.envs.base import NotATaskFamilyError
 from metarl.envs.oracle import OracleFamily, task_features
 
 
@@ -13,10 +14,10 @@ def test_task_features_flatten_the_values_in_key_order():
     np.testing.assert_array_equal(task_features({"velocity": 1.5}), [1.5])
     np.testing.assert_array_equal(task_features({"goal": [0.2, -0.4], "scale": 2.0}),
                                   [0.2, -0.4, 2.0])
-    with pytest.raises(ValueError, match="non-empty task dict"):
+    with pytest.raises(NotATaskFamilyError, match="non-empty task dict"):
         task_features({})
-    with pytest.raises(ValueError, match="numeric task values"):
-        task_features({"goal": "north"})
+    with pytest.raises(NotATaskFamilyError, match=r"^compass\+oracle: an oracle observes numeric"):
+        task_features({"goal": "north"}, "compass")
 
 
 @pytest.mark.parametrize("name, features", [("navigation_2d", 2), ("cheetah_vel", 1),
