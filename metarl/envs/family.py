@@ -148,9 +148,11 @@ def check_sampled_tasks(name: str, n: int, tasks: Any, set_task: Any) -> None:
             with family_code(name, "set_task"):
                 set_task(task)
         except NotATaskFamilyError as error:
+            cause = error.__cause__
+            why = (error if cause is None else cause if isinstance(cause, ValueError)
+                   else f"{type(cause).__name__}: {cause}")  # KeyError('goal') says just 'goal'
             raise NotATaskFamilyError(f"{call} returned task {i} = {short_repr(task)}, which "
-                                      f"its own set_task refuses: {error.__cause__ or error}"
-                                      ) from error
+                                      f"its own set_task refuses: {why}") from error
         checked.add(id(task))
 
 

@@ -273,3 +273,8 @@ class RefusedDefaultTask(DivergingLine):  # its .task is one its own set_task re
     def __init__(self, task: dict | None = None):
         super().__init__(task)
         self.task = {"target": "unset"}
+
+
+class KeyErrorSetTask(DivergingLine):
+    def set_task(self, task: dict) -> None:
+        self.goal = task["goal"]

@@ -69,7 +69,9 @@ def test_an_env_name_of_no_valid_form_lists_the_valid_forms(tmp_path, capsys, na
     ("BrokenSampleTasks", "sample_tasks(2) raised ZeroDivisionError: integer division or modulo "
                           "by zero"),
     ("BrokenSetTask", "sample_tasks(2) returned task 0 = {'target': 0.0}, which its own set_task "
-                      "refuses: 'NoneType' object has no attribute 'target'"),
+                      "refuses: AttributeError: 'NoneType' object has no attribute 'target'"),
+    ("KeyErrorSetTask", "sample_tasks(2) returned task 0 = {'target': 0.0}, which its own "
+                        "set_task refuses: KeyError: 'goal'"),
     ("CrashingStep", "step raised KeyError: 'velocity'"),
     ("FourTupleStep", "step raised ValueError: not enough values to unpack (expected 5, got "
                       "4)"),  # in Gymnasium's TimeLimit wrapper
