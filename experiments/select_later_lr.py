@@ -108,11 +108,22 @@ def main(argv: list[str] | None = None) -> None:
                      "the test tasks; choose another")
     if args.episodes_per_task is not None:
         extra += ["--episodes-per-task", str(args.episodes_per_task)]
+    baseline_flags = ("--pretrained", "--oracle", "--baseline-iterations")
+    baseline_extra = []  # for the test evaluation only: the validation runs have no baselines
+    i = 0
+    while i < len(extra):
+        name = extra[i].split("=")[0]
+        if name in baseline_flags:
+            take = 1 if "=" in extra[i] else 2
+            baseline_extra += extra[i:i + take]
+            del extra[i:i + take]
+        else:
+            i += 1
     for kind in ("pretrained", "oracle"):  # reuse the baselines of an earlier evaluation
         trained = sorted((args.run / "evaluation" / kind).glob("*/checkpoint.pt"))
         if trained and not {f"--{kind}", "--baseline-iterations"} & {
-                f.split("=")[0] for f in extra}:
-            extra += [f"--{kind}", str(trained[-1].parent)]
+                f.split("=")[0] for f in baseline_extra}:
+            baseline_extra += [f"--{kind}", str(trained[-1].parent)]
     root = args.run / "evaluation_later_lr"
 
     later_mean = {}
@@ -130,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
               + f"  (steps 2..: {later_mean[scale]:.2f})", flush=True)
     best = max(later_mean, key=later_mean.get)
     print(f"chosen later-lr-scale: {best:g}")
-    result = evaluate(args.run, root, "--baselines", "--later-lr-scale", str(best), *extra)
+    result = evaluate(args.run, root, "--baselines", "--later-lr-scale", str(best), *extra,
+                      *baseline_extra)
     (root / "selection.json").write_text(json.dumps(
         {"validation_seed": validation_seed, "later_mean_by_scale": later_mean,
          "chosen": best}, indent=2) + "\n")

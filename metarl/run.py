@@ -80,7 +80,12 @@ class TrainingFailed(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one line (no usage dump) through UsageError."""
+    """argparse that reports errors as one line (no usage dump) through UsageError, and takes
+    only whole flag names: a prefix such as ``--hidden-size`` (RL²'s flag) would otherwise
+    be read as another command's ``--hidden-sizes``."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)

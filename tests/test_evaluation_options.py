@@ -120,8 +120,14 @@ def test_the_rl_baselines_iterations_are_checked_once_before_anything_runs():
     assert baseline_iterations(untrained, given) == 0  # none is trained here
     assert baseline_iterations(untrained, EvaluateOptions(baselines=False)) == 0
     with pytest.raises(ConfigError, match="^--baseline-iterations=0 must be >= 1"):
-        baseline_iterations(untrained, EvaluateOptions(baseline_iterations=0))
-    assert baseline_iterations(untrained, EvaluateOptions(baseline_iterations=7)) == 7
+        baseline_iterations(untrained, EvaluateOptions(baselines=True, baseline_iterations=0))
+    assert baseline_iterations(untrained, EvaluateOptions(baselines=True,
+                                                          baseline_iterations=7)) == 7
+    for given in ({"pretrained": "P"}, {"oracle": "O", "baseline_iterations": 7}):
+        for baselines in (None, False):  # not asked for: the options would do nothing
+            with pytest.raises(ConfigError, match=r"^--(pretrained|oracle, --baseline-iterations)"
+                                                  ": only with --baselines"):
+                baseline_iterations(untrained, EvaluateOptions(baselines=baselines, **given))
 
 
 def test_the_help_texts_state_the_defaults_each_kind_declares():

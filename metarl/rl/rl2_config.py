@@ -45,7 +45,8 @@ class RL2Config:
     ppo_epochs: int = option(5, "passes of Adam over each meta-iteration's trials", minimum=0)
     num_minibatches: int = option(4, "minibatches of trials per pass (each trial whole)",
                                   minimum=0)
-    clip_eps: float = option(0.2, "PPO clipping range epsilon", minimum=0.0)
+    clip_eps: float = option(0.2, "PPO clipping range epsilon, in (0, 1)", minimum=0.0,
+                             maximum=1.0, exclusive_maximum=True)
     gamma: float = option(0.99, "discount factor, in [0, 1]", minimum=0.0,
                           exclusive_minimum=False, maximum=1.0)
     gae_lambda: float = option(0.95, "GAE lambda over the whole trial, in [0, 1]", minimum=0.0,

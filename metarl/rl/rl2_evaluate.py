@@ -47,11 +47,13 @@ METHOD = "rl2"
 
 def check_options(options: EvaluateOptions) -> None:
     """A ConfigError naming the options set that an RL² evaluation does not take."""
-    given = [name for name in NOT_FOR_RL2 if getattr(options, name) not in (None, False)]
+    given = [name for name in NOT_FOR_RL2  # 0 is given; --no-baselines (False) is not
+             if getattr(options, name) is not None and getattr(options, name) is not False]
     if given:
         raise ConfigError(f"{', '.join(flag_name(name) for name in given)}: not for RL2 runs, "
                           "which adapt within a trial with no gradient step (their curve is the "
-                          "return of each episode of the trial; --num-tasks and --seed apply)")
+                          "return of each episode of the trial; --num-tasks, --seed, --env, "
+                          "--output, --torch-threads and --device apply)")
 
 
 def trial_returns(config: RL2Config, state: dict[str, Any], tasks: list[dict], seed: int

@@ -341,8 +341,11 @@ def test_evaluate_writes_one_point_per_episode_on_maml_trpos_held_out_tasks(
     assert curve["num_tasks"] == 3 and curve["episodes_per_trial"] == 2
     assert (run_dir / "evaluation" / "curve.png").exists()
     capsys.readouterr()
-    assert main(["evaluate", "--run", str(run_dir), "--steps", "3"]) == 2
-    assert "--steps: not for RL2 runs" in capsys.readouterr().err
+    for steps in ("3", "0"):  # 0 too, though it equals False
+        assert main(["evaluate", "--run", str(run_dir), "--steps", steps]) == 2
+        assert "--steps: not for RL2 runs" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run_dir), "--baseline-iterations", "0"]) == 2
+    assert "--baseline-iterations: not for RL2 runs" in capsys.readouterr().err
     seen = {}
 
     def record(config, state, tasks, seed):
