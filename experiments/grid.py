@@ -163,8 +163,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"{args.algo} takes --{selector}s")
     if not families:
         parser.error(f"{args.algo} needs --{selector}s NAME ...")
-    if args.episodes_per_task is not None and selector != "env":
-        parser.error("--episodes-per-task is for maml_trpo runs only")
+    without = [algo for algo in args.algos if not (algorithm(algo).selector == "env"
+                                                    and algorithm(algo).test_batches)]
+    if args.episodes_per_task is not None and without:
+        takers = [name for name, entry in ALGORITHMS.items()
+                  if entry.selector == "env" and entry.test_batches]
+        parser.error(f"--episodes-per-task is not for {', '.join(without)} runs (their "
+                     f"evaluation takes no test batches); it is for {', '.join(takers)}")
     args.families = list(dict.fromkeys(families))
     args.seeds = list(dict.fromkeys(args.seeds))
     try:

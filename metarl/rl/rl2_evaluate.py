@@ -26,7 +26,7 @@ import numpy as np
 
 from metarl.checkpoint_format import check_run_state
 from metarl.config import ConfigError, flag_name
-from metarl.evaluation import EVALUATION_SEED_OFFSET, report
+from metarl.evaluation import EVALUATION_SEED_OFFSET, format_table, report
 from metarl.evaluation_options import EvaluateOptions
 from metarl.nonfinite import NonFiniteError
 from metarl.rl.evaluate import log_curves
@@ -97,6 +97,10 @@ def evaluate_rl2(config: RL2Config, state: dict[str, Any], out_dir: Path,
             "iteration": iteration, "hidden_size": config.hidden_size,
             "normalize_actions": config.normalize_actions,
             "steps": config.episodes_per_trial - 1}
-    return report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
-                  title=f"{config.env}: RL2 on held-out tasks ({num_tasks} tasks, 95% CI)",
-                  iterations=iteration, tasks=tasks, x_label="episodes of the trial")
+    result = report(out_dir, curves, metric="mean return", table_metric="return", meta=meta,
+                    title=f"{config.env}: RL2 on held-out tasks ({num_tasks} tasks, 95% CI)",
+                    iterations=iteration, tasks=tasks, x_label="episodes of the trial")
+    # the files keep the column "step" (what compare_rl.py reads beside MAML's curves); the
+    # printed table says what a point is: an episode of the trial
+    result["table"] = format_table(curves, metric="return", x_name="episode")
+    return result
