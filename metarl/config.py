@@ -428,12 +428,27 @@ def resolve(config_cls: type[C], *, algo: str, task: str, config_file: str | Non
         config = shipped_defaults(config_cls, algo, task)
     saved = config
     if config_file is not None:
-        config = from_mapping(config_cls, read_yaml(config_file), source=config_file, base=config)
+        config = from_mapping(config_cls, run_config_values(config_file, algo),
+                              source=config_file, base=config)
     config = from_mapping(config_cls, flags, source="the command line", base=config)
     if base is not None:
         check_unchanged(saved, config, may_change=may_change)
     validate(config)
     return config
+
+
+def run_config_values(path: str | Path, algo: str) -> dict[str, Any]:
+    """The options in the YAML file ``path`` for a run of ``algo``. A run's own config.yaml
+    names its ``algo``: dropped when it is ``algo`` (the file then repeats that run's
+    settings), a ConfigError naming the command to use when it is another."""
+    values = read_yaml(path)
+    if "algo" in values:
+        if values["algo"] != algo:
+            raise ConfigError(f"config file {path} is the config of a {values['algo']!r} run "
+                              f"(its algo: key); use it with python -m metarl.run "
+                              f"{values['algo']}, not {algo}")
+        values = {key: value for key, value in values.items() if key != "algo"}
+    return values
 
 
 def check_unchanged(saved: Any, config: Any, *, may_change: Collection[str]) -> None:

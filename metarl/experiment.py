@@ -149,6 +149,12 @@ def check_resumable(saved: SavedRun, config: Any) -> None:
     checkpointed = from_mapping(type(config), saved.values, source=f"the checkpoint of "
                                 f"{saved.run_dir}")
     check_unchanged(checkpointed, config, may_change=algorithm(saved.algo).resume_may_change)
+    output_dir = getattr(config, "output_dir", None)
+    if (output_dir is not None and output_dir != saved.values.get("output_dir")
+            and Path(output_dir).resolve() != saved.run_dir.resolve().parent):
+        raise ConfigError(f"output_dir={str(output_dir)!r}: a resumed run continues in its own "
+                          f"directory, {saved.run_dir}; leave --output-dir out (it may name "
+                          "only the folder that holds the run, after a move)")
     if config.num_batches < saved.iteration:
         raise ConfigError(f"num_batches={config.num_batches} is below the iteration of the "
                           f"checkpoint in {saved.run_dir}, {saved.iteration}; a resumed run "

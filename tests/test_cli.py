@@ -423,3 +423,34 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_to_start_anew(
         f"error: --resume {run_dir}: the run stopped before its first checkpoint (written every "
         "--checkpoint-every iterations), so there is nothing to resume; start it anew without "
         "--resume")
+
+
+def test_resume_refuses_an_output_dir_it_would_not_write_to(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path / "a")]) == 0
+    run_dir = only_run_dir(tmp_path / "a")
+    capsys.readouterr()
+    assert main(["maml", "--resume", str(run_dir), "--output-dir", str(tmp_path / "b"),
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: output_dir={str(tmp_path / 'b')!r}: a resumed run continues in its own "
+        f"directory, {run_dir}; leave --output-dir out (it may name only the folder that "
+        "holds the run, after a move)")
+    assert not (tmp_path / "b").exists()
+    moved = tmp_path / "c"
+    (tmp_path / "a").rename(moved)  # the folder that holds the run now: accepted, recorded
+    assert main(["maml", "--resume", str(moved / run_dir.name), "--output-dir", str(moved),
+                 "--no-progress"]) == 0
+    assert f"output_dir: {moved}" in (moved / run_dir.name / "config.yaml").read_text()
+
+
+def test_a_runs_config_yaml_repeats_the_run_with_its_command_only(tmp_path, capsys):
+    assert main(["maml", *TINY, "--fast-lr", "0.02", "--output-dir", str(tmp_path / "a")]) == 0
+    saved = only_run_dir(tmp_path / "a") / "config.yaml"
+    assert main(["maml", "--config", str(saved), "--output-dir", str(tmp_path / "b"),
+                 "--no-progress"]) == 0
+    assert "fast_lr: 0.02" in (only_run_dir(tmp_path / "b") / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["fomaml", "--config", str(saved)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: config file {saved} is the config of a 'maml' run (its algo: key); use it "
+        "with python -m metarl.run maml, not fomaml")
