@@ -22,8 +22,8 @@ class EvaluateOptions:
     num_tasks: int | None = option(None, "held-out tasks (default: 600 sine, 1000 Omniglot, 40 "
                                    "RL)", minimum=2, exclusive_minimum=False)
     steps: int | None = option(None, "adaptation steps K (default: 10 sine; Omniglot: the run's "
-                               "eval_steps, 3 in the paper's setting; RL: 4 navigation, 3 "
-                               "otherwise)", minimum=0, exclusive_minimum=False, metavar="K")
+                               "eval_steps, 3 in the paper's setting; MAML-TRPO and ProMP: 4 "
+                               "navigation, 3 otherwise; not for RL2)", minimum=0, exclusive_minimum=False, metavar="K")
     shots: tuple[int, ...] | None = option(
         None, "supervised: support examples per class (Omniglot) or task (sine), at most "
         "the drawings of a character less the run's queries per class. Several, increasing, "

@@ -48,7 +48,9 @@ EVALUATE_LINE = ("the adaptation curve of a trained run on held-out tasks, with 
 EVALUATE_HELP = """\
 The adaptation curve of a trained run: its score on held-out tasks after 0..K adaptation steps
 (mean with a 95% confidence interval), next to the baselines. Supervised runs: MSE (sine) or
-accuracy (Omniglot); MAML-TRPO runs: the mean return. Episodic runs (protonet, matching,
+accuracy (Omniglot); MAML-TRPO and ProMP runs: the mean return. RL2 runs take no gradient
+step: their curve is the mean return in each episode of a trial (--num-tasks, --seed, --env,
+--output, --torch-threads and --device apply). Episodic runs (protonet, matching,
 relation, siamese, mann) answer in one forward pass: one point, or with --shots 1 3 5 the
 accuracy against the support examples per class. Writes curve.json, curve.csv, curve.png,
 per_task.csv and TensorBoard events into --output.
@@ -65,7 +67,8 @@ EVALUATE_EXAMPLES = ("python -m metarl.run evaluate --run runs/maml__sine__0__20
 def defaults_note(algo: str, selector: str, task: str) -> str:
     """Where the defaults on a training command's page come from."""
     shipped = f"experiments/{algo}/{task}.yaml"
-    source = (f"built-in values overlaid with {shipped} (the paper's settings)"
+    source = (f"built-in values overlaid with {shipped} (the shipped settings; "
+              "docs/protocol.md gives their sources)"
               if experiment_file(algo, task).is_file() else
               f"the built-in values (metarl ships no {shipped})")
     return wrap(f"Defaults shown are {task}'s: {source}; --{selector} NAME --help shows "
@@ -75,7 +78,8 @@ def defaults_note(algo: str, selector: str, task: str) -> str:
 def families_note(algo: str, selector: str) -> str:
     """Where the defaults on the help page of every family's options come from."""
     return wrap(f"Defaults: built-in values overlaid with experiments/{algo}/{selector.upper()}"
-                f".yaml (the paper's settings). A --config FILE overrides them, and flags "
+                f".yaml (the shipped settings; docs/protocol.md gives their sources). A "
+                f"--config FILE overrides them, and flags "
                 f"override the file.")
 
 

@@ -103,6 +103,10 @@ def run_training(algo: str, argv: Sequence[str]) -> int:
         return 0
     family, saved = _pre_parse(argv, algo)
     args, config = _parse_config(argv, algo, family, saved)
+    if saved is not None and config.num_batches == saved.iteration:  # nothing is touched
+        print(f"nothing to train: {saved.run_dir} is at iteration {saved.iteration}, its "
+              f"num_batches; give --num-batches N > {saved.iteration} to train it longer")
+        return 0
     with experiment.Run(config, resume=saved) as run:
         print(f"run directory: {run.run_dir}", file=sys.stderr)
         with _report_stop(run.run_dir):

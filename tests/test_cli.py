@@ -439,7 +439,7 @@ def test_resume_refuses_an_output_dir_it_would_not_write_to(tmp_path, capsys):
     moved = tmp_path / "c"
     (tmp_path / "a").rename(moved)  # the folder that holds the run now: accepted, recorded
     assert main(["maml", "--resume", str(moved / run_dir.name), "--output-dir", str(moved),
-                 "--no-progress"]) == 0
+                 "--num-batches", "21", "--no-progress"]) == 0
     assert f"output_dir: {moved}" in (moved / run_dir.name / "config.yaml").read_text()
 
 
@@ -454,3 +454,16 @@ def test_a_runs_config_yaml_repeats_the_run_with_its_command_only(tmp_path, caps
     assert capsys.readouterr().err.strip() == (
         f"error: config file {saved} is the config of a 'maml' run (its algo: key); use it "
         "with python -m metarl.run maml, not fomaml")
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train_and_writes_nothing(
+        tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    before = sorted(path.name for path in run_dir.iterdir())
+    capsys.readouterr()
+    assert main(["maml", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"nothing to train: {run_dir} is at iteration 20, its num_batches; give "
+        "--num-batches N > 20 to train it longer")
+    assert sorted(path.name for path in run_dir.iterdir()) == before  # no new events file

@@ -144,7 +144,7 @@ def test_the_help_texts_state_the_defaults_each_kind_declares():
     assert f"{sine.num_tasks} sine" in helps["num_tasks"]
     assert f"{navigation.num_tasks} RL" in helps["num_tasks"]
     assert f"{sine.steps} sine" in helps["steps"]
-    assert f"RL: {navigation.steps} navigation, {cheetah.steps} otherwise" in helps["steps"]
+    assert f"MAML-TRPO and ProMP: {navigation.steps} navigation, {cheetah.steps} otherwise" in helps["steps"]
     assert (f"{navigation.later_lr_scale} for RL and {sine.later_lr_scale:g} for supervised"
             in helps["later_lr_scale"])
     assert sine.baselines and not navigation.baselines
