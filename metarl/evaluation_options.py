@@ -100,7 +100,12 @@ def shot_counts(options: EvaluateOptions, run_shots: int) -> tuple[int, ...]:
 
 
 def with_defaults(options: EvaluateOptions, defaults: EvalDefaults) -> EvaluateOptions:
-    """``options`` with each option of ``defaults`` that was left unset taken from it."""
+    """``options`` with each option of ``defaults`` that was left unset taken from it; a
+    ConfigError for a ``--later-lr-scale`` given to a curve with no step after the first."""
+    steps = options.steps if options.steps is not None else defaults.steps
+    if options.later_lr_scale is not None and steps < 2:
+        raise ConfigError(f"--later-lr-scale={options.later_lr_scale:g} sets the size of steps "
+                          f"2.., but the curve has {steps} step(s); give --steps 2 or more")
     unset = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)
              if getattr(options, field.name) is None}
     return dataclasses.replace(options, **unset)

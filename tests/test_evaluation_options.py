@@ -149,3 +149,14 @@ def test_the_help_texts_state_the_defaults_each_kind_declares():
             in helps["later_lr_scale"])
     assert sine.baselines and not navigation.baselines
     assert "on for supervised runs, off for RL" in helps["baselines"]
+
+
+def test_a_later_step_size_needs_a_later_step():
+    from metarl.evaluation_options import EvalDefaults, with_defaults
+
+    defaults = EvalDefaults(num_tasks=40, steps=3, later_lr_scale=0.5, baselines=False)
+    with pytest.raises(ConfigError, match=r"^--later-lr-scale=0.25 sets the size of steps 2.., "
+                                          r"but the curve has 1 step\(s\); give --steps 2"):
+        with_defaults(EvaluateOptions(steps=1, later_lr_scale=0.25), defaults)
+    assert with_defaults(EvaluateOptions(later_lr_scale=0.25), defaults).steps == 3
+    assert with_defaults(EvaluateOptions(steps=1), defaults).later_lr_scale == 0.5
