@@ -109,7 +109,10 @@ def open_run(run_dir: str | Path, algo: str) -> SavedRun:
         raise ConfigError(f"--resume {run_dir}: the run stopped before its first checkpoint "
                           "(written every --checkpoint-every iterations), so there is nothing "
                           "to resume; start it anew without --resume")
-    state = load_run_checkpoint(run_dir / CHECKPOINT_NAME, algo=algo)
+    state = load_run_checkpoint(run_dir / CHECKPOINT_NAME)  # checked against its own algo
+    if state["algo"] != algo:
+        raise ConfigError(f"--resume {run_dir}: a {state['algo']!r} run, not {algo!r}; resume it "
+                          f"with python -m metarl.run {state['algo']} --resume {run_dir}")
     saved = dict(state["config"])
     return SavedRun(run_dir, algo, state, {**saved, **_editable_values(run_dir, algo, saved)})
 

@@ -467,3 +467,13 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_train_and_writes_nothi
         f"nothing to train: {run_dir} is at iteration 20, its num_batches; give "
         "--num-batches N > 20 to train it longer")
     assert sorted(path.name for path in run_dir.iterdir()) == before  # no new events file
+
+
+def test_resume_with_another_command_names_the_run_s_own(tmp_path, capsys):
+    assert main(["maml", *TINY, "--output-dir", str(tmp_path)]) == 0
+    run_dir = only_run_dir(tmp_path)
+    capsys.readouterr()
+    assert main(["fomaml", "--resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {run_dir}: a 'maml' run, not 'fomaml'; resume it with python -m "
+        f"metarl.run maml --resume {run_dir}")
