@@ -131,8 +131,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-tasks", type=int, default=None, metavar="N",
                         help="held-out evaluation tasks, >= 2 (default: evaluate's, 40 for RL)")
     parser.add_argument("--episodes-per-task", type=int, default=None, metavar="N",
-                        help="RL evaluation episodes per task and step (default: the paper's "
-                        f"test batches of {PAPER_TEST_STEPS} env steps)")
+                        help="evaluation episodes per task and step of the maml_trpo and "
+                        "promp runs (default: the paper's test batches of "
+                        f"{PAPER_TEST_STEPS} env steps); rl2 runs evaluate on their trials")
     parser.add_argument("--eval-seed", type=int, default=0, metavar="S",
                         help="evaluation seed, the same for every run so that all seeds are "
                         "scored on the same held-out tasks (default: 0)")
@@ -163,12 +164,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      f"{args.algo} takes --{selector}s")
     if not families:
         parser.error(f"{args.algo} needs --{selector}s NAME ...")
-    without = [algo for algo in args.algos if not (algorithm(algo).selector == "env"
-                                                    and algorithm(algo).test_batches)]
-    if args.episodes_per_task is not None and without:
-        takers = [name for name, entry in ALGORITHMS.items()
-                  if entry.selector == "env" and entry.test_batches]
-        parser.error(f"--episodes-per-task is not for {', '.join(without)} runs (their "
+    takers = [name for name, entry in ALGORITHMS.items()
+              if entry.selector == "env" and entry.test_batches]
+    if args.episodes_per_task is not None and not set(args.algos) & set(takers):
+        parser.error(f"--episodes-per-task is not for {', '.join(args.algos)} runs (their "
                      f"evaluation takes no test batches); it is for {', '.join(takers)}")
     args.families = list(dict.fromkeys(families))
     args.seeds = list(dict.fromkeys(args.seeds))

@@ -116,7 +116,8 @@ def training_flags(parser: argparse.ArgumentParser, flags: list[str]) -> dict[st
         def error(self, message: str) -> NoReturn:
             parser.error(f"after --: {message}")
 
-    flag_parser = FlagParser(prog="reproduce_rl.py ... --", add_help=False)
+    flag_parser = FlagParser(prog="reproduce_rl.py ... --", add_help=False,
+                             allow_abbrev=False)  # as metarl.run: whole flag names only
     flag_parser.add_argument("--config")
     add_flags(flag_parser, MAMLTRPOConfig)
     args = flag_parser.parse_args(flags)

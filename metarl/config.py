@@ -125,7 +125,11 @@ def _value_of(text: str) -> Any:
     """A ``KEY=VALUE`` value as YAML reads it, except that any text Python reads as a float
     (``1e-2``, which YAML 1.1 leaves a string; ``nan``, ``inf``) is one, so that the range
     check refuses a non-finite number whatever its spelling."""
-    value = yaml.safe_load(text)
+    return _number_of_text(yaml.safe_load(text))
+
+
+def _number_of_text(value: Any) -> Any:
+    """``value``, or the float of a string Python reads as one (see :func:`_value_of`)."""
     if isinstance(value, str):
         try:
             return float(value)
@@ -137,8 +141,8 @@ def _value_of(text: str) -> Any:
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     """A mapping field's value from YAML (a mapping) or the command line (``KEY=VALUE``
     strings, each value a YAML scalar); ConfigError naming the bad entry."""
-    if isinstance(value, Mapping):
-        items = list(value.items())
+    if isinstance(value, Mapping):  # from YAML: 'nan' or '1e-2' is text there too
+        items = [(key, _number_of_text(item)) for key, item in value.items()]
     elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         items = []
         for item in value:

@@ -148,8 +148,6 @@ def test_a_gradient_based_run_is_evaluated_at_one_k(tmp_path, capsys):
      "shots=(1, 0) must be >= 1"),
     (["promp", "--hidden-size", "8"], "unrecognized arguments: --hidden-size 8"),  # rl2's flag
     (["maml_trpo", "--fast-l", "0.1"], "unrecognized arguments: --fast-l 0.1"),  # no prefixes
-    (["promp", "--target-inner-kl", "0.05"],
-     "target_inner_kl=0.05 applies only to the adaptive penalty; give --adaptive-kl too"),
     (["rl2", "--clip-eps", "1.5"], "clip_eps=1.5 must be in (0, 1)"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, expected, capsys):

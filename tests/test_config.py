@@ -193,6 +193,8 @@ def test_a_key_value_number_without_a_dot_is_a_float_and_words_stay_words():
                                                            "clock=paper"]},
                           source="the command line")
     assert config.env_options == {"timestep": 0.01, "frame_skip": 2, "clock": "paper"}
+    with pytest.raises(ConfigError, match=r"env_options: x=nan must be a finite number"):
+        validate(from_mapping(MAMLTRPOConfig, {"env_options": {"x": "nan"}}, source="f.yaml"))
     for text in ("nan", "NaN", "inf", "-Infinity"):  # a float to Python, so never a word
         with pytest.raises(ConfigError, match=r"env_options: x=.* must be a finite number"):
             validate(from_mapping(MAMLTRPOConfig, {"env_options": [f"x={text}"]},

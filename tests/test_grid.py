@@ -80,7 +80,7 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     (["--envs", "navigation_2d", "--set", "sampler=ray"], "sampler='ray': a grid's runs sample"),
     (["--envs", "cheetah_vel", "--set", "env_options={frame_skip: 0}"], "frame_skip"),
     (["--envs", "cheetah_vel", "--set", "env_options={gravity: 1}"], "valid env options"),
-    (["--algo", "maml_trpo", "rl2", "--envs", "navigation_2d", "--episodes-per-task", "2"],
+    (["--algo", "rl2", "--envs", "navigation_2d", "--episodes-per-task", "2"],
      "--episodes-per-task is not for rl2 runs (their evaluation takes no test batches); it is "
      "for maml_trpo, promp"),
     (["--algo", "protonet", "--tasks", "omniglot", "--episodes-per-task", "2"],

@@ -117,9 +117,10 @@ class LoopBatchedEnv(BatchedEnvBase):
 
     def _reward(self, value: Any) -> float:
         """A reward a step returned, as a float; ``NotATaskFamilyError`` unless it is one real
-        number (a Python or numpy scalar, or an array of one value with no axes)."""
+        number (a Python or numpy scalar, a bool such as ``dist < 0.1``, or an array of one
+        value with no axes)."""
         array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
-        if array is None or array.shape != () or array.dtype.kind not in "iuf":
+        if array is None or array.shape != () or array.dtype.kind not in "biuf":
             raise NotATaskFamilyError(f"{self.family}: step returned the reward "
                                       f"{short_repr(value)}; a reward must be one real number")
         return float(array)

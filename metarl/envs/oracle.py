@@ -154,8 +154,11 @@ class OracleEnv(gym.Env):
         base = self.env.unwrapped
         self.family = inner.name
         start = task if task is not None else getattr(base, "task", None)
-        with family_code(inner.name, "set_task"):  # the env's own .task may be refused
-            self.set_task(start if start else inner.sample_tasks(1, seed=0)[0])
+        if task is not None:  # the caller's task: a refusal is the caller's
+            self.set_task(task)
+        else:
+            with family_code(inner.name, "set_task"):  # the env's own .task may be refused
+                self.set_task(start if start else inner.sample_tasks(1, seed=0)[0])
         space = self.env.observation_space
         if not isinstance(space, gym.spaces.Box):
             raise TypeError(f"an oracle needs a Box observation space; {inner.name} has {space}")

@@ -151,11 +151,6 @@ class PROMPConfig(MetaRLConfig):
             raise ConfigError("adaptive_kl=True needs init_kl_coef > 0 (halving or doubling a "
                               "coefficient of 0 leaves it 0); give --init-kl-coef X or "
                               "--no-adaptive-kl")
-        default_target = type(self).__dataclass_fields__["target_inner_kl"].default
-        if not self.adaptive_kl and self.target_inner_kl != default_target:
-            raise ConfigError(f"target_inner_kl={self.target_inner_kl} applies only to the "
-                              "adaptive penalty; give --adaptive-kl too, or leave "
-                              "--target-inner-kl out")
 
 
 #: Config keys a checkpoint must agree on to be loaded into a policy (the env it acts in, with

@@ -9,6 +9,7 @@ MAML-TRPO), so a run resumed from a checkpoint continues exactly as the uninterr
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any
 
@@ -18,6 +19,8 @@ from metarl.rl.config import MetaRLConfig, PROMPConfig
 from metarl.rl.promp import ProMP
 from metarl.rl.trainer import MetaBatch, MetaRLTrainer
 from metarl.runs import load_optimizer_strict
+
+log = logging.getLogger(__name__)
 
 
 def coefficient(value: Any) -> str | None:
@@ -42,6 +45,11 @@ class ProMPTrainer(MetaRLTrainer):
     learner: ProMP
 
     def make_learner(self) -> ProMP:
+        target = PROMPConfig.__dataclass_fields__["target_inner_kl"].default
+        if not self.config.adaptive_kl and self.config.target_inner_kl != target:
+            log.warning("warning: target_inner_kl=%g ignored: the KL penalty's coefficient is "
+                        "fixed (add --adaptive-kl to aim it at this KL)",
+                        self.config.target_inner_kl)
         return ProMP(self.policy, self.config)
 
     def outer_step(self, batch: MetaBatch) -> dict[str, float]:

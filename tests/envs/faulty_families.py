@@ -278,3 +278,9 @@ class RefusedDefaultTask(DivergingLine):  # its .task is one its own set_task re
 class KeyErrorSetTask(DivergingLine):
     def set_task(self, task: dict) -> None:
         self.goal = task["goal"]
+
+
+class BoolReward(DivergingLine):  # a sparse reward written as a comparison: fine
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, np.bool_(self._t % 2 == 1), terminated, truncated, info

@@ -1,6 +1,7 @@
 """Plug-in families that break the protocol, and --env names of no valid form: one line naming
 the family and the method at fault (or the valid forms), exit status 2, no traceback."""
 
+import numpy as np
 import pytest
 
 from metarl import envs
@@ -119,3 +120,17 @@ def test_a_class_that_is_no_task_family_is_one_line_before_any_run_directory(
     assert main(["maml_trpo", "--env", env, *TINY, "--output-dir", str(out)]) == 2
     assert says in one_error_line(capsys)
     assert not out.exists()
+
+
+def test_a_bool_reward_is_a_number(plugin_envs):
+    batch = envs.make_batched("faulty_families:BoolReward", 2)
+    batch.set_tasks([{"target": 0.0}] * 2)
+    batch.reset([0, 1])
+    rewards = [batch.step(np.zeros((2, 1)))[1].tolist() for _ in range(2)]
+    assert rewards == [[1.0, 1.0], [0.0, 0.0]]
+
+
+def test_the_oracle_leaves_a_task_the_caller_gave_to_the_caller(plugin_envs):
+    with pytest.raises(ValueError, match="task\\['target'\\] must be a float") as refused:
+        envs.make("faulty_families:RefusedDefaultTask+oracle", task={"target": "far"})
+    assert not isinstance(refused.value, envs.NotATaskFamilyError)

@@ -353,3 +353,14 @@ def test_config_errors_name_the_bad_value(tmp_path, capsys):
     assert one_error_line(capsys) == "error: clip_eps=1.0 must be in (0, 1)"
     assert main(["promp", *TINY, "--max-kl", "0.1", "--output-dir", str(tmp_path)]) == 2
     capsys.readouterr()
+
+
+def test_a_target_kl_without_the_adaptive_penalty_is_named_as_ignored(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="metarl"):
+        assert main(["promp", *TINY, "--num-batches", "1", "--target-inner-kl", "0.05",
+                     "--output-dir", str(tmp_path)]) == 0
+    said = [r.getMessage() for r in caplog.records if "target_inner_kl" in r.getMessage()]
+    assert said == ["warning: target_inner_kl=0.05 ignored: the KL penalty's coefficient is "
+                    "fixed (add --adaptive-kl to aim it at this KL)"]
