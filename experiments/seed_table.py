@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from metarl.evaluation import Z_95
+from metarl.scripts import read_json
 
 #: What must agree between the evaluations of one table: the held-out tasks and how each step
 #: was sampled and taken.
@@ -43,10 +44,7 @@ def read(folder: Path, method: str) -> dict:
                 if (folder / "evaluation" / "curve.json").is_file()
                 else " (give the folders evaluate wrote)")
         raise SystemExit(f"error: {path}: no such file{hint}")
-    try:
-        result = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SystemExit(f"error: {path} is not valid JSON ({error}); evaluate again") from None
+    result = read_json(path, "evaluate again")
     if not isinstance(result, dict) or not isinstance(result.get("methods"), dict):
         raise SystemExit(f"error: {path} is not an evaluation's curve (no \"methods\")")
     if method not in result["methods"]:

@@ -170,7 +170,7 @@ def test_seed_table_counts_a_recorded_curve_in_the_mean(tmp_path, capsys, experi
 
 
 @pytest.mark.parametrize("corrupt, said", [
-    (lambda path: path.write_text(path.read_text()[:40]), "is not valid JSON"),
+    (lambda path: path.write_text(path.read_text()[:40]), "is not readable JSON"),
     (lambda path: path.write_text("[]"), "is not an evaluation's curve"),
     (lambda path: path.write_text(path.read_text().replace("-2.0", "NaN", 1)),
      "after 1 steps is nan, not a finite number"),
