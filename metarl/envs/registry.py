@@ -76,7 +76,7 @@ def register_family(name: str, env_cls: type | str, *, batched: type | str | Non
                              f"{gym.registry[env_id].entry_point}; pass env_id= or overwrite=True")
         del gym.registry[env_id]
     gym.register(id=env_id, entry_point=env_cls, max_episode_steps=horizon)
-    family = TaskFamily(name, env_id, env_cls, batched, int(horizon))
+    family = TaskFamily(name, env_id, env_cls, batched, horizon)  # an int: checked above
     _FAMILIES[name] = family
     _RESOLVED.clear()
     return family

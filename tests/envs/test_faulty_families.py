@@ -19,6 +19,16 @@ def one_error_line(capsys) -> str:
     return err[len("error: "):].rstrip("\n")
 
 
+def refused_before_any_run_directory(env: str, tmp_path, capsys) -> str:
+    """The one error line of a maml_trpo run on ``env``, which must stop with exit status 2
+    before it writes anything."""
+    out = tmp_path / "runs"
+    assert main(["maml_trpo", "--env", env, *TINY, "--output-dir", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert not out.exists()
+    return line
+
+
 @pytest.mark.parametrize(("name", "says"), [
     ("NoTasks", "sample_tasks(2) returned 0 tasks; it must return a list of exactly 2 task dicts"),
     ("TooFewTasks", "sample_tasks(2) returned 1 task; it must return a list of exactly 2 task "
@@ -32,11 +42,8 @@ def one_error_line(capsys) -> str:
 ])
 def test_a_sample_tasks_that_breaks_the_protocol_is_one_line_before_any_run_directory(
         tmp_path, capsys, plugin_envs, name, says):
-    out = tmp_path / "runs"
-    assert main(["maml_trpo", "--env", f"faulty_families:{name}", *TINY,
-                 "--output-dir", str(out)]) == 2
-    assert one_error_line(capsys).startswith(f"faulty_families:{name}: {says}")
-    assert not out.exists()
+    line = refused_before_any_run_directory(f"faulty_families:{name}", tmp_path, capsys)
+    assert line.startswith(f"faulty_families:{name}: {says}")
 
 
 @pytest.mark.parametrize(("name", "method"), [("NanResetLine", "reset"),
@@ -116,10 +123,7 @@ def test_a_family_whose_own_code_fails_is_one_line_naming_it_and_the_method(
 ])
 def test_a_class_that_is_no_task_family_is_one_line_before_any_run_directory(
         tmp_path, capsys, plugin_envs, env, says):
-    out = tmp_path / "runs"
-    assert main(["maml_trpo", "--env", env, *TINY, "--output-dir", str(out)]) == 2
-    assert says in one_error_line(capsys)
-    assert not out.exists()
+    assert says in refused_before_any_run_directory(env, tmp_path, capsys)
 
 
 def test_a_bool_reward_is_a_number(plugin_envs):
