@@ -92,10 +92,18 @@ class LoopBatchedEnv(BatchedEnvBase):
     def _step_active(self, actions: np.ndarray, index):
         rows = range(self.num_envs)[index] if isinstance(index, slice) else index
         results = []
-        with family_code(self.family, "step"):  # the family's code; what it returned: below
-            for action, i in zip(actions, rows):
-                action = action.reshape(self._action_shape).astype(self._action_dtype)
-                results.append(self.envs[i].step(action))
+        try:
+            with family_code(self.family, "step"):  # the family's code; what it returned: below
+                for action, i in zip(actions, rows):
+                    action = action.reshape(self._action_shape).astype(self._action_dtype)
+                    results.append(self.envs[i].step(action))
+        except NotATaskFamilyError as error:
+            if _old_gym_step(error.__cause__):
+                raise NotATaskFamilyError(
+                    f"{self.family}: step returned 4 values, the old gym API's (obs, reward, "
+                    f"done, info); Gymnasium's step returns 5: (obs, reward, terminated, "
+                    f"truncated, info)") from error.__cause__
+            raise
         obs, reward, terminated, non_finite = [], [], [], []
         for result, i in zip(results, rows):
             if not isinstance(result, tuple) or len(result) != 5:
@@ -139,6 +147,12 @@ class LoopBatchedEnv(BatchedEnvBase):
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _old_gym_step(error: BaseException | None) -> bool:
+    """Whether ``error`` is Gymnasium's ``TimeLimit`` (the wrapper ``make`` adds) failing to
+    unpack a step that returned the old gym API's 4-tuple."""
+    return isinstance(error, ValueError) and "expected 5, got 4" in str(error)
 
 
 def _shape_of(value) -> str:

@@ -81,8 +81,8 @@ def test_an_env_name_of_no_valid_form_lists_the_valid_forms(tmp_path, capsys, na
     ("KeyErrorSetTask", "sample_tasks(2) returned task 0 = {'target': 0.0}, which its own "
                         "set_task refuses: KeyError: 'goal'"),
     ("CrashingStep", "step raised KeyError: 'velocity'"),
-    ("FourTupleStep", "step raised ValueError: not enough values to unpack (expected 5, got "
-                      "4)"),  # in Gymnasium's TimeLimit wrapper
+    ("FourTupleStep", "step returned 4 values, the old gym API's (obs, reward, done, info); "
+                      "Gymnasium's step returns 5: (obs, reward, terminated, truncated, info)"),
     ("WrongSizeStep", "step returned observations of [3] values; its observation_space holds 1"),
     ("VectorReward", "step returned the reward array([-1., -2.]); a reward must be one real "
                      "number"),
