@@ -42,7 +42,7 @@ def main() -> None:
 
     tune_malloc()  # the allocator settings of training (metarl.allocator)
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=positive_int, default=20 * 20 * 100 * 64)
     parser.add_argument("--rounds", type=positive_int, default=50)
     parser.add_argument("--threads", type=positive_int, default=1)

@@ -154,7 +154,7 @@ class Clock:
 
 def main() -> None:
     tune_malloc()  # the allocator settings of training (metarl.allocator)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
     parser.add_argument("--num-tasks", type=positive_int, default=40)
     parser.add_argument("--per-task", type=positive_int, default=20)

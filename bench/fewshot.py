@@ -46,7 +46,7 @@ def build(method: str, args: argparse.Namespace):
 def main() -> None:
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="data/omniglot",
                         help="the Omniglot zips (default: data/omniglot)")
     parser.add_argument("--cache-dir", default="")

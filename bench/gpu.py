@@ -183,7 +183,7 @@ def main() -> None:
 
     from metarl.device import resolve_device
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--part", choices=("both", "omniglot", "trpo"), default="both",

@@ -75,7 +75,7 @@ def main() -> None:
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.trainer import MetaRLTrainer
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--iterations", type=positive_int, default=3, help="timed iterations")
     parser.add_argument("--hvp-subsample", type=positive_float, default=None)

@@ -58,7 +58,7 @@ def check_rl2_trials(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def main() -> None:
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="navigation_2d")
     parser.add_argument("--meta-batch-size", type=positive_int, default=20)
     parser.add_argument("--episodes", type=positive_int, default=20)

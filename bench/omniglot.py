@@ -54,7 +54,7 @@ def main() -> None:
     from metarl.supervised.omniglot.problem import OmniglotConfig, OmniglotProblem
     from metarl.supervised.trainer import MetaLearner
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data/omniglot",
                         help="the Omniglot zips (default: data/omniglot)")
     parser.add_argument("--meta-batch-size", type=positive_int, default=32)

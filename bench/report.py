@@ -52,7 +52,7 @@ def check_envs(names: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=BUILTIN)
     parser.add_argument("--iterations", type=positive_int, default=2,
                         help="timed meta-iterations")

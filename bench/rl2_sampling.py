@@ -51,7 +51,7 @@ def sizes(args) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="navigation_2d")
     parser.add_argument("--tasks", type=positive_int, default=None,
                         help="default: 20 for navigation_2d, else 40")

@@ -59,7 +59,7 @@ DEFAULT_SIZES = {"navigation_2d": (20, 20)}  # (tasks, episodes per task); other
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="task family, e.g. cheetah_vel")
     parser.add_argument("--num-workers", type=positive_int, default=None,
                         help="processes (default: make_sampler's default; 1 = in-process)")

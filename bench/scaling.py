@@ -64,7 +64,7 @@ def main() -> None:
     from metarl.rl.config import MAMLTRPOConfig
     from metarl.rl.trainer import MetaRLTrainer
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--iterations", type=positive_int, default=2, help="timed iterations")
     parser.add_argument("--ray-address", default="", help="cluster to join (default: local)")

@@ -85,7 +85,7 @@ def substeps_of(parser: argparse.ArgumentParser, steps: list[float],
 def main(argv: list[str] | None = None) -> int:
     from metarl.envs.ant import ant_model
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--sigmas", type=positive_float, nargs="+", default=[1.0, 0.5, 0.3],
                         help="standard deviations of the random actions, finite and > 0")
     parser.add_argument("--control-steps", type=float, nargs="+", default=[0.02, 0.05],

@@ -224,7 +224,7 @@ def pool(runs: list[Path]) -> tuple[dict[str, list[np.ndarray]], dict, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path,
                         help="a new folder for the figure and the pooled curves (or this "
                              "script's earlier output)")

@@ -128,7 +128,7 @@ def table(out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", type=Path, default=Path("runs/fewshot"),
                         metavar="OUT",
                         help="the output folder of reproduce_fewshot.sh (default: runs/fewshot)")

@@ -87,7 +87,7 @@ def rows(out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", type=Path, default=Path("runs/omniglot"), metavar="OUT",
                         help="the output folder of reproduce_omniglot.sh (default: runs/omniglot)")
     out = parser.parse_args(argv).out

@@ -152,7 +152,7 @@ def outside(tasks: dict[int, tuple[float, dict[int, float]]], by: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path)
     parser.add_argument("--by", required=True, help="task parameter column, e.g. velocity, or "
                         "NAME_norm for the length of the vector NAME_0, NAME_1, ... (goal_norm)")

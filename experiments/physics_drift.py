@@ -144,7 +144,7 @@ def compare(first: str, second: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?",
                         help="record this install's rollouts to OUT.npz (a name ending in .npz)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two records")

@@ -228,7 +228,7 @@ def batch_size(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", default="runs/reproduce")

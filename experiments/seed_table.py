@@ -123,7 +123,7 @@ def table(rows: list[tuple[str, dict]], method: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("folders", type=Path, nargs="+", metavar="EVAL_DIR")
     parser.add_argument("--method", default="maml")
     parser.add_argument("--recorded", action="append", default=[], metavar="LABEL:ITER:CURVE",

@@ -78,7 +78,7 @@ def flag_value(flags: list[str], name: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, type=Path, help="a maml_trpo run directory")
     parser.add_argument("--scales", type=positive_float, nargs="+",
                         default=[0.1, 0.15, 0.25, 0.35, 0.5],

@@ -111,7 +111,7 @@ def table(run_dirs: list[Path], tag: str, block: int, by: str, digits: int = 1) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     parser.add_argument("--tag", default="returns/step_1")
     parser.add_argument("--block", type=int, default=20, help="meta-iterations per block")

@@ -1,6 +1,8 @@
 """metarl.scripts: the argument types and the one-line report the helper scripts share."""
 
 import argparse
+import ast
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +61,28 @@ def test_run_script_passes_the_status_and_keeps_a_bug_s_traceback():
     assert run_script(lambda: None) == 0
     with pytest.raises(ZeroDivisionError):
         run_script(lambda: 1 / 0)
+
+
+def test_every_script_parser_takes_whole_flag_names_only():
+    """argparse's default reads ``--hidden-size 8`` as ``--hidden-sizes 8``: every parser of the
+    package, bench/ and experiments/ turns that off (``allow_abbrev=False``)."""
+    root = Path(__file__).resolve().parent.parent
+    built = []
+    for path in sorted([*root.joinpath("metarl").rglob("*.py"), *root.joinpath("bench").glob("*.py"),
+                        *root.joinpath("experiments").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
+                    node.func, "id", None)) == "ArgumentParser":
+                keywords = {k.arg: k.value for k in node.keywords}
+                passed = (keywords.get("allow_abbrev") is not None
+                          and getattr(keywords["allow_abbrev"], "value", None) is False)
+                built.append((path.relative_to(root).as_posix(), passed))
+    assert len(built) >= 20  # the scan finds the parsers
+    assert [name for name, passed in built if not passed] == []
+
+
+def test_a_report_script_refuses_a_prefix_of_its_flag(experiment_script, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        experiment_script("training_blocks").main(["run", "--bl", "20"])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --bl 20" in capsys.readouterr().err

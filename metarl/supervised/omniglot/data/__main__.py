@@ -44,7 +44,7 @@ def fetch(data_dir: str | Path, names: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m metarl.supervised.omniglot.data",
+        allow_abbrev=False, prog="python -m metarl.supervised.omniglot.data",
         description="Download the official Omniglot zips (brendenlake/omniglot, python/) into "
                     "DIR, for --data-dir DIR.")
     parser.add_argument("data_dir", metavar="DIR", help="folder to put the zips in (created)")
