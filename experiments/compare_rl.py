@@ -202,12 +202,21 @@ def check_same_tasks(loaded: list[tuple[Path, str, dict, np.ndarray]]) -> None:
 
 def check_no_copies(loaded: list[tuple[Path, str, dict, np.ndarray]]) -> None:
     """SystemExit if two runs of one method hold the very same scores (one evaluation copied
-    to two folders would count as two seeds)."""
-    for index, (run, method, _, values) in enumerate(loaded):
-        for earlier, earlier_method, _, earlier_values in loaded[:index]:
-            if method == earlier_method and np.array_equal(values, earlier_values):
+    to two folders would count as two seeds) or were trained with the same seed (one run
+    evaluated twice, or two variants of one seed: either way not two seeds)."""
+    for index, (run, method, result, values) in enumerate(loaded):
+        for earlier, earlier_method, earlier_result, earlier_values in loaded[:index]:
+            if method != earlier_method:
+                continue
+            if np.array_equal(values, earlier_values):
                 raise SystemExit(f"error: {run} holds the same scores as {earlier} (a copy of "
                                  "one evaluation?); each evaluation counts once")
+            seed = result.get("run_seed")
+            if seed is not None and seed == earlier_result.get("run_seed"):
+                raise SystemExit(
+                    f"error: {run} and {earlier} are both {LABELS.get(method, method)} runs of "
+                    f"training seed {seed}; the runs of one method are pooled as seeds, so "
+                    "each must come from its own --seed")
 
 
 def pool(runs: list[Path]) -> tuple[dict[str, list[np.ndarray]], dict, int]:

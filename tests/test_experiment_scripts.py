@@ -15,10 +15,12 @@ from metarl.scripts import run_script
 TASKS = {"env": "navigation_2d", "num_tasks": 3, "seed": 0, "iteration": 10}
 
 
-def evaluation(folder, offset=0.0, method="maml"):
-    """An evaluation folder as ``evaluate`` writes it: curve.json and per_task.csv."""
+def evaluation(folder, offset=0.0, method="maml", run_seed=None):
+    """An evaluation folder as ``evaluate`` writes it: curve.json (with the training seed, if
+    given) and per_task.csv."""
     scores = np.array([[-40.0, -10.0], [-38.0, -9.0], [-42.0, -11.0]]) + offset
-    write_curves(folder, {method: scores}, metric="mean return", meta=TASKS)
+    meta = TASKS if run_seed is None else {**TASKS, "run_seed": run_seed}
+    write_curves(folder, {method: scores}, metric="mean return", meta=meta)
     return folder
 
 
@@ -68,6 +70,21 @@ def test_compare_rl_counts_each_evaluation_once(tmp_path, experiment_script):
     with pytest.raises(SystemExit, match="holds the same scores as .*run"):
         script.main([out, str(run_dir), str(copy)])
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_rl_pools_only_runs_of_distinct_training_seeds(tmp_path, experiment_script,
+                                                             capsys):
+    script = experiment_script("compare_rl")
+    out = str(tmp_path / "out")
+    same = [evaluation(tmp_path / f"same{i}", offset=i, run_seed=0) for i in (0, 1)]
+    with pytest.raises(SystemExit, match="are both MAML-TRPO runs of training seed 0; .* each "
+                                         "must come from its own --seed"):
+        script.main([out, *map(str, same)])
+    assert not (tmp_path / "out").exists()
+    other = evaluation(tmp_path / "seed1", offset=1, run_seed=1)
+    promp = evaluation(tmp_path / "promp0", offset=2, method="promp", run_seed=0)
+    assert script.main([out, str(same[0]), str(other), str(promp)]) == 0  # seed 0 per method
+    assert "MAML-TRPO (2 seeds)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("corrupt, said", [
