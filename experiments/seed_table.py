@@ -6,8 +6,8 @@
 Each ``EVAL_DIR`` holds the ``curve.json`` of one ``evaluate`` (for instance of runs that differ
 only in ``--seed``, all evaluated with the same ``--seed`` so on the same held-out tasks); they
 must share the evaluation protocol (``PROTOCOL``: tasks, steps, step sizes, batches). One
-row per directory: the training seed, its meta-iterations and ``--method``'s mean return after
-each step; then the mean over the rows with a 95% interval over seeds (1.96 standard errors of
+row per directory (two of one training seed are refused): the training seed, its
+meta-iterations and ``--method``'s mean return after each step; then the mean over the rows with a 95% interval over seeds (1.96 standard errors of
 the per-seed means: how much the result moves with the training seed, which one run's interval
 over tasks does not show), and the paper's values where ``curve.json`` holds them.
 ``--recorded`` adds the curve of a run whose evaluation folder is gone (its numbers as
@@ -142,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"seeds needs the same protocol: {', '.join(PROTOCOL)}")
     rows = [recorded(text, args.method) for text in args.recorded]
     rows += [(f"seed {result.get('run_seed', '?')}", result) for _, result in results]
+    labels = [label for label, _ in rows if label != "seed ?"]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise SystemExit(f"error: {repeated[0]} comes twice; a mean over seeds needs runs of "
+                         "distinct training seeds (--seed), one row each")
     lengths = {len(result["methods"][args.method]["mean"]) for _, result in rows}
     if len(lengths) > 1:
         found = ", ".join(f"{label}: {len(result['methods'][args.method]['mean'])}"

@@ -149,6 +149,10 @@ def test_seed_table_lines_up_runs_and_their_mean_over_seeds(tmp_path, capsys, ex
     (tmp_path / "s1" / "curve.json").write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="differ in env_steps_per_task"):
         script.main(folders)
+    other["env_steps_per_task"], other["run_seed"] = None, 0  # seed 0 evaluated twice
+    (tmp_path / "s1" / "curve.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="seed 0 comes twice"):
+        script.main(folders)
 
 
 def test_seed_table_counts_a_recorded_curve_in_the_mean(tmp_path, capsys, experiment_script):
@@ -163,6 +167,9 @@ def test_seed_table_counts_a_recorded_curve_in_the_mean(tmp_path, capsys, experi
     assert lines[3] == "| seed 1 | 100 | -38.00 | -2.00 |"
     assert lines[4] == f"| mean of 2 | | **-39.00** ± {Z_95:.2f} | **-2.50** ± {Z_95 / 2:.2f} |"
     assert lines[5] == "| paper | | -40.40 | -11.70 |"
+    with pytest.raises(SystemExit, match="seed 1 comes twice; a mean over seeds needs runs of "
+                                         "distinct training seeds"):
+        script.main([str(folder), "--recorded", "seed 1:100:-40,-3"])
     for bad in ("-40,-3", "seed 0:many:-40,-3", "seed 0:100:-40,x", "seed 0:100:-40,nan",
                 ":100:-40", "seed 0:100:-40,-3,-2.5"):
         with pytest.raises(SystemExit, match="--recorded"):
