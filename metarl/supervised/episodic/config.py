@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metarl.config import THREADS_MAX, ConfigError, option, seed_option
+from metarl.config import THREADS_MAX, option, seed_option
 from metarl.device import RESUME_NOTE, device_option
 from metarl.supervised.omniglot.options import OmniglotOptions
 
@@ -52,11 +52,6 @@ class EpisodicOptions:
 @dataclass
 class EpisodicConfig(OmniglotOptions, EpisodicOptions):
     """An episodic method on Omniglot: the shared options, then Omniglot's data options."""
-
-    def check(self) -> None:
-        """Episodes need a class to compare with and a query to score."""
-        if self.ways < 2:
-            raise ConfigError(f"ways={self.ways} must be at least 2: an episode compares classes")
 
 
 @dataclass

@@ -79,6 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.nonfinite import NonFiniteError
 from metarl.supervised.episodic.model import ConvEmbedding, EpisodeModel, episode_ways
 
 #: ``eps`` of the cosine similarity (see ``cosine_similarity``).
@@ -302,6 +303,6 @@ class MANN(EpisodeModel):
         state = self.write_support(support_features, support_y.gather(1, order))
         logits = self.read_queries(state, features[:, shots:])
         if not torch.isfinite(logits).all():
-            raise FloatingPointError("MANN produced non-finite class scores (check the inputs "
-                                     "and the learning rate)")
+            raise NonFiniteError("MANN's class scores are non-finite (check the inputs, the "
+                                 "learning rate and --key-strength)")
         return logits

@@ -19,7 +19,8 @@ class OmniglotOptions:
     download: bool = option(False, "download the full zips into --data-dir if missing")
     cache_dir: str = option("", "folder of the preprocessed-array cache; none: "
                             "~/.cache/metarl/omniglot")
-    ways: int = option(5, "N: classes per episode", minimum=0)
+    ways: int = option(5, "N: classes per episode (at least 2: an episode compares classes)",
+                       minimum=2, exclusive_minimum=False)
     rotations: bool = option(True, "add each character's 90/180/270-degree rotations as classes")
     split_seed: int = seed_option(0, "seed of the class-disjoint character split")
     test_fraction: float = option(0.25, "fraction of characters held out for testing",

@@ -30,6 +30,7 @@ from metarl.supervised.omniglot.data import (
     EpisodeSampler,
     OmniglotImages,
     OmniglotSplit,
+    TooManyWaysError,
     UnknownCharacterError,
     default_cache_dir,
     load_omniglot,
@@ -79,9 +80,18 @@ class OmniglotProblem:
     def _samplers(self, data: OmniglotImages, split: OmniglotSplit) -> dict[str, EpisodeSampler]:
         config = self.config
         rotations = (0, 90, 180, 270) if config.rotations else (0,)
-        return {name: EpisodeSampler(data, split[name], ways=config.ways, shots=config.shots,
-                                     queries=config.queries, rotations=rotations, name=name)
-                for name in self.splits}
+        try:
+            return {name: EpisodeSampler(data, split[name], ways=config.ways, shots=config.shots,
+                                         queries=config.queries, rotations=rotations, name=name)
+                    for name in self.splits}
+        except TooManyWaysError as error:  # say which option sized the split
+            classes = [len(split[name]) * len(rotations) for name in self.splits]
+            most = min(classes)
+            fix = (f"use ways <= {most}, or change test_fraction" if most >= 2 else
+                   f"{'raise' if classes[-1] < 2 else 'lower'} test_fraction")
+            raise TooManyWaysError(
+                f"{error} (test_fraction={config.test_fraction:g} holds out {len(split.test)} "
+                f"of the {len(split.train) + len(split.test)} characters); {fix}") from None
 
     def state_dict(self) -> dict[str, object]:
         """The character split and the archives it was made from (plain lists, for a

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from metarl.nonfinite import NonFiniteError
 from metarl.supervised.episodic.mann import (
     MANN,
     cosine_similarity,
@@ -283,6 +284,14 @@ def test_constructor_and_inputs_are_checked():
         model.episode_logits(support_x, support_y, query_x[:1])
     with pytest.raises(ValueError, match=r"expected images \[T, B, C, H, W\]"):
         model.episode_logits(support_x[0], support_y, query_x)
+
+
+def test_non_finite_class_scores_are_named_for_the_trainer_to_stop_on():
+    model = tiny_mann()
+    support_x, support_y, query_x, _ = random_episode(tasks=2)
+    query_x[1, 0] = math.nan  # one bad image: the trainer's divergence line, not a silent NaN
+    with pytest.raises(NonFiniteError, match="MANN's class scores are non-finite"):
+        model.episode_logits(support_x, support_y, query_x)
 
 
 # --- learning --------------------------------------------------------------------------------

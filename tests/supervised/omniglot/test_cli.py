@@ -53,6 +53,11 @@ def test_paper_defaults():
 @pytest.mark.parametrize("extra, expected", [
     (["--data-dir", "/nonexistent/omniglot"], "data directory not found: /nonexistent/omniglot"),
     (["--data-dir", str(DATA), "--ways", "1000"], "ways=1000 but the train split has"),
+    (["--data-dir", str(DATA), "--ways", "1"], "ways=1 must be >= 2"),  # no task to learn
+    (["--data-dir", str(DATA), "--test-fraction", "0.999"], "ways=5 but the train split has 0 "
+     "characters x 4 rotations = 0 classes (test_fraction=0.999 holds out 242 of the 242 "
+     "characters); lower test_fraction"),
+    (["--data-dir", str(DATA), "--test-fraction", "0.001"], "; raise test_fraction"),
     (["--data-dir", str(DATA), "--queries", "20"], "shots + queries = 21 but some train"),
 ])
 def test_bad_omniglot_input_exits_2(extra, expected, tmp_path, omniglot_cache_dir, capsys):

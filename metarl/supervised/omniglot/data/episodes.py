@@ -104,8 +104,7 @@ class EpisodeSampler:
         if ways > self.num_classes:
             raise TooManyWaysError(
                 f"ways={ways} but the {name} split has {len(self.char_index)} characters x "
-                f"{len(self.rotations)} rotations = {self.num_classes} classes; use ways <= "
-                f"{self.num_classes} or give the split more characters"
+                f"{len(self.rotations)} rotations = {self.num_classes} classes"
             )
         counts = data.counts()[self.char_index]
         #: The drawings of this split's character with the fewest: the most support and query
