@@ -72,14 +72,15 @@ from metarl.config import ConfigError
 from metarl.envs.base import EnvOptionError
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
 from metarl.files import OutputPathError, ensure_dir
-from metarl.ray_runtime import RayRuntime
+from metarl.ray_runtime import RayRuntime, RayStartError
 from metarl.run import one_line, sigterm_as_interrupt, stopped_by_sigterm
 
 HERE = Path(__file__).resolve().parent
 #: The paper's test batches: env steps per task and step (docs/protocol.md).
 PAPER_TEST_STEPS = 4000
-#: Options this script sets itself (``--envs``/``--tasks``, ``--seeds``, ``--output-dir``).
-OWN_KEYS = ("env", "task", "seed", "output_dir")
+#: Options this script sets itself (``--envs``/``--tasks``, ``--seeds``, ``--output-dir``; it
+#: resumes a run whose directory exists).
+OWN_KEYS = ("env", "task", "seed", "output_dir", "resume")
 #: How often Ray reruns a task whose worker process or node died (it resumes its checkpoint).
 MAX_RETRIES = 2
 #: Seconds Ctrl-C waits for cancelled runs to stop before their processes are killed.
@@ -151,7 +152,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.ray_address is not None and not ADDRESS.fullmatch(args.ray_address):
         parser.error(f"--ray-address {args.ray_address!r} is not valid; give auto, "
                      "ray://HOST:PORT or HOST:PORT")
-    args.algos = list(dict.fromkeys(args.algo))
+    for flag, values in (("--algo", args.algo), ("--envs", args.envs), ("--tasks", args.tasks),
+                         ("--seeds", args.seeds)):
+        twice = [str(v) for v in dict.fromkeys(values) if values.count(v) > 1]
+        if twice:
+            parser.error(f"{flag} {' '.join(map(str, values))}: {', '.join(twice)} given twice "
+                         f"(each names its runs once)")
+    args.algos = list(args.algo)
     selectors = {algorithm(algo).selector for algo in args.algos}
     if len(selectors) > 1:
         parser.error(f"--algo {' '.join(args.algos)}: some take --envs and some --tasks; "
@@ -169,11 +176,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.episodes_per_task is not None and not set(args.algos) & set(takers):
         parser.error(f"--episodes-per-task is not for {', '.join(args.algos)} runs (their "
                      f"evaluation takes no test batches); it is for {', '.join(takers)}")
-    args.families = list(dict.fromkeys(families))
-    args.seeds = list(dict.fromkeys(args.seeds))
+    args.families = list(families)
     try:
-        args.fixed = dict(key_value(text, many=False) for text in args.settings)
-        args.varied = dict(key_value(text, many=True) for text in args.grid)
+        args.fixed = key_values(args.settings, many=False)
+        args.varied = key_values(args.grid, many=True)
         check_keys(args)
     except ConfigError as error:
         parser.error(str(error))
@@ -197,6 +203,19 @@ def key_value(text: str, *, many: bool) -> tuple[str, Any]:
     if many and (not parsed or any(v is None for v in parsed)):
         raise ConfigError(f"{flag} {text!r}: give one or more values, V1,V2,...")
     return key.strip().replace("-", "_"), parsed
+
+
+def key_values(texts: list[str], *, many: bool) -> dict[str, Any]:
+    """Every ``--set`` (or, with ``many``, ``--grid``) as a dict; a ConfigError for a key given
+    twice (one of the two would be dropped)."""
+    values: dict[str, Any] = {}
+    for text in texts:
+        key, value = key_value(text, many=many)
+        if key in values:
+            raise ConfigError(f"{'--grid' if many else '--set'} {key}: given twice; give it "
+                              f"once" + (" with every value, V1,V2,..." if many else ""))
+        values[key] = value
+    return values
 
 
 def check_keys(args: argparse.Namespace) -> None:
@@ -261,6 +280,9 @@ def check_machine(args: argparse.Namespace, config: Any) -> None:
     if device != "cpu" and args.gpus_per_run == 0:
         raise ConfigError(f"device={device!r} needs GPUs: give --gpus-per-run (Ray shows a run "
                           f"only the GPUs it reserves)")
+    if device == "cpu" and args.gpus_per_run > 0:
+        raise ConfigError(f"--gpus-per-run {args.gpus_per_run:g} with device='cpu': the runs "
+                          f"would hold GPUs they do not use; give --set device=cuda (or auto)")
     if getattr(config, "sampler", "local") != "local":
         raise ConfigError(f"sampler={config.sampler!r}: a grid's runs sample on their own "
                           f"--cpus-per-run CPUs (use --sampler ray for one large run instead)")
@@ -374,8 +396,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
 # --- Ray ----------------------------------------------------------------------------------------
 
-def largest_node_cpus(ray: Any) -> float:
-    return max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]),
+def largest_node(ray: Any, resource: str) -> float:
+    """The most of ``resource`` (``CPU``, ``GPU``) that one live node of the cluster has."""
+    return max((node["Resources"].get(resource, 0) for node in ray.nodes() if node["Alive"]),
                default=0)
 
 
@@ -504,13 +527,18 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputPathError, ConfigError) as error:
         print(f"grid.py: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except RayStartError as error:
+        print(f"grid.py: error: {error}", file=sys.stderr)
+        return 1
     ray = runtime.ray
     try:
-        largest = largest_node_cpus(ray)
-        if args.cpus_per_run > largest:
-            print(f"grid.py: error: --cpus-per-run {args.cpus_per_run}: no node of the cluster "
-                  f"has that many CPUs (the most: {largest:g})", file=sys.stderr)
-            return EXIT_USAGE
+        for flag, resource, wanted in (("--cpus-per-run", "CPU", args.cpus_per_run),
+                                       ("--gpus-per-run", "GPU", args.gpus_per_run)):
+            largest = largest_node(ray, resource)
+            if wanted > largest:  # Ray would wait for such a node without end
+                print(f"grid.py: error: {flag} {wanted:g}: no node of the cluster has that many "
+                      f"{resource}s (the most: {largest:g})", file=sys.stderr)
+                return EXIT_USAGE
         print(f"{runs(len(specs))} under {output}", flush=True)
         with sigterm_as_interrupt():  # after ray.init, which sets its own
             outcomes = run_all(ray, specs, args.cpus_per_run, args.gpus_per_run)

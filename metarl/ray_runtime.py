@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -21,6 +22,14 @@ from metarl.envs.base import usable_cores
 
 #: What to install for Ray (``--sampler ray``, ``experiments/grid.py``).
 RAY_EXTRA = 'pip install -e ".[ray]"'
+#: Seconds to wait for a cluster's ``HOST:PORT`` to accept a connection before giving up (Ray
+#: itself retries an unreachable address without end).
+CONNECT_TIMEOUT_S = 10.0
+
+
+class RayStartError(RuntimeError):
+    """A local Ray runtime that failed to start (not bad input: the machine's resources, a
+    port in use, a timeout)."""
 
 
 def import_ray(what: str = "this"):
@@ -49,6 +58,8 @@ class RayRuntime:
 
     def _start(self, address: str | None) -> None:
         ray = self.ray
+        if address:
+            check_reachable(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=True)
@@ -66,11 +77,35 @@ class RayRuntime:
                               f"ray://host:port; a cluster with Ray's token authentication "
                               f"also needs RAY_AUTH_MODE=token and its token on this "
                               f"machine)") from None
+        except Exception as error:  # Ray raises plain Exception when its node does not start
+            if address:
+                raise ConfigError(f"could not connect to the Ray cluster at {address!r}: "
+                                  f"{first_line(error)}") from None
+            raise RayStartError(f"a local Ray runtime did not start: {first_line(error)} "
+                                f"(see Ray's logs under /tmp/ray/session_latest/logs)") from None
 
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
         self.owned = False
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A ``ConfigError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a TCP connection
+    within ``timeout`` seconds; ``auto`` and other forms are left to Ray, which answers them at
+    once."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit() or not host:
+        return
+    if not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray-address {address!r}: port {port} must be in 1..65535")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or error)
+        raise ConfigError(f"could not connect to the Ray cluster at {address!r}: {reason} "
+                          f"within {timeout:g} s (is the head node running and its port "
+                          f"open to this machine?)") from None
 
 
 @contextlib.contextmanager

@@ -312,11 +312,13 @@ def _non_finite_errors() -> type[Exception]:
     return NonFiniteError
 
 
-def _worker_errors() -> type[Exception]:
-    """A sampler worker process that failed or died."""
+def _worker_errors() -> tuple[type[Exception], ...]:
+    """A sampler worker process that failed or died, or a local Ray runtime that did not
+    start."""
+    from metarl.ray_runtime import RayStartError
     from metarl.rl.workers import WorkerError
 
-    return WorkerError
+    return WorkerError, RayStartError
 
 
 def _domain_errors() -> tuple[type[Exception], ...]:

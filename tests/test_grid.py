@@ -14,9 +14,11 @@ from run_helpers import one_error_line
 
 from metarl import experiment
 
-TINY = ["--envs", "navigation_2d", "--set", "num_batches=2", "--set", "meta_batch_size=2",
-        "--set", "fast_batch_size=2", "--set", "hidden_sizes=8,8", "--set", "cg_iters=2",
-        "--num-tasks", "2", "--episodes-per-task", "2", "--cpus-per-run", "1"]
+#: A tiny grid without its budget, for tests that set their own.
+TINY_RUNS = ["--envs", "navigation_2d", "--set", "meta_batch_size=2", "--set", "fast_batch_size=2",
+             "--set", "hidden_sizes=8,8", "--set", "cg_iters=2", "--num-tasks", "2",
+             "--episodes-per-task", "2", "--cpus-per-run", "1"]
+TINY = [*TINY_RUNS, "--set", "num_batches=2"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,16 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     (["--envs", "navigation_2d", "--set", "speed=1"], "unknown option(s) speed"),
     (["--envs", "navigation_2d", "--grid", "fast_lr=0.1,-1"], "fast_lr=-1.0 must be > 0"),
     (["--envs", "navigation_2d", "--set", "seed=3"], "seed: set by this script"),
+    (["--envs", "navigation_2d", "--set", "resume=x"], "resume: set by this script"),
+    (["--envs", "navigation_2d", "--seeds", "0", "1", "0"], "--seeds 0 1 0: 0 given twice"),
+    (["--envs", "navigation_2d", "navigation_2d"], "navigation_2d given twice"),
+    (["--algo", "maml", "maml", "--tasks", "sine"], "--algo maml maml: maml given twice"),
+    (["--envs", "navigation_2d", "--set", "fast_lr=0.1", "--set", "fast-lr=0.2"],
+     "--set fast_lr: given twice; give it once"),
+    (["--envs", "navigation_2d", "--grid", "fast_lr=0.1", "--grid", "fast_lr=0.2"],
+     "--grid fast_lr: given twice; give it once with every value, V1,V2,..."),
+    (["--envs", "navigation_2d", "--gpus-per-run", "1"], "--gpus-per-run 1 with device='cpu': "
+                                                         "the runs would hold GPUs"),
     (["--envs", "navigation_2d", "--grid", "num_batches=1,2"], "give it with --set"),
     (["--envs", "navigation_2d", "--ray-address", "nowhere"], "is not valid; give auto"),
     (["--tasks", "sine"], "--tasks is for the other algorithm; maml_trpo takes --envs"),
@@ -97,6 +109,15 @@ def test_bad_input_stops_with_one_line_before_anything_starts(grid, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_more_gpus_per_run_than_any_node_has_stops_before_a_run_waits_for_one(
+        grid, ray_cluster, tmp_path, capsys):
+    assert grid.main([*TINY, "--set", "device=auto", "--gpus-per-run", "1",
+                      "--output-dir", str(tmp_path)]) == 2
+    assert one_error_line(capsys) == ("grid.py: error: --gpus-per-run 1: no node of the cluster "
+                                      "has that many GPUs (the most: 0)")
+    assert not list(tmp_path.iterdir())
+
+
 def test_an_output_dir_that_is_a_file_stops_before_anything_starts(grid, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert grid.main([*TINY, "--output-dir", str(tmp_path / "file" / "grid")]) == 2
@@ -116,9 +137,10 @@ def test_without_ray_it_names_the_extra_to_install(grid, tmp_path, capsys, monke
                          ids=["ctrl-c", "sigterm"])
 def test_a_stop_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp_path, capsys,
                                                           stop, status):
-    argv = [*TINY, "--set", "num_batches=100000", "--set", "checkpoint_every=1",
-            "--output-dir", str(tmp_path), "--ray-address", ray_cluster.address]
-    (run,) = grid.plan(grid.parse_args(argv))
+    argv = [*TINY_RUNS, "--set", "checkpoint_every=1", "--output-dir", str(tmp_path),
+            "--ray-address", ray_cluster.address]
+    budget = ["--set", "num_batches=100000"]
+    (run,) = grid.plan(grid.parse_args([*argv, *budget]))
     checkpoint = tmp_path / run["name"] / "checkpoint.pt"
 
     def interrupt_after_a_checkpoint():
@@ -128,7 +150,7 @@ def test_a_stop_cancels_the_runs_and_a_rerun_resumes_them(grid, ray_cluster, tmp
         stop()
 
     threading.Thread(target=interrupt_after_a_checkpoint, daemon=True).start()
-    assert grid.main(argv) == status
+    assert grid.main([*argv, *budget]) == status
     assert "interrupted: the runs were cancelled" in capsys.readouterr().err
     stopped_at = iteration(tmp_path / run["name"])
     time.sleep(1.0)
