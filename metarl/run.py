@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -245,9 +246,28 @@ def _report(run_dir: Path, iterations: int, last: dict[str, float],
             prefixes: tuple[str, ...]) -> None:
     """The lines that close a training command: the iterations done and the last values
     logged under ``prefixes``, and the run directory."""
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(last.items()) if k.startswith(prefixes))
-    print(f"done: {iterations} iterations; {summary}")
+    shown = {k: v for k, v in last.items() if k.startswith(prefixes)}
+    summary = ", ".join(f"{k}={shown[k]:.4g}" for k in summary_tags(shown))
+    print(f"done: {iterations} iterations" + (f"; {summary}" if summary else ""))
     print(f"run directory: {run_dir}")
+
+
+def summary_tags(tags: Iterable[str]) -> list[str]:
+    """``tags`` in order, a curve's steps by number and only its first two and its last
+    (``eval/mse_step_0``, ``_step_1``, ``_step_200``: not all 201)."""
+    steps: dict[str, list[int]] = {}
+    rest = []
+    for tag in tags:
+        match = re.fullmatch(r"(.*_step_)(\d+)", tag)
+        if match:
+            steps.setdefault(match[1], []).append(int(match[2]))
+        else:
+            rest.append(tag)
+    for prefix, numbers in steps.items():
+        numbers.sort()
+        rest += [f"{prefix}{n}" for n in dict.fromkeys([*numbers[:2], numbers[-1]])]
+    return sorted(rest, key=lambda tag: [int(p) if p.isdigit() else p
+                                         for p in re.split(r"(\d+)", tag)])
 
 
 # --- evaluate --------------------------------------------------------------------------------

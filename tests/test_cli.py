@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -475,3 +476,14 @@ def test_resume_with_another_command_names_the_run_s_own(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"error: --resume {run_dir}: a 'maml' run, not 'fomaml'; resume it with python -m "
         f"metarl.run maml --resume {run_dir}")
+
+
+def test_the_done_line_shows_a_long_curve_by_its_first_two_steps_and_its_last(tmp_path,
+                                                                              capsys):
+    assert main(["maml", "--task", "sine", "--meta-batch-size", "2", "--no-progress",
+                 "--eval-steps", "12", "--eval-every", "1", "--num-batches", "1",
+                 "--output-dir", str(tmp_path)]) == 0
+    done = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("done: "))
+    steps = [int(n) for n in re.findall(r"mse_step_(\d+)=", done)]
+    assert steps == [0, 1, 12] and "train/meta_loss=" in done

@@ -37,7 +37,7 @@ from metarl.checkpoint_format import (
 from metarl.config import THREADS_MAX, option, seed_option
 from metarl.core.maml import Params, adapt, parameters_of, stack_params
 from metarl.device import RESUME_NOTE, cpu_state, device_option, resolve_device, to_device
-from metarl.nonfinite import finite_backward, require_finite
+from metarl.nonfinite import NonFiniteError, finite_backward, require_finite
 from metarl.runs import (
     check_compatible,
     load_generator_strict,
@@ -227,7 +227,15 @@ class MetaLearner:
                                  *held_out, steps=self.config.eval_steps,
                                  step_size=self.config.fast_lr,
                                  chunk_size=self.problem.eval_chunk_size)
-        return {tag: m.item() for tag, m in zip(self.curve_tags, curve.mean(dim=0))}
+        means = curve.mean(dim=0)
+        bad = (~torch.isfinite(means)).nonzero()
+        if len(bad):
+            config = self.config
+            raise NonFiniteError(
+                f"the held-out {self.problem.metric} is non-finite after {bad[0].item()} "
+                f"adaptation steps (fast_lr={config.fast_lr:g}, eval_steps={config.eval_steps}); "
+                f"a smaller --fast-lr or fewer --eval-steps keeps it finite")
+        return {tag: m.item() for tag, m in zip(self.curve_tags, means)}
 
     def summary(self, values: Mapping[str, float]) -> str | None:
         """The progress bar's text: the meta-loss, and the held-out curve's first steps after

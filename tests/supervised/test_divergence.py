@@ -96,3 +96,14 @@ def test_evaluate_of_fewer_tasks_than_the_figure_shows_writes_its_curve(tmp_path
     assert main(["evaluate", "--run", str(run_dir), "--num-tasks", "2", "--steps", "1",
                  "--no-baselines", "--no-progress"]) == 0
     assert (run_dir / "evaluation" / "curve.png").stat().st_size > 0
+
+
+def test_a_held_out_curve_that_overflows_stops_training_naming_the_options(tmp_path, capsys):
+    assert main(["maml", "--task", "sine", "--meta-batch-size", "2", "--no-progress",
+                 "--fast-lr", "3", "--eval-steps", "50", "--eval-every", "1",
+                 "--num-batches", "2", "--output-dir", str(tmp_path)]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith("error: diverged at iteration 1: the held-out mse is non-finite "
+                           "after ")
+    assert "adaptation steps (fast_lr=3, eval_steps=50); a smaller --fast-lr or fewer " in line
+
