@@ -108,7 +108,15 @@ def with_defaults(options: EvaluateOptions, defaults: EvalDefaults) -> EvaluateO
                           f"2.., but the curve has {steps} step(s); give --steps 2 or more")
     unset = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)
              if getattr(options, field.name) is None}
-    return dataclasses.replace(options, **unset)
+    resolved = dataclasses.replace(options, **unset)
+    for_baselines = [flag_name(name) for name in ("pretrained", "oracle", "baseline_iterations")
+                     if getattr(options, name) is not None]
+    if for_baselines and not resolved.baselines:
+        why = ("--no-baselines" if options.baselines is False else
+               "they are off by default for this kind of run")
+        raise ConfigError(f"{', '.join(for_baselines)}: only with --baselines, which set up "
+                          f"the baselines this evaluation does not run ({why})")
+    return resolved
 
 
 #: The options only one kind of run takes: option -> that kind, as an error names it.

@@ -80,13 +80,21 @@ class TrainingFailed(Exception):
     as one line with the resume hint."""
 
 
+#: A value that starts with a minus sign and is a number (``-1e-3``, ``-inf``, ``-nan``): a
+#: value for the option before it, which then names it as out of range; argparse's own
+#: pattern takes only ``-1`` and ``-0.5`` and reads the rest as unknown flags.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$",
+                             re.IGNORECASE)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line (no usage dump) through UsageError, and takes
     only whole flag names: a prefix such as ``--hidden-size`` (RL²'s flag) would otherwise
-    be read as another command's ``--hidden-sizes``."""
+    be read as another command's ``--hidden-sizes``; every negative number is a value."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, allow_abbrev=False, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)

@@ -487,3 +487,12 @@ def test_the_done_line_shows_a_long_curve_by_its_first_two_steps_and_its_last(tm
                 if line.startswith("done: "))
     steps = [int(n) for n in re.findall(r"mse_step_(\d+)=", done)]
     assert steps == [0, 1, 12] and "train/meta_loss=" in done
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-1e-3", "fast_lr=-0.001 must be > 0"), ("-inf", "fast_lr=-inf must be a finite number > 0"),
+    ("-NaN", "fast_lr=nan must be a finite number > 0"), ("-.5", "fast_lr=-0.5 must be > 0")])
+def test_a_negative_number_in_any_notation_is_a_value_named_as_out_of_range(value, message,
+                                                                           capsys):
+    assert main(["maml", "--task", "sine", "--fast-lr", value]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"

@@ -123,11 +123,25 @@ def test_the_rl_baselines_iterations_are_checked_once_before_anything_runs():
         baseline_iterations(untrained, EvaluateOptions(baselines=True, baseline_iterations=0))
     assert baseline_iterations(untrained, EvaluateOptions(baselines=True,
                                                           baseline_iterations=7)) == 7
-    for given in ({"pretrained": "P"}, {"oracle": "O", "baseline_iterations": 7}):
-        for baselines in (None, False):  # not asked for: the options would do nothing
-            with pytest.raises(ConfigError, match=r"^--(pretrained|oracle, --baseline-iterations)"
-                                                  ": only with --baselines"):
-                baseline_iterations(untrained, EvaluateOptions(baselines=baselines, **given))
+
+
+@pytest.mark.parametrize("kind", ["rl", "sine"])
+def test_the_baselines_options_without_baselines_are_refused(kind):
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.evaluate import eval_defaults
+
+    defaults = (eval_defaults(MAMLTRPOConfig(env="navigation_2d")) if kind == "rl" else
+                SineProblem().eval_defaults())
+    given = [{"baseline_iterations": 7}] + ([{"pretrained": "P"}, {"oracle": "O",
+                                              "baseline_iterations": 7}] if kind == "rl" else [])
+    for options in given:
+        # not asked for (RL's default) or turned off: the options would do nothing
+        for baselines in ((None, False) if kind == "rl" else (False,)):
+            with pytest.raises(ConfigError, match=r"^--(pretrained|oracle, --baseline-iterations"
+                                                  r"|baseline-iterations): only with --baselines"):
+                with_defaults(EvaluateOptions(baselines=baselines, **options), defaults)
+    on = with_defaults(EvaluateOptions(baselines=True, baseline_iterations=7), defaults)
+    assert on.baselines and on.baseline_iterations == 7
 
 
 def test_the_help_texts_state_the_defaults_each_kind_declares():

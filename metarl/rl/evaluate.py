@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from metarl.config import ConfigError, flag_name
+from metarl.config import ConfigError
 from metarl.core.maml import Params, adapt, stack_params
 from metarl.evaluation import EVALUATION_SEED_OFFSET, evaluation_step_sizes, report
 from metarl.evaluation_options import EvalDefaults, EvaluateOptions, with_defaults
@@ -149,12 +149,8 @@ def eval_protocol(config: MAMLTRPOConfig, options: EvaluateOptions) -> EvalProto
 def baseline_iterations(config: MAMLTRPOConfig, options: EvaluateOptions) -> int:
     """The training iterations of the pretrained and oracle baselines trained here:
     ``--baseline-iterations``, else the run's ``num_batches``; a ConfigError where that is
-    below 1 (a baseline would be left untrained)."""
-    unused = [flag_name(name) for name in ("pretrained", "oracle", "baseline_iterations")
-              if getattr(options, name) is not None]
-    if unused and not options.baselines:
-        raise ConfigError(f"{', '.join(unused)}: only with --baselines, whose pretrained and "
-                          "oracle runs they set")
+    below 1 (a baseline would be left untrained). (``with_defaults`` refuses the baselines'
+    options without ``--baselines``.)"""
     given = options.baseline_iterations
     if given is not None and given < 1:
         raise ConfigError(f"--baseline-iterations={given} must be >= 1 for MAML-TRPO runs: it "

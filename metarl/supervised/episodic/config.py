@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metarl.config import THREADS_MAX, option, seed_option
+from metarl.config import THREADS_MAX, ConfigError, option, seed_option
 from metarl.device import RESUME_NOTE, device_option
 from metarl.supervised.omniglot.options import OmniglotOptions
 
 #: What ``torch_threads`` means (as for MAML).
 TORCH_THREADS_HELP = ("PyTorch threads (0: PyTorch's default, one per core; use 1 on a machine "
                       "busy with other jobs)")
+
+#: Matching Networks' attention steps over the support set (Vinyals et al.'s setting).
+FCE_STEPS = 5
 
 
 @dataclass
@@ -65,8 +68,14 @@ class MatchingConfig(EpisodicConfig):
 
     fce: bool = option(True, "full-context embeddings: a bidirectional LSTM over the support set "
                        "and an attention LSTM over the query's embedding")
-    fce_steps: int = option(5, "processing steps of the query's attention LSTM (with --fce)",
-                            minimum=0)
+    fce_steps: int = option(FCE_STEPS, "processing steps of the query's attention LSTM (with "
+                            "--fce)", minimum=0)
+
+    def check(self) -> None:
+        """Attention steps set only what full-context embeddings do."""
+        if not self.fce and self.fce_steps != FCE_STEPS:
+            raise ConfigError(f"fce_steps={self.fce_steps} sets the attention LSTM of full-context "
+                              f"embeddings, which fce=False leaves out; add --fce or drop it")
 
 
 @dataclass

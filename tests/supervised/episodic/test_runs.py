@@ -84,9 +84,10 @@ def test_adaptation_options_are_refused(tmp_path, omniglot_cache_dir, capsys):
     assert main([*tiny("protonet", tmp_path, omniglot_cache_dir, batches=1),
                  "--output-dir", str(runs)]) == 0
     capsys.readouterr()
-    assert main(["evaluate", "--run", str(only_run_dir(runs)), "--steps", "3"]) == 2
-    assert "--steps: only for gradient-based runs; a protonet run answers in one forward pass" \
-        in one_error_line(capsys)
+    for flags in (["--steps", "3"], ["--steps", "0"], ["--baseline-iterations", "0"]):
+        assert main(["evaluate", "--run", str(only_run_dir(runs)), *flags]) == 2  # 0 too
+        assert (f"{flags[0]}: only for gradient-based runs; a protonet run answers in one "
+                f"forward pass") in one_error_line(capsys)
 
 
 def test_held_out_episodes_are_maml_s(omniglot_cache_dir):
@@ -178,3 +179,12 @@ def test_the_few_shot_table_reads_a_single_point_evaluation(tmp_path, omniglot_c
     (row,) = experiment_script("fewshot_table").table(tmp_path / "fewshot")[2:]
     assert row.startswith(f"| protonet | metric | **{100 * mean:.1f}** ± {100 * ci95:.1f} "
                           f"(98.8) | — (99.7) | — (96.0) | 1 × 2 / — / — |")
+
+
+def test_attention_steps_without_full_context_embeddings_are_refused(tmp_path, capsys):
+    assert main(["matching", "--task", "omniglot", "--no-fce", "--fce-steps", "3",
+                 "--output-dir", str(tmp_path)]) == 2
+    assert one_error_line(capsys) == ("error: fce_steps=3 sets the attention LSTM of "
+                                      "full-context embeddings, which fce=False leaves out; add "
+                                      "--fce or drop it")
+    assert not list(tmp_path.iterdir())
