@@ -37,7 +37,7 @@ checkpoint; a larger ``--set num_batches=N`` continues finished runs and evaluat
 other evaluation options evaluate them again.
 
 **The table.** Each run returns its evaluation (``curve.json``) to this script, which lines up
-the seeds of each family and option combination with their mean and 95% interval over seeds
+the seeds of each family and option combination with their mean ± 1.96 standard errors over seeds
 (``experiments/seed_table.py``) and writes ``OUTPUT_DIR/grid_table.md`` (printed too) and
 ``OUTPUT_DIR/grid_results.json`` (every run's status and curve) on this machine: the table needs
 no shared file system. The table is this grid's; ``grid_results.json`` also keeps the records

@@ -7,9 +7,11 @@ Each ``EVAL_DIR`` holds the ``curve.json`` of one ``evaluate`` (for instance of 
 only in ``--seed``, all evaluated with the same ``--seed`` so on the same held-out tasks); they
 must share the evaluation protocol (``PROTOCOL``: tasks, steps, step sizes, batches). One
 row per directory (two of one training seed are refused): the training seed, its
-meta-iterations and ``--method``'s mean return after each step; then the mean over the rows with a 95% interval over seeds (1.96 standard errors of
-the per-seed means: how much the result moves with the training seed, which one run's interval
-over tasks does not show), and the paper's values where ``curve.json`` holds them.
+meta-iterations and ``--method``'s mean return after each step; then the mean over the rows
+± 1.96 standard errors of the per-seed means (how much the result moves with the training
+seed, which one run's interval over tasks does not show; with few seeds narrower than a 95%
+interval, for which Student's t takes 4.3 standard errors at 3 seeds and 2.8 at 5), and the
+paper's values where ``curve.json`` holds them.
 ``--recorded`` adds the curve of a run whose evaluation folder is gone (its numbers as
 docs/results.md records them, evaluated with the same protocol) as one more row, so that the
 mean and interval count it too. docs/results.md's navigation_2d table over five seeds comes

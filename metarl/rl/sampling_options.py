@@ -73,8 +73,11 @@ def unused_ray_settings(config: Any) -> list[str]:
 
 def warn_unused_ray_settings(config: Any, log: logging.Logger) -> None:
     """Log one warning naming the Ray settings ``config`` gives while the local sampler samples
-    (``unused_ray_settings``), if any."""
+    (``unused_ray_settings``), or the local workers it asks for while Ray actors sample."""
     unused = unused_ray_settings(config)
     if unused:
         log.warning("warning: %s ignored: the local sampler samples (add --sampler ray to use "
                     "Ray)", ", ".join(unused))
+    elif config.sampler == "ray" and config.num_workers:
+        log.warning("warning: num_workers=%d ignored: Ray actors sample (--ray-actors sets how "
+                    "many)", config.num_workers)

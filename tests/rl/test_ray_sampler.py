@@ -247,6 +247,21 @@ def test_ray_settings_with_the_local_sampler_are_ignored_with_a_warning(tmp_path
             "to use Ray)") in caplog.text
 
 
+def test_local_workers_with_the_ray_sampler_are_ignored_with_a_warning(caplog):
+    import logging
+
+    from metarl.rl.config import MAMLTRPOConfig
+    from metarl.rl.sampling_options import warn_unused_ray_settings
+
+    log = logging.getLogger("metarl.test")
+    warn_unused_ray_settings(MAMLTRPOConfig(env="navigation_2d", sampler="ray"), log)
+    assert "warning" not in caplog.text  # nothing given that goes unused
+    warn_unused_ray_settings(MAMLTRPOConfig(env="navigation_2d", sampler="ray", num_workers=2),
+                             log)
+    assert "warning: num_workers=2 ignored: Ray actors sample (--ray-actors sets how many)" \
+        in caplog.text
+
+
 def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys, monkeypatch):
     import importlib.util
 
