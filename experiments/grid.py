@@ -71,7 +71,7 @@ from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.config import ConfigError
 from metarl.envs.base import EnvOptionError
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
-from metarl.files import OutputPathError, ensure_dir
+from metarl.files import OutputPathError, atomic_open, ensure_dir
 from metarl.ray_runtime import RayRuntime, RayStartError
 from metarl.run import one_line, sigterm_as_interrupt, stopped_by_sigterm
 
@@ -387,7 +387,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             status = "trained"
         experiment.evaluate(run_dir, **spec["evaluation"])
         evaluation = run_dir / "evaluation"
-        (evaluation / EVALUATED_WITH).write_text(json.dumps(spec["evaluation"]))
+        with atomic_open(evaluation / EVALUATED_WITH, "w") as handle:
+            handle.write(json.dumps(spec["evaluation"]))
         curve = json.loads((evaluation / "curve.json").read_text())
         return {**outcome, "status": status, "curve": curve}
     except Exception as error:  # reported in the summary; the other runs go on
@@ -496,11 +497,14 @@ def earlier_records(output: Path, names: set[str]) -> list[dict]:
 def write_outputs(output: Path, specs: list[dict], outcomes: list[dict]) -> str:
     text = summary(specs, outcomes)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "grid_table.md").write_text(text)
+    # Each file is replaced whole: a failed write (a full disk) leaves the earlier one intact.
+    with atomic_open(output / "grid_table.md", "w") as handle:
+        handle.write(text)
     records = [{"name": s["name"], "family": s["family"], "seed": s["seed"],
                 "options": s["options"], **o} for s, o in zip(specs, outcomes)]
     records = earlier_records(output, {s["name"] for s in specs}) + records
-    (output / "grid_results.json").write_text(json.dumps(records, indent=1))
+    with atomic_open(output / "grid_results.json", "w") as handle:
+        handle.write(json.dumps(records, indent=1))
     return text
 
 

@@ -80,9 +80,12 @@ def weights_digest(tensors: dict) -> str:
 
 
 #: Weights after a short run of each algorithm, as the code before the device option computed
-#: them (commit 2cc7813, torch 2.13.0 on the x86-64 CPU of the test machines, 2026-12-02):
-#: the default device must not change a bit. Another torch build may round differently.
-BEFORE_DEVICE_OPTION = {"maml_trpo": "b706323e5390bfd7", "maml": "7ab327873905b00f"}
+#: them (commit 2cc7813, torch 2.13.0): the default device must not change a bit. The CPU's
+#: kernels round differently, so each x86-64 CPU the tests have run on has its digest: one
+#: recorded 2026-12-02, one on an AVX-512 CPU 2026-12-04 (2cc7813 and main alike). On another,
+#: run 2cc7813's code there and add what it gives.
+BEFORE_DEVICE_OPTION = {"maml_trpo": {"b706323e5390bfd7", "2c41fb9a30df38d0"},
+                        "maml": {"7ab327873905b00f", "fd983fe7cceb958c"}}
 
 
 @pytest.mark.skipif(not torch.__version__.startswith("2.13.0"),
@@ -97,7 +100,7 @@ def test_the_default_device_gives_the_weights_of_before_the_option(algo, options
     assert config.device == "cpu"
     run = experiment.train(config, progress=False)
     state = load_run_checkpoint(run / "checkpoint.pt")
-    assert weights_digest(state[key]) == BEFORE_DEVICE_OPTION[algo]
+    assert weights_digest(state[key]) in BEFORE_DEVICE_OPTION[algo]
 
 
 def test_the_device_sampler_draws_the_wrapped_samplers_episodes():

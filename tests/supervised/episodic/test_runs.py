@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "omniglo
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"Omniglot subsets not found at {DATA}")
 METHODS = ("protonet", "matching", "relation", "siamese", "mann")
 #: Each method's smallest model, so a run takes a second or two.
-SMALL = {"protonet": [], "matching": ["--fce-steps", "2"], "relation": ["--relation-hidden", "4"],
+SMALL = {"protonet": [], "matching": ["--fce", "--fce-steps", "2"], "relation": ["--relation-hidden", "4"],
          "siamese": [],
          "mann": ["--controller-size", "16", "--memory-rows", "8", "--memory-width", "8",
                   "--num-reads", "2"]}
