@@ -286,6 +286,11 @@ def check_machine(args: argparse.Namespace, config: Any) -> None:
     if getattr(config, "sampler", "local") != "local":
         raise ConfigError(f"sampler={config.sampler!r}: a grid's runs sample on their own "
                           f"--cpus-per-run CPUs (use --sampler ray for one large run instead)")
+    ray_settings = [key for key in (*args.fixed, *args.varied) if key.startswith("ray_")]
+    if ray_settings:
+        raise ConfigError(f"{', '.join(sorted(ray_settings))}: settings of the Ray sampler, "
+                          f"which a grid's runs do not use (they sample on their own "
+                          f"--cpus-per-run CPUs)")
     if getattr(config, "env_options", None):
         from metarl.rl.config import task_family
         from metarl.rl.trainer import env_sizes

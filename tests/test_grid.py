@@ -90,6 +90,8 @@ def test_a_grid_trains_resumes_tabulates_then_skips_what_is_done(grid, ray_clust
     (["--envs", "navigation_2d", "--set", "device=auto"], "device='auto' needs GPUs: give "
                                                           "--gpus-per-run"),
     (["--envs", "navigation_2d", "--set", "sampler=ray"], "sampler='ray': a grid's runs sample"),
+    (["--envs", "navigation_2d", "--set", "ray_actors=2"], "ray_actors: settings of the Ray "
+                                                           "sampler, which a grid's runs do not"),
     (["--envs", "cheetah_vel", "--set", "env_options={frame_skip: 0}"], "frame_skip"),
     (["--envs", "cheetah_vel", "--set", "env_options={gravity: 1}"], "valid env options"),
     (["--algo", "rl2", "--envs", "navigation_2d", "--episodes-per-task", "2"],
