@@ -79,8 +79,8 @@ HERE = Path(__file__).resolve().parent
 #: The paper's test batches: env steps per task and step (docs/protocol.md).
 PAPER_TEST_STEPS = 4000
 #: Options this script sets itself (``--envs``/``--tasks``, ``--seeds``, ``--output-dir``; it
-#: resumes a run whose directory exists).
-OWN_KEYS = ("env", "task", "seed", "output_dir", "resume")
+#: resumes a run whose directory exists; options come with ``--set``, not a config file).
+OWN_KEYS = ("env", "task", "seed", "output_dir", "resume", "config_file")
 #: How often Ray reruns a task whose worker process or node died (it resumes its checkpoint).
 MAX_RETRIES = 2
 #: Seconds Ctrl-C waits for cancelled runs to stop before their processes are killed.
@@ -156,8 +156,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          ("--seeds", args.seeds)):
         twice = [str(v) for v in dict.fromkeys(values) if values.count(v) > 1]
         if twice:
-            parser.error(f"{flag} {' '.join(map(str, values))}: {', '.join(twice)} given twice "
-                         f"(each names its runs once)")
+            parser.error(f"{flag} {' '.join(map(str, values))}: {', '.join(twice)} given more "
+                         f"than once (each names its runs once)")
     args.algos = list(args.algo)
     selectors = {algorithm(algo).selector for algo in args.algos}
     if len(selectors) > 1:
@@ -225,7 +225,8 @@ def check_keys(args: argparse.Namespace) -> None:
     own = sorted(k for k in (*args.fixed, *args.varied) if k in OWN_KEYS)
     if own:
         raise ConfigError(f"{', '.join(own)}: set by this script; use --envs/--tasks, --seeds "
-                          "and --output-dir")
+                          "and --output-dir (a run whose directory exists is resumed; give a "
+                          "config's options with --set)")
     varied = [k for k in args.varied
               if any(k in algorithm(algo).resume_may_change for algo in args.algos)]
     if varied:

@@ -112,10 +112,10 @@ def with_defaults(options: EvaluateOptions, defaults: EvalDefaults) -> EvaluateO
     for_baselines = [flag_name(name) for name in ("pretrained", "oracle", "baseline_iterations")
                      if getattr(options, name) is not None]
     if for_baselines and not resolved.baselines:
-        why = ("--no-baselines" if options.baselines is False else
+        why = ("--no-baselines turns them off" if options.baselines is False else
                "they are off by default for this kind of run")
-        raise ConfigError(f"{', '.join(for_baselines)}: only with --baselines, which set up "
-                          f"the baselines this evaluation does not run ({why})")
+        raise ConfigError(f"{', '.join(for_baselines)}: only with --baselines ({why}, so there "
+                          f"is nothing for these to set up)")
     return resolved
 
 

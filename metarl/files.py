@@ -86,6 +86,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.fchmod(fd, _created_mode())  # mkstemp's 0600 would hide it from the group and others
         text = {} if mode == "wb" else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **text) as handle:
             yield handle
@@ -98,6 +99,13 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _created_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` gives a new file: 0o666 less the umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:

@@ -91,21 +91,27 @@ class RayRuntime:
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """A ``ConfigError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a TCP connection
-    within ``timeout`` seconds; ``auto`` and other forms are left to Ray, which answers them at
-    once."""
+    """A ``ConfigError`` unless ``HOST:PORT`` (or ``ray://HOST:PORT``; an IPv6 host in
+    brackets) accepts a TCP connection within ``timeout`` seconds; ``auto`` and other forms are
+    left to Ray, which answers them at once."""
     host, colon, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
     if not colon or not port.isdigit() or not host:
         return
     if not 0 < int(port) < 65536:
         raise ConfigError(f"--ray-address {address!r}: port {port} must be in 1..65535")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
+    except socket.gaierror:
+        reason = f"cannot resolve the host {host!r}"
+    except TimeoutError:
+        reason = f"no answer within {timeout:g} s"
     except OSError as error:
-        reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or error)
-        raise ConfigError(f"could not connect to the Ray cluster at {address!r}: {reason} "
-                          f"within {timeout:g} s (is the head node running and its port "
-                          f"open to this machine?)") from None
+        reason = str(error.strerror or error)
+    else:
+        return
+    raise ConfigError(f"could not connect to the Ray cluster at {address!r}: {reason} (is the "
+                      f"head node running and its port open to this machine?)")
 
 
 @contextlib.contextmanager

@@ -47,7 +47,8 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    node = {"num_cpus": 2, "node_ip_address": "127.0.0.1", "object_store_memory": 200 * 2**20}
+    node = {"num_cpus": 2, "num_gpus": 0, "node_ip_address": "127.0.0.1",
+            "object_store_memory": 200 * 2**20}
     cluster = Cluster(initialize_head=True,
                       head_node_args={**node, "include_dashboard": False})
     cluster.add_node(**node)

@@ -255,3 +255,15 @@ def test_an_atomic_text_write_keeps_its_newlines(tmp_path):
     with atomic_open(tmp_path / "rows.csv", "w") as handle:
         handle.write("a,b\r\n1,2\r\n")
     assert (tmp_path / "rows.csv").read_bytes() == b"a,b\r\n1,2\r\n"
+
+
+def test_an_atomic_write_gets_the_permissions_of_a_plain_write(tmp_path):
+    umask = os.umask(0o027)  # group may read, others nothing
+    try:
+        with atomic_open(tmp_path / "table.md", "w") as handle:
+            handle.write("x")
+        (tmp_path / "plain.md").write_text("x")
+    finally:
+        os.umask(umask)
+    modes = [(tmp_path / name).stat().st_mode & 0o777 for name in ("table.md", "plain.md")]
+    assert modes == [0o640, 0o640]

@@ -1,6 +1,7 @@
 """``metarl.ray_runtime``: an address nothing answers at, and a local runtime that does not
 start, each end in one line instead of Ray's endless retries or its traceback."""
 
+import re
 import socket
 
 import pytest
@@ -36,8 +37,25 @@ def not_connected(monkeypatch):
 def test_an_address_nothing_listens_at_is_refused_at_once(prefix, not_connected):
     address = f"{prefix}127.0.0.1:{closed_port()}"
     with pytest.raises(ConfigError, match=rf"^could not connect to the Ray cluster at "
-                                          rf"'{address}': Connection refused within 10 s"):
+                                          rf"'{re.escape(address)}': Connection refused \(is "
+                                          rf"the head node running"):
         RayRuntime(address)
+
+
+def test_an_ipv6_address_in_brackets_is_reached(not_connected):
+    with socket.socket(socket.AF_INET6) as server:
+        try:
+            server.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback on this machine")
+        server.listen()
+        check_reachable(f"[::1]:{server.getsockname()[1]}")  # no error: it answers
+
+
+def test_a_host_that_does_not_resolve_is_named(not_connected):
+    with pytest.raises(ConfigError, match=r"'nowhere\.invalid:6379': cannot resolve the host "
+                                          r"'nowhere\.invalid'"):
+        check_reachable("nowhere.invalid:6379")
 
 
 def test_a_port_out_of_range_is_named():
@@ -55,7 +73,7 @@ def test_at_the_command_line_it_is_one_line_and_exit_2(not_connected, capsys, tm
                  f"127.0.0.1:{port}", "--num-batches", "1", "--no-progress",
                  "--output-dir", str(tmp_path)]) == 2
     assert one_error_line(capsys).startswith(
-        f"error: could not connect to the Ray cluster at '127.0.0.1:{port}': ")
+        f"error: could not connect to the Ray cluster at '127.0.0.1:{port}': Connection refused")
 
 
 def test_a_local_runtime_that_does_not_start_is_one_line_and_exit_1(monkeypatch, capsys,

@@ -175,6 +175,7 @@ def build_sampler(config: RL2Config, family: TaskFamily, *, num_tasks: int | Non
              "trials_per_task": trials_per_task or config.trials_per_task,
              "episodes_per_trial": config.episodes_per_trial,
              "normalize_actions": config.normalize_actions}
+    warn_unused_ray_settings(config, log)  # the other sampler's settings, if given
     if config.sampler == "ray":
         num_tasks = sizes.pop("num_tasks")
         plan, _ = trial_plan(family, hidden_size=config.hidden_size, **sizes)
@@ -183,7 +184,6 @@ def build_sampler(config: RL2Config, family: TaskFamily, *, num_tasks: int | Non
                                num_actors=config.ray_actors or None,
                                cpus_per_actor=config.ray_cpus_per_actor,
                                max_retries=config.ray_retries)
-    warn_unused_ray_settings(config, log)
     return make_trial_sampler(family, hidden_size=config.hidden_size,
                               num_workers=config.num_workers or None, **sizes)
 

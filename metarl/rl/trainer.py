@@ -97,6 +97,7 @@ def build_policy(config: MetaRLConfig, obs_size: int, act_size: int) -> Gaussian
 def build_sampler(config: MetaRLConfig, family: TaskFamily, spec: PolicySpec):
     """The sampler ``config`` asks for, for ``family`` (with its env options bound): this
     machine's (``make_sampler``) or Ray actors'."""
+    warn_unused_ray_settings(config, log)  # the other sampler's settings, if given
     if config.sampler == "ray":
         from metarl.rl.ray_sampler import RaySampler  # Ray is an optional extra
 
@@ -106,7 +107,6 @@ def build_sampler(config: MetaRLConfig, family: TaskFamily, spec: PolicySpec):
                           num_actors=config.ray_actors or None,
                           cpus_per_actor=config.ray_cpus_per_actor,
                           max_retries=config.ray_retries)
-    warn_unused_ray_settings(config, log)
     return make_sampler(family, spec, num_tasks=config.meta_batch_size,
                         episodes_per_task=config.fast_batch_size,
                         num_workers=config.num_workers or None)

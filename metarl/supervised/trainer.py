@@ -230,11 +230,14 @@ class MetaLearner:
         means = curve.mean(dim=0)
         bad = (~torch.isfinite(means)).nonzero()
         if len(bad):
-            config = self.config
+            config, step = self.config, bad[0].item()
+            if step == 0:  # before any inner step: the model itself
+                raise NonFiniteError(f"the held-out {self.problem.metric} is non-finite before "
+                                     f"adaptation (the model's output on the held-out tasks)")
             raise NonFiniteError(
-                f"the held-out {self.problem.metric} is non-finite after {bad[0].item()} "
-                f"adaptation steps (fast_lr={config.fast_lr:g}, eval_steps={config.eval_steps}); "
-                f"a smaller --fast-lr or fewer --eval-steps keeps it finite")
+                f"the held-out {self.problem.metric} is non-finite after {step} adaptation "
+                f"steps (fast_lr={config.fast_lr:g}, eval_steps={config.eval_steps}); fewer "
+                f"--eval-steps, --eval-every 0 or a smaller --fast-lr keeps it finite")
         return {tag: m.item() for tag, m in zip(self.curve_tags, means)}
 
     def summary(self, values: Mapping[str, float]) -> str | None:

@@ -247,19 +247,17 @@ def test_ray_settings_with_the_local_sampler_are_ignored_with_a_warning(tmp_path
             "to use Ray)") in caplog.text
 
 
-def test_local_workers_with_the_ray_sampler_are_ignored_with_a_warning(caplog):
-    import logging
+def test_local_workers_with_the_ray_sampler_are_ignored_with_a_warning(caplog, monkeypatch):
+    from metarl.rl import ray_sampler, trainer
+    from metarl.rl.config import MAMLTRPOConfig, task_family
 
-    from metarl.rl.config import MAMLTRPOConfig
-    from metarl.rl.sampling_options import warn_unused_ray_settings
-
-    log = logging.getLogger("metarl.test")
-    warn_unused_ray_settings(MAMLTRPOConfig(env="navigation_2d", sampler="ray"), log)
-    assert "warning" not in caplog.text  # nothing given that goes unused
-    warn_unused_ray_settings(MAMLTRPOConfig(env="navigation_2d", sampler="ray", num_workers=2),
-                             log)
-    assert "warning: num_workers=2 ignored: Ray actors sample (--ray-actors sets how many)" \
-        in caplog.text
+    monkeypatch.setattr(ray_sampler, "RaySampler", lambda *args, **kwargs: "ray")  # no actors
+    spec = PolicySpec(2, 2, hidden_sizes=(8,), normalize_actions=True)
+    for workers, warned in ((0, False), (2, True)):
+        config = MAMLTRPOConfig(env="navigation_2d", sampler="ray", num_workers=workers)
+        assert trainer.build_sampler(config, task_family(config), spec) == "ray"
+        assert ("warning: num_workers=2 ignored: Ray actors sample (--ray-actors sets how "
+                "many)" in caplog.text) == warned
 
 
 def test_the_ray_sampler_without_ray_installed_names_the_extra(tmp_path, capsys, monkeypatch):

@@ -105,5 +105,6 @@ def test_a_held_out_curve_that_overflows_stops_training_naming_the_options(tmp_p
     line = error_line(capsys.readouterr().err)
     assert line.startswith("error: diverged at iteration 1: the held-out mse is non-finite "
                            "after ")
-    assert "adaptation steps (fast_lr=3, eval_steps=50); a smaller --fast-lr or fewer " in line
+    assert "adaptation steps (fast_lr=3, eval_steps=50); fewer --eval-steps, --eval-every 0 " \
+        "or a smaller --fast-lr keeps it finite" in line
 

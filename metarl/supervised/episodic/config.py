@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metarl.config import THREADS_MAX, ConfigError, option, seed_option
+from metarl.config import THREADS_MAX, option, seed_option
 from metarl.device import RESUME_NOTE, device_option
 from metarl.supervised.omniglot.options import OmniglotOptions
 
@@ -70,12 +70,6 @@ class MatchingConfig(EpisodicConfig):
                        "and an attention LSTM over the query's embedding")
     fce_steps: int = option(FCE_STEPS, "processing steps of the query's attention LSTM (with "
                             "--fce)", minimum=0)
-
-    def check(self) -> None:
-        """Attention steps set only what full-context embeddings do."""
-        if not self.fce and self.fce_steps != FCE_STEPS:
-            raise ConfigError(f"fce_steps={self.fce_steps} sets the attention LSTM of full-context "
-                              f"embeddings, which fce=False leaves out; add --fce or drop it")
 
 
 @dataclass

@@ -41,7 +41,8 @@ def evaluate_episodic(learner: EpisodicLearner, out_dir: Path, options: Evaluate
     run's): ``curve.json``, ``curve.csv``, ``per_task.csv`` and ``curve.png`` in ``out_dir``;
     returns the JSON (its printed table under ``"table"``). One value is one point (step 0);
     several are a curve with x = shots."""
-    set_options = [name for name in ADAPTATION_OPTIONS  # --no-baselines is no harm; --steps 0 is
+    # Each option given, --steps 0 included; --no-baselines does no harm.
+    set_options = [name for name in ADAPTATION_OPTIONS
                    if getattr(options, name) is not None and getattr(options, name) is not False]
     if set_options:
         flags = ", ".join("--" + name.replace("_", "-") for name in set_options)

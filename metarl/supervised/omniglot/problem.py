@@ -85,10 +85,11 @@ class OmniglotProblem:
                                          queries=config.queries, rotations=rotations, name=name)
                     for name in self.splits}
         except TooManyWaysError as error:  # say which option sized the split
-            classes = [len(split[name]) * len(rotations) for name in self.splits]
-            most = min(classes)
-            fix = (f"use ways <= {most}, or change test_fraction" if most >= 2 else
-                   f"{'raise' if classes[-1] < 2 else 'lower'} test_fraction")
+            classes = {name: len(split[name]) * len(rotations) for name in self.splits}
+            smallest = min(classes, key=classes.get)  # the split that limits the ways
+            change = f"{'raise' if smallest == 'test' else 'lower'} test_fraction"
+            most = classes[smallest]
+            fix = f"use ways <= {most}, or {change}" if most >= 2 else change
             raise TooManyWaysError(
                 f"{error} (test_fraction={config.test_fraction:g} holds out {len(split.test)} "
                 f"of the {len(split.train) + len(split.test)} characters); {fix}") from None

@@ -180,11 +180,3 @@ def test_the_few_shot_table_reads_a_single_point_evaluation(tmp_path, omniglot_c
     assert row.startswith(f"| protonet | metric | **{100 * mean:.1f}** ± {100 * ci95:.1f} "
                           f"(98.8) | — (99.7) | — (96.0) | 1 × 2 / — / — |")
 
-
-def test_attention_steps_without_full_context_embeddings_are_refused(tmp_path, capsys):
-    assert main(["matching", "--task", "omniglot", "--no-fce", "--fce-steps", "3",
-                 "--output-dir", str(tmp_path)]) == 2
-    assert one_error_line(capsys) == ("error: fce_steps=3 sets the attention LSTM of "
-                                      "full-context embeddings, which fce=False leaves out; add "
-                                      "--fce or drop it")
-    assert not list(tmp_path.iterdir())
