@@ -71,7 +71,7 @@ from metarl.algorithms import ALGORITHMS, algorithm
 from metarl.config import ConfigError
 from metarl.envs.base import EnvOptionError
 from metarl.envs.registry import NotATaskFamilyError, UnknownEnvError
-from metarl.files import OutputPathError, atomic_open, ensure_dir
+from metarl.files import OutputPathError, WriteError, atomic_open, ensure_dir
 from metarl.ray_runtime import RayRuntime, RayStartError
 from metarl.run import one_line, sigterm_as_interrupt, stopped_by_sigterm
 
@@ -558,7 +558,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TERMINATED if stopped_by_sigterm(interrupt) else EXIT_INTERRUPTED
     finally:
         runtime.close()
-    print(write_outputs(output, specs, outcomes))
+    try:
+        print(write_outputs(output, specs, outcomes))
+    except (OutputPathError, WriteError) as error:  # the runs are done; their folders hold them
+        print(f"grid.py: error: {error}", file=sys.stderr)
+        return 1
     print(f"table: {output / 'grid_table.md'}")
     failed = sum(o["status"] == "failed" for o in outcomes)
     if failed:

@@ -216,3 +216,30 @@ def test_a_second_grid_in_the_same_folder_keeps_the_first_grids_records(grid, tm
     (tmp_path / "grid_results.json").write_text("not json")  # unreadable: this grid's only
     grid.write_outputs(tmp_path, [spec("c")], [failed("c")])
     assert [r["name"] for r in json.loads((tmp_path / "grid_results.json").read_text())] == ["c"]
+
+
+def test_a_table_that_cannot_be_written_is_one_line_and_keeps_the_earlier_one(
+        grid, tmp_path, capsys, monkeypatch):
+    from metarl.files import WriteError
+
+    class Runtime:  # a one-node cluster, no Ray needed: the runs are stubbed out below
+        ray = type("Ray", (), {"nodes": staticmethod(
+            lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])})
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    def no_space(path, mode="wb"):
+        raise WriteError(f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(grid, "RayRuntime", Runtime)
+    monkeypatch.setattr(grid, "run_all", lambda ray, specs, cpus, gpus: [
+        {"name": s["name"], "status": "failed", "error": "x"} for s in specs])
+    monkeypatch.setattr(grid, "atomic_open", no_space)
+    (tmp_path / "grid_table.md").write_text("earlier")
+    assert grid.main([*TINY, "--output-dir", str(tmp_path)]) == 1
+    assert one_error_line(capsys).startswith("grid.py: error: could not write ")
+    assert (tmp_path / "grid_table.md").read_text() == "earlier"
