@@ -99,11 +99,12 @@ def _evaluate_episodic(options: EvaluateOptions, state, saved, checkpoint: Path,
                        out_dir: Path, progress: bool) -> dict[str, Any]:
     from metarl.algorithms import algorithm
     from metarl.config import validate
-    from metarl.supervised.episodic.evaluate import evaluate_episodic
+    from metarl.supervised.episodic.evaluate import evaluate_episodic, refuse_adaptation_options
     from metarl.supervised.episodic.trainer import build_learner
 
     algo = state["algo"]
     refuse_other_kinds(options, "supervised", f"{checkpoint} is a {algo} run")
+    refuse_adaptation_options(options, algo)  # before the data is loaded
     config_cls = algorithm(algo).config_class(saved.get("task", "omniglot"))
     config = dataclasses.replace(from_mapping(config_cls, saved, source=str(checkpoint)),
                                  device=options.device)

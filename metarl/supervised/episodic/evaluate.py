@@ -35,19 +35,24 @@ ADAPTATION_OPTIONS = ("steps", "later_lr_scale", "baselines", "baseline_iteratio
 SHOTS_LABEL = "support examples per class"
 
 
+def refuse_adaptation_options(options: EvaluateOptions, algo: str) -> None:
+    """A ConfigError naming the options of gradient-based evaluation set in ``options``
+    (``--steps 0`` included; ``--no-baselines`` does no harm): an ``algo`` run takes none."""
+    set_options = [name for name in ADAPTATION_OPTIONS
+                   if getattr(options, name) is not None and getattr(options, name) is not False]
+    if set_options:
+        flags = ", ".join("--" + name.replace("_", "-") for name in set_options)
+        raise ConfigError(f"{flags}: only for gradient-based runs; a {algo} run answers in one "
+                          "forward pass (no adaptation steps, no baselines)")
+
+
 def evaluate_episodic(learner: EpisodicLearner, out_dir: Path, options: EvaluateOptions, *,
                       progress: bool = False) -> dict[str, Any]:
     """The held-out accuracy of the run in ``learner``, at each of ``--shots`` (default: the
     run's): ``curve.json``, ``curve.csv``, ``per_task.csv`` and ``curve.png`` in ``out_dir``;
     returns the JSON (its printed table under ``"table"``). One value is one point (step 0);
     several are a curve with x = shots."""
-    # Each option given, --steps 0 included; --no-baselines does no harm.
-    set_options = [name for name in ADAPTATION_OPTIONS
-                   if getattr(options, name) is not None and getattr(options, name) is not False]
-    if set_options:
-        flags = ", ".join("--" + name.replace("_", "-") for name in set_options)
-        raise ConfigError(f"{flags}: only for gradient-based runs; a {learner.algo} run "
-                          "answers in one forward pass (no adaptation steps, no baselines)")
+    refuse_adaptation_options(options, learner.algo)
     config = learner.config
     num_tasks = options.num_tasks or DEFAULT_EPISODES
     shots = shot_counts(options, config.shots)

@@ -79,11 +79,18 @@ def test_regression_is_refused(method, tmp_path, capsys):
     assert line.endswith("it runs on: omniglot")
 
 
-def test_adaptation_options_are_refused(tmp_path, omniglot_cache_dir, capsys):
+def test_adaptation_options_are_refused(tmp_path, omniglot_cache_dir, capsys, monkeypatch):
+    from metarl.supervised.episodic import trainer
+
     runs = tmp_path / "runs"
     assert main([*tiny("protonet", tmp_path, omniglot_cache_dir, batches=1),
                  "--output-dir", str(runs)]) == 0
     capsys.readouterr()
+
+    def no_data(config):
+        raise AssertionError("the data was loaded before the options were checked")
+
+    monkeypatch.setattr(trainer, "build_learner", no_data)
     for flags in (["--steps", "3"], ["--steps", "0"], ["--baseline-iterations", "0"]):
         assert main(["evaluate", "--run", str(only_run_dir(runs)), *flags]) == 2  # 0 too
         assert (f"{flags[0]}: only for gradient-based runs; a protonet run answers in one "
