@@ -3,11 +3,14 @@ class and how their model is built from it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from metarl.supervised.episodic import config as configs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ def _protonet(config: configs.ProtoNetConfig):
 def _matching(config: configs.MatchingConfig):
     from metarl.supervised.episodic.matching import MatchingNet
 
+    if not config.fce and config.fce_steps != configs.FCE_STEPS:  # the presets leave fce off
+        log.warning("warning: fce_steps=%d ignored: full-context embeddings are off (add --fce "
+                    "to use them)", config.fce_steps)
     return MatchingNet(config.ways, hidden=config.hidden, fce=config.fce,
                        fce_steps=config.fce_steps)
 

@@ -414,3 +414,14 @@ def test_thirty_adam_steps_learn_blob_classes(name, seed):
     0.3-0.64 untrained."""
     before, after = learn_blobs(name, seed)
     assert after > 0.65 and after > before + 0.2, (before, after)
+
+
+def test_attention_steps_with_full_context_embeddings_off_are_named_as_ignored(caplog):
+    from metarl.supervised.episodic.config import MatchingConfig
+    from metarl.supervised.episodic.methods import METHODS
+
+    assert not METHODS["matching"].build(MatchingConfig(fce=False)).fce
+    assert "warning" not in caplog.text  # the default steps: nothing was given
+    assert METHODS["matching"].build(MatchingConfig(fce=False, fce_steps=3)).fce_steps == 3
+    assert "warning: fce_steps=3 ignored: full-context embeddings are off (add --fce to use " \
+        "them)" in caplog.text
