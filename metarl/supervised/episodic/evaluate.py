@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.config import ConfigError
+from metarl.config import ConfigError, flag_name
 from metarl.device import to_device
 from metarl.evaluation import EVALUATION_SEED_OFFSET, report
 from metarl.evaluation_options import EvaluateOptions, shot_counts
@@ -41,7 +41,7 @@ def refuse_adaptation_options(options: EvaluateOptions, algo: str) -> None:
     set_options = [name for name in ADAPTATION_OPTIONS
                    if getattr(options, name) is not None and getattr(options, name) is not False]
     if set_options:
-        flags = ", ".join("--" + name.replace("_", "-") for name in set_options)
+        flags = ", ".join(flag_name(name) for name in set_options)
         raise ConfigError(f"{flags}: only for gradient-based runs; a {algo} run answers in one "
                           "forward pass (no adaptation steps, no baselines)")
 
